@@ -1,0 +1,33 @@
+# One command sets up and runs the demo, one runs the tests (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := demo
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[validate,test]'
+	touch $@
+
+# Keras writes a seeded Xception weights file, keras2mxnet converts it, and
+# xception-parity compares both frameworks on the sample photos and random inputs.
+demo: setup
+	$(BIN)/python scripts/make_keras_reference.py --seed 0 -o $(DEMO)/xception_seed0.h5
+	$(BIN)/keras2mxnet $(DEMO)/xception_seed0.h5 -o $(DEMO)/xception --force
+	$(BIN)/xception-parity --keras $(DEMO)/xception_seed0.h5 --mxnet $(DEMO)/xception \
+		tests/data --random 4
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO)
+
+# Every benchmark, side by side with Keras/TF; rewrites BENCHMARKS.md.
+bench: setup
+	$(BIN)/python bench/run.py

@@ -1,0 +1,111 @@
+"""Write MXNet checkpoints safely and prove they hold what was meant.
+
+A checkpoint is ``PREFIX-symbol.json``, ``PREFIX-%04d.params`` (keys
+``arg:<name>`` / ``aux:<name>``, as ``mx.model.save_checkpoint`` and Gluon's
+``export`` write them) and ``PREFIX-meta.json``.  Every file is written to a
+temporary file in the target directory, the parameters are reloaded and
+compared exactly with what was meant, and only then are the files renamed into
+place (the meta file last: its presence marks a complete checkpoint).
+"""
+import json
+import os
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+from .errors import ConversionError, make_sure
+
+
+def checkpoint_paths(prefix, epoch=0):
+    """``{"symbol": ..., "params": ..., "meta": ...}`` for ``prefix`` and ``epoch``."""
+    return {"symbol": "%s-symbol.json" % prefix, "params": "%s-%04d.params" % (prefix, epoch),
+            "meta": "%s-meta.json" % prefix}
+
+
+def check_writable(prefix, epoch=0, force=False):
+    """Fail before any work if the outputs exist (without ``force``) or the
+    directory cannot take new files."""
+    paths = checkpoint_paths(prefix, epoch)
+    for path in paths.values():
+        make_sure(force or not os.path.exists(path),
+                  "%s: already exists; pass --force to overwrite it", path)
+        make_sure(not os.path.isdir(path), "%s: is a directory", path)
+    directory = os.path.dirname(os.path.abspath(prefix))
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".xception-mx-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConversionError("%s: cannot write to the output directory (%s)"
+                              % (directory, exc.strerror or exc))
+    return paths
+
+
+def params_dict(arg_params, aux_params):
+    """The ``{"arg:name" | "aux:name": NDArray}`` dict MXNet checkpoints hold."""
+    saved = {"arg:" + k: mx.nd.array(v, dtype=np.float32) for k, v in arg_params.items()}
+    saved.update({"aux:" + k: mx.nd.array(v, dtype=np.float32) for k, v in aux_params.items()})
+    return saved
+
+
+def verify_params_file(path, arg_params, aux_params):
+    """Reload a ``.params`` file and compare every tensor exactly."""
+    loaded = mx.nd.load(path)
+    expected = {"arg:" + k: v for k, v in arg_params.items()}
+    expected.update({"aux:" + k: v for k, v in aux_params.items()})
+    missing = sorted(set(expected) - set(loaded))
+    extra = sorted(set(loaded) - set(expected))
+    make_sure(not missing and not extra, "%s: reloaded parameters differ in names (missing %s, "
+              "unexpected %s)", path, missing[:3], extra[:3])
+    for key, value in expected.items():
+        got = loaded[key].asnumpy()
+        make_sure(got.shape == value.shape and got.dtype == np.float32
+                  and np.array_equal(got, value),
+                  "%s: reloaded %s differs from what was written", path, key)
+
+
+def _file_mode():
+    """The mode a newly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _temp_path(path):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
+def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, force=False):
+    """Write, verify and rename a checkpoint into place; return its paths.
+
+    ``arg_params``/``aux_params`` map names to float32 numpy arrays.  Nothing
+    is left behind if any step fails.
+    """
+    paths = check_writable(prefix, epoch, force)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    temps = {key: _temp_path(path) for key, path in paths.items()}
+    try:
+        mx.nd.save(temps["params"], params_dict(arg_params, aux_params))
+        verify_params_file(temps["params"], arg_params, aux_params)
+        symbol.save(temps["symbol"])
+        make_sure(mx.sym.load(temps["symbol"]).tojson() == symbol.tojson(),
+                  "%s: reloaded symbol differs from what was written", paths["symbol"])
+        with open(temps["meta"], "w") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
+        mode = _file_mode()
+        for key in ("params", "symbol", "meta"):
+            os.chmod(temps[key], mode)
+            os.replace(temps[key], paths[key])
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return paths

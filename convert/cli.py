@@ -1,0 +1,97 @@
+"""``keras2mxnet``: convert Keras Xception weights into an MXNet checkpoint."""
+import os
+import re
+import sys
+import time
+
+from xception_mx.cli import Parser, run
+
+from .converter import convert, convert_file, find_standard_weights
+from .errors import make_sure
+from .name_table import format_table
+
+PROG = "keras2mxnet"
+KERAS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
+
+
+def default_prefix(weights_path):
+    """``./<file name without its Keras suffix>``."""
+    name = os.path.basename(weights_path)
+    for suffix in KERAS_SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def build_parser():
+    parser = Parser(prog=PROG, description="Convert Keras Xception weights (legacy .h5 weights "
+                    "or model files, Keras 3 .weights.h5 or .keras) into an MXNet checkpoint "
+                    "PREFIX-symbol.json + PREFIX-NNNN.params + PREFIX-meta.json.")
+    parser.add_argument("weights", nargs="?", metavar="WEIGHTS",
+                        help="Keras file; default: Keras' standard Xception file in "
+                             "~/.keras/models/")
+    parser.add_argument("-o", "--output", metavar="PREFIX",
+                        help="checkpoint prefix (default: the weights file name without suffix)")
+    parser.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
+                        default=(299, 299), help="input height and width, each >= 71 "
+                                                  "(default 299 299)")
+    parser.add_argument("--classifier-activation", choices=("softmax", "none"),
+                        help="output of a file with the top: probabilities (default) or logits")
+    parser.add_argument("--pooling", choices=("none", "avg", "max"),
+                        help="for a notop file: the feature map (default) or its global pool")
+    parser.add_argument("--epoch", type=int, default=0, help="epoch number of the .params file")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--print-name-table", action="store_true",
+                        help="print the Keras-to-MXNet name table for WEIGHTS and write nothing")
+    return parser
+
+
+def _options(args):
+    activation = args.classifier_activation
+    return {"input_shape": tuple(args.input_shape),
+            "classifier_activation": None if activation == "none" else "softmax",
+            "pooling": None if args.pooling in (None, "none") else args.pooling,
+            "include_top": True if activation is not None else
+                           (False if args.pooling is not None else None)}
+
+
+def _summary(conversion, paths, seconds):
+    net, source = conversion.net, conversion.source
+    n_values = sum(v.size for v in conversion.arg_params.values())
+    n_values += sum(v.size for v in conversion.aux_params.values())
+    head = ("classifier, %d classes, %s" % (net.classes, net.classifier_activation or "logits")
+            if net.include_top else "features, pooling %s" % (net.pooling or "none"))
+    version = source.attrs.get("keras_version", "unknown")
+    return "\n".join([
+        "%s: %s (%s, Keras %s)" % (PROG, source.path, source.format, version),
+        "  %d tensors, %d values -> %s, input 3x%dx%d" % (
+            len(conversion.rows), n_values, head, *net.input_size),
+        "  wrote %s" % ", ".join(paths[k] for k in ("symbol", "params", "meta")),
+        "  verified: reloaded parameters equal the converted ones (%.2f s)" % seconds,
+    ])
+
+
+def _main(argv):
+    start = time.time()
+    args = build_parser().parse_args(argv)
+    make_sure(args.epoch >= 0, "--epoch must be >= 0, got %d", args.epoch)
+    weights = args.weights or find_standard_weights()
+    if args.print_name_table:
+        conversion = convert(weights, **_options(args))
+        print(format_table(conversion.rows, conversion.match.file_names))
+        return 0
+    prefix = args.output or default_prefix(weights)
+    make_sure(not re.search(r"[\\/]$", prefix), "-o %s: expected a prefix, not a directory "
+              "(e.g. %sxception)", prefix, prefix)
+    conversion, paths = convert_file(weights, prefix, epoch=args.epoch, force=args.force,
+                                     **_options(args))
+    print(_summary(conversion, paths, time.time() - start))
+    return 0
+
+
+def main(argv=None):
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

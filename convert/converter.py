@@ -1,0 +1,146 @@
+"""Keras Xception weights -> an MXNet checkpoint computing the same function."""
+import collections
+import hashlib
+import os
+
+import mxnet as mx
+
+from xception_mx.model import DEFAULT_INPUT_SIZE, Xception, check_input_shape
+
+from . import layouts
+from .checkpoint import check_writable, write_checkpoint
+from .errors import ConversionError, make_sure
+from .keras_reader import read_keras_file
+from .matching import match_layers
+from .name_table import as_records, build_name_table, is_aux
+
+PREPROCESSING = {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                 "scale": "x / 127.5 - 1", "range": [-1.0, 1.0]}
+STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
+                  "xception_weights_tf_dim_ordering_tf_kernels_notop.h5")
+MODELS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
+
+Conversion = collections.namedtuple(
+    "Conversion", "net symbol arg_params aux_params rows match source")
+
+
+def keras_models_dir():
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def find_standard_weights():
+    """The first of Keras' standard Xception files present in its models folder."""
+    directory = keras_models_dir()
+    for name in STANDARD_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    raise ConversionError(
+        "no WEIGHTS given and no %s in %s; on a machine with internet run "
+        "`python -c \"import keras; keras.applications.Xception()\"` (or download it from %s) "
+        "and pass the file" % (" or ".join(STANDARD_FILES), directory, MODELS_URL))
+
+
+def sha256_file(path, chunk=1 << 22):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resolve_head(path, include_top_file, include_top, pooling):
+    if include_top is None:
+        include_top = include_top_file
+    make_sure(not include_top or include_top_file,
+              "%s: a notop file (no 'predictions' layer) cannot give a classifier; drop "
+              "--classifier-activation, or convert a file with the top", path)
+    make_sure(include_top or not include_top_file,
+              "%s: the file has a classifier ('predictions'); --pooling applies to notop files",
+              path)
+    return include_top, (None if include_top else pooling)
+
+
+def build_params(rows, arrays):
+    """Transform every Keras array into its MXNet parameter, each exactly once."""
+    used = collections.Counter((row.keras_layer, row.keras_weight) for row in rows)
+    make_sure(set(used) == set(arrays) and max(used.values()) == 1,
+              "name table and file disagree: %s", sorted(set(used) ^ set(arrays))[:3])
+    arg_params, aux_params = {}, {}
+    for row in rows:
+        value = layouts.FORWARD[row.transform](arrays[(row.keras_layer, row.keras_weight)])
+        target = aux_params if is_aux(row) else arg_params
+        make_sure(row.mxnet_param not in target, "%s is filled twice", row.mxnet_param)
+        target[row.mxnet_param] = value
+    return arg_params, aux_params
+
+
+def check_against_symbol(symbol, arg_params, aux_params, input_size):
+    """Every symbol parameter is filled, with the shape the symbol infers."""
+    height, width = input_size
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, height, width))
+    expected = dict(zip(symbol.list_arguments(), arg_shapes))
+    expected.pop("data")
+    expected.update(zip(symbol.list_auxiliary_states(), aux_shapes))
+    given = dict(arg_params, **aux_params)
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(set(given) - set(expected))
+    make_sure(not missing, "MXNet parameters left unfilled: %s", ", ".join(missing[:5]))
+    make_sure(not extra, "values for parameters the MXNet network lacks: %s",
+              ", ".join(extra[:5]))
+    for name, shape in expected.items():
+        make_sure(tuple(given[name].shape) == tuple(shape),
+                  "MXNet parameter %s: expected shape %s, converted shape %s", name,
+                  tuple(shape), tuple(given[name].shape))
+
+
+def convert(weights_path, input_shape=DEFAULT_INPUT_SIZE, classifier_activation="softmax",
+            pooling=None, include_top=None):
+    """Read a Keras Xception file and build the equivalent MXNet network.
+
+    ``include_top=None`` follows the file; ``True`` insists on a classifier,
+    ``False`` on a feature extractor.  Nothing is written.
+    """
+    try:
+        input_size = check_input_shape(input_shape)
+    except ValueError as exc:
+        raise ConversionError("--input-shape: %s" % exc)
+    keras_file = read_keras_file(weights_path)
+    match = match_layers(keras_file)
+    include_top, pooling = _resolve_head(weights_path, match.include_top, include_top, pooling)
+    net = Xception(include_top=include_top, classes=match.classes or 1000, pooling=pooling,
+                   classifier_activation=classifier_activation, input_shape=input_size)
+    rows = build_name_table(include_top, match.classes)
+    arg_params, aux_params = build_params(rows, match.arrays)
+    symbol = net(mx.sym.var("data"))
+    check_against_symbol(symbol, arg_params, aux_params, input_size)
+    return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file)
+
+
+def checkpoint_meta(conversion, epoch):
+    """The ``PREFIX-meta.json`` record of a conversion."""
+    source = conversion.source
+    return {
+        "producer": "xception-mx keras2mxnet",
+        "source": {"path": os.path.abspath(source.path), "sha256": sha256_file(source.path),
+                   "bytes": os.path.getsize(source.path), "format": source.format,
+                   "keras_version": source.attrs.get("keras_version"),
+                   "backend": source.attrs.get("backend")},
+        "model": conversion.net.config(),
+        "epoch": epoch,
+        "input": dict(PREPROCESSING, shape=[1, 3] + list(conversion.net.input_size)),
+        "name_table": as_records(conversion.rows, conversion.match.file_names),
+    }
+
+
+def convert_file(weights_path, prefix, epoch=0, force=False, **options):
+    """Convert and write ``PREFIX-symbol.json``, ``PREFIX-%04d.params`` and
+    ``PREFIX-meta.json``; return ``(conversion, paths)``."""
+    check_writable(prefix, epoch, force)
+    conversion = convert(weights_path, **options)
+    paths = write_checkpoint(prefix, conversion.symbol, conversion.arg_params,
+                             conversion.aux_params, checkpoint_meta(conversion, epoch),
+                             epoch=epoch, force=force)
+    return conversion, paths

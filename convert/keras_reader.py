@@ -1,0 +1,221 @@
+"""Read the weights of a Keras model with h5py alone (no TensorFlow, no Keras).
+
+Formats read:
+1. legacy weight files written by Keras 1.2, 2.x and 3.x (``save_weights`` to
+   ``.h5``; the files Keras downloads into ``~/.keras/models/``): a root
+   ``layer_names`` attribute (possibly split over ``layer_names0``,
+   ``layer_names1``...) and one group per layer whose ``weight_names`` say what
+   each dataset is (``kernel:0``, ``block1_conv1_W``, ``running_std``...);
+2. legacy full-model ``.h5`` files: the same under ``model_weights/``;
+3. Keras 3 ``.weights.h5``: ``layers/<class>_<N>/vars/<i>``, numbered by class
+   and by position in ``model.layers``, with the layer's name in a ``name``
+   attribute on recent Keras versions;
+4. Keras 3 ``.keras`` zip archives holding a ``model.weights.h5`` of format 3.
+
+The result is a ``KerasFile``: every weighted layer with its weights by role
+(``kernel``, ``depthwise_kernel``, ``gamma``, ``moving_variance``...).  Which
+layer is which Xception layer is decided in ``matching``.
+"""
+import collections
+import io
+import json
+import os
+import re
+import zipfile
+
+import h5py
+import numpy as np
+
+from .errors import ConversionError, make_sure
+from .name_table import KERAS3_CLASS, ROLES
+
+LEGACY_WEIGHTS, LEGACY_MODEL, KERAS3_WEIGHTS, KERAS_ARCHIVE = (
+    "legacy-weights-h5", "legacy-model-h5", "keras3-weights-h5", "keras-archive")
+ZIP_SIGNATURE = b"PK\x03\x04"
+ARCHIVE_WEIGHTS = "model.weights.h5"
+
+# Weight names as Keras 1 (`_W`, `_running_std`, which holds the variance),
+# Keras 2 and Keras 3 write them, to the role they play.
+ROLE_ALIASES = {
+    "kernel": "kernel", "W": "kernel", "bias": "bias", "b": "bias",
+    "depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel",
+    "gamma": "gamma", "beta": "beta",
+    "moving_mean": "moving_mean", "running_mean": "moving_mean",
+    "moving_variance": "moving_variance", "running_std": "moving_variance",
+}
+KIND_OF_KERAS3_CLASS = {cls: kind for kind, cls in KERAS3_CLASS.items()}
+
+FileLayer = collections.namedtuple("FileLayer", "name path keras3_class keras3_index weights")
+FileLayer.__doc__ = """A layer with weights as found in a file: its name (``None`` in a
+Keras 3 file that does not record names), its path in the file, its Keras 3
+class and number (Keras 3 files only), and ``{role: ndarray}``."""
+
+KerasFile = collections.namedtuple("KerasFile", "path format attrs layers")
+KerasFile.__doc__ = """A read Keras file: path, format, attributes
+(``keras_version``, ``backend``) and its weighted ``FileLayer``s in file order."""
+
+
+def _text(value):
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def load_attribute_list(group, name):
+    """A list attribute that h5py may have split into ``name0``, ``name1``...
+
+    Keras splits attributes larger than HDF5's 64 KiB header limit that way.
+    """
+    if name in group.attrs:
+        return [_text(v) for v in group.attrs[name]]
+    values, chunk = [], 0
+    while "%s%d" % (name, chunk) in group.attrs:
+        values.extend(_text(v) for v in group.attrs["%s%d" % (name, chunk)])
+        chunk += 1
+    return values
+
+
+def weight_role(layer_name, weight_name):
+    """The role of a legacy weight: ``block1_conv1/kernel:0``,
+    ``block1_conv1_W:0``, ``batchnormalization_3_running_std`` and the like."""
+    base = re.sub(r":\d+$", "", weight_name.rsplit("/", 1)[-1])
+    if base.startswith(layer_name + "_"):
+        base = base[len(layer_name) + 1:]
+    if base in ROLE_ALIASES:
+        return ROLE_ALIASES[base]
+    for alias in sorted(ROLE_ALIASES, key=len, reverse=True):
+        if base.endswith("_" + alias):
+            return ROLE_ALIASES[alias]
+    return None
+
+
+def _read_legacy_layers(path, root):
+    layers = []
+    for layer_name in load_attribute_list(root, "layer_names"):
+        make_sure(layer_name in root, "%s: layer '%s' is listed in layer_names but has no group",
+                  path, layer_name)
+        group = root[layer_name]
+        weights = {}
+        for weight_name in load_attribute_list(group, "weight_names"):
+            role = weight_role(layer_name, weight_name)
+            make_sure(role is not None, "%s: layer '%s': cannot tell what weight '%s' is "
+                      "(expected a kernel, bias, depthwise/pointwise kernel or BatchNorm "
+                      "statistic)", path, layer_name, weight_name)
+            make_sure(role not in weights, "%s: layer '%s' has two %s weights", path,
+                      layer_name, role)
+            make_sure(weight_name in group, "%s: layer '%s': weight '%s' is listed but missing",
+                      path, layer_name, weight_name)
+            weights[role] = _read_dataset(path, group[weight_name], layer_name)
+        if weights:
+            layers.append(FileLayer(layer_name, group.name, None, None, weights))
+    return layers
+
+
+def _read_dataset(path, dataset, layer_name):
+    make_sure(isinstance(dataset, h5py.Dataset), "%s: layer '%s': '%s' is not a dataset",
+              path, layer_name, dataset.name)
+    array = dataset[()]
+    make_sure(isinstance(array, np.ndarray) and array.dtype.kind == "f",
+              "%s: layer '%s': weight '%s' is not a floating-point array", path, layer_name,
+              dataset.name)
+    return np.asarray(array, dtype=np.float32)
+
+
+def _split_keras3_group_name(group_name):
+    match = re.fullmatch(r"(.+?)(?:_(\d+))?", group_name)
+    return match.group(1), int(match.group(2) or 0)
+
+
+def _read_keras3_layers(path, root):
+    make_sure("layers" in root and isinstance(root["layers"], h5py.Group),
+              "%s: not a Keras weights file: no 'layers' group and no 'layer_names'", path)
+    layers = []
+    for group_name, group in root["layers"].items():
+        if not isinstance(group, h5py.Group) or "vars" not in group:
+            continue
+        variables = group["vars"]
+        indices = sorted(variables, key=lambda k: int(k) if k.isdigit() else -1)
+        if not indices:
+            continue
+        make_sure(all(i.isdigit() for i in indices), "%s: %s: variables must be numbered 0, 1, "
+                  "..., found %s", path, variables.name, ", ".join(indices))
+        cls, number = _split_keras3_group_name(group_name)
+        kind = KIND_OF_KERAS3_CLASS.get(cls)
+        roles = ROLES.get(kind, ())
+        weights = {}
+        for i in indices:
+            role = roles[int(i)] if int(i) < len(roles) else "variable_%s" % i
+            weights[role] = _read_dataset(path, variables[i], group_name)
+        name = variables.attrs.get("name")
+        layers.append(FileLayer(None if name is None else _text(name), group.name, cls, number,
+                                weights))
+    return layers
+
+
+def _root_attrs(group):
+    return {key: _text(group.attrs[key]) for key in ("keras_version", "backend")
+            if key in group.attrs}
+
+
+def read_h5(path, handle, archive_attrs=None):
+    """Read an open HDF5 file in any of the formats above."""
+    with h5py.File(handle, "r") as f:
+        if "model_weights" in f and isinstance(f["model_weights"], h5py.Group):
+            root, fmt = f["model_weights"], LEGACY_MODEL
+            attrs = dict(_root_attrs(f), **_root_attrs(root))
+        elif "layer_names" in f.attrs or "layer_names0" in f.attrs:
+            root, fmt, attrs = f, LEGACY_WEIGHTS, _root_attrs(f)
+        else:
+            root, fmt, attrs = f, KERAS3_WEIGHTS, {}
+        if archive_attrs is not None:
+            fmt, attrs = KERAS_ARCHIVE, archive_attrs
+        if fmt in (LEGACY_MODEL, LEGACY_WEIGHTS):
+            layers = _read_legacy_layers(path, root)
+        else:
+            layers = _read_keras3_layers(path, root)
+    return KerasFile(path, fmt, attrs, layers)
+
+
+def _read_archive(path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        make_sure(ARCHIVE_WEIGHTS in names, "%s: a zip archive but not a .keras model: no %s "
+                  "inside (found %s)", path, ARCHIVE_WEIGHTS, ", ".join(names[:5]) or "nothing")
+        attrs = {}
+        if "metadata.json" in names:
+            metadata = json.loads(archive.read("metadata.json"))
+            if isinstance(metadata, dict) and "keras_version" in metadata:
+                attrs["keras_version"] = str(metadata["keras_version"])
+        data = archive.read(ARCHIVE_WEIGHTS)
+    return read_h5(path, io.BytesIO(data), archive_attrs=attrs)
+
+
+def check_readable(path):
+    """Fail with a clear message unless ``path`` is a non-empty regular file."""
+    make_sure(os.path.exists(path), "%s: no such file", path)
+    make_sure(not os.path.isdir(path), "%s: is a directory, expected a Keras weights file", path)
+    make_sure(os.path.getsize(path) > 0, "%s: file is empty (0 bytes)", path)
+
+
+def read_keras_file(path):
+    """Read every weighted layer of a Keras weights or model file.
+
+    Raises:
+        ConversionError: the file is missing, empty, truncated, damaged, or not
+            in one of the formats above.
+    """
+    check_readable(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_SIGNATURE))
+        if head == ZIP_SIGNATURE:
+            return _read_archive(path)
+        make_sure(h5py.is_hdf5(path), "%s: not a Keras weights file: expected HDF5 (.h5, "
+                  ".weights.h5) or a .keras zip archive", path)
+        return read_h5(path, path)
+    except ConversionError:
+        raise
+    except zipfile.BadZipFile as exc:
+        raise ConversionError("%s: damaged or truncated .keras archive (%s)" % (path, exc))
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConversionError("%s: damaged or truncated file, cannot be read (%s)"
+                              % (path, detail))

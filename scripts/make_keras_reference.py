@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Have Keras write a seeded Xception weights file (no download needed).
+
+The weights are random (seeded), with non-trivial BatchNorm statistics, gamma
+and beta, so that a conversion that swaps or drops any tensor is caught.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from validate import keras_side  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", required=True, help="file to write")
+    parser.add_argument("--format", choices=keras_side.FORMATS, default="legacy-h5",
+                        help="Keras file format (default legacy-h5, as the downloadable files)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--notop", action="store_true", help="without the classifier")
+    args = parser.parse_args(argv)
+    model = keras_side.reference_model(seed=args.seed, include_top=not args.notop,
+                                       classes=args.classes)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    tmp = args.output + ".tmp" + keras_side.SUFFIX[args.format]
+    keras_side.save_keras(model, tmp, args.format)
+    os.replace(tmp, args.output)
+    print("wrote %s (Keras %s format, seed %d)" % (args.output, args.format, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Shared fixtures: seeded Keras Xceptions saved by Keras itself, in every format."""
+import os
+import subprocess
+import sys
+
+import mxnet  # noqa: F401  (MXNet must be imported before TensorFlow)
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras_files  # noqa: E402
+from validate import keras_side  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+PHOTOS = sorted(os.path.join(DATA, n) for n in os.listdir(DATA) if n.endswith(".jpg"))
+BIN = os.path.dirname(sys.executable)
+# Residual layers whose auto-names point at another block's layer: only their
+# shapes tell which is which.
+SWAPPED_AUTO_NAMES = {"conv2d": "conv2d_3", "conv2d_3": "conv2d",
+                      "batch_normalization": "batch_normalization_2",
+                      "batch_normalization_2": "batch_normalization"}
+
+
+def run_tool(name, *args, cwd=None):
+    """Run an installed console script; return the CompletedProcess."""
+    return subprocess.run([os.path.join(BIN, name)] + [str(a) for a in args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def keras_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("keras")
+
+
+@pytest.fixture(scope="session")
+def reference_model():
+    """Seed-0 Xception with a 1000-class top, logits output, non-trivial BNs."""
+    return keras_side.reference_model(seed=0, include_top=True, classes=1000)
+
+
+@pytest.fixture(scope="session")
+def keras_files_top(reference_model, keras_dir):
+    """``{format name: path}``: the reference model in every format users hold."""
+    files = {}
+    for fmt in keras_side.FORMATS:
+        files[fmt] = str(keras_dir / ("top_%s%s" % (fmt, keras_side.SUFFIX[fmt])))
+        keras_side.save_keras(reference_model, files[fmt], fmt)
+    legacy = files["legacy-h5"]
+    files["keras2-h5"] = keras_files.rewrite_legacy(
+        legacy, str(keras_dir / "top_keras2.h5"), keras_files.keras2_layer_name,
+        keras_files.keras2_weight_name, keras_version="2.0.8")
+    files["keras1-h5"] = keras_files.rewrite_legacy(
+        legacy, str(keras_dir / "top_keras1.h5"), keras_files.keras1_layer_name,
+        keras_files.keras1_weight_name, keras_version="1.2.2")
+    files["split-names-shuffled-h5"] = keras_files.rewrite_legacy(
+        legacy, str(keras_dir / "top_split_shuffled.h5"),
+        lambda n: SWAPPED_AUTO_NAMES.get(n, n),
+        split_layer_names=3, shuffle_seed=5)
+    files["weights-h5-unnamed"] = keras_files.strip_keras3_names(
+        files["weights-h5"], str(keras_dir / "top_unnamed.weights.h5"))
+    return files
+
+
+@pytest.fixture(scope="session")
+def notop_model(reference_model):
+    return keras_side.same_weights(reference_model, include_top=False)
+
+
+@pytest.fixture(scope="session")
+def keras_file_notop(notop_model, keras_dir):
+    path = str(keras_dir / "notop.h5")
+    return keras_side.save_keras(notop_model, path, "legacy-h5")
+
+
+@pytest.fixture(scope="session")
+def keras_file_10_classes(reference_model, keras_dir):
+    """The reference base with a 10-class head, as a user's fine-tuned model."""
+    model = keras_side.keras_xception(classes=10)
+    rng = np.random.RandomState(3)
+    weights = reference_model.get_weights()[:-2]
+    weights += [rng.normal(0, 0.05, (2048, 10)).astype(np.float32),
+                rng.normal(0, 0.5, 10).astype(np.float32)]
+    model.set_weights(weights)
+    return keras_side.save_keras(model, str(keras_dir / "ten.keras"), "keras"), model

@@ -1,0 +1,124 @@
+"""The Keras side of every comparison: seeded reference Xceptions, saved in
+each format users hold, and their outputs.
+
+TensorFlow must be imported after MXNet (the other order crashes the process
+with these wheels), so Keras is only ever imported through ``import_keras``.
+"""
+import os
+
+import numpy as np
+
+import mxnet  # noqa: F401  (must precede TensorFlow, see above)
+
+FORMATS = ("legacy-h5", "legacy-model-h5", "weights-h5", "keras")
+SUFFIX = {"legacy-h5": ".h5", "legacy-model-h5": ".h5", "weights-h5": ".weights.h5",
+          "keras": ".keras"}
+
+
+def import_keras():
+    """Import Keras 3 on TensorFlow, quietly, after MXNet."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    return keras
+
+
+def keras_xception(include_top=True, classes=1000, pooling=None, classifier_activation=None,
+                   input_shape=(299, 299)):
+    """``keras.applications.Xception(weights=None, ...)`` for ``(H, W)`` input."""
+    keras = import_keras()
+    return keras.applications.Xception(
+        weights=None, include_top=include_top, classes=classes, pooling=pooling,
+        classifier_activation=classifier_activation, input_shape=tuple(input_shape) + (3,))
+
+
+def randomize_batchnorm(model, seed, calibration_batch=4):
+    """Give every BatchNorm non-trivial gamma, beta and moving statistics.
+
+    With mean 0, variance 1, gamma 1 and beta 0 a swapped or dropped BN tensor
+    changes nothing; here each of the four differs per channel.  Gamma and
+    beta are drawn at random, then the moving statistics are set to the batch
+    statistics of a seeded random batch (one training-mode pass with momentum
+    0), which keeps activations at a sane scale through all 36 layers.
+    """
+    keras = import_keras()
+    rng = np.random.RandomState(seed)
+    bns = [layer for layer in model.layers
+           if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in bns:
+        channels = layer.gamma.shape[0]
+        layer.gamma.assign(rng.uniform(0.5, 1.5, channels).astype(np.float32))
+        layer.beta.assign(rng.uniform(-0.5, 0.5, channels).astype(np.float32))
+    momenta = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.momentum = 0.0
+    height, width = model.input_shape[1:3]
+    batch = rng.uniform(-1, 1, (calibration_batch, height, width, 3)).astype(np.float32)
+    model(batch, training=True)
+    for layer, momentum in zip(bns, momenta):
+        layer.momentum = momentum
+    return model
+
+
+def reference_model(seed=0, include_top=True, classes=1000, pooling=None,
+                    classifier_activation=None, input_shape=(299, 299)):
+    """A seeded Keras Xception with random weights and non-trivial BatchNorms."""
+    keras = import_keras()
+    keras.utils.set_random_seed(seed)
+    model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape)
+    return randomize_batchnorm(model, seed)
+
+
+def same_weights(model, include_top=True, classes=1000, pooling=None,
+                 classifier_activation=None, input_shape=(299, 299)):
+    """A Keras Xception of another input shape/head carrying ``model``'s weights."""
+    other = keras_xception(include_top, classes, pooling, classifier_activation, input_shape)
+    weights = model.get_weights()
+    if not include_top and len(weights) > len(other.get_weights()):
+        weights = weights[:len(other.get_weights())]
+    other.set_weights(weights)
+    return other
+
+
+def save_keras(model, path, fmt):
+    """Save ``model`` as Keras writes each format.
+
+    ``legacy-h5``: weights in the legacy HDF5 layout (what ``save_weights``
+    wrote up to Keras 2, and what the downloadable Xception files are);
+    ``legacy-model-h5``: ``model.save("x.h5")``; ``weights-h5``:
+    ``model.save_weights("x.weights.h5")``; ``keras``: ``model.save("x.keras")``.
+    """
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+    if fmt == "legacy-h5":
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    elif fmt == "legacy-model-h5":
+        legacy_h5_format.save_model_to_hdf5(model, path, include_optimizer=False)
+    elif fmt == "weights-h5":
+        model.save_weights(path)
+    elif fmt == "keras":
+        model.save(path)
+    else:
+        raise ValueError("unknown Keras format %r; expected one of %s" % (fmt, FORMATS))
+    return path
+
+
+def load_keras_model(path, include_top, classes, pooling=None, classifier_activation=None,
+                     input_shape=(299, 299)):
+    """A Keras Xception of the given head and input shape with the weights of
+    ``path`` (any format ``save_keras`` writes), loaded by Keras itself."""
+    keras = import_keras()
+    model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape)
+    if path.endswith(".keras"):
+        model.set_weights(keras.models.load_model(path, compile=False).get_weights())
+    else:
+        model.load_weights(path)
+    return model
+
+
+def keras_predict(model, x_nchw, batch_size=8):
+    """Keras outputs for NCHW input, returned as numpy (NCHW for feature maps)."""
+    y = model.predict(np.ascontiguousarray(np.transpose(x_nchw, (0, 2, 3, 1))),
+                      batch_size=batch_size, verbose=0)
+    return np.transpose(y, (0, 3, 1, 2)) if y.ndim == 4 else y

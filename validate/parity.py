@@ -1,0 +1,133 @@
+"""Compare a converted MXNet checkpoint with the Keras model it came from.
+
+Both run on the same preprocessed batch; the comparison is made on logits
+(for a checkpoint that ends in softmax, the MXNet output just before it, and a
+Keras model built with ``classifier_activation=None``) or, for a notop
+checkpoint, on its features.
+"""
+import collections
+import os
+
+import numpy as np
+
+from xception_mx.errors import InputError
+from xception_mx.preprocess import load_images
+from xception_mx.serving import checkpoint_input_size, load_network, run_batches
+
+from . import keras_side
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+Record = collections.namedtuple("Record", "name max_abs max_rel top1 top5")
+Record.__doc__ = """Per input: max |keras - mxnet|, that divided by max |keras|,
+and whether the top-1 class and the ordered top-5 agree (``None`` for features)."""
+
+
+def expand_images(paths):
+    """Image files from files and folders (a folder's images, sorted)."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise InputError("%s: folder has no images (%s)" % (path, " ".join(IMAGE_SUFFIXES)))
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise InputError("%s: no such image file or folder" % path)
+    return files
+
+
+def build_inputs(images, random_count, seed, input_size):
+    """``(names, x)``: decoded images then a seeded uniform [-1, 1] batch."""
+    names, batches = [], []
+    if images:
+        files = expand_images(images)
+        try:
+            batches.append(load_images(files, input_size))
+        except (OSError, ValueError) as exc:
+            raise InputError("cannot read image: %s" % exc)
+        names.extend(os.path.basename(f) for f in files)
+    if random_count:
+        rng = np.random.RandomState(seed)
+        batches.append(rng.uniform(-1, 1, (random_count, 3) + tuple(input_size))
+                       .astype(np.float32))
+        names.extend("random[%d]" % i for i in range(random_count))
+    if not batches:
+        raise InputError("nothing to compare: give images or folders, or --random N")
+    return names, np.concatenate(batches)
+
+
+def compare_outputs(names, keras_out, mx_out):
+    """One ``Record`` per input."""
+    records = []
+    for name, k, m in zip(names, keras_out, mx_out):
+        diff = float(np.abs(k - m).max())
+        rel = diff / max(float(np.abs(k).max()), 1e-30)
+        top1 = top5 = None
+        if k.ndim == 1:
+            top1 = bool(np.argmax(k) == np.argmax(m))
+            top5 = bool((np.argsort(-k)[:5] == np.argsort(-m)[:5]).all())
+        records.append(Record(name, diff, rel, top1, top5))
+    return records
+
+
+def format_records(records, atol):
+    """A readable table, one line per input, and a verdict line."""
+    width = max([len("input")] + [len(r.name) for r in records])
+    lines = ["%-*s  %12s  %12s  %5s  %5s" % (width, "input", "max_abs", "max_rel", "top1",
+                                             "top5")]
+    fmt = {True: "yes", False: "NO", None: "-"}
+    for r in records:
+        lines.append("%-*s  %12.3e  %12.3e  %5s  %5s" % (width, r.name, r.max_abs, r.max_rel,
+                                                         fmt[r.top1], fmt[r.top5]))
+    worst = max(r.max_abs for r in records)
+    ok = within_tolerance(records, atol)
+    lines.append("%s: max |difference| %.3e %s atol %.1e over %d inputs" % (
+        "PASS" if ok else "FAIL", worst, "<=" if ok else ">", atol, len(records)))
+    return "\n".join(lines)
+
+
+def within_tolerance(records, atol):
+    """All differences within ``atol`` and every top-1/top-5 identical."""
+    return all(r.max_abs <= atol and r.top1 is not False and r.top5 is not False
+               for r in records)
+
+
+def checkpoint_head(net_params, meta):
+    """``(include_top, classes, pooling)`` of a checkpoint."""
+    model = meta.get("model", {})
+    weight = net_params.get("predictions_weight")
+    if weight is not None:
+        return True, int(weight.shape[0]), None
+    return False, None, model.get("pooling")
+
+
+def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size=None,
+               epoch=0, batch_size=8):
+    """Run both models on the same inputs; return ``(records, details)``."""
+    net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
+    input_size = tuple(input_size or checkpoint_input_size(meta))
+    params = {name: p.data() for name, p in net.collect_params().items()}
+    include_top, classes, pooling = checkpoint_head(params, meta)
+    names, x = build_inputs(images, random_count, seed, input_size)
+    if not os.path.isfile(keras_path):
+        raise InputError("%s: no such Keras weights file" % keras_path)
+    try:
+        keras_model = keras_side.load_keras_model(keras_path, include_top, classes or 1000,
+                                                  pooling, None, input_size)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        raise InputError("%s: Keras cannot load it into Xception(include_top=%s, classes=%s) as "
+                         "the checkpoint %s is: %s" % (keras_path, include_top, classes, prefix,
+                                                       str(exc).strip().splitlines()[0][:300]))
+    keras_out = keras_side.keras_predict(keras_model, x, batch_size)
+    mx_out = run_batches(net, x, batch_size)
+    if keras_out.shape != mx_out.shape:
+        raise InputError("%s gives outputs of shape %s, the Keras model %s"
+                         % (prefix, mx_out.shape[1:], keras_out.shape[1:]))
+    details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
+               "input_size": list(input_size), "include_top": include_top,
+               "classes": classes, "pooling": pooling}
+    return compare_outputs(names, keras_out, mx_out), details

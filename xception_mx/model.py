@@ -1,0 +1,286 @@
+"""Keras' Xception (Chollet, 2017) as a Gluon ``HybridBlock``.
+
+The topology, layer names and options follow ``keras.applications.Xception``:
+entry flow (blocks 1-4), middle flow (blocks 5-12), exit flow (blocks 13-14).
+Every parameter is named after the Keras layer it comes from
+(``block2_sepconv1_depthwise_weight``, ``block2_sepconv1_bn_gamma``...); the
+four residual 1x1 convolutions, which Keras leaves unnamed, are called
+``blockN_residual_conv`` / ``blockN_residual_bn``.
+
+Keras semantics kept exactly:
+- a depthwise convolution is one grouped ``Convolution`` (``num_group ==
+  channels``), a pointwise convolution a 1x1 convolution, no biases;
+- BatchNorm uses gamma (``fix_gamma=False``), epsilon 1e-3, momentum 0.99;
+- TF ``'same'`` padding of the stride-2 3x3 max pools is asymmetric: (0, 1) on
+  an even size and (1, 1) on an odd one.  MXNet expresses that as a pad of the
+  "before" amount with ``pooling_convention='full'`` (``ceil_mode``), so the
+  network is built for a declared input size.
+"""
+from mxnet.gluon import HybridBlock, nn
+
+MIN_INPUT_SIZE = 71
+DEFAULT_INPUT_SIZE = (299, 299)
+CLASSIFIER_ACTIVATIONS = ("softmax", None)
+POOLINGS = (None, "avg", "max")
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99
+
+# (block, in_channels, sepconv1 channels, sepconv2 channels, leading ReLU)
+ENTRY_EXIT_BLOCKS = (
+    ("block2", 64, 128, 128, False),
+    ("block3", 128, 256, 256, True),
+    ("block4", 256, 728, 728, True),
+    ("block13", 728, 728, 1024, True),
+)
+MIDDLE_BLOCKS = tuple("block%d" % i for i in range(5, 13))
+MIDDLE_CHANNELS = 728
+FEATURE_CHANNELS = 2048
+
+
+def min_input_size():
+    """Smallest height or width Keras' Xception accepts."""
+    return MIN_INPUT_SIZE
+
+
+def tf_same_pool_padding(size):
+    """Leading pad of a TF ``'same'`` 3x3/stride-2 pool on an axis of ``size``.
+
+    TF pads ``total = max((ceil(size/2) - 1) * 2 + 3 - size, 0)`` and puts the
+    smaller half first: 0 before (1 after) on even sizes, 1 before (1 after) on
+    odd ones.  With ``ceil_mode`` MXNet supplies the trailing pad itself.
+    """
+    out = -(-size // 2)
+    total = max((out - 1) * 2 + 3 - size, 0)
+    return total // 2
+
+
+def pool_input_sizes(size):
+    """Spatial sizes entering the max pools of blocks 2, 3, 4 and 13."""
+    size = (size - 3) // 2 + 1 - 2   # block1_conv1 (3x3/2 valid), block1_conv2 (3x3 valid)
+    sizes = []
+    for _ in ENTRY_EXIT_BLOCKS:
+        sizes.append(size)
+        size = -(-size // 2)
+    return sizes
+
+
+def check_input_shape(input_shape):
+    """Return ``(height, width)`` from ``(H, W)`` or Keras' ``(H, W, 3)``."""
+    shape = tuple(input_shape)
+    if len(shape) == 3:
+        if shape[2] != 3:
+            raise ValueError("input_shape must have 3 channels (RGB), got %r" % (input_shape,))
+        shape = shape[:2]
+    if len(shape) != 2 or not all(isinstance(s, int) for s in shape):
+        raise ValueError("input_shape must be (height, width) or (height, width, 3), got %r"
+                         % (input_shape,))
+    if min(shape) < MIN_INPUT_SIZE:
+        raise ValueError("input_shape %r is too small: Xception needs height and width >= %d"
+                         % (input_shape, MIN_INPUT_SIZE))
+    return shape
+
+
+def batch_norm(channels, prefix):
+    """BatchNorm with Keras' defaults: gamma used, epsilon 1e-3, momentum 0.99."""
+    return nn.BatchNorm(axis=1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=True,
+                        scale=True, in_channels=channels, prefix=prefix)
+
+
+def relu(prefix):
+    return nn.Activation("relu", prefix=prefix)
+
+
+class SeparableConv2D(HybridBlock):
+    """Keras ``SeparableConv2D(channels, 3, padding='same', use_bias=False)``.
+
+    A depthwise 3x3 grouped convolution (one group per channel) followed by a
+    pointwise 1x1 convolution; parameters ``<prefix>depthwise_weight`` of shape
+    ``(C, 1, 3, 3)`` and ``<prefix>pointwise_weight`` of shape ``(O, C, 1, 1)``.
+    """
+
+    def __init__(self, in_channels, channels, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.depthwise = nn.Conv2D(in_channels, 3, padding=1, groups=in_channels,
+                                       use_bias=False, in_channels=in_channels,
+                                       prefix="depthwise_")
+            self.pointwise = nn.Conv2D(channels, 1, use_bias=False, in_channels=in_channels,
+                                       prefix="pointwise_")
+
+    def hybrid_forward(self, F, x):
+        return self.pointwise(self.depthwise(x))
+
+
+class EntryBlock(HybridBlock):
+    """Block 1: two valid 3x3 convolutions, each with BN and ReLU."""
+
+    def __init__(self, **kwargs):
+        super().__init__(prefix="block1_", **kwargs)
+        with self.name_scope():
+            self.conv1 = nn.Conv2D(32, 3, strides=2, use_bias=False, in_channels=3,
+                                   prefix="conv1_")
+            self.conv1_bn = batch_norm(32, "conv1_bn_")
+            self.conv1_act = relu("conv1_act_")
+            self.conv2 = nn.Conv2D(64, 3, use_bias=False, in_channels=32, prefix="conv2_")
+            self.conv2_bn = batch_norm(64, "conv2_bn_")
+            self.conv2_act = relu("conv2_act_")
+
+    def hybrid_forward(self, F, x):
+        x = self.conv1_act(self.conv1_bn(self.conv1(x)))
+        return self.conv2_act(self.conv2_bn(self.conv2(x)))
+
+
+class DownsamplingBlock(HybridBlock):
+    """Blocks 2, 3, 4 and 13: two separable convolutions, a TF-'same' max pool
+    and a strided 1x1 residual convolution with BN."""
+
+    def __init__(self, name, in_channels, channels1, channels2, leading_relu, pool_pad,
+                 **kwargs):
+        super().__init__(prefix=name + "_", **kwargs)
+        self.leading_relu = leading_relu
+        with self.name_scope():
+            self.residual_conv = nn.Conv2D(channels2, 1, strides=2, use_bias=False,
+                                           in_channels=in_channels, prefix="residual_conv_")
+            self.residual_bn = batch_norm(channels2, "residual_bn_")
+            if leading_relu:
+                self.sepconv1_act = relu("sepconv1_act_")
+            self.sepconv1 = SeparableConv2D(in_channels, channels1, prefix="sepconv1_")
+            self.sepconv1_bn = batch_norm(channels1, "sepconv1_bn_")
+            self.sepconv2_act = relu("sepconv2_act_")
+            self.sepconv2 = SeparableConv2D(channels1, channels2, prefix="sepconv2_")
+            self.sepconv2_bn = batch_norm(channels2, "sepconv2_bn_")
+            self.pool = nn.MaxPool2D(3, 2, padding=pool_pad, ceil_mode=True, prefix="pool_")
+
+    def hybrid_forward(self, F, x):
+        residual = self.residual_bn(self.residual_conv(x))
+        if self.leading_relu:
+            x = self.sepconv1_act(x)
+        x = self.sepconv1_bn(self.sepconv1(x))
+        x = self.sepconv2_bn(self.sepconv2(self.sepconv2_act(x)))
+        return F.elemwise_add(self.pool(x), residual, name="add")
+
+
+class MiddleBlock(HybridBlock):
+    """Blocks 5-12: three ReLU-separable-BN units around an identity shortcut."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(prefix=name + "_", **kwargs)
+        with self.name_scope():
+            self.units = []
+            for i in (1, 2, 3):
+                unit = (relu("sepconv%d_act_" % i),
+                        SeparableConv2D(MIDDLE_CHANNELS, MIDDLE_CHANNELS,
+                                        prefix="sepconv%d_" % i),
+                        batch_norm(MIDDLE_CHANNELS, "sepconv%d_bn_" % i))
+                for j, layer in enumerate(unit):
+                    self.register_child(layer, "unit%d_%d" % (i, j))
+                self.units.append(unit)
+
+    def hybrid_forward(self, F, x):
+        residual = x
+        for act, sepconv, bn in self.units:
+            x = bn(sepconv(act(x)))
+        return F.elemwise_add(x, residual, name="add")
+
+
+class ExitBlock(HybridBlock):
+    """Block 14: two separable convolutions, each followed by BN and ReLU."""
+
+    def __init__(self, **kwargs):
+        super().__init__(prefix="block14_", **kwargs)
+        with self.name_scope():
+            self.sepconv1 = SeparableConv2D(1024, 1536, prefix="sepconv1_")
+            self.sepconv1_bn = batch_norm(1536, "sepconv1_bn_")
+            self.sepconv1_act = relu("sepconv1_act_")
+            self.sepconv2 = SeparableConv2D(1536, FEATURE_CHANNELS, prefix="sepconv2_")
+            self.sepconv2_bn = batch_norm(FEATURE_CHANNELS, "sepconv2_bn_")
+            self.sepconv2_act = relu("sepconv2_act_")
+
+    def hybrid_forward(self, F, x):
+        x = self.sepconv1_act(self.sepconv1_bn(self.sepconv1(x)))
+        return self.sepconv2_act(self.sepconv2_bn(self.sepconv2(x)))
+
+
+class Xception(HybridBlock):
+    """``keras.applications.Xception`` in Gluon, for NCHW float32 RGB input
+    preprocessed as Keras does (``x / 127.5 - 1``).
+
+    Args:
+        include_top: end with global average pooling and the ``predictions``
+            Dense layer.
+        classes: outputs of ``predictions`` (with ``include_top``).
+        pooling: without the top, ``None`` returns the 2048-channel feature map,
+            ``'avg'``/``'max'`` pool it globally to ``(N, 2048)``.  Ignored
+            with ``include_top``, as in Keras.
+        classifier_activation: ``'softmax'`` or ``None`` (logits).
+        input_shape: ``(H, W)`` or ``(H, W, 3)``, each side >= 71.  The
+            network reproduces TF's padding for exactly this size.
+    """
+
+    def __init__(self, include_top=True, classes=1000, pooling=None,
+                 classifier_activation="softmax", input_shape=DEFAULT_INPUT_SIZE, **kwargs):
+        kwargs.setdefault("prefix", "")
+        super().__init__(**kwargs)
+        if classifier_activation not in CLASSIFIER_ACTIVATIONS:
+            raise ValueError("classifier_activation must be 'softmax' or None, got %r"
+                             % (classifier_activation,))
+        if pooling not in POOLINGS:
+            raise ValueError("pooling must be None, 'avg' or 'max', got %r" % (pooling,))
+        if include_top and (not isinstance(classes, int) or classes < 1):
+            raise ValueError("classes must be a positive integer, got %r" % (classes,))
+        self.input_size = check_input_shape(input_shape)
+        self.include_top = include_top
+        self.classes = classes if include_top else None
+        self.pooling = None if include_top else pooling
+        self.classifier_activation = classifier_activation if include_top else None
+
+        pads = list(zip(*(map(tf_same_pool_padding, pool_input_sizes(s))
+                          for s in self.input_size)))
+        with self.name_scope():
+            self.block1 = EntryBlock()
+            self.downsampling = []
+            for (name, cin, c1, c2, leading_relu), pad in zip(ENTRY_EXIT_BLOCKS, pads):
+                block = DownsamplingBlock(name, cin, c1, c2, leading_relu, pad)
+                self.register_child(block, name)
+                self.downsampling.append(block)
+            self.middle = []
+            for name in MIDDLE_BLOCKS:
+                block = MiddleBlock(name)
+                self.register_child(block, name)
+                self.middle.append(block)
+            self.block14 = ExitBlock()
+            if include_top:
+                self.avg_pool = nn.GlobalAvgPool2D(prefix="avg_pool_")
+                self.predictions = nn.Dense(classes, in_units=FEATURE_CHANNELS,
+                                            prefix="predictions_")
+            elif self.pooling == "avg":
+                self.global_pool = nn.GlobalAvgPool2D(prefix="avg_pool_")
+            elif self.pooling == "max":
+                self.global_pool = nn.GlobalMaxPool2D(prefix="max_pool_")
+
+    def features(self, F, x):
+        """The 2048-channel feature map of block 14."""
+        x = self.block1(x)
+        for block in self.downsampling[:3]:
+            x = block(x)
+        for block in self.middle:
+            x = block(x)
+        x = self.downsampling[3](x)
+        return self.block14(x)
+
+    def hybrid_forward(self, F, x):
+        x = self.features(F, x)
+        if self.include_top:
+            x = self.predictions(self.avg_pool(x))
+            if self.classifier_activation == "softmax":
+                x = F.softmax(x, axis=-1, name="predictions_softmax")
+            return x
+        if self.pooling is not None:
+            x = F.flatten(self.global_pool(x), name="flatten")
+        return x
+
+    def config(self):
+        """The constructor arguments, as JSON-ready data."""
+        return {"include_top": self.include_top, "classes": self.classes,
+                "pooling": self.pooling, "classifier_activation": self.classifier_activation,
+                "input_shape": list(self.input_size)}

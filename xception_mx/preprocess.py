@@ -1,0 +1,40 @@
+"""Image files to the tensor the converted network expects.
+
+Convention (the same as ``keras.applications.xception.preprocess_input``):
+RGB, values scaled from ``[0, 255]`` to ``[-1, 1]`` by ``x / 127.5 - 1``, laid
+out NCHW as float32.  Images are decoded with Pillow, converted to RGB and
+resized to the network's input size with bilinear resampling.
+"""
+import numpy as np
+from PIL import Image
+
+RESAMPLE = Image.BILINEAR
+
+
+def preprocess_input(images):
+    """Scale uint8-range RGB images (NHWC or HWC) to Keras' ``[-1, 1]`` NCHW.
+
+    Returns float32 of shape ``(N, 3, H, W)``.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError("expected RGB images shaped (N, H, W, 3), got %s" % (x.shape,))
+    x = x / 127.5 - 1.0
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_image(path, size):
+    """Decode one image file to uint8 RGB ``(H, W, 3)`` resized to ``size=(H, W)``."""
+    height, width = size
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.size != (width, height):
+            img = img.resize((width, height), RESAMPLE)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def load_images(paths, size=(299, 299)):
+    """Decode and preprocess image files into one ``(N, 3, H, W)`` float32 batch."""
+    return preprocess_input(np.stack([load_image(p, size) for p in paths]))

@@ -1,0 +1,127 @@
+"""Load an exported Xception checkpoint and run it (no TensorFlow needed)."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .errors import InputError
+
+LOGITS_OUTPUT = "predictions_fwd_output"
+FEATURES_OUTPUT = "block14_sepconv2_act_fwd_output"
+
+
+def read_meta(prefix):
+    """``PREFIX-meta.json`` as a dict (``{}`` if the checkpoint has none)."""
+    path = "%s-meta.json" % prefix
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError("%s: unreadable checkpoint metadata (%s)" % (path, exc))
+    if not isinstance(meta, dict):
+        raise InputError("%s: checkpoint metadata must be a JSON object" % path)
+    return meta
+
+
+def load_symbol(prefix):
+    path = "%s-symbol.json" % prefix
+    if not os.path.isfile(path):
+        raise InputError("%s: no such file (expected an MXNet checkpoint PREFIX-symbol.json)"
+                         % path)
+    try:
+        return mx.sym.load(path)
+    except mx.base.MXNetError as exc:
+        raise InputError("%s: not a readable MXNet symbol file (%s)"
+                         % (path, str(exc).splitlines()[0]))
+
+
+def load_params(prefix, epoch):
+    """``(arg_params, aux_params)`` of ``PREFIX-%04d.params``."""
+    path = "%s-%04d.params" % (prefix, epoch)
+    if not os.path.isfile(path):
+        raise InputError("%s: no such file (expected MXNet parameters for epoch %d)"
+                         % (path, epoch))
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError as exc:
+        raise InputError("%s: not a readable MXNet parameter file (%s)"
+                         % (path, str(exc).splitlines()[0]))
+    if not isinstance(saved, dict):
+        raise InputError("%s: expected named parameters (arg:/aux:)" % path)
+    arg_params = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    aux_params = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    return arg_params, aux_params
+
+
+def output_symbol(symbol, output="default"):
+    """The symbol cut at ``output``: ``'default'`` (as exported), ``'logits'``
+    (before a softmax) or an internal output name."""
+    if output == "default":
+        return symbol
+    internals = symbol.get_internals()
+    name = LOGITS_OUTPUT if output == "logits" else output
+    if name not in internals.list_outputs():
+        if output == "logits":
+            return symbol
+        raise InputError("the checkpoint has no output named %s" % name)
+    return internals[name]
+
+
+def check_params_fit(symbol, arg_params, aux_params, input_size, where):
+    """Every parameter the symbol needs is given, with the shape it infers for
+    ``(1, 3, H, W)`` input."""
+    needed = [n for n in symbol.list_arguments() if n != "data"]
+    needed += symbol.list_auxiliary_states()
+    given = dict(arg_params, **aux_params)
+    missing = [n for n in needed if n not in given]
+    if missing:
+        raise InputError("%s: lacks parameters of the symbol: %s" % (where, ", ".join(missing[:4])))
+    try:
+        arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3) + tuple(input_size))
+    except mx.base.MXNetError as exc:
+        raise InputError("%s: the symbol does not accept %dx%d input (%s)"
+                         % (where, input_size[0], input_size[1], str(exc).splitlines()[0]))
+    shapes = dict(zip(symbol.list_arguments(), arg_shapes))
+    shapes.update(zip(symbol.list_auxiliary_states(), aux_shapes))
+    for name in needed:
+        if tuple(given[name].shape) != tuple(shapes[name]):
+            raise InputError("%s: %s has shape %s, the symbol wants %s for %dx%d input"
+                             % (where, name, tuple(given[name].shape), tuple(shapes[name]),
+                                input_size[0], input_size[1]))
+
+
+def checkpoint_input_size(meta, default=(299, 299)):
+    """The input size a checkpoint was built for, from its meta."""
+    shape = meta.get("model", {}).get("input_shape")
+    return tuple(shape) if shape else tuple(default)
+
+
+def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
+    """A Gluon ``SymbolBlock`` of the checkpoint, cut at ``output``, and its meta.
+
+    Every parameter the (cut) symbol needs must be in the file with the shape
+    the symbol infers for ``input_size`` (default: the size in the meta).
+    """
+    ctx = ctx or mx.cpu()
+    meta = read_meta(prefix)
+    input_size = tuple(input_size or checkpoint_input_size(meta))
+    symbol = output_symbol(load_symbol(prefix), output)
+    arg_params, aux_params = load_params(prefix, epoch)
+    check_params_fit(symbol, arg_params, aux_params, input_size,
+                     "%s-%04d.params" % (prefix, epoch))
+    net = gluon.SymbolBlock(symbol, mx.sym.var("data", dtype="float32"))
+    for name, param in net.collect_params().items():
+        param._load_init(arg_params.get(name, aux_params.get(name)), ctx)
+    return net, meta
+
+
+def run_batches(net, x, batch_size=8, ctx=None):
+    """Run ``net`` over NCHW float32 ``x`` in batches; return numpy outputs."""
+    ctx = ctx or mx.cpu()
+    outputs = [net(mx.nd.array(x[i:i + batch_size], ctx=ctx)).asnumpy()
+               for i in range(0, len(x), batch_size)]
+    return np.concatenate(outputs)

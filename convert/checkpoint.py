@@ -14,6 +14,8 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
+from xception_mx.atomic import file_mode
+
 from .errors import ConversionError, make_sure
 
 
@@ -68,13 +70,6 @@ def verify_params_file(path, arg_params, aux_params):
                   "%s: reloaded %s differs from what was written", path, key)
 
 
-def _file_mode():
-    """The mode a newly created file gets under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _temp_path(path):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
                                prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -100,7 +95,7 @@ def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, forc
         with open(temps["meta"], "w") as f:
             json.dump(meta, f, indent=1)
             f.write("\n")
-        mode = _file_mode()
+        mode = file_mode()
         for key in ("params", "symbol", "meta"):
             os.chmod(temps[key], mode)
             os.replace(temps[key], paths[key])

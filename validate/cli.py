@@ -2,8 +2,11 @@
 import json
 import sys
 
+from xception_mx.atomic import write_text
 from xception_mx.cli import EXIT_MISMATCH, EXIT_OK, Parser, run
 
+from .metrics import json_safe
+from .layers import first_divergent, format_layers, plot_layers
 from .parity import format_records, run_parity, within_tolerance
 
 PROG = "xception-parity"
@@ -24,28 +27,54 @@ def build_parser():
                         help="also compare N seeded random inputs in [-1, 1]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--atol", type=float, default=1e-4,
-                        help="largest allowed |keras - mxnet| (default 1e-4)")
+                        help="largest allowed |keras - mxnet| (default 1e-4); per layer, "
+                             "applied to the deviation divided by max(1, max|keras|)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--per-layer", action="store_true",
+                        help="compare every intermediate layer output and name the first "
+                             "layer whose deviation exceeds the tolerance")
     parser.add_argument("--report", metavar="JSON", help="also write the report as JSON")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="with --per-layer: draw deviation against depth")
     return parser
 
 
-def _main(argv):
-    args = build_parser().parse_args(argv)
+def _check_args(parser, args):
     if args.random < 0:
-        build_parser().error("--random must be >= 0, got %d" % args.random)
+        parser.error("--random must be >= 0, got %d" % args.random)
     if args.batch_size < 1:
-        build_parser().error("--batch-size must be >= 1, got %d" % args.batch_size)
-    records, details = run_parity(args.keras, args.mxnet, args.images, args.random, args.seed,
-                                  args.input_shape and tuple(args.input_shape), args.epoch,
-                                  args.batch_size)
-    print(format_records(records, args.atol))
-    ok = within_tolerance(records, args.atol)
+        parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
+    if not args.atol > 0:
+        parser.error("--atol must be > 0, got %g" % args.atol)
+    if args.plot and not args.per_layer:
+        parser.error("--plot draws the per-layer table; add --per-layer")
+
+
+def _main(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    parity = run_parity(args.keras, args.mxnet, args.images, args.random, args.seed,
+                        args.input_shape and tuple(args.input_shape), args.epoch,
+                        args.batch_size, args.per_layer)
+    ok = within_tolerance(parity.records, args.atol)
+    if parity.layers is not None:
+        print(format_layers(parity.layers, args.atol))
+        print()
+        ok = ok and first_divergent(parity.layers, args.atol) is None
+    print(format_records(parity.records, args.atol))
+    if args.plot:
+        plot_layers(parity.layers, args.atol, args.plot,
+                    title="%s vs %s, per layer" % (args.keras, args.mxnet))
+        print("plot: %s" % args.plot)
     if args.report:
-        report = dict(details, atol=args.atol, passed=ok,
-                      inputs=[r._asdict() for r in records])
-        with open(args.report, "w") as f:
-            json.dump(report, f, indent=1)
+        divergent = parity.layers and first_divergent(parity.layers, args.atol)
+        report = dict(parity.details, atol=args.atol, passed=ok,
+                      inputs=[r._asdict() for r in parity.records],
+                      layers=[r._asdict() for r in parity.layers or []],
+                      first_divergent_layer=divergent.keras_layer if divergent else None)
+        write_text(args.report, json.dumps(json_safe(report), indent=1) + "\n")
+        print("report: %s" % args.report)
     return EXIT_OK if ok else EXIT_MISMATCH
 
 

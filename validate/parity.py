@@ -8,13 +8,15 @@ checkpoint, on its features.
 import collections
 import os
 
+import mxnet as mx
 import numpy as np
 
 from xception_mx.errors import InputError
 from xception_mx.preprocess import load_images
-from xception_mx.serving import checkpoint_input_size, load_network, run_batches
+from xception_mx.serving import checkpoint_input_size, load_network, read_meta, run_batches
 
-from . import keras_side
+from . import keras_side, layers
+from .metrics import max_deviation, max_magnitude
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -45,10 +47,7 @@ def build_inputs(images, random_count, seed, input_size):
     names, batches = [], []
     if images:
         files = expand_images(images)
-        try:
-            batches.append(load_images(files, input_size))
-        except (OSError, ValueError) as exc:
-            raise InputError("cannot read image: %s" % exc)
+        batches.append(load_images(files, input_size))
         names.extend(os.path.basename(f) for f in files)
     if random_count:
         rng = np.random.RandomState(seed)
@@ -64,8 +63,8 @@ def compare_outputs(names, keras_out, mx_out):
     """One ``Record`` per input."""
     records = []
     for name, k, m in zip(names, keras_out, mx_out):
-        diff = float(np.abs(k - m).max())
-        rel = diff / max(float(np.abs(k).max()), 1e-30)
+        diff = max_deviation(k, m)
+        rel = diff / max(max_magnitude(k), 1e-30)
         top1 = top5 = None
         if k.ndim == 1:
             top1 = bool(np.argmax(k) == np.argmax(m))
@@ -105,29 +104,67 @@ def checkpoint_head(net_params, meta):
     return False, None, model.get("pooling")
 
 
-def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size=None,
-               epoch=0, batch_size=8):
-    """Run both models on the same inputs; return ``(records, details)``."""
-    net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
-    input_size = tuple(input_size or checkpoint_input_size(meta))
-    params = {name: p.data() for name, p in net.collect_params().items()}
-    include_top, classes, pooling = checkpoint_head(params, meta)
-    names, x = build_inputs(images, random_count, seed, input_size)
+def resolve_input_size(prefix, meta, input_size):
+    """The requested size, which must be the one the checkpoint was built for."""
+    built = checkpoint_input_size(meta, default=None) if meta else None
+    if input_size is None:
+        return tuple(built or (299, 299))
+    if built is not None and tuple(input_size) != tuple(built):
+        raise InputError("--input-shape %d %d does not fit %s, built for %dx%d input (TF's "
+                         "padding depends on the size); reconvert with keras2mxnet "
+                         "--input-shape %d %d" % (tuple(input_size) + (prefix,) + tuple(built)
+                                                  + tuple(input_size)))
+    return tuple(input_size)
+
+
+def load_keras_reference(keras_path, prefix, include_top, classes, pooling, input_size):
+    """The Keras model, loaded by Keras' own loader, with logits output."""
     if not os.path.isfile(keras_path):
         raise InputError("%s: no such Keras weights file" % keras_path)
     try:
-        keras_model = keras_side.load_keras_model(keras_path, include_top, classes or 1000,
-                                                  pooling, None, input_size)
+        return keras_side.load_keras_model(keras_path, include_top, classes or 1000, pooling,
+                                           None, input_size)
     except (ValueError, OSError, KeyError, TypeError) as exc:
         raise InputError("%s: Keras cannot load it into Xception(include_top=%s, classes=%s) as "
                          "the checkpoint %s is: %s" % (keras_path, include_top, classes, prefix,
                                                        str(exc).strip().splitlines()[0][:300]))
+
+
+Parity = collections.namedtuple("Parity", "records layers details")
+
+
+def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size=None,
+               epoch=0, batch_size=8, per_layer=False):
+    """Run both models on the same inputs and compare them; with ``per_layer``
+    every intermediate output too."""
+    input_size = resolve_input_size(prefix, read_meta(prefix), input_size)
+    net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
+    params = {name: p.data() for name, p in net.collect_params().items()}
+    include_top, classes, pooling = checkpoint_head(params, meta)
+    names, x = build_inputs(images, random_count, seed, input_size)
+    keras_model = load_keras_reference(keras_path, prefix, include_top, classes, pooling,
+                                       input_size)
     keras_out = keras_side.keras_predict(keras_model, x, batch_size)
     mx_out = run_batches(net, x, batch_size)
     if keras_out.shape != mx_out.shape:
         raise InputError("%s gives outputs of shape %s, the Keras model %s"
                          % (prefix, mx_out.shape[1:], keras_out.shape[1:]))
+    layer_records = None
+    if per_layer:
+        layer_records = compare_checkpoint_layers(keras_model, prefix, epoch, input_size, x,
+                                                  batch_size)
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
                "input_size": list(input_size), "include_top": include_top,
                "classes": classes, "pooling": pooling}
-    return compare_outputs(names, keras_out, mx_out), details
+    return Parity(compare_outputs(names, keras_out, mx_out), layer_records, details)
+
+
+def compare_checkpoint_layers(keras_model, prefix, epoch, input_size, x, batch_size):
+    """Per-layer records of the checkpoint against the Keras model."""
+    outputs = [mx_name for _, _, mx_name in layers.layer_pairs(keras_model)]
+    net, _ = load_network(prefix, epoch, output=outputs, input_size=input_size)
+
+    def internals(batch):
+        values = net(mx.nd.array(batch))
+        return {name: v.asnumpy() for name, v in zip(outputs, values)}
+    return layers.compare_layers(keras_model, internals, x, max(1, min(batch_size, 4)))

@@ -8,6 +8,8 @@ resized to the network's input size with bilinear resampling.
 import numpy as np
 from PIL import Image
 
+from .errors import InputError
+
 RESAMPLE = Image.BILINEAR
 
 
@@ -26,13 +28,20 @@ def preprocess_input(images):
 
 
 def load_image(path, size):
-    """Decode one image file to uint8 RGB ``(H, W, 3)`` resized to ``size=(H, W)``."""
+    """Decode one image file to uint8 RGB ``(H, W, 3)`` resized to ``size=(H, W)``.
+
+    Raises:
+        InputError: the file is missing or not a decodable image.
+    """
     height, width = size
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.size != (width, height):
-            img = img.resize((width, height), RESAMPLE)
-        return np.asarray(img, dtype=np.uint8)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if img.size != (width, height):
+                img = img.resize((width, height), RESAMPLE)
+            return np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputError("%s: cannot read image (%s)" % (path, exc))
 
 
 def load_images(paths, size=(299, 299)):

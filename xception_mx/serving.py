@@ -59,10 +59,15 @@ def load_params(prefix, epoch):
 
 def output_symbol(symbol, output="default"):
     """The symbol cut at ``output``: ``'default'`` (as exported), ``'logits'``
-    (before a softmax) or an internal output name."""
+    (before a softmax), an internal output name, or a list of them (grouped)."""
     if output == "default":
         return symbol
     internals = symbol.get_internals()
+    if isinstance(output, (list, tuple)):
+        missing = [n for n in output if n not in internals.list_outputs()]
+        if missing:
+            raise InputError("the checkpoint has no outputs named %s" % ", ".join(missing[:3]))
+        return mx.sym.Group([internals[n] for n in output])
     name = LOGITS_OUTPUT if output == "logits" else output
     if name not in internals.list_outputs():
         if output == "logits":
@@ -97,7 +102,9 @@ def check_params_fit(symbol, arg_params, aux_params, input_size, where):
 def checkpoint_input_size(meta, default=(299, 299)):
     """The input size a checkpoint was built for, from its meta."""
     shape = meta.get("model", {}).get("input_shape")
-    return tuple(shape) if shape else tuple(default)
+    if shape:
+        return tuple(shape)
+    return tuple(default) if default else None
 
 
 def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):

@@ -1,0 +1,169 @@
+"""xception-parity proves a conversion and, when it is wrong, names the layer;
+xception-predict agrees with Keras' own top-5."""
+import json
+import re
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import DATA, PHOTOS, run_tool
+from convert import convert_file
+from validate import keras_side
+from xception_mx.labels import imagenet_classes
+from xception_mx.preprocess import load_images
+
+
+@pytest.fixture(scope="module")
+def checkpoints(keras_files_top, tmp_path_factory):
+    """The reference converted at 299x299 and at 224x224."""
+    directory = tmp_path_factory.mktemp("ckpt")
+    prefixes = {}
+    for shape in [(299, 299), (224, 224)]:
+        prefixes[shape] = str(directory / ("x%d" % shape[0]))
+        convert_file(keras_files_top["legacy-h5"], prefixes[shape], input_shape=shape)
+    return prefixes
+
+
+def assert_bad_input(result, *fragments):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(299, 299), (224, 224)], ids=["299", "224"])
+def test_parity_holds_on_photos_and_a_random_batch(shape, checkpoints, keras_files_top,
+                                                   tmp_path):
+    report = tmp_path / "parity.json"
+    result = run_tool("xception-parity", "--keras", keras_files_top["weights-h5"], "--mxnet",
+                      checkpoints[shape], DATA, "--random", "3", "--seed", "7", "--report",
+                      report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout and "chelsea_cat.jpg" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["passed"] is True and data["input_size"] == list(shape)
+    assert len(data["inputs"]) == len(PHOTOS) + 3
+    for record in data["inputs"]:
+        assert record["max_abs"] <= 1e-4 and record["top1"] and record["top5"]
+
+
+def swap_bn_statistics(prefix, layer, out_prefix):
+    """A checkpoint with the moving mean and variance of one BN layer swapped."""
+    params = mx.nd.load(prefix + "-0000.params")
+    mean, var = "aux:%s_running_mean" % layer, "aux:%s_running_var" % layer
+    params[mean], params[var] = params[var], params[mean]
+    mx.nd.save(out_prefix + "-0000.params", params)
+    for suffix in ("-symbol.json", "-meta.json"):
+        with open(prefix + suffix) as f, open(out_prefix + suffix, "w") as g:
+            g.write(f.read())
+
+
+@pytest.mark.slow
+def test_corrupted_layer_fails_and_is_named_first_divergent(checkpoints, keras_files_top,
+                                                            tmp_path):
+    bad = str(tmp_path / "corrupt")
+    swap_bn_statistics(checkpoints[(224, 224)], "block5_sepconv2_bn", bad)
+    plot, report = tmp_path / "layers.png", tmp_path / "layers.json"
+    result = run_tool("xception-parity", "--keras", keras_files_top["legacy-h5"], "--mxnet",
+                      bad, PHOTOS[0], "--random", "1", "--per-layer", "--plot", plot,
+                      "--report", report)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "first layer above tolerance (1.0e-04, deviation / max(1, max|keras|)): " \
+           "block5_sepconv2_bn" in result.stdout
+    assert "FAIL" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["first_divergent_layer"] == "block5_sepconv2_bn" and data["passed"] is False
+    layers = {r["keras_layer"]: r for r in data["layers"]}
+    assert layers["block5_sepconv2"]["scaled"] <= 1e-4 < float(layers["block5_sepconv2_bn"]["scaled"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_per_layer_table_is_clean_on_a_correct_conversion(checkpoints, keras_files_top,
+                                                         tmp_path):
+    report = tmp_path / "layers.json"
+    result = run_tool("xception-parity", "--keras", keras_files_top["keras"], "--mxnet",
+                      checkpoints[(224, 224)], "--random", "2", "--per-layer", "--report",
+                      report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(report.read_text())
+    assert data["first_divergent_layer"] is None
+    assert len(data["layers"]) == 133   # every Keras layer but the input
+    assert max(r["scaled"] for r in data["layers"]) <= 1e-4
+
+
+def test_parity_bad_inputs(checkpoints, keras_files_top, keras_file_10_classes, tmp_path):
+    keras_file, ckpt = keras_files_top["legacy-h5"], checkpoints[(224, 224)]
+    assert_bad_input(run_tool("xception-parity", "--keras", tmp_path / "none.h5", "--mxnet",
+                              ckpt, "--random", "1"), "none.h5", "no such")
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file, "--mxnet",
+                              tmp_path / "nock", "--random", "1"), "nock-symbol.json", "no such")
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file_10_classes[0], "--mxnet",
+                              ckpt, "--random", "1"), "ten.keras", "classes=1000")
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file, "--mxnet", ckpt,
+                              "--random", "1", "--input-shape", "299", "299"),
+                     "--input-shape 299 299", "built for 224x224")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file, "--mxnet", ckpt,
+                              broken), "broken.jpg")
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file, "--mxnet", ckpt),
+                     "nothing to compare")
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file, "--mxnet", ckpt,
+                              "--random", "1", "--plot", tmp_path / "p.png"), "--per-layer")
+
+
+PREDICTION = re.compile(r"^\s+(\d)\. ([0-9.]+)\s+.* \((n\d{8})\)$")
+
+
+def test_predict_agrees_with_keras_top5_on_photos(checkpoints, reference_model):
+    result = run_tool("xception-predict", checkpoints[(299, 299)], *PHOTOS, "--top", "5")
+    assert result.returncode == 0, result.stderr
+    synsets = [s for s, _ in imagenet_classes()]
+    ours, current = {}, None
+    for line in result.stdout.splitlines():
+        match = PREDICTION.match(line)
+        if match:
+            ours[current].append(synsets.index(match.group(3)))
+        else:
+            current = line.strip()
+            ours[current] = []
+    keras_model = keras_side.same_weights(reference_model, classifier_activation="softmax")
+    keras_probs = keras_side.keras_predict(keras_model, load_images(PHOTOS, (299, 299)))
+    for path, probs in zip(PHOTOS, keras_probs):
+        assert ours[path] == list(np.argsort(-probs)[:5]), path
+
+
+def test_imagenet_names_are_in_keras_index_order():
+    classes = imagenet_classes()
+    assert len(classes) == 1000
+    assert classes[0] == ("n01440764", "tench")
+    assert classes[281] == ("n02123045", "tabby")
+    assert classes[999] == ("n15075141", "toilet tissue")
+
+
+def test_predict_does_not_import_tensorflow(checkpoints):
+    code = ("import sys; from xception_mx import predict; "
+            "r = predict.predict_files(%r, [%r], top=1); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('ok')"
+            % (checkpoints[(299, 299)], PHOTOS[0]))
+    import subprocess
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_predict_uses_a_labels_file_for_other_class_counts(keras_file_10_classes, tmp_path):
+    prefix = str(tmp_path / "ten")
+    convert_file(keras_file_10_classes[0], prefix, input_shape=(99, 99))
+    labels = ["label-%d" % i for i in range(10)]
+    (tmp_path / "ten-labels.txt").write_text("\n".join(labels) + "\n")
+    result = run_tool("xception-predict", prefix, PHOTOS[0], "--top", "3")
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"label-\d", result.stdout)) == 3
+    (tmp_path / "short.txt").write_text("a\nb\n")
+    assert_bad_input(run_tool("xception-predict", prefix, PHOTOS[0], "--labels",
+                              tmp_path / "short.txt"), "short.txt", "2 labels", "10 classes")

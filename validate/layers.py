@@ -1,0 +1,142 @@
+"""Layer-by-layer comparison: every Keras layer output against the MXNet
+internal output of the same layer, to find where a conversion starts to differ.
+
+Keras layers are paired with MXNet outputs by name; the layers Keras leaves
+auto-named (residual convolutions, their BatchNorms, the adds) by their place
+in the graph: a residual convolution by its channel count, its BatchNorm by
+its input, an add by the block layer feeding it.
+"""
+import collections
+
+import numpy as np
+
+from xception_mx.model import ENTRY_EXIT_BLOCKS
+
+from .metrics import max_deviation, max_magnitude
+
+RESIDUAL_BLOCK_BY_CHANNELS = {c2: block for block, _, _, c2, _ in ENTRY_EXIT_BLOCKS}
+
+LayerRecord = collections.namedtuple(
+    "LayerRecord", "depth keras_layer mxnet_output shape max_abs max_ref scaled")
+LayerRecord.__doc__ = """One layer: depth in ``model.layers``, names on both
+sides, output shape (Keras, NHWC), max |keras - mxnet|, max |keras|, and the
+deviation scaled by ``max(1, max |keras|)`` (what the tolerance applies to)."""
+
+
+def _parents(layer):
+    return [node.operation.name for node in layer._inbound_nodes[0].parent_nodes]
+
+
+def layer_pairs(keras_model):
+    """``[(depth, keras layer name, MXNet internal output name)]`` for every
+    layer of a Keras Xception except the input."""
+    mapped, pairs = {}, []
+    for depth, layer in enumerate(keras_model.layers):
+        cls, name = type(layer).__name__, layer.name
+        if cls == "InputLayer":
+            continue
+        if cls == "SeparableConv2D":
+            out = name + "_pointwise_fwd_output"
+        elif cls == "Add":
+            block = next(p for p in _parents(layer) if p.startswith("block")).split("_")[0]
+            out = block + "_add_output"
+        elif cls == "Conv2D" and not name.startswith("block"):
+            out = RESIDUAL_BLOCK_BY_CHANNELS[layer.filters] + "_residual_conv_fwd_output"
+        elif cls == "BatchNormalization" and not name.startswith("block"):
+            out = mapped[_parents(layer)[0]].replace("_residual_conv_", "_residual_bn_")
+        elif cls == "GlobalAveragePooling2D":
+            out = "avg_pool_fwd_output"
+        elif cls == "GlobalMaxPooling2D":
+            out = "max_pool_fwd_output"
+        else:
+            out = name + "_fwd_output"
+        mapped[name] = out
+        pairs.append((depth, name, out))
+    return pairs
+
+
+def _to_nhwc(array):
+    return np.transpose(array, (0, 2, 3, 1)) if array.ndim == 4 else array
+
+
+def compare_layers(keras_model, mx_internals, x, batch_size=4):
+    """Run both models layer by layer over ``x`` (NCHW) and return one
+    ``LayerRecord`` per layer, deviations maximised over the batch.
+
+    ``mx_internals(batch) -> {mxnet output name: NDArray-like numpy}``.
+    """
+    import keras
+    pairs = layer_pairs(keras_model)
+    probe = keras.Model(keras_model.input, [keras_model.get_layer(n).output
+                                            for _, n, _ in pairs])
+    max_abs = np.zeros(len(pairs))
+    max_ref = np.zeros(len(pairs))
+    shapes = [None] * len(pairs)
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size]
+        keras_outs = probe.predict(np.transpose(batch, (0, 2, 3, 1)), verbose=0)
+        mx_outs = mx_internals(batch)
+        for i, ((_, _, mx_name), k) in enumerate(zip(pairs, keras_outs)):
+            m = _to_nhwc(mx_outs[mx_name]).reshape(k.shape)
+            max_abs[i] = max(max_abs[i], max_deviation(k, m))
+            max_ref[i] = max(max_ref[i], max_magnitude(k))
+            shapes[i] = list(k.shape[1:])
+    return [LayerRecord(depth, name, mx_name, shape, float(a), float(r), float(a / max(1.0, r)))
+            for (depth, name, mx_name), shape, a, r in zip(pairs, shapes, max_abs, max_ref)]
+
+
+def first_divergent(records, atol):
+    """The first layer whose scaled deviation exceeds ``atol``, or ``None``."""
+    return next((r for r in records if r.scaled > atol), None)
+
+
+def format_layers(records, atol):
+    width = max(len(r.keras_layer) for r in records)
+    lines = ["%5s  %-*s  %-18s  %11s  %11s" % ("depth", width, "keras_layer", "shape",
+                                             "max_abs", "scaled")]
+    for r in records:
+        flag = "  <-- first above tolerance" if r is first_divergent(records, atol) else ""
+        lines.append("%5d  %-*s  %-18s  %11.3e  %11.3e%s" % (
+            r.depth, width, r.keras_layer, "x".join(map(str, r.shape)), r.max_abs, r.scaled,
+            flag))
+    worst = first_divergent(records, atol)
+    lines.append("first layer above tolerance (%.1e, deviation / max(1, max|keras|)): %s" % (
+        atol, "none" if worst is None else "%s (depth %d)" % (worst.keras_layer, worst.depth)))
+    return "\n".join(lines)
+
+
+def plot_layers(records, atol, path, title="Keras vs MXNet, per layer"):
+    """Deviation against depth on a log scale, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    depths = [r.depth for r in records]
+    finite = [v for r in records for v in (r.max_abs, r.scaled) if np.isfinite(v)]
+    ceiling = max(finite + [1.0]) * 10      # where non-finite deviations are drawn
+
+    def shown(value):
+        return ceiling if not np.isfinite(value) else max(value, 1e-9)
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    ax.semilogy(depths, [shown(r.max_abs) for r in records], ".-", lw=1,
+                label="max |keras - mxnet|")
+    ax.semilogy(depths, [shown(r.scaled) for r in records], ".", ms=3, alpha=0.6,
+                label="scaled by max(1, max|keras|)")
+    broken = [r.depth for r in records if not np.isfinite(r.max_abs)]
+    if broken:
+        ax.semilogy(broken, [ceiling] * len(broken), "x", color="red", ms=8,
+                    label="NaN/inf (drawn at the top)")
+    ax.axhline(atol, color="red", ls="--", lw=1, label="tolerance %.0e" % atol)
+    worst = first_divergent(records, atol)
+    if worst is not None:
+        ax.axvline(worst.depth, color="orange", lw=1)
+        ax.annotate(worst.keras_layer, (worst.depth, shown(worst.scaled)),
+                    textcoords="offset points", xytext=(5, -12), color="darkorange")
+    ax.set_xlabel("layer depth (position in the Keras model)")
+    ax.set_ylabel("max deviation")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

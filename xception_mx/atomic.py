@@ -1,0 +1,36 @@
+"""Write files so that a reader never sees half of one."""
+import contextlib
+import os
+import tempfile
+
+
+def file_mode():
+    """The mode a newly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path`` (same suffix); on success it is
+    renamed to ``path``, on failure removed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    suffix = name[name.index("."):] if "." in name[1:] else ""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".tmp" + suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)

@@ -1,0 +1,86 @@
+"""``xception-predict``: top-k classes of images with an MXNet checkpoint alone."""
+import os
+import sys
+
+import numpy as np
+
+from . import configure_threads
+from .cli import Parser, run
+from .errors import InputError
+from .labels import class_names
+from .preprocess import load_images
+from .serving import checkpoint_input_size, load_network, run_batches
+
+PROG = "xception-predict"
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0):
+    """``[(file, [(probability, class index, name)...])]`` for each image."""
+    for path in files:
+        if not os.path.isfile(path):
+            raise InputError("%s: no such image file" % path)
+    net, meta = load_network(prefix, epoch, output="logits")
+    input_size = checkpoint_input_size(meta)
+    x = load_images(files, input_size)
+    logits = run_batches(net, x, batch_size)
+    if logits.ndim != 2:
+        raise InputError("%s: a feature extractor (output %s), not a classifier"
+                         % (prefix, logits.shape[1:]))
+    names = class_names(prefix, logits.shape[1], labels)
+    probabilities = softmax(logits)
+    results = []
+    for path, p in zip(files, probabilities):
+        order = np.argsort(-p)[:top]
+        results.append((path, [(float(p[i]), int(i), names[i]) for i in order]))
+    return results
+
+
+def format_predictions(results):
+    lines = []
+    for path, ranked in results:
+        lines.append(path)
+        lines += ["  %d. %.4f  %s" % (rank, p, name)
+                  for rank, (p, _, name) in enumerate(ranked, 1)]
+    return "\n".join(lines)
+
+
+def build_parser():
+    parser = Parser(prog=PROG, description="Print the top-k classes of images with an MXNet "
+                    "Xception checkpoint (no TensorFlow needed).")
+    parser.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names, one per line (default: PREFIX-labels.txt, or "
+                             "ImageNet's for 1000 classes)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epoch", type=int, default=0)
+    return parser
+
+
+def _main(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error("--top must be >= 1, got %d" % args.top)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
+    results = predict_files(args.prefix, args.images, args.top, args.batch_size, args.labels,
+                            args.epoch)
+    print(format_predictions(results))
+    return 0
+
+
+def main(argv=None):
+    configure_threads()
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,10 +5,10 @@ import os
 
 import mxnet as mx
 
+from xception_mx.checkpoint import check_writable, write_checkpoint
 from xception_mx.model import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 
 from . import layouts
-from .checkpoint import check_writable, write_checkpoint
 from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers

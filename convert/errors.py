@@ -1,5 +1,6 @@
 """The one exception type the converter raises for bad input."""
 from xception_mx.errors import InputError
+from xception_mx.errors import make_sure as _make_sure
 
 
 class ConversionError(InputError):
@@ -9,5 +10,4 @@ class ConversionError(InputError):
 
 def make_sure(condition, message, *args):
     """Raise ``ConversionError(message % args)`` unless ``condition`` holds."""
-    if not condition:
-        raise ConversionError(message % args if args else message)
+    _make_sure(condition, message, *args, error=ConversionError)

@@ -4,3 +4,9 @@
 class InputError(Exception):
     """Bad input: a one-line message naming the file, layer or flag and what was
     expected.  Command-line tools print it and exit with status 2."""
+
+
+def make_sure(condition, message, *args, error=InputError):
+    """Raise ``error(message % args)`` unless ``condition`` holds."""
+    if not condition:
+        raise error(message % args if args else message)

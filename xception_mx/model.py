@@ -80,10 +80,17 @@ def check_input_shape(input_shape):
     return shape
 
 
-def batch_norm(channels, prefix):
-    """BatchNorm with Keras' defaults: gamma used, epsilon 1e-3, momentum 0.99."""
+def batch_norm(channels, prefix, frozen=False):
+    """BatchNorm with Keras' defaults: gamma used, epsilon 1e-3, momentum 0.99.
+
+    ``frozen`` makes it use (and keep) its running statistics in training too
+    (``use_global_stats``).  That is the way to freeze BN statistics in MXNet:
+    running a normal BatchNorm in inference mode under ``autograd`` gives wrong
+    input gradients, as its backward assumes batch statistics.
+    """
     return nn.BatchNorm(axis=1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=True,
-                        scale=True, in_channels=channels, prefix=prefix)
+                        scale=True, in_channels=channels, prefix=prefix,
+                        use_global_stats=frozen)
 
 
 def relu(prefix):
@@ -114,15 +121,15 @@ class SeparableConv2D(HybridBlock):
 class EntryBlock(HybridBlock):
     """Block 1: two valid 3x3 convolutions, each with BN and ReLU."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, frozen_bn=False, **kwargs):
         super().__init__(prefix="block1_", **kwargs)
         with self.name_scope():
             self.conv1 = nn.Conv2D(32, 3, strides=2, use_bias=False, in_channels=3,
                                    prefix="conv1_")
-            self.conv1_bn = batch_norm(32, "conv1_bn_")
+            self.conv1_bn = batch_norm(32, "conv1_bn_", frozen_bn)
             self.conv1_act = relu("conv1_act_")
             self.conv2 = nn.Conv2D(64, 3, use_bias=False, in_channels=32, prefix="conv2_")
-            self.conv2_bn = batch_norm(64, "conv2_bn_")
+            self.conv2_bn = batch_norm(64, "conv2_bn_", frozen_bn)
             self.conv2_act = relu("conv2_act_")
 
     def hybrid_forward(self, F, x):
@@ -135,20 +142,20 @@ class DownsamplingBlock(HybridBlock):
     and a strided 1x1 residual convolution with BN."""
 
     def __init__(self, name, in_channels, channels1, channels2, leading_relu, pool_pad,
-                 **kwargs):
+                 frozen_bn=False, **kwargs):
         super().__init__(prefix=name + "_", **kwargs)
         self.leading_relu = leading_relu
         with self.name_scope():
             self.residual_conv = nn.Conv2D(channels2, 1, strides=2, use_bias=False,
                                            in_channels=in_channels, prefix="residual_conv_")
-            self.residual_bn = batch_norm(channels2, "residual_bn_")
+            self.residual_bn = batch_norm(channels2, "residual_bn_", frozen_bn)
             if leading_relu:
                 self.sepconv1_act = relu("sepconv1_act_")
             self.sepconv1 = SeparableConv2D(in_channels, channels1, prefix="sepconv1_")
-            self.sepconv1_bn = batch_norm(channels1, "sepconv1_bn_")
+            self.sepconv1_bn = batch_norm(channels1, "sepconv1_bn_", frozen_bn)
             self.sepconv2_act = relu("sepconv2_act_")
             self.sepconv2 = SeparableConv2D(channels1, channels2, prefix="sepconv2_")
-            self.sepconv2_bn = batch_norm(channels2, "sepconv2_bn_")
+            self.sepconv2_bn = batch_norm(channels2, "sepconv2_bn_", frozen_bn)
             self.pool = nn.MaxPool2D(3, 2, padding=pool_pad, ceil_mode=True, prefix="pool_")
 
     def hybrid_forward(self, F, x):
@@ -163,7 +170,7 @@ class DownsamplingBlock(HybridBlock):
 class MiddleBlock(HybridBlock):
     """Blocks 5-12: three ReLU-separable-BN units around an identity shortcut."""
 
-    def __init__(self, name, **kwargs):
+    def __init__(self, name, frozen_bn=False, **kwargs):
         super().__init__(prefix=name + "_", **kwargs)
         with self.name_scope():
             self.units = []
@@ -171,7 +178,7 @@ class MiddleBlock(HybridBlock):
                 unit = (relu("sepconv%d_act_" % i),
                         SeparableConv2D(MIDDLE_CHANNELS, MIDDLE_CHANNELS,
                                         prefix="sepconv%d_" % i),
-                        batch_norm(MIDDLE_CHANNELS, "sepconv%d_bn_" % i))
+                        batch_norm(MIDDLE_CHANNELS, "sepconv%d_bn_" % i, frozen_bn))
                 for j, layer in enumerate(unit):
                     self.register_child(layer, "unit%d_%d" % (i, j))
                 self.units.append(unit)
@@ -186,14 +193,14 @@ class MiddleBlock(HybridBlock):
 class ExitBlock(HybridBlock):
     """Block 14: two separable convolutions, each followed by BN and ReLU."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, frozen_bn=False, **kwargs):
         super().__init__(prefix="block14_", **kwargs)
         with self.name_scope():
             self.sepconv1 = SeparableConv2D(1024, 1536, prefix="sepconv1_")
-            self.sepconv1_bn = batch_norm(1536, "sepconv1_bn_")
+            self.sepconv1_bn = batch_norm(1536, "sepconv1_bn_", frozen_bn)
             self.sepconv1_act = relu("sepconv1_act_")
             self.sepconv2 = SeparableConv2D(1536, FEATURE_CHANNELS, prefix="sepconv2_")
-            self.sepconv2_bn = batch_norm(FEATURE_CHANNELS, "sepconv2_bn_")
+            self.sepconv2_bn = batch_norm(FEATURE_CHANNELS, "sepconv2_bn_", frozen_bn)
             self.sepconv2_act = relu("sepconv2_act_")
 
     def hybrid_forward(self, F, x):
@@ -215,10 +222,13 @@ class Xception(HybridBlock):
         classifier_activation: ``'softmax'`` or ``None`` (logits).
         input_shape: ``(H, W)`` or ``(H, W, 3)``, each side >= 71.  The
             network reproduces TF's padding for exactly this size.
+        frozen_bn: BatchNorm layers use and keep their running statistics in
+            training too (for fine-tuning with frozen statistics).
     """
 
     def __init__(self, include_top=True, classes=1000, pooling=None,
-                 classifier_activation="softmax", input_shape=DEFAULT_INPUT_SIZE, **kwargs):
+                 classifier_activation="softmax", input_shape=DEFAULT_INPUT_SIZE,
+                 frozen_bn=False, **kwargs):
         kwargs.setdefault("prefix", "")
         super().__init__(**kwargs)
         if classifier_activation not in CLASSIFIER_ACTIVATIONS:
@@ -237,18 +247,18 @@ class Xception(HybridBlock):
         pads = list(zip(*(map(tf_same_pool_padding, pool_input_sizes(s))
                           for s in self.input_size)))
         with self.name_scope():
-            self.block1 = EntryBlock()
+            self.block1 = EntryBlock(frozen_bn)
             self.downsampling = []
             for (name, cin, c1, c2, leading_relu), pad in zip(ENTRY_EXIT_BLOCKS, pads):
-                block = DownsamplingBlock(name, cin, c1, c2, leading_relu, pad)
+                block = DownsamplingBlock(name, cin, c1, c2, leading_relu, pad, frozen_bn)
                 self.register_child(block, name)
                 self.downsampling.append(block)
             self.middle = []
             for name in MIDDLE_BLOCKS:
-                block = MiddleBlock(name)
+                block = MiddleBlock(name, frozen_bn)
                 self.register_child(block, name)
                 self.middle.append(block)
-            self.block14 = ExitBlock()
+            self.block14 = ExitBlock(frozen_bn)
             if include_top:
                 self.avg_pool = nn.GlobalAvgPool2D(prefix="avg_pool_")
                 self.predictions = nn.Dense(classes, in_units=FEATURE_CHANNELS,

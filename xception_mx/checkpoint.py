@@ -14,9 +14,8 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from xception_mx.atomic import file_mode
-
-from .errors import ConversionError, make_sure
+from .atomic import file_mode
+from .errors import InputError, make_sure
 
 
 def checkpoint_paths(prefix, epoch=0):
@@ -42,7 +41,7 @@ def check_writable(prefix, epoch=0, force=False):
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ConversionError("%s: cannot write to the output directory (%s)"
+        raise InputError("%s: cannot write to the output directory (%s)"
                               % (directory, exc.strerror or exc))
     return paths
 

@@ -1,0 +1,235 @@
+"""Fine-tuning: learns, stays data-parallel-consistent on several devices,
+resumes exactly (also after SIGKILL mid-checkpoint), trains the same from
+RecordIO as from the folder, and refuses bad input before training."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from conftest import BIN, run_tool
+from convert import convert_file
+from xception_mx.synthetic import write_shapes_dataset
+from xception_mx.train import build_network, make_trainer, train_step, trainable_params
+
+SIZE = ("--input-shape", "71", "71")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, keras_files_top):
+    """Synthetic textures (train/val, large and small) and the reference
+    converted at 71x71."""
+    root = tmp_path_factory.mktemp("finetune")
+    write_shapes_dataset(str(root / "train"), per_class=30, seed=0)
+    write_shapes_dataset(str(root / "val"), per_class=10, seed=1)
+    write_shapes_dataset(str(root / "small"), per_class=8, seed=2, size=(80, 80))
+    convert_file(keras_files_top["legacy-h5"], str(root / "x71"), input_shape=(71, 71))
+    return root
+
+
+def finetune(*args, env=None):
+    return subprocess.run([os.path.join(BIN, "xception-finetune")] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, **(env or {})))
+
+
+def load_params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+def assert_same_params(a, b, atol=0.0):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.mark.slow
+def test_finetune_from_converted_checkpoint_reaches_90_percent(work, tmp_path):
+    out = tmp_path / "run"
+    result = finetune(work / "train", "--val", work / "val", "--out", out, "--pretrained",
+                      work / "x71", *SIZE, "--epochs", "4", "--batch-size", "16",
+                      "--min-crop", "0.3", "--lr", "0.01")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert max(float(r["val_top1"]) for r in rows) >= 0.9
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert all(float(r["images_per_s"]) > 0 for r in rows)
+    best = json.loads((out / "best.json").read_text())
+    assert best["metrics"]["val_top1"] >= 0.9
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "model-labels.txt").read_text().split() == [
+        "checkerboard", "horizontal_stripes", "vertical_stripes"]
+    meta = json.loads((out / "model-meta.json").read_text())
+    assert meta["model"]["classes"] == 3 and meta["model"]["input_shape"] == [71, 71]
+    predicted = run_tool("xception-predict", out / "model",
+                         *sorted((work / "val" / "vertical_stripes").iterdir())[:3], "--top", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.count("vertical_stripes") >= 2
+
+
+def _nets(pretrained, contexts_list, frozen_bn=False):
+    return [build_network(3, (71, 71), ctxs, pretrained, frozen_bn=frozen_bn)[0]
+            for ctxs in contexts_list]
+
+
+def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work):
+    four = [mx.cpu(i) for i in range(4)]
+    multi, single = _nets(str(work / "x71"), [four, [mx.cpu(0)]], frozen_bn=True)
+    for name, param in single.collect_params().items():     # the same new head on both
+        param.set_data(multi.collect_params()[name].data(mx.cpu(0)))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainers = [make_trainer(trainable_params(net, False), "nag", 0.05, 0.9, 1e-4, "device")
+                for net in (multi, single)]
+    rng = np.random.RandomState(0)
+    for step in range(2):
+        x = mx.nd.array(rng.uniform(-1, 1, (8, 3, 71, 71)).astype(np.float32))
+        y = mx.nd.array(rng.randint(0, 3, 8).astype(np.float32))
+        # BN statistics frozen: one step on 4 contexts equals one step on 1 context
+        train_step(multi, trainers[0], loss_fn, x, y, four)
+        train_step(single, trainers[1], loss_fn, x, y, [mx.cpu(0)])
+        for name, param in multi.collect_params().items():
+            copies = [c.asnumpy() for c in param.list_data()]
+            for copy in copies[1:]:
+                assert np.array_equal(copy, copies[0]), (step, name)
+            reference = single.collect_params()[name].data().asnumpy()
+            np.testing.assert_allclose(copies[0], reference, rtol=1e-4, atol=2e-6,
+                                       err_msg="%s after step %d" % (name, step))
+    moved = multi.collect_params()["predictions_weight"].data().asnumpy()
+    assert np.abs(moved - _nets(str(work / "x71"), [[mx.cpu(0)]])[0]
+                  .collect_params()["predictions_weight"].data().asnumpy()).max() > 1e-4
+
+
+def test_bn_statistics_are_averaged_over_contexts(work):
+    from xception_mx.train import average_bn_statistics
+    two = [mx.cpu(0), mx.cpu(1)]
+    net = _nets(str(work / "x71"), [two])[0]
+    trainer = make_trainer(trainable_params(net, False), "sgd", 0.01, 0.0, 0.0, "device")
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (4, 3, 71, 71)).astype(np.float32))
+    train_step(net, trainer, gluon.loss.SoftmaxCrossEntropyLoss(), x, mx.nd.array([0, 1, 2, 0]),
+               two)
+    param = net.collect_params()["block4_sepconv1_bn_running_mean"]
+    a, b = [c.asnumpy() for c in param.list_data()]
+    assert np.abs(a - b).max() > 0          # each context saw its own half-batch
+    average_bn_statistics(net, two)
+    a2, b2 = [c.asnumpy() for c in param.list_data()]
+    np.testing.assert_array_equal(a2, b2)
+    np.testing.assert_allclose(a2, (a + b) / 2, rtol=1e-6)
+
+
+RESUME_ARGS = ("--val-split", "0.25", *SIZE, "--epochs", "3", "--batch-size", "8",
+               "--workers", "2", "--min-crop", "0.5", "--optimizer", "adam", "--lr", "0.001",
+               "--warmup-epochs", "1")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(work, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    result = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_resume_after_stopping_gives_the_same_parameters(work, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    first = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS,
+                     "--stop-after", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "stopped after epoch 0" in first.stdout
+    assert not (out / "epoch-0001.json").exists() and not (out / "model-0000.params").exists()
+    again = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    second = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS,
+                      "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from epoch 0" in second.stdout
+    assert_same_params(load_params(out / "epoch-0002.params"),
+                       load_params(uninterrupted / "epoch-0002.params"))
+    assert_same_params(load_params(out / "model-0000.params"),
+                       load_params(uninterrupted / "model-0000.params"))
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
+        work, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    args = [os.path.join(BIN, "xception-finetune"), str(work / "small"), "--out", str(out),
+            "--pretrained", str(work / "x71")] + list(RESUME_ARGS)
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, XCEPTION_MX_FAULT_PAUSE="1:120"))
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob(".epoch-0001.params.*")):
+        assert process.poll() is None, "training ended before the injected pause"
+        time.sleep(0.05)
+    assert list(out.glob(".epoch-0001.params.*")), "never reached epoch 1's checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert (out / "epoch-0000.json").exists() and not (out / "epoch-0001.json").exists()
+    resumed = finetune(work / "small", "--out", out, "--pretrained", work / "x71",
+                       *RESUME_ARGS, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from epoch 0" in resumed.stdout
+    assert not list(out.glob(".*.tmp*"))
+    assert_same_params(load_params(out / "epoch-0002.params"),
+                       load_params(uninterrupted / "epoch-0002.params"))
+
+
+@pytest.mark.slow
+def test_recordio_from_xception_pack_trains_like_the_folder(work, tmp_path):
+    packed = run_tool("xception-pack", work / "small", tmp_path / "small")
+    assert packed.returncode == 0, packed.stderr
+    assert (tmp_path / "small.labels.txt").read_text().split() == [
+        "checkerboard", "horizontal_stripes", "vertical_stripes"]
+    common = ("--pretrained", work / "x71", *SIZE, "--epochs", "1", "--batch-size", "8",
+              "--workers", "1", "--cpus", "2")
+    by_folder = finetune(work / "small", "--out", tmp_path / "folder", *common)
+    by_rec = finetune(tmp_path / "small.rec", "--out", tmp_path / "rec", *common)
+    assert by_folder.returncode == 0 and by_rec.returncode == 0, by_rec.stderr[-3000:]
+    assert_same_params(load_params(tmp_path / "folder" / "epoch-0000.params"),
+                       load_params(tmp_path / "rec" / "epoch-0000.params"))
+
+
+def assert_refused(result, out, *fragments):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith("xception-finetune: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert not os.path.exists(out)
+
+
+def test_bad_input_is_refused_before_training(work, tmp_path):
+    out = tmp_path / "run"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_refused(finetune(empty, "--out", out), out, "no class subfolders")
+    one = tmp_path / "one"
+    write_shapes_dataset(str(one), per_class=2, classes=("checkerboard",))
+    assert_refused(finetune(one, "--out", out), out, "only one class")
+    broken = tmp_path / "broken"
+    write_shapes_dataset(str(broken), per_class=2)
+    (broken / "checkerboard" / "zz.jpg").write_bytes(b"\xff\xd8\xff not an image")
+    assert_refused(finetune(broken, "--out", out), out, "zz.jpg", "cannot read image")
+    assert_refused(finetune(work / "small", "--out", out, "--num-classes", "5", *SIZE,
+                            "--batch-size", "8"), out, "--num-classes 5", "3 classes")
+    other = tmp_path / "resnet"
+    mx.nd.save(str(other) + "-0000.params", {"arg:conv0_weight": mx.nd.zeros((64, 3, 7, 7))})
+    assert_refused(finetune(work / "small", "--out", out, "--pretrained", other, *SIZE,
+                            "--batch-size", "8"), out, "not an Xception checkpoint",
+                   "block1_conv1_weight")
+    assert_refused(finetune(work / "small", "--out", out, "--cpus", "3", "--batch-size", "8",
+                            *SIZE), out, "multiple of the 3 devices")
+    assert_refused(finetune(work / "small", "--out", out, "--gpus", "0,1"), out, "--gpus",
+                   "no GPU")
+    assert_refused(finetune(work / "small", "--out", out, "--input-shape", "60", "60"), out,
+                   "--input-shape")

@@ -1,0 +1,314 @@
+"""``xception-finetune``: train a converted Xception on new data.
+
+The run lives in ``--out``; see ``run_dir`` for its files and ``train`` for the
+design decisions (several devices, BN statistics, frozen BN, plain graph).
+"""
+import os
+import sys
+import time
+
+import mxnet as mx
+from mxnet import gluon
+
+from . import configure_threads
+from .atomic import write_text
+from .checkpoint import write_checkpoint
+from .cli import Parser, run
+from .data import EpochBatchSampler, ImageDataset, make_loader, open_source, split_indices
+from .errors import InputError, make_sure
+from .labels import labels_path
+from .model import Xception, check_input_shape
+from .run_dir import RunDirectory, check_resumable_config
+from .train import (OPTIMIZERS, SCHEDULES, Counts, Throughput, average_bn_statistics,
+                    build_network, count_correct, evaluate, learning_rate, make_trainer,
+                    parse_contexts, train_step, trainable_params)
+
+PROG = "xception-finetune"
+EXPORT_NAME = "model"
+
+
+def build_parser():
+    p = Parser(prog=PROG, description="Fine-tune an Xception checkpoint (from keras2mxnet or "
+               "an earlier run) on an image folder or RecordIO data, on one CPU, several CPU "
+               "contexts or several GPUs.")
+    p.add_argument("train", metavar="TRAIN", help="image folder (one subfolder per class) or "
+                   ".rec file written by xception-pack")
+    p.add_argument("--val", metavar="VAL", help="validation folder or .rec")
+    p.add_argument("--val-split", type=float, default=0.0,
+                   help="hold out this fraction of TRAIN per class for validation")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, export)")
+    p.add_argument("--pretrained", metavar="PREFIX", help="checkpoint to start from "
+                   "(default: from scratch)")
+    p.add_argument("--pretrained-epoch", type=int, default=0)
+    p.add_argument("--num-classes", type=int, help="classes of the new head (default: of the "
+                   "data); the head is kept when the checkpoint has as many")
+    p.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"), default=(299, 299))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32, help="global batch over all devices")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="nag")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine")
+    p.add_argument("--lr-steps", default="", help="epochs of the step decay, e.g. 30,60")
+    p.add_argument("--lr-factor", type=float, default=0.1)
+    p.add_argument("--freeze-base-epochs", type=int, default=0,
+                   help="train only the head for the first N epochs")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm statistics frozen (inference mode) throughout")
+    p.add_argument("--min-crop", type=float, default=0.08,
+                   help="smallest area fraction of the random resized crop")
+    devices = p.add_mutually_exclusive_group()
+    devices.add_argument("--gpus", help="GPUs, e.g. 0,1,2,3")
+    devices.add_argument("--cpus", type=int, help="N CPU contexts (data-parallel harness)")
+    p.add_argument("--kvstore", choices=("device", "local"), default="device")
+    p.add_argument("--amp", action="store_true", help="mixed precision (GPUs only)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last complete checkpoint in --out")
+    p.add_argument("--stop-after", type=int, metavar="EPOCH",
+                   help="stop cleanly after this epoch's checkpoint (continue with --resume)")
+    return p
+
+
+def config_from_args(args):
+    """The run configuration as JSON-ready data (stored with every checkpoint)."""
+    config = {k: v for k, v in vars(args).items()}
+    config["input_shape"] = list(args.input_shape)
+    try:
+        config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
+    except ValueError:
+        raise InputError("--lr-steps %s: expected comma-separated epochs, e.g. 30,60"
+                         % args.lr_steps)
+    return config
+
+
+def check_config(config):
+    try:
+        check_input_shape(tuple(config["input_shape"]))
+    except ValueError as exc:
+        raise InputError("--input-shape: %s" % exc)
+    for key in ("epochs", "batch_size"):
+        make_sure(config[key] >= 1, "--%s must be >= 1, got %s", key.replace("_", "-"),
+                  config[key])
+    make_sure(config["lr"] > 0, "--lr must be > 0, got %s", config["lr"])
+    make_sure(0 <= config["val_split"] < 1, "--val-split must be in [0, 1), got %s",
+              config["val_split"])
+    make_sure(not (config["val"] and config["val_split"]), "--val and --val-split exclude "
+              "each other")
+    make_sure(0 < config["min_crop"] <= 1, "--min-crop must be in (0, 1], got %s",
+              config["min_crop"])
+    make_sure(config["workers"] >= 0, "--workers must be >= 0")
+    make_sure(0 <= config["freeze_base_epochs"] <= config["epochs"],
+              "--freeze-base-epochs must be between 0 and --epochs (%d)", config["epochs"])
+    if config["pretrained"]:
+        path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
+        make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
+    if config["amp"]:
+        make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
+
+
+class Data:
+    """Training and validation sets, loaders and class names."""
+
+    def __init__(self, config):
+        size = tuple(config["input_shape"])
+        train_source = open_source(config["train"])
+        self.classes = train_source.classes
+        indices = range(len(train_source))
+        if config["val"]:
+            val_source = open_source(config["val"])
+            make_sure(val_source.classes == self.classes, "--val %s has classes %s, TRAIN has "
+                      "%s", config["val"], val_source.classes[:5], self.classes[:5])
+            train_idx, val_idx = list(indices), list(range(len(val_source)))
+        elif config["val_split"]:
+            val_source = train_source
+            train_idx, val_idx = split_indices([train_source.label(i) for i in indices],
+                                               config["val_split"], config["seed"])
+        else:
+            val_source, train_idx, val_idx = None, list(indices), []
+        batch = config["batch_size"]
+        make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
+                  "(--batch-size %d)", config["train"], len(train_idx), batch)
+        self.train_set = ImageDataset(train_source, train_idx, size, True, config["seed"],
+                                      config["min_crop"])
+        self.train_sampler = EpochBatchSampler(len(train_idx), batch, True, config["seed"],
+                                               drop_last=True)
+        self.train_loader = make_loader(self.train_set, self.train_sampler, config["workers"])
+        self.val_loader = None
+        if val_source is not None:
+            val_set = ImageDataset(val_source, val_idx, size, False)
+            self.val_loader = make_loader(val_set, EpochBatchSampler(len(val_idx), batch, False),
+                                          config["workers"])
+        self.n_train, self.n_val = len(train_idx), len(val_idx)
+
+
+def _phase(config, epoch):
+    return "head" if epoch < config["freeze_base_epochs"] else "all"
+
+
+def _fmt(counts):
+    return "loss %.4f top-1 %.3f top-k %.3f" % (counts.loss, counts.top1, counts.topk)
+
+
+def run_finetune(config, log=print):
+    """Run (or resume) a fine-tuning; return the run folder's final state."""
+    check_config(config)
+    contexts = parse_contexts(config["gpus"], config["cpus"])
+    make_sure(config["batch_size"] % len(contexts) == 0, "--batch-size %d must be a multiple "
+              "of the %d devices", config["batch_size"], len(contexts))
+    run_dir = RunDirectory(config["out"])
+    resumed = _resume_point(run_dir, config)
+    data = Data(config)
+    num_classes = config["num_classes"] or len(data.classes)
+    make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
+              "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))
+    if config["amp"]:
+        from mxnet.contrib import amp
+        amp.init()
+    net, head_loaded = build_network(num_classes, tuple(config["input_shape"]), contexts,
+                                     config["pretrained"], config["pretrained_epoch"],
+                                     config["seed"], config["freeze_bn"])
+    history, start_epoch, best = [], 0, None
+    if resumed:
+        start_epoch, record = resumed
+        net.collect_params().load(run_dir.epoch_file(start_epoch, "params"), ctx=contexts)
+        history, best = record["history"], record["best"]
+        start_epoch += 1
+        log("%s: resuming from epoch %d of %s" % (PROG, start_epoch - 1, run_dir.path))
+    else:
+        log("%s: %d classes, %d training / %d validation images, %s, head %s" % (
+            PROG, num_classes, data.n_train, data.n_val, ", ".join(map(str, contexts)),
+            "kept" if head_loaded else "new"))
+    k = min(5, num_classes)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    steps_per_epoch = len(data.train_sampler)
+    trainer, trainer_phase = None, None
+    for epoch in range(start_epoch, config["epochs"]):
+        phase = _phase(config, epoch)
+        if phase != trainer_phase:
+            trainer = make_trainer(trainable_params(net, phase == "head"), config["optimizer"],
+                                   config["lr"], config["momentum"], config["wd"],
+                                   config["kvstore"], config["amp"])
+            if config["amp"]:
+                from mxnet.contrib import amp
+                amp.init_trainer(trainer)
+            if resumed and epoch == start_epoch and history and \
+                    history[-1]["phase"] == phase:
+                trainer.load_states(run_dir.epoch_file(start_epoch - 1, "states"))
+            trainer_phase = phase
+        row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
+                           steps_per_epoch, k, phase)
+        average_bn_statistics(net, contexts)
+        if data.val_loader is not None:
+            val = evaluate(net, data.val_loader, loss_fn, contexts, k)
+            row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
+            log("epoch %d: train %s | val %s" % (epoch, _fmt(Counts(
+                row["train_loss"], row["train_top1"], row["train_topk"], 0)), _fmt(val)))
+        else:
+            log("epoch %d: train %s" % (epoch, _fmt(Counts(
+                row["train_loss"], row["train_top1"], row["train_topk"], 0))))
+        history.append(row)
+        score = row.get("val_top1", row["train_top1"])
+        if best is None or score > best["score"]:
+            best = {"epoch": epoch, "score": score}
+        run_dir.save_epoch(epoch, net, trainer, {
+            "epoch": epoch, "metrics": row, "config": config, "classes": data.classes,
+            "history": history, "best": best})
+        run_dir.write_best(best["epoch"], history[best["epoch"]])
+        run_dir.prune(best["epoch"])
+        run_dir.write_csv(history)
+        run_dir.plot_curves(history, "%s: %s" % (PROG, config["out"]))
+        if config["stop_after"] is not None and epoch >= config["stop_after"] \
+                and epoch + 1 < config["epochs"]:
+            log("%s: stopped after epoch %d as asked; continue with --resume" % (PROG, epoch))
+            return run_dir, history, best
+    export_best(run_dir, best["epoch"], num_classes, config, data.classes, history)
+    return run_dir, history, best
+
+
+def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per_epoch, k,
+                 phase):
+    from tqdm import tqdm
+    data.train_sampler.set_epoch(epoch)
+    meter, loss_sum, top1, topk, n = Throughput(), 0.0, 0, 0, 0
+    train_mode = phase == "all"
+    bar = tqdm(data.train_loader, total=steps_per_epoch, unit="batch", leave=False,
+               desc="epoch %d" % epoch, file=sys.stderr, disable=None)
+    lr = config["lr"]
+    for i, (x, y) in enumerate(bar):
+        lr = learning_rate(epoch * steps_per_epoch + i, steps_per_epoch, config["epochs"],
+                           config["lr"], config["warmup_epochs"], config["lr_schedule"],
+                           config["lr_steps"], config["lr_factor"])
+        trainer.set_learning_rate(lr)
+        losses, outputs = train_step(net, trainer, loss_fn, x, y, contexts, train_mode,
+                                     config["amp"])
+        hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
+        loss_sum, top1, topk, n = loss_sum + float(losses.sum()), top1 + hits1, topk + hitsk, \
+            n + len(losses)
+        meter.add(len(losses))
+        bar.set_postfix(img_s="%.1f" % meter.rate, loss="%.3f" % (loss_sum / n))
+    bar.close()
+    return {"epoch": epoch, "phase": phase, "lr": lr, "train_loss": loss_sum / n,
+            "train_top1": top1 / n, "train_topk": topk / n, "images_per_s": meter.rate,
+            "seconds": time.perf_counter() - meter.start}
+
+
+def _resume_point(run_dir, config):
+    """``(epoch, record)`` to resume from, ``None`` for a fresh run."""
+    if not config["resume"]:
+        make_sure(not run_dir.has_checkpoints(), "%s: holds checkpoints of an earlier run; "
+                  "pass --resume to continue it or choose another --out", run_dir.path)
+        return None
+    run_dir.remove_stale_temps()
+    complete = run_dir.complete_epochs()
+    if not complete:
+        return None
+    epoch, record = complete[0]
+    check_resumable_config(record["config"], config)
+    return epoch, record
+
+
+def export_best(run_dir, epoch, num_classes, config, classes, history):
+    """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
+    ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes."""
+    size = tuple(config["input_shape"])
+    net = Xception(classes=num_classes, classifier_activation="softmax", input_shape=size)
+    params = net.collect_params()
+    params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
+    arg_params, aux_params = {}, {}
+    symbol = net(mx.sym.var("data"))
+    aux_names = set(symbol.list_auxiliary_states())
+    for name, param in params.items():
+        (aux_params if name in aux_names else arg_params)[name] = param.data().asnumpy()
+    prefix = run_dir.file(EXPORT_NAME)
+    meta = {"producer": "xception-mx xception-finetune", "model": net.config(),
+            "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
+            "classes": classes,
+            "input": {"input_name": "data", "layout": "NCHW", "dtype": "float32",
+                      "color": "RGB", "scale": "x / 127.5 - 1", "shape": [1, 3] + list(size)},
+            "training": config}
+    write_text(labels_path(prefix), "\n".join(classes) + "\n")
+    write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
+    return prefix
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    run_dir, history, best = run_finetune(config)
+    print("best epoch %d (validation top-1 %.3f); exported %s-symbol.json, -0000.params, "
+          "-labels.txt; curves %s" % (best["epoch"], best["score"],
+                                      run_dir.file(EXPORT_NAME), run_dir.file("curves.png")))
+    return 0
+
+
+def main(argv=None):
+    configure_threads()
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

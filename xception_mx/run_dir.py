@@ -1,0 +1,166 @@
+"""A fine-tuning run's folder: per-epoch checkpoints, resume, metrics CSV, curves.
+
+Layout of ``OUT/``::
+
+    epoch-0003.params   parameters (names as in the network, BN statistics averaged)
+    epoch-0003.states   trainer (optimizer) states
+    epoch-0003.json     epoch, metrics, full configuration, sha256 of the two files
+    best.json           which epoch has the best validation top-1
+    metrics.csv         one row per epoch
+    curves.png          loss and accuracy curves
+    model-symbol.json, model-0000.params, model-meta.json, model-labels.txt
+                        the export of the best epoch, in keras2mxnet's format
+
+Each file is written under a temporary name and renamed; the epoch's JSON comes
+last and records the sha256 of its params and states, so a run killed while
+writing leaves either a complete, verifiable epoch or none.  Only the last two
+epochs and the best one are kept.
+"""
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+
+from .atomic import atomic_path, write_text
+from .errors import InputError
+
+EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
+KEEP_LAST = 2
+CSV_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "train_topk", "val_loss", "val_top1",
+              "val_topk", "images_per_s", "seconds"]
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RunDirectory:
+    def __init__(self, path):
+        self.path = path
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def epoch_file(self, epoch, suffix):
+        return self.file("epoch-%04d.%s" % (epoch, suffix))
+
+    def complete_epochs(self):
+        """Epochs whose JSON exists and whose files match the recorded sha256,
+        newest first, as ``(epoch, record)``."""
+        found = []
+        for path in glob.glob(self.file("epoch-*.json")):
+            match = EPOCH_JSON.search(path)
+            if not match:
+                continue
+            try:
+                with open(path) as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                continue
+            epoch = int(match.group(1))
+            files_ok = all(os.path.isfile(self.epoch_file(epoch, s))
+                           and _sha256(self.epoch_file(epoch, s)) == record["sha256"][s]
+                           for s in ("params", "states"))
+            if files_ok:
+                found.append((epoch, record))
+        return sorted(found, key=lambda item: -item[0])
+
+    def remove_stale_temps(self):
+        """Delete temporary files a killed run left behind."""
+        for path in glob.glob(self.file(".*.tmp*")):
+            os.unlink(path)
+
+    def has_checkpoints(self):
+        return bool(glob.glob(self.file("epoch-*.json")))
+
+    def save_epoch(self, epoch, net, trainer, record):
+        """Write params, states, then the JSON that makes the epoch complete."""
+        os.makedirs(self.path, exist_ok=True)
+        with atomic_path(self.epoch_file(epoch, "params")) as params_tmp, \
+                atomic_path(self.epoch_file(epoch, "states")) as states_tmp:
+            net.collect_params().save(params_tmp)
+            trainer.save_states(states_tmp)
+            record = dict(record, sha256={"params": _sha256(params_tmp),
+                                          "states": _sha256(states_tmp)})
+            _fault_pause(epoch)
+        write_text(self.epoch_file(epoch, "json"), json.dumps(record, indent=1) + "\n")
+        return record
+
+    def prune(self, best_epoch):
+        """Remove epochs other than the last ``KEEP_LAST`` and the best."""
+        epochs = sorted(int(EPOCH_JSON.search(p).group(1))
+                        for p in glob.glob(self.file("epoch-*.json")) if EPOCH_JSON.search(p))
+        for epoch in epochs[:-KEEP_LAST]:
+            if epoch == best_epoch:
+                continue
+            for suffix in ("json", "params", "states"):
+                if os.path.exists(self.epoch_file(epoch, suffix)):
+                    os.unlink(self.epoch_file(epoch, suffix))
+
+    def write_best(self, epoch, metrics):
+        write_text(self.file("best.json"),
+                   json.dumps({"epoch": epoch, "metrics": metrics}, indent=1) + "\n")
+
+    def write_csv(self, rows):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k) for k in CSV_FIELDS})
+        write_text(self.file("metrics.csv"), buffer.getvalue())
+
+    def plot_curves(self, rows, title):
+        """Loss and accuracy per epoch, train and validation, as ``curves.png``."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        epochs = [r["epoch"] for r in rows]
+        has_val = all("val_loss" in r for r in rows)
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+        ax_acc.plot(epochs, [r["train_top1"] for r in rows], "o-", label="train top-1")
+        if has_val:
+            ax_loss.plot(epochs, [r["val_loss"] for r in rows], "s-", label="validation")
+            ax_acc.plot(epochs, [r["val_top1"] for r in rows], "s-", label="validation top-1")
+            ax_acc.plot(epochs, [r["val_topk"] for r in rows], "^--", label="validation top-k")
+        ax_loss.set_xlabel("epoch")
+        ax_loss.set_ylabel("cross-entropy loss")
+        ax_acc.set_xlabel("epoch")
+        ax_acc.set_ylabel("accuracy")
+        ax_acc.set_ylim(0, 1.02)
+        for ax in (ax_loss, ax_acc):
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        with atomic_path(self.file("curves.png")) as tmp:
+            fig.savefig(tmp)
+        plt.close(fig)
+
+
+def _fault_pause(epoch):
+    """Fault injection for tests: ``XCEPTION_MX_FAULT_PAUSE=EPOCH:SECONDS`` sleeps
+    while that epoch's files are written under temporary names, not yet renamed."""
+    setting = os.environ.get("XCEPTION_MX_FAULT_PAUSE", "")
+    if setting.partition(":")[0] == str(epoch):
+        import time
+        time.sleep(float(setting.partition(":")[2]))
+
+
+def check_resumable_config(saved, current,
+                           ignore=("epochs", "resume", "workers", "out", "stop_after")):
+    """Resuming needs the same settings but for the number of epochs and the like."""
+    differing = sorted(k for k in set(saved) | set(current)
+                       if k not in ignore and saved.get(k) != current.get(k))
+    if differing:
+        key = differing[0]
+        raise InputError("--resume: the run in this folder used %s=%r, now %r (%d settings "
+                         "differ: %s)" % (key, saved.get(key), current.get(key), len(differing),
+                                          ", ".join(differing)))

@@ -1,0 +1,217 @@
+"""Fine-tune Xception with Gluon on one or several devices.
+
+Design decisions (see the README's fine-tuning section):
+- Data parallel over ``contexts`` (GPUs, or several CPU contexts as a
+  correctness harness) with a kvstore; every context holds the same
+  parameters after every step.
+- BatchNorm running statistics are updated per context from that context's
+  part of the batch; at the end of every epoch they are averaged over the
+  contexts and written back to all of them, so evaluation, checkpoints and the
+  export see one set: the average.
+- BatchNorm statistics are frozen with ``freeze_bn`` (``use_global_stats``:
+  the running statistics normalise in training too and stay as they are;
+  gamma and beta still train), and while only the head trains
+  (``freeze_base_epochs``: the whole network runs in inference mode, as
+  Keras runs a non-trainable base).  Running BatchNorm in inference mode while
+  gradients flow through it is not an option: MXNet's backward then assumes
+  batch statistics and the gradients are wrong.
+- Training runs on the plain graph: oneDNN's fused graph folds BatchNorm with
+  its running statistics and gives wrong gradients, so fusion is for
+  inference and export only.
+"""
+import collections
+import math
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from .errors import InputError, make_sure
+from .model import Xception
+
+HEAD_PREFIX = "predictions_"
+OPTIMIZERS = ("sgd", "nag", "adam")
+SCHEDULES = ("cosine", "step")
+
+
+def parse_contexts(gpus=None, cpus=None):
+    """``--gpus 0,1`` or ``--cpus N`` to MXNet contexts (default: one CPU)."""
+    make_sure(not (gpus and cpus), "--gpus and --cpus exclude each other")
+    if gpus:
+        try:
+            ids = [int(g) for g in str(gpus).split(",") if g.strip() != ""]
+        except ValueError:
+            raise InputError("--gpus %s: expected comma-separated GPU numbers, e.g. 0,1,2,3"
+                             % gpus)
+        available = mx.context.num_gpus()
+        make_sure(available > 0, "--gpus %s: no GPU is visible to MXNet (install mxnet-cu112 "
+                  "or mxnet-cu117 1.9.1 on a GPU machine, or use --cpus N)", gpus)
+        bad = [g for g in ids if not 0 <= g < available]
+        make_sure(not bad, "--gpus %s: only %d GPUs visible (0..%d)", gpus, available,
+                  available - 1)
+        return [mx.gpu(g) for g in ids]
+    count = int(cpus or 1)
+    make_sure(count >= 1, "--cpus must be >= 1, got %d", count)
+    return [mx.cpu(i) for i in range(count)]
+
+
+def learning_rate(step, steps_per_epoch, epochs, base_lr, warmup_epochs=0.0,
+                  schedule="cosine", step_epochs=(), step_factor=0.1):
+    """The learning rate at global ``step``: linear warmup, then cosine decay to
+    0 or a step decay at ``step_epochs``."""
+    epoch = step / float(steps_per_epoch)
+    if warmup_epochs > 0 and epoch < warmup_epochs:
+        return base_lr * (step + 1) / (warmup_epochs * steps_per_epoch)
+    if schedule == "cosine":
+        span = max(epochs - warmup_epochs, 1e-12)
+        progress = min(max((epoch - warmup_epochs) / span, 0.0), 1.0)
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base_lr * step_factor ** sum(epoch >= e for e in step_epochs)
+
+
+def load_pretrained(net, prefix, epoch, num_classes, ctx):
+    """Load an Xception checkpoint (``keras2mxnet`` or ``xception-finetune``
+    export) into ``net``; the head too when its class count matches.
+
+    Returns whether the head was loaded.
+    """
+    path = "%s-%04d.params" % (prefix, epoch)
+    try:
+        saved = mx.nd.load(path)
+    except (mx.base.MXNetError, OSError) as exc:
+        raise InputError("%s: not a readable MXNet parameter file (%s)"
+                         % (path, str(exc).splitlines()[0]))
+    make_sure(isinstance(saved, dict), "%s: expected named parameters", path)
+    saved = {k.split(":", 1)[-1]: v for k, v in saved.items()}
+    params = net.collect_params()
+    base = [n for n in params.keys() if not n.startswith(HEAD_PREFIX)]
+    missing = [n for n in base if n not in saved]
+    make_sure(not missing, "%s: not an Xception checkpoint: lacks %s (%d of %d parameters "
+              "missing; it has e.g. %s)", path, ", ".join(missing[:3]), len(missing), len(base),
+              ", ".join(sorted(saved)[:3]))
+    head = saved.get(HEAD_PREFIX + "weight")
+    load_head = head is not None and head.shape[0] == num_classes
+    for name in base + ([HEAD_PREFIX + "weight", HEAD_PREFIX + "bias"] if load_head else []):
+        value = saved[name]
+        make_sure(tuple(value.shape) == tuple(params[name].shape), "%s: %s has shape %s, "
+                  "Xception needs %s", path, name, tuple(value.shape), params[name].shape)
+        params[name].set_data(value)
+    return load_head
+
+
+def build_network(num_classes, input_size, contexts, pretrained=None, pretrained_epoch=0,
+                  seed=0, frozen_bn=False):
+    """Xception with a ``num_classes`` head (logits), initialised on ``contexts``
+    from ``pretrained`` where given; a new head is Xavier-initialised (seeded)."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    net = Xception(classes=num_classes, classifier_activation=None, input_shape=input_size,
+                   frozen_bn=frozen_bn)
+    net.initialize(mx.init.Xavier(), ctx=contexts)
+    head_loaded = False
+    if pretrained:
+        head_loaded = load_pretrained(net, pretrained, pretrained_epoch, num_classes,
+                                      contexts)
+    return net, head_loaded
+
+
+def trainable_params(net, head_only):
+    """The parameters that train: all differentiable ones, or the head's only.
+    The others get ``grad_req='null'``."""
+    chosen = {}
+    for name, param in net.collect_params().items():
+        if not param._differentiable:
+            continue
+        train = not head_only or name.startswith(HEAD_PREFIX)
+        param.grad_req = "write" if train else "null"
+        if train:
+            chosen[name] = param
+    return chosen
+
+
+def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False):
+    """A Gluon Trainer; with ``amp`` it updates locally, where MXNet's AMP
+    checks for overflow (its kvstore-side update path does not)."""
+    options = {"learning_rate": lr, "wd": wd}
+    if optimizer in ("sgd", "nag"):
+        options["momentum"] = momentum
+    return gluon.Trainer(params, optimizer, options, kvstore=kvstore,
+                         update_on_kvstore=False if amp else None)
+
+
+def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False):
+    """One data-parallel step over the global batch ``data``/``label`` (NDArrays
+    on the CPU); returns the per-sample losses and outputs (numpy).
+
+    ``train_mode=False`` runs every layer in inference mode; use it only when
+    no parameter below a BatchNorm trains (the head-only phase): MXNet's
+    BatchNorm backward is wrong in inference mode.  Frozen statistics for a
+    whole network come from ``Xception(frozen_bn=True)`` instead.
+    """
+    xs = gluon.utils.split_and_load(data, contexts, even_split=True)
+    ys = gluon.utils.split_and_load(label, contexts, even_split=True)
+    with autograd.record(train_mode=train_mode):
+        outputs = [net(x) for x in xs]
+        losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
+    if amp:
+        from mxnet.contrib import amp as mx_amp
+        with mx_amp.scale_loss(losses, trainer) as scaled:
+            autograd.backward(scaled)
+    else:
+        autograd.backward(losses)
+    trainer.step(data.shape[0])
+    return (np.concatenate([l.asnumpy() for l in losses]),
+            np.concatenate([o.asnumpy() for o in outputs]))
+
+
+def average_bn_statistics(net, contexts):
+    """Set every context's BN running mean/variance to their mean over contexts."""
+    if len(contexts) < 2:
+        return
+    for name, param in net.collect_params().items():
+        if name.endswith(("_running_mean", "_running_var")):
+            copies = param.list_data()
+            mean = sum(c.as_in_context(mx.cpu()) for c in copies) / len(copies)
+            param.set_data(mean)
+
+
+Counts = collections.namedtuple("Counts", "loss top1 topk n")
+
+
+def count_correct(outputs, labels, k):
+    """Top-1 and top-k hits of a batch of logits."""
+    order = np.argsort(-outputs, axis=1)[:, :k]
+    labels = labels.astype(np.int64)
+    return int((order[:, 0] == labels).sum()), int((order == labels[:, None]).any(axis=1).sum())
+
+
+def evaluate(net, loader, loss_fn, contexts, k):
+    """Mean loss, top-1 and top-k accuracy over a loader (inference mode)."""
+    loss_sum = top1 = topk = n = 0
+    for data, label in loader:
+        used = contexts[:max(1, min(len(contexts), data.shape[0]))]
+        xs = gluon.utils.split_and_load(data, used, even_split=False)
+        ys = gluon.utils.split_and_load(label, used, even_split=False)
+        outputs = [net(x) for x in xs]
+        losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
+        out = np.concatenate([o.asnumpy() for o in outputs])
+        lab = np.concatenate([y.asnumpy() for y in ys])
+        loss_sum += float(sum(l.sum().asscalar() for l in losses))
+        hits1, hitsk = count_correct(out, lab, k)
+        top1, topk, n = top1 + hits1, topk + hitsk, n + len(lab)
+    return Counts(loss_sum / max(n, 1), top1 / max(n, 1), topk / max(n, 1), n)
+
+
+class Throughput:
+    """Images per second over an epoch, for the progress bar and the CSV."""
+
+    def __init__(self):
+        self.start, self.images = time.perf_counter(), 0
+
+    def add(self, n):
+        self.images += n
+
+    @property
+    def rate(self):
+        return self.images / max(time.perf_counter() - self.start, 1e-9)

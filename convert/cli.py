@@ -41,6 +41,8 @@ def build_parser():
                         help="for a notop file: the feature map (default) or its global pool")
     parser.add_argument("--epoch", type=int, default=0, help="epoch number of the .params file")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse weights holding NaN or infinity (default: warn)")
     parser.add_argument("--print-name-table", action="store_true",
                         help="print the Keras-to-MXNet name table for WEIGHTS and write nothing")
     return parser
@@ -52,7 +54,8 @@ def _options(args):
             "classifier_activation": None if activation == "none" else "softmax",
             "pooling": None if args.pooling in (None, "none") else args.pooling,
             "include_top": True if activation is not None else
-                           (False if args.pooling is not None else None)}
+                           (False if args.pooling is not None else None),
+            "strict": args.strict}
 
 
 def _summary(conversion, paths, seconds):
@@ -85,6 +88,8 @@ def _main(argv):
               "(e.g. %sxception)", prefix, prefix)
     conversion, paths = convert_file(weights, prefix, epoch=args.epoch, force=args.force,
                                      **_options(args))
+    for warning in conversion.warnings:
+        print("%s: warning: %s" % (PROG, warning), file=sys.stderr)
     print(_summary(conversion, paths, time.time() - start))
     return 0
 

@@ -1,10 +1,11 @@
 """Keras Xception weights -> an MXNet checkpoint computing the same function."""
 import collections
-import hashlib
 import os
 
 import mxnet as mx
+import numpy as np
 
+from xception_mx.atomic import sha256_file
 from xception_mx.checkpoint import check_writable, write_checkpoint
 from xception_mx.model import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 
@@ -21,7 +22,7 @@ STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
 MODELS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 
 Conversion = collections.namedtuple(
-    "Conversion", "net symbol arg_params aux_params rows match source")
+    "Conversion", "net symbol arg_params aux_params rows match source warnings")
 
 
 def keras_models_dir():
@@ -41,14 +42,6 @@ def find_standard_weights():
         "no WEIGHTS given and no %s in %s; on a machine with internet run "
         "`python -c \"import keras; keras.applications.Xception()\"` (or download it from %s) "
         "and pass the file" % (" or ".join(STANDARD_FILES), directory, MODELS_URL))
-
-
-def sha256_file(path, chunk=1 << 22):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _resolve_head(path, include_top_file, include_top, pooling):
@@ -96,12 +89,26 @@ def check_against_symbol(symbol, arg_params, aux_params, input_size):
                   tuple(shape), tuple(given[name].shape))
 
 
+def non_finite_weights(path, match, strict=False):
+    """Warnings for weights holding NaN or infinity; with ``strict`` an error."""
+    found = []
+    for (layer, role), array in match.arrays.items():
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            found.append("%s: layer '%s' (file layer '%s'), weight %s: %d NaN/Inf values"
+                         % (path, layer, match.file_names[layer], role, bad))
+    make_sure(not (strict and found), "%s (--strict refuses non-finite weights)",
+              found[0] if found else "")
+    return found
+
+
 def convert(weights_path, input_shape=DEFAULT_INPUT_SIZE, classifier_activation="softmax",
-            pooling=None, include_top=None):
+            pooling=None, include_top=None, strict=False):
     """Read a Keras Xception file and build the equivalent MXNet network.
 
     ``include_top=None`` follows the file; ``True`` insists on a classifier,
-    ``False`` on a feature extractor.  Nothing is written.
+    ``False`` on a feature extractor.  Weights with NaN/Inf are reported in
+    ``warnings`` (an error with ``strict``).  Nothing is written.
     """
     try:
         input_size = check_input_shape(input_shape)
@@ -109,6 +116,7 @@ def convert(weights_path, input_shape=DEFAULT_INPUT_SIZE, classifier_activation=
         raise ConversionError("--input-shape: %s" % exc)
     keras_file = read_keras_file(weights_path)
     match = match_layers(keras_file)
+    warnings = non_finite_weights(weights_path, match, strict)
     include_top, pooling = _resolve_head(weights_path, match.include_top, include_top, pooling)
     net = Xception(include_top=include_top, classes=match.classes or 1000, pooling=pooling,
                    classifier_activation=classifier_activation, input_shape=input_size)
@@ -116,7 +124,7 @@ def convert(weights_path, input_shape=DEFAULT_INPUT_SIZE, classifier_activation=
     arg_params, aux_params = build_params(rows, match.arrays)
     symbol = net(mx.sym.var("data"))
     check_against_symbol(symbol, arg_params, aux_params, input_size)
-    return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file)
+    return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings)
 
 
 def checkpoint_meta(conversion, epoch):

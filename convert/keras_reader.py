@@ -22,6 +22,7 @@ import json
 import os
 import re
 import zipfile
+import zlib
 
 import h5py
 import numpy as np
@@ -33,6 +34,13 @@ LEGACY_WEIGHTS, LEGACY_MODEL, KERAS3_WEIGHTS, KERAS_ARCHIVE = (
     "legacy-weights-h5", "legacy-model-h5", "keras3-weights-h5", "keras-archive")
 ZIP_SIGNATURE = b"PK\x03\x04"
 ARCHIVE_WEIGHTS = "model.weights.h5"
+# Xception's largest tensor is 1536x2048 (block14_sepconv2 pointwise); a
+# 100k-class head would be 2048x100000.  Anything larger is refused unread.
+MAX_TENSOR_ELEMENTS = 2048 * 100000
+# The weights inside a .keras archive: Xception's are 92 MB; refuse to inflate
+# more than this (zip bombs).
+MAX_ARCHIVE_WEIGHTS_BYTES = 2 << 30
+MAX_ARCHIVE_METADATA_BYTES = 1 << 20
 
 # Weight names as Keras 1 (`_W`, `_running_std`, which holds the variance),
 # Keras 2 and Keras 3 write them, to the role they play.
@@ -110,12 +118,19 @@ def _read_legacy_layers(path, root):
 
 
 def _read_dataset(path, dataset, layer_name):
+    """A weight as float32, after checking its type and size *before* reading it
+    (a hostile file may claim a huge shape or hold objects and references)."""
     make_sure(isinstance(dataset, h5py.Dataset), "%s: layer '%s': '%s' is not a dataset",
               path, layer_name, dataset.name)
+    make_sure(dataset.dtype.kind == "f", "%s: layer '%s': weight '%s' is not a floating-point "
+              "array (dtype %s)", path, layer_name, dataset.name, dataset.dtype)
+    size = int(np.prod(dataset.shape, dtype=np.float64)) if dataset.shape else 1
+    make_sure(size <= MAX_TENSOR_ELEMENTS, "%s: layer '%s': weight '%s' claims shape %s (%d "
+              "values); no Xception tensor has more than %d", path, layer_name, dataset.name,
+              dataset.shape, size, MAX_TENSOR_ELEMENTS)
     array = dataset[()]
-    make_sure(isinstance(array, np.ndarray) and array.dtype.kind == "f",
-              "%s: layer '%s': weight '%s' is not a floating-point array", path, layer_name,
-              dataset.name)
+    make_sure(isinstance(array, np.ndarray), "%s: layer '%s': weight '%s' is a scalar",
+              path, layer_name, dataset.name)
     return np.asarray(array, dtype=np.float32)
 
 
@@ -174,6 +189,20 @@ def read_h5(path, handle, archive_attrs=None):
     return KerasFile(path, fmt, attrs, layers)
 
 
+def _read_member(path, archive, name, limit):
+    """One archive member, refusing to inflate more than ``limit`` bytes
+    (whatever the header claims).  Members are never extracted to disk, so
+    names like ``../../x`` cannot write anywhere."""
+    info = archive.getinfo(name)
+    make_sure(info.file_size <= limit, "%s: archive member %s claims %d bytes unpacked (limit "
+              "%d): not a Keras Xception archive", path, name, info.file_size, limit)
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    make_sure(len(data) <= limit, "%s: archive member %s unpacks to more than %d bytes (a zip "
+              "bomb?)", path, name, limit)
+    return data
+
+
 def _read_archive(path):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -181,10 +210,11 @@ def _read_archive(path):
                   "inside (found %s)", path, ARCHIVE_WEIGHTS, ", ".join(names[:5]) or "nothing")
         attrs = {}
         if "metadata.json" in names:
-            metadata = json.loads(archive.read("metadata.json"))
+            metadata = json.loads(_read_member(path, archive, "metadata.json",
+                                               MAX_ARCHIVE_METADATA_BYTES))
             if isinstance(metadata, dict) and "keras_version" in metadata:
                 attrs["keras_version"] = str(metadata["keras_version"])
-        data = archive.read(ARCHIVE_WEIGHTS)
+        data = _read_member(path, archive, ARCHIVE_WEIGHTS, MAX_ARCHIVE_WEIGHTS_BYTES)
     return read_h5(path, io.BytesIO(data), archive_attrs=attrs)
 
 
@@ -215,7 +245,8 @@ def read_keras_file(path):
         raise
     except zipfile.BadZipFile as exc:
         raise ConversionError("%s: damaged or truncated .keras archive (%s)" % (path, exc))
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError, zlib.error,
+            NotImplementedError, OverflowError, MemoryError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConversionError("%s: damaged or truncated file, cannot be read (%s)"
                               % (path, detail))

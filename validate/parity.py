@@ -12,41 +12,22 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.errors import InputError
-from xception_mx.preprocess import load_images
+from xception_mx.preprocess import image_files, load_images
 from xception_mx.serving import checkpoint_input_size, load_network, read_meta, run_batches
 
 from . import keras_side, layers
 from .metrics import max_deviation, max_magnitude
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 Record = collections.namedtuple("Record", "name max_abs max_rel top1 top5")
 Record.__doc__ = """Per input: max |keras - mxnet|, that divided by max |keras|,
 and whether the top-1 class and the ordered top-5 agree (``None`` for features)."""
 
 
-def expand_images(paths):
-    """Image files from files and folders (a folder's images, sorted)."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(path, n) for n in os.listdir(path)
-                           if n.lower().endswith(IMAGE_SUFFIXES))
-            if not found:
-                raise InputError("%s: folder has no images (%s)" % (path, " ".join(IMAGE_SUFFIXES)))
-            files.extend(found)
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise InputError("%s: no such image file or folder" % path)
-    return files
-
-
 def build_inputs(images, random_count, seed, input_size):
     """``(names, x)``: decoded images then a seeded uniform [-1, 1] batch."""
     names, batches = [], []
     if images:
-        files = expand_images(images)
+        files = image_files(images)
         batches.append(load_images(files, input_size))
         names.extend(os.path.basename(f) for f in files)
     if random_count:

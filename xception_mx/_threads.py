@@ -20,11 +20,13 @@ def available_cores():
 
 
 def configure_threads(environ=os.environ):
-    """Set ``OMP_NUM_THREADS`` to all available cores unless already set.
+    """Set ``OMP_NUM_THREADS`` to all available cores unless already set (and
+    silence MXNet's "Subgraph backend MKLDNN is activated" log line).
 
     Returns the thread count in force.  Has an effect only before MXNet's
     first import in this process.
     """
+    environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
     if not environ.get(THREAD_ENV):
         environ[THREAD_ENV] = str(available_cores())
     return int(environ[THREAD_ENV])

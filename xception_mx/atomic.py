@@ -1,7 +1,31 @@
 """Write files so that a reader never sees half of one."""
 import contextlib
+import fcntl
+import hashlib
 import os
 import tempfile
+
+
+def sha256_file(path, chunk=1 << 22):
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def directory_lock(directory):
+    """An exclusive lock on a folder (``flock`` on the folder itself, so no lock
+    file is left behind): writers of the same checkpoint take turns."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def file_mode():

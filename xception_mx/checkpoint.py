@@ -14,7 +14,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .atomic import file_mode
+from .atomic import directory_lock, file_mode, sha256_file
 from .errors import InputError, make_sure
 
 
@@ -48,8 +48,8 @@ def check_writable(prefix, epoch=0, force=False):
 
 def params_dict(arg_params, aux_params):
     """The ``{"arg:name" | "aux:name": NDArray}`` dict MXNet checkpoints hold."""
-    saved = {"arg:" + k: mx.nd.array(v, dtype=np.float32) for k, v in arg_params.items()}
-    saved.update({"aux:" + k: mx.nd.array(v, dtype=np.float32) for k, v in aux_params.items()})
+    saved = {"arg:" + k: mx.nd.array(v, dtype=v.dtype) for k, v in arg_params.items()}
+    saved.update({"aux:" + k: mx.nd.array(v, dtype=v.dtype) for k, v in aux_params.items()})
     return saved
 
 
@@ -64,7 +64,7 @@ def verify_params_file(path, arg_params, aux_params):
               "unexpected %s)", path, missing[:3], extra[:3])
     for key, value in expected.items():
         got = loaded[key].asnumpy()
-        make_sure(got.shape == value.shape and got.dtype == np.float32
+        make_sure(got.shape == value.shape and got.dtype == value.dtype
                   and np.array_equal(got, value),
                   "%s: reloaded %s differs from what was written", path, key)
 
@@ -79,25 +79,39 @@ def _temp_path(path):
 def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, force=False):
     """Write, verify and rename a checkpoint into place; return its paths.
 
-    ``arg_params``/``aux_params`` map names to float32 numpy arrays.  Nothing
+    ``arg_params``/``aux_params`` map names to numpy arrays (float32, or int8
+    for quantized weights), saved with their dtype.  The meta records the
+    sha256 of the params and symbol files, so a params file that does not
+    belong to its meta (a mix of two writes, a damaged copy) is detected on
+    loading.  Writers of one folder take turns (a lock on the folder); nothing
     is left behind if any step fails.
     """
-    paths = check_writable(prefix, epoch, force)
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    temps = {key: _temp_path(path) for key, path in paths.items()}
+    check_writable(prefix, epoch, force)
+    directory = os.path.dirname(os.path.abspath(prefix))
+    temps = {}
     try:
-        mx.nd.save(temps["params"], params_dict(arg_params, aux_params))
-        verify_params_file(temps["params"], arg_params, aux_params)
-        symbol.save(temps["symbol"])
-        make_sure(mx.sym.load(temps["symbol"]).tojson() == symbol.tojson(),
-                  "%s: reloaded symbol differs from what was written", paths["symbol"])
-        with open(temps["meta"], "w") as f:
-            json.dump(meta, f, indent=1)
-            f.write("\n")
-        mode = file_mode()
-        for key in ("params", "symbol", "meta"):
-            os.chmod(temps[key], mode)
-            os.replace(temps[key], paths[key])
+        os.makedirs(directory, exist_ok=True)
+        with directory_lock(directory):
+            paths = check_writable(prefix, epoch, force)
+            temps = {key: _temp_path(path) for key, path in paths.items()}
+            mx.nd.save(temps["params"], params_dict(arg_params, aux_params))
+            verify_params_file(temps["params"], arg_params, aux_params)
+            symbol.save(temps["symbol"])
+            make_sure(mx.sym.load(temps["symbol"]).tojson() == symbol.tojson(),
+                      "%s: reloaded symbol differs from what was written", paths["symbol"])
+            meta = dict(meta, files={
+                key: {"name": os.path.basename(paths[key]), "sha256": sha256_file(temps[key])}
+                for key in ("params", "symbol")})
+            with open(temps["meta"], "w") as f:
+                json.dump(meta, f, indent=1)
+                f.write("\n")
+            mode = file_mode()
+            for key in ("params", "symbol", "meta"):
+                os.chmod(temps[key], mode)
+                os.replace(temps[key], paths[key])
+    except OSError as exc:
+        raise InputError("%s: cannot write the checkpoint (%s)"
+                         % (prefix, exc.strerror or exc))
     finally:
         for tmp in temps.values():
             if os.path.exists(tmp):

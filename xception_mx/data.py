@@ -15,9 +15,9 @@ from mxnet import gluon
 from PIL import Image
 
 from .errors import InputError, make_sure
-from .preprocess import RESAMPLE, preprocess_input
+from .preprocess import IMAGE_SUFFIXES, RESAMPLE, preprocess_input
+from .serving import mxnet_error_text
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 EVAL_CROP_FRACTION = 0.875          # resize to size / 0.875, then centre-crop
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
@@ -100,7 +100,7 @@ class RecordSource:
             self.labels = [int(self._header(k).label) for k in self.keys]
         except (mx.base.MXNetError, OSError, ValueError, IndexError) as exc:
             raise InputError("%s: not a readable indexed RecordIO file (%s)"
-                             % (rec_path, str(exc).splitlines()[0] if str(exc) else exc))
+                             % (rec_path, mxnet_error_text(exc)))
         make_sure(self.keys, "%s: RecordIO file holds no records", rec_path)
         labels_path = labels_file_of_rec(rec_path)
         if os.path.exists(labels_path):

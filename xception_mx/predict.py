@@ -8,8 +8,9 @@ from . import configure_threads
 from .cli import Parser, run
 from .errors import InputError
 from .labels import class_names
-from .preprocess import load_images
-from .serving import checkpoint_input_size, load_network, run_batches
+from .preprocess import image_files, load_images
+from .fast import PRECISIONS, load_fast_network
+from .serving import checkpoint_input_size, read_meta, run_batches
 
 PROG = "xception-predict"
 
@@ -20,14 +21,20 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0):
-    """``[(file, [(probability, class index, name)...])]`` for each image."""
-    for path in files:
+def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, precision=None,
+                  calib_files=None):
+    """``[(file, [(probability, class index, name)...])]`` for each image.
+
+    ``precision``: ``fp32`` (oneDNN-fused), ``bf16`` or ``int8`` (calibrated
+    on ``calib_files``, default the images themselves); see ``fast``.
+    """
+    for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
             raise InputError("%s: no such image file" % path)
-    net, meta = load_network(prefix, epoch, output="logits")
-    input_size = checkpoint_input_size(meta)
+    input_size = checkpoint_input_size(read_meta(prefix))
     x = load_images(files, input_size)
+    calibration = load_images(calib_files, input_size) if calib_files else x
+    net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration)
     logits = run_batches(net, x, batch_size)
     if logits.ndim != 2:
         raise InputError("%s: a feature extractor (output %s), not a classifier"
@@ -61,6 +68,11 @@ def build_parser():
                              "ImageNet's for 1000 classes)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epoch", type=int, default=0)
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32 (oneDNN-fused), bf16 or int8 (default: the checkpoint's, "
+                             "fp32 unless written by xception-quantize)")
+    parser.add_argument("--calib-images", metavar="DIR",
+                        help="with --precision int8: calibration images (default: IMAGES)")
     return parser
 
 
@@ -71,8 +83,13 @@ def _main(argv):
         parser.error("--top must be >= 1, got %d" % args.top)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
+    calib = None
+    if args.calib_images:
+        if args.precision != "int8":
+            parser.error("--calib-images goes with --precision int8")
+        calib = image_files(args.calib_images)
     results = predict_files(args.prefix, args.images, args.top, args.batch_size, args.labels,
-                            args.epoch)
+                            args.epoch, args.precision, calib)
     print(format_predictions(results))
     return 0
 

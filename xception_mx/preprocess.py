@@ -5,12 +5,36 @@ RGB, values scaled from ``[0, 255]`` to ``[-1, 1]`` by ``x / 127.5 - 1``, laid
 out NCHW as float32.  Images are decoded with Pillow, converted to RGB and
 resized to the network's input size with bilinear resampling.
 """
+import os
+
 import numpy as np
 from PIL import Image
 
 from .errors import InputError
 
 RESAMPLE = Image.BILINEAR
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def image_files(paths):
+    """Image files from files and folders (a folder's images, sorted); one
+    path or a list."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = []
+    for path in map(str, paths):
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise InputError("%s: folder has no images (%s)"
+                                 % (path, " ".join(IMAGE_SUFFIXES)))
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise InputError("%s: no such image file or folder" % path)
+    return files
 
 
 def preprocess_input(images):

@@ -18,27 +18,18 @@ epochs and the best one are kept.
 """
 import csv
 import glob
-import hashlib
 import io
 import json
 import os
 import re
 
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, sha256_file, write_text
 from .errors import InputError
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
 KEEP_LAST = 2
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "train_topk", "val_loss", "val_top1",
               "val_topk", "images_per_s", "seconds"]
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RunDirectory:
@@ -66,7 +57,7 @@ class RunDirectory:
                 continue
             epoch = int(match.group(1))
             files_ok = all(os.path.isfile(self.epoch_file(epoch, s))
-                           and _sha256(self.epoch_file(epoch, s)) == record["sha256"][s]
+                           and sha256_file(self.epoch_file(epoch, s)) == record["sha256"][s]
                            for s in ("params", "states"))
             if files_ok:
                 found.append((epoch, record))
@@ -87,8 +78,8 @@ class RunDirectory:
                 atomic_path(self.epoch_file(epoch, "states")) as states_tmp:
             net.collect_params().save(params_tmp)
             trainer.save_states(states_tmp)
-            record = dict(record, sha256={"params": _sha256(params_tmp),
-                                          "states": _sha256(states_tmp)})
+            record = dict(record, sha256={"params": sha256_file(params_tmp),
+                                          "states": sha256_file(states_tmp)})
             _fault_pause(epoch)
         write_text(self.epoch_file(epoch, "json"), json.dumps(record, indent=1) + "\n")
         return record

@@ -1,15 +1,23 @@
 """Load an exported Xception checkpoint and run it (no TensorFlow needed)."""
 import json
 import os
+import struct
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .atomic import sha256_file
 from .errors import InputError
 
 LOGITS_OUTPUT = "predictions_fwd_output"
 FEATURES_OUTPUT = "block14_sepconv2_act_fwd_output"
+
+
+def mxnet_error_text(exc):
+    """The informative line of an MXNet error (they start with a C++ traceback)."""
+    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
 
 
 def read_meta(prefix):
@@ -32,24 +40,57 @@ def load_symbol(prefix):
     if not os.path.isfile(path):
         raise InputError("%s: no such file (expected an MXNet checkpoint PREFIX-symbol.json)"
                          % path)
+    verify_against_meta(prefix, "symbol", path)
     try:
+        with open(path, "rb") as f:
+            graph = json.loads(f.read().decode("utf-8"))
+        if not isinstance(graph, dict) or "nodes" not in graph or "heads" not in graph:
+            raise ValueError("no 'nodes' and 'heads'")
         return mx.sym.load(path)
-    except mx.base.MXNetError as exc:
+    except (ValueError, mx.base.MXNetError) as exc:
         raise InputError("%s: not a readable MXNet symbol file (%s)"
-                         % (path, str(exc).splitlines()[0]))
+                         % (path, mxnet_error_text(exc)))
+
+
+PARAMS_MAGIC = 0x112        # MXNet's NDArray-list file magic (uint64, little-endian)
+
+
+def check_params_header(path):
+    """Refuse a file that is not an MXNet parameter file before MXNet parses it."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24:
+        raise InputError("%s: truncated MXNet parameter file (%d bytes)" % (path, len(head)))
+    magic, _, count = struct.unpack("<QQQ", head)
+    if magic != PARAMS_MAGIC:
+        raise InputError("%s: not an MXNet parameter file (bad header)" % path)
+    if not 0 < count < 100000:
+        raise InputError("%s: damaged MXNet parameter file (claims %d arrays)" % (path, count))
+
+
+def verify_against_meta(prefix, key, path):
+    """A file listed in ``PREFIX-meta.json`` must have the sha256 recorded there."""
+    entry = read_meta(prefix).get("files", {}).get(key)
+    if entry and entry.get("name") == os.path.basename(path):
+        if sha256_file(path) != entry.get("sha256"):
+            raise InputError("%s: does not match %s-meta.json (sha256 differs): damaged, or "
+                             "mixed from two writes; reconvert it" % (path, prefix))
 
 
 def load_params(prefix, epoch):
-    """``(arg_params, aux_params)`` of ``PREFIX-%04d.params``."""
+    """``(arg_params, aux_params)`` of ``PREFIX-%04d.params``, checked against
+    the meta's sha256 and MXNet's file header first."""
     path = "%s-%04d.params" % (prefix, epoch)
     if not os.path.isfile(path):
         raise InputError("%s: no such file (expected MXNet parameters for epoch %d)"
                          % (path, epoch))
+    verify_against_meta(prefix, "params", path)
+    check_params_header(path)
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError as exc:
         raise InputError("%s: not a readable MXNet parameter file (%s)"
-                         % (path, str(exc).splitlines()[0]))
+                         % (path, mxnet_error_text(exc)))
     if not isinstance(saved, dict):
         raise InputError("%s: expected named parameters (arg:/aux:)" % path)
     arg_params = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
@@ -89,7 +130,7 @@ def check_params_fit(symbol, arg_params, aux_params, input_size, where):
         arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3) + tuple(input_size))
     except mx.base.MXNetError as exc:
         raise InputError("%s: the symbol does not accept %dx%d input (%s)"
-                         % (where, input_size[0], input_size[1], str(exc).splitlines()[0]))
+                         % (where, input_size[0], input_size[1], mxnet_error_text(exc)))
     shapes = dict(zip(symbol.list_arguments(), arg_shapes))
     shapes.update(zip(symbol.list_auxiliary_states(), aux_shapes))
     for name in needed:
@@ -127,8 +168,15 @@ def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
 
 
 def run_batches(net, x, batch_size=8, ctx=None):
-    """Run ``net`` over NCHW float32 ``x`` in batches; return numpy outputs."""
+    """Run ``net`` over NCHW float32 ``x`` in batches of exactly ``batch_size``
+    (the last one padded, so static-shape networks see one shape); return
+    numpy outputs."""
     ctx = ctx or mx.cpu()
-    outputs = [net(mx.nd.array(x[i:i + batch_size], ctx=ctx)).asnumpy()
-               for i in range(0, len(x), batch_size)]
+    outputs = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i:i + batch_size]
+        real = len(batch)
+        if real < batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - real, axis=0)])
+        outputs.append(net(mx.nd.array(batch, ctx=ctx)).asnumpy()[:real])
     return np.concatenate(outputs)

@@ -29,6 +29,7 @@ from mxnet import autograd, gluon
 
 from .errors import InputError, make_sure
 from .model import Xception
+from .serving import check_params_header, mxnet_error_text, verify_against_meta
 
 HEAD_PREFIX = "predictions_"
 OPTIMIZERS = ("sgd", "nag", "adam")
@@ -77,11 +78,13 @@ def load_pretrained(net, prefix, epoch, num_classes, ctx):
     Returns whether the head was loaded.
     """
     path = "%s-%04d.params" % (prefix, epoch)
+    verify_against_meta(prefix, "params", path)
+    check_params_header(path)
     try:
         saved = mx.nd.load(path)
     except (mx.base.MXNetError, OSError) as exc:
         raise InputError("%s: not a readable MXNet parameter file (%s)"
-                         % (path, str(exc).splitlines()[0]))
+                         % (path, mxnet_error_text(exc)))
     make_sure(isinstance(saved, dict), "%s: expected named parameters", path)
     saved = {k.split(":", 1)[-1]: v for k, v in saved.items()}
     params = net.collect_params()

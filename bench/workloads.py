@@ -1,0 +1,209 @@
+"""Timed workloads, each run in its own process by the benchmarks:
+``python bench/workloads.py NAME [args]`` prints one JSON line of results.
+
+Each framework runs alone in its process (no shared thread pools); MXNet uses
+``OMP_NUM_THREADS`` = available cores (set by ``xception_mx``), TensorFlow its
+defaults (all cores).
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import xception_mx  # noqa: E402,F401  (threads, and MXNet before TensorFlow)
+import numpy as np  # noqa: E402
+
+
+def _batch(batch, size, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+    y = rng.randint(0, 1000, batch).astype(np.float32)
+    return x, y
+
+
+def train_mxnet(batch=8, size=299, steps=6, warmup=2):
+    import mxnet as mx
+    from mxnet import gluon
+    from xception_mx.train import build_network, make_trainer, train_step, trainable_params
+    net, _ = build_network(1000, (size, size), [mx.cpu()])
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = make_trainer(trainable_params(net, False), "sgd", 0.001, 0.9, 1e-4, "device")
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    x, y = _batch(batch, size)
+    x, y = mx.nd.array(x), mx.nd.array(y)
+    for _ in range(warmup):
+        train_step(net, trainer, loss_fn, x, y, [mx.cpu()])
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(net, trainer, loss_fn, x, y, [mx.cpu()])
+    mx.nd.waitall()
+    return {"images_per_s": batch * steps / (time.perf_counter() - start)}
+
+
+def train_keras(batch=8, size=299, steps=6, warmup=2):
+    from validate.keras_side import import_keras
+    keras = import_keras()
+    model = keras.applications.Xception(weights=None, classifier_activation=None,
+                                        input_shape=(size, size, 3))
+    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _batch(batch, size)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    xs, ys = np.concatenate([x] * steps), np.concatenate([y] * steps)
+    model.fit(x, y, batch_size=batch, epochs=warmup, verbose=0)
+    start = time.perf_counter()
+    model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    return {"images_per_s": batch * steps / (time.perf_counter() - start)}
+
+
+def train_keras_on_batch(batch=8, size=299, steps=6, warmup=2):
+    from validate.keras_side import import_keras
+    keras = import_keras()
+    model = keras.applications.Xception(weights=None, classifier_activation=None,
+                                        input_shape=(size, size, 3))
+    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _batch(batch, size)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return {"images_per_s": batch * steps / (time.perf_counter() - start)}
+
+
+def _time_inference(run, batches, size, iterations):
+    results = {}
+    for batch in batches:
+        x = np.random.RandomState(batch).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+        run(x)
+        run(x)
+        n = max(2, iterations // batch)
+        start = time.perf_counter()
+        for _ in range(n):
+            run(x)
+        results[str(batch)] = batch * n / (time.perf_counter() - start)
+    return results
+
+
+def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
+    from validate.keras_side import import_keras
+    keras = import_keras()
+    model = keras.applications.Xception(weights=None, classifier_activation=None,
+                                        input_shape=(size, size, 3))
+    rates = _time_inference(lambda x: model.predict_on_batch(
+        np.ascontiguousarray(x.transpose(0, 2, 3, 1))), batches, size, iterations)
+    return {"images_per_s": rates}
+
+
+def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib=None):
+    """``mode``: plain (imperative Gluon), static (hybridized, static allocation),
+    fused (oneDNN-fused fp32), bf16, int8."""
+    import mxnet as mx
+    from xception_mx import Xception
+    from xception_mx.fast import load_fast_network
+    if mode in ("plain", "static"):
+        net = Xception(classifier_activation=None, input_shape=(size, size))
+        net.collect_params().load(prefix + "-0000.params", ctx=mx.cpu())
+        if mode == "static":
+            net.hybridize(static_alloc=True, static_shape=True)
+        nets = {b: net for b in batches}
+    else:
+        calibration = None
+        if mode == "int8":
+            from xception_mx.preprocess import image_files, load_images
+            calibration = load_images(image_files(calib), (size, size))
+        nets = {b: load_fast_network(prefix, precision="fp32" if mode == "fused" else mode,
+                                     batch_size=b, calibration=calibration)[0]
+                for b in batches}
+    rates = {}
+    for b in batches:
+        rates.update(_time_inference(lambda x: nets[b](mx.nd.array(x)).wait_to_read(), [b],
+                                     size, iterations))
+    return {"images_per_s": rates}
+
+
+def fidelity(prefix, calib, size=299):
+    """bf16 and int8 against fp32: max logit deviation, top-1/top-5 agreement on
+    the photos and on a random batch."""
+    from xception_mx.fast import load_fast_network, logits_agreement
+    from xception_mx.preprocess import image_files, load_images
+    from xception_mx.serving import load_network, run_batches
+    photos = load_images(image_files(calib), (size, size))
+    noise = np.random.RandomState(0).uniform(-1, 1, (8, 3, size, size)).astype(np.float32)
+    plain = load_network(prefix, output="logits")[0]
+    out = {}
+    for precision in ("bf16", "int8"):
+        net = load_fast_network(prefix, precision=precision, calibration=photos)[0]
+        out[precision] = {name: logits_agreement(run_batches(plain, x), run_batches(net, x))
+                          for name, x in (("photos", photos), ("random", noise))}
+    return out
+
+
+def depthwise(framework, shapes, batch=8, iterations=10):
+    """Forward time (ms) of one 3x3 depthwise convolution at each (C, H)."""
+    out = {}
+    if framework == "mxnet":
+        import mxnet as mx
+        for channels, size in shapes:
+            x = mx.nd.random.uniform(shape=(batch, channels, size, size))
+            w = mx.nd.random.uniform(shape=(channels, 1, 3, 3))
+
+            def run():
+                mx.nd.Convolution(x, w, kernel=(3, 3), pad=(1, 1), num_filter=channels,
+                                  num_group=channels, no_bias=True).wait_to_read()
+            out["%dx%d" % (channels, size)] = _ms(run, iterations)
+    else:
+        from validate.keras_side import import_keras
+        import_keras()
+        import tensorflow as tf
+        for channels, size in shapes:
+            layer = tf.keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
+            x = tf.random.uniform((batch, size, size, channels))
+            call = tf.function(lambda t: layer(t))
+            out["%dx%d" % (channels, size)] = _ms(lambda: call(x).numpy(), iterations)
+    return out
+
+
+def _ms(run, iterations):
+    run()
+    run()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        run()
+    return 1000 * (time.perf_counter() - start) / iterations
+
+
+def peak_gflops(n=2048, repeats=10):
+    """Practical peak: the faster of numpy's float32 matrix multiply and MXNet's
+    oneDNN inner product (FullyConnected) on the same matrices."""
+    import mxnet as mx
+    a = np.random.rand(n, n).astype(np.float32)
+    x = mx.nd.array(a)
+
+    def numpy_mm():
+        a @ a
+
+    def onednn_fc():
+        mx.nd.FullyConnected(x, x, num_hidden=n, no_bias=True).wait_to_read()
+    flop = 2 * n ** 3
+    rates = {name: flop / (_ms(run, repeats) / 1000) / 1e9
+             for name, run in (("numpy", numpy_mm), ("onednn_fc", onednn_fc))}
+    return {"gflops": max(rates.values()), "by": rates}
+
+
+WORKLOADS = {"train_mxnet": train_mxnet, "train_keras": train_keras,
+             "train_keras_on_batch": train_keras_on_batch, "infer_keras": infer_keras,
+             "infer_mxnet": infer_mxnet, "fidelity": fidelity, "depthwise": depthwise,
+             "peak_gflops": peak_gflops}
+
+if __name__ == "__main__":
+    name, kwargs = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    result = WORKLOADS[name](**kwargs)
+    import resource
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps(result))

@@ -1,0 +1,79 @@
+"""Fast inference paths keep their fidelity: fused fp32 keeps Keras parity,
+bf16 and int8 agree with fp32 on the top-1 class of every sample photo."""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import PHOTOS, run_tool
+from convert import convert_file
+from validate import keras_side
+from xception_mx.fast import load_fast_network, logits_agreement
+from xception_mx.preprocess import load_images
+from xception_mx.serving import load_network, run_batches
+
+SHAPE = (299, 299)
+
+
+@pytest.fixture(scope="module")
+def setup(keras_files_top, reference_model, tmp_path_factory):
+    prefix = str(tmp_path_factory.mktemp("fast") / "x")
+    convert_file(keras_files_top["legacy-h5"], prefix, input_shape=SHAPE)
+    noise = np.random.RandomState(3).uniform(-1, 1, (3, 3) + SHAPE).astype(np.float32)
+    x = np.concatenate([load_images(PHOTOS, SHAPE), noise])
+    plain, _ = load_network(prefix, output="logits")
+    return prefix, x, run_batches(plain, x), keras_side.keras_predict(reference_model, x)
+
+
+@pytest.mark.slow
+def test_fused_fp32_keeps_keras_parity(setup):
+    prefix, x, plain, keras_out = setup
+    net, _ = load_fast_network(prefix, precision="fp32")
+    fused = run_batches(net, x)
+    assert np.abs(fused - keras_out).max() <= 1e-4
+    assert np.abs(fused - plain).max() <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision, max_dev", [("bf16", 0.1), ("int8", 0.5)])
+def test_reduced_precision_agrees_with_fp32_on_every_photo(precision, max_dev, setup):
+    prefix, x, plain, _ = setup
+    photos = len(PHOTOS)
+    net, _ = load_fast_network(prefix, precision=precision, calibration=x[:photos])
+    out = run_batches(net, x)
+    agreement = logits_agreement(plain[:photos], out[:photos])
+    assert agreement["top1"] == 1.0
+    assert np.isfinite(out).all() and agreement["max_abs"] <= max_dev
+
+
+@pytest.mark.slow
+def test_quantized_checkpoint_is_a_normal_checkpoint(setup, tmp_path):
+    prefix, x, plain, _ = setup
+    out = tmp_path / "int8"
+    result = run_tool("xception-quantize", prefix, "-o", out, "--calib-images", *PHOTOS)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "int8-meta.json").read_text())
+    assert meta["precision"] == "int8" and meta["calibration"]["images"] == len(PHOTOS)
+    params = mx.nd.load(str(out) + "-0000.params")
+    assert any(v.dtype == np.int8 for v in params.values())
+    net = mx.gluon.SymbolBlock.imports(str(out) + "-symbol.json", ["data"],
+                                       str(out) + "-0000.params")
+    got = net(mx.nd.array(x[:len(PHOTOS)])).asnumpy()
+    assert (got.argmax(1) == plain[:len(PHOTOS)].argmax(1)).all()
+    predicted = run_tool("xception-predict", out, PHOTOS[0], "--top", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    refused = run_tool("xception-predict", out, PHOTOS[0], "--precision", "bf16")
+    assert refused.returncode == 2 and "--precision int8" in refused.stderr
+
+
+def test_predict_precisions_agree_on_the_top_class(setup):
+    prefix = setup[0]
+    tops = {}
+    for precision in ("fp32", "bf16", "int8"):
+        result = run_tool("xception-predict", prefix, *PHOTOS[:3], "--top", "1",
+                          "--precision", precision)
+        assert result.returncode == 0, result.stderr
+        tops[precision] = [l.split("  ", 2)[-1] for l in result.stdout.splitlines()
+                           if l.startswith("  1.")]
+    assert len(tops["fp32"]) == 3 and tops["fp32"] == tops["bf16"] == tops["int8"]

@@ -1,0 +1,138 @@
+"""Fast inference: oneDNN-fused fp32, bf16 and int8 versions of a checkpoint.
+
+- ``fp32``: the graph fused by oneDNN (conv + ReLU, conv + sum...) through
+  ``Symbol.optimize_for('MKLDNN', shape_dict=...)``.  Two traps of MXNet
+  1.9.1: without the input shapes ``optimize_for`` returns the graph
+  unchanged, and with the parameters passed (which lets it fold BatchNorm into
+  the convolutions) it fails on Xception's depthwise + pointwise + BatchNorm
+  chains ("Shape inconsistent"), so BatchNorm stays a separate op.
+- ``bf16``: MXNet's AMP graph conversion to bfloat16 (oneDNN bf16 kernels),
+  parameters cast where the ops allow it.
+- ``int8``: oneDNN post-training quantization (``quantize_model_mkldnn``),
+  calibrated (``naive``: min/max) on sample images.
+
+Every network is a Gluon ``SymbolBlock`` hybridized with static allocation,
+taking fp32 NCHW input preprocessed as usual; all of them output logits.
+"""
+import os
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .checkpoint import write_checkpoint
+from .errors import InputError, make_sure
+from .serving import (checkpoint_input_size, check_params_fit, load_params, load_symbol,
+                      output_symbol, read_meta)
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def fuse_fp32(symbol, batch_shape):
+    """The oneDNN-fused fp32 graph (BatchNorm not folded, see the module doc)."""
+    return symbol.optimize_for("MKLDNN", None, None, ctx=mx.cpu(),
+                               shape_dict={"data": tuple(batch_shape)})
+
+
+def to_bf16(symbol, arg_params, aux_params):
+    """``(symbol, arg_params, aux_params)`` converted to bfloat16 by MXNet's AMP."""
+    from mxnet.contrib import amp
+    return amp.convert_model(symbol, arg_params, aux_params, target_dtype="bfloat16",
+                             cast_optional_params=True)
+
+
+def quantize_int8(symbol, arg_params, aux_params, calibration):
+    """``(symbol, arg_params, aux_params)`` quantized to int8, calibrated on the
+    NCHW float32 batch ``calibration`` (min/max of each layer's output)."""
+    import warnings
+    from mxnet.contrib import quantization
+    make_sure(calibration is not None and len(calibration) > 0,
+              "int8 quantization needs calibration images")
+    batch = min(len(calibration), 8)
+    data = mx.io.NDArrayIter(data=calibration, batch_size=batch, label=None,
+                             last_batch_handle="discard")
+    with warnings.catch_warnings():   # its internal Module warns about a label it never uses
+        warnings.simplefilter("ignore", UserWarning)
+        return quantization.quantize_model_mkldnn(
+            sym=symbol, arg_params=arg_params, aux_params=aux_params, ctx=mx.cpu(),
+            calib_mode="naive", calib_data=data,
+            num_calib_examples=(len(calibration) // batch) * batch, quantized_dtype="auto",
+            excluded_op_names=[], logger=None)
+
+
+def symbol_block(symbol, arg_params, aux_params, static=True):
+    """A Gluon ``SymbolBlock`` holding the given parameters."""
+    net = gluon.SymbolBlock(symbol, mx.sym.var("data", dtype="float32"))
+    for name, param in net.collect_params().items():
+        value = arg_params.get(name, aux_params.get(name))
+        if value is None:
+            raise InputError("the network needs parameter %s, which is missing" % name)
+        param._load_init(value, mx.cpu())
+    if static:
+        net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None):
+    """``(symbol, arg_params, aux_params)`` for ``precision``."""
+    make_sure(precision in PRECISIONS, "precision must be one of %s, got %r",
+              ", ".join(PRECISIONS), precision)
+    if precision == "fp32":
+        return fuse_fp32(symbol, batch_shape), arg_params, aux_params
+    if precision == "bf16":
+        return to_bf16(symbol, arg_params, aux_params)
+    return quantize_int8(symbol, arg_params, aux_params, calibration)
+
+
+def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration=None):
+    """The checkpoint as a fast network (logits output) and its meta.
+
+    ``precision`` defaults to the checkpoint's own (fp32 unless it was written
+    by ``xception-quantize``); ``calibration``: NCHW float32 images for
+    ``int8``.  A quantized checkpoint is loaded as it is.
+    """
+    meta = read_meta(prefix)
+    size = checkpoint_input_size(meta)
+    symbol = output_symbol(load_symbol(prefix), "logits")
+    arg_params, aux_params = load_params(prefix, epoch)
+    stored = meta.get("precision", "fp32")
+    precision = precision or stored
+    if stored != "fp32":
+        make_sure(precision == stored, "%s holds a quantized (%s) network; run it with "
+                  "--precision %s", prefix, stored, stored)
+        return symbol_block(symbol, arg_params, aux_params), meta
+    check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
+    symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
+                                               (batch_size, 3) + tuple(size), calibration)
+    return symbol_block(symbol, arg_params, aux_params), meta
+
+
+def quantize_checkpoint(prefix, out_prefix, calibration, epoch=0, force=False,
+                        calibration_source=None):
+    """Write an int8 checkpoint (normal symbol/params/meta files, logits output)."""
+    meta = read_meta(prefix)
+    make_sure(meta.get("precision", "fp32") == "fp32", "%s is already %s", prefix,
+              meta.get("precision"))
+    size = checkpoint_input_size(meta)
+    symbol = output_symbol(load_symbol(prefix), "logits")
+    arg_params, aux_params = load_params(prefix, epoch)
+    check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
+    qsym, qargs, qaux = quantize_int8(symbol, arg_params, aux_params, calibration)
+    model = dict(meta.get("model", {}), classifier_activation=None)
+    out_meta = dict(meta, producer="xception-mx xception-quantize", precision="int8",
+                    model=model, source_checkpoint=os.path.abspath(prefix),
+                    calibration={"images": len(calibration), "mode": "naive",
+                                 "source": calibration_source})
+    out_meta.pop("name_table", None)
+    as_numpy = {k: v.asnumpy() for k, v in qargs.items()}
+    aux_numpy = {k: v.asnumpy() for k, v in qaux.items()}
+    return write_checkpoint(out_prefix, qsym, as_numpy, aux_numpy, out_meta, force=force)
+
+
+def logits_agreement(reference, candidate):
+    """Fidelity of a fast network: max |logit deviation|, top-1 and ordered top-5 agreement."""
+    deviation = float(np.abs(reference - candidate).max())
+    top1 = float((reference.argmax(1) == candidate.argmax(1)).mean())
+    top5 = float((np.argsort(-reference, 1)[:, :5] == np.argsort(-candidate, 1)[:, :5])
+                 .all(1).mean())
+    return {"max_abs": deviation, "top1": top1, "top5": top5}

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench robustness clean
 
 setup: $(VENV)/.installed
 
@@ -31,3 +31,7 @@ clean:
 # Every benchmark, side by side with Keras/TF; rewrites BENCHMARKS.md.
 bench: setup
 	$(BIN)/python bench/run.py
+
+# Long fuzzing / kill / full-disk runs; rewrites ROBUSTNESS.md.
+robustness: setup
+	$(BIN)/python scripts/robustness.py

@@ -2,10 +2,18 @@
 
 A checkpoint is ``PREFIX-symbol.json``, ``PREFIX-%04d.params`` (keys
 ``arg:<name>`` / ``aux:<name>``, as ``mx.model.save_checkpoint`` and Gluon's
-``export`` write them) and ``PREFIX-meta.json``.  Every file is written to a
-temporary file in the target directory, the parameters are reloaded and
-compared exactly with what was meant, and only then are the files renamed into
-place (the meta file last: its presence marks a complete checkpoint).
+``export`` write them) and ``PREFIX-meta.json``.
+
+Writing is all or nothing, even if the process is killed at any moment:
+1. every file is written under a temporary name in the target folder, the
+   parameters reloaded and compared exactly with what was meant;
+2. a commit journal ``.PREFIX.commit.json`` listing the renames is written
+   atomically: this is the commit point;
+3. the temporary files are renamed into place and the journal removed.
+Killed before 2, the previous checkpoint is untouched (and the temporary files
+are cleaned up by the next write); killed after 2, ``recover_checkpoint``
+(called by every writer and reader) completes the renames.  The meta records
+the sha256 of the params and symbol files besides.
 """
 import json
 import os
@@ -14,7 +22,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .atomic import directory_lock, file_mode, sha256_file
+from .atomic import atomic_path, directory_lock, file_mode, sha256_file
 from .errors import InputError, make_sure
 
 
@@ -65,7 +73,7 @@ def verify_params_file(path, arg_params, aux_params):
     for key, value in expected.items():
         got = loaded[key].asnumpy()
         make_sure(got.shape == value.shape and got.dtype == value.dtype
-                  and np.array_equal(got, value),
+                  and np.array_equal(got, value, equal_nan=True),
                   "%s: reloaded %s differs from what was written", path, key)
 
 
@@ -74,6 +82,48 @@ def _temp_path(path):
                                prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
     return tmp
+
+
+def journal_path(prefix):
+    directory, name = os.path.split(os.path.abspath(prefix))
+    return os.path.join(directory, ".%s.commit.json" % name)
+
+
+def _apply_journal(journal):
+    for tmp, final in journal["renames"]:
+        if os.path.exists(tmp):
+            os.replace(tmp, final)
+
+
+def recover_checkpoint(prefix, clean=True):
+    """Finish a commit a killed writer left half done and, with ``clean``,
+    remove temporary files it left.  Call with the folder locked.
+
+    Returns whether a commit was completed.
+    """
+    path = journal_path(prefix)
+    directory, name = os.path.split(os.path.abspath(prefix))
+    completed = False
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                journal = json.load(f)
+            _apply_journal(journal)
+            completed = True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    if clean and os.path.isdir(directory):
+        for leftover in os.listdir(directory):
+            if leftover.startswith("." + name + "-") and leftover.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(directory, leftover))
+                except OSError:
+                    pass
+    return completed
 
 
 def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, force=False):
@@ -92,6 +142,7 @@ def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, forc
     try:
         os.makedirs(directory, exist_ok=True)
         with directory_lock(directory):
+            recover_checkpoint(prefix)
             paths = check_writable(prefix, epoch, force)
             temps = {key: _temp_path(path) for key, path in paths.items()}
             mx.nd.save(temps["params"], params_dict(arg_params, aux_params))
@@ -108,10 +159,16 @@ def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, forc
             mode = file_mode()
             for key in ("params", "symbol", "meta"):
                 os.chmod(temps[key], mode)
-                os.replace(temps[key], paths[key])
-    except OSError as exc:
-        raise InputError("%s: cannot write the checkpoint (%s)"
-                         % (prefix, exc.strerror or exc))
+            journal = {"renames": [[temps[k], paths[k]] for k in ("params", "symbol", "meta")]}
+            with atomic_path(journal_path(prefix)) as tmp:
+                with open(tmp, "w") as f:
+                    json.dump(journal, f)
+            _apply_journal(journal)
+            os.unlink(journal_path(prefix))
+    except (OSError, mx.base.MXNetError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            [l for l in str(exc).splitlines() if l.strip()][-1]
+        raise InputError("%s: cannot write the checkpoint (%s)" % (prefix, detail))
     finally:
         for tmp in temps.values():
             if os.path.exists(tmp):

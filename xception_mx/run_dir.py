@@ -23,8 +23,11 @@ import json
 import os
 import re
 
+import mxnet as mx
+
 from .atomic import atomic_path, sha256_file, write_text
 from .errors import InputError
+from .serving import mxnet_error_text
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
 KEEP_LAST = 2
@@ -73,15 +76,22 @@ class RunDirectory:
 
     def save_epoch(self, epoch, net, trainer, record):
         """Write params, states, then the JSON that makes the epoch complete."""
-        os.makedirs(self.path, exist_ok=True)
-        with atomic_path(self.epoch_file(epoch, "params")) as params_tmp, \
-                atomic_path(self.epoch_file(epoch, "states")) as states_tmp:
-            net.collect_params().save(params_tmp)
-            trainer.save_states(states_tmp)
-            record = dict(record, sha256={"params": sha256_file(params_tmp),
-                                          "states": sha256_file(states_tmp)})
-            _fault_pause(epoch)
-        write_text(self.epoch_file(epoch, "json"), json.dumps(record, indent=1) + "\n")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            with atomic_path(self.epoch_file(epoch, "params")) as params_tmp, \
+                    atomic_path(self.epoch_file(epoch, "states")) as states_tmp:
+                net.collect_params().save(params_tmp)
+                trainer.save_states(states_tmp)
+                record = dict(record, sha256={"params": sha256_file(params_tmp),
+                                              "states": sha256_file(states_tmp)})
+                _fault_pause(epoch)
+            write_text(self.epoch_file(epoch, "json"), json.dumps(record, indent=1) + "\n")
+        except (OSError, mx.base.MXNetError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+                mxnet_error_text(exc)
+            raise InputError("%s: cannot write the checkpoint of epoch %d (%s); the last "
+                             "complete one stays usable with --resume"
+                             % (self.path, epoch, detail))
         return record
 
     def prune(self, best_epoch):

@@ -7,7 +7,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .atomic import sha256_file
+from .atomic import directory_lock, sha256_file
+from .checkpoint import journal_path, recover_checkpoint
 from .errors import InputError
 
 LOGITS_OUTPUT = "predictions_fwd_output"
@@ -21,7 +22,11 @@ def mxnet_error_text(exc):
 
 
 def read_meta(prefix):
-    """``PREFIX-meta.json`` as a dict (``{}`` if the checkpoint has none)."""
+    """``PREFIX-meta.json`` as a dict (``{}`` if the checkpoint has none), after
+    completing a commit a killed writer left half done."""
+    if os.path.exists(journal_path(prefix)):
+        with directory_lock(os.path.dirname(os.path.abspath(prefix))):
+            recover_checkpoint(prefix, clean=False)
     path = "%s-meta.json" % prefix
     if not os.path.exists(path):
         return {}
@@ -71,7 +76,9 @@ def check_params_header(path):
 def verify_against_meta(prefix, key, path):
     """A file listed in ``PREFIX-meta.json`` must have the sha256 recorded there."""
     entry = read_meta(prefix).get("files", {}).get(key)
-    if entry and entry.get("name") == os.path.basename(path):
+    same_file = entry and str(entry.get("name", "")).rsplit("-", 1)[-1] == \
+        os.path.basename(path).rsplit("-", 1)[-1]      # the prefix may have been renamed
+    if same_file:
         if sha256_file(path) != entry.get("sha256"):
             raise InputError("%s: does not match %s-meta.json (sha256 differs): damaged, or "
                              "mixed from two writes; reconvert it" % (path, prefix))

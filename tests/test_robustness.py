@@ -1,0 +1,193 @@
+"""Hostile files, kills during writes, full disks and concurrent writers lose
+nothing and crash nothing (short runs here; ``make robustness`` runs long ones)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import PHOTOS
+from convert import ConversionError, convert
+from validate import robustness
+from validate.robustness import checkpoint_state, clean_failure, outputs_of, run_tool
+
+FUZZ_CASES = int(os.environ.get("XCEPTION_MX_FUZZ_CASES", "3"))
+FUZZ_SEEDS = int(os.environ.get("XCEPTION_MX_FUZZ_SEEDS", "4"))
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.mark.slow
+@settings(max_examples=FUZZ_SEEDS, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(min_value=0, max_value=2 ** 31))
+def test_damaged_keras_files_give_clean_errors_only(seed, keras_files_top, fuzz_dir):
+    files = [keras_files_top[f] for f in ("legacy-h5", "legacy-model-h5", "weights-h5",
+                                          "keras")]
+    counts, failures = robustness.fuzz_converter(files, FUZZ_CASES, seed, str(fuzz_dir))
+    assert counts["cases"] == FUZZ_CASES
+    assert not failures, failures
+
+
+def copy_with(src, dst, edit):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        edit(f)
+    return dst
+
+
+def replace(f, path, **kwargs):
+    del f[path]
+    f.create_dataset(path, **kwargs)
+
+
+WEIGHT = "block3_sepconv1/block3_sepconv1/pointwise_kernel"
+
+
+@pytest.mark.parametrize("name, edit, fragment", [
+    ("huge", lambda f: replace(f, WEIGHT, shape=(10 ** 9, 1, 1, 256), dtype="f4",
+                               chunks=(1000, 1, 1, 256)), "claims shape"),
+    ("objects", lambda f: replace(f, WEIGHT, data=np.array(["x", "y"], dtype=object),
+                                  dtype=h5py.string_dtype()), "not a floating-point array"),
+    ("references", lambda f: replace(f, WEIGHT, data=np.array([f["block1_conv1"].ref] * 3,
+                                                               dtype=h5py.ref_dtype)),
+     "not a floating-point array"),
+])
+def test_hostile_datasets_are_refused_unread(name, edit, fragment, keras_files_top, tmp_path):
+    bad = copy_with(keras_files_top["legacy-h5"], str(tmp_path / (name + ".h5")), edit)
+    outcome = run_tool("keras2mxnet", [bad, "-o", tmp_path / "out" / "x"])
+    assert clean_failure(outcome, "keras2mxnet"), outcome.stderr
+    assert fragment in outcome.stderr and "block3_sepconv1" in outcome.stderr
+    assert outcome.seconds < 60 and not os.path.exists(tmp_path / "out")
+
+
+def test_nan_weights_warn_with_the_layer_or_fail_with_strict(keras_files_top, tmp_path):
+    def poison(f):
+        data = f["block7_sepconv2_bn/block7_sepconv2_bn/gamma"][()]
+        data[3], data[9] = np.nan, np.inf
+        replace(f, "block7_sepconv2_bn/block7_sepconv2_bn/gamma", data=data)
+    bad = copy_with(keras_files_top["legacy-h5"], str(tmp_path / "nan.h5"), poison)
+    warned = run_tool("keras2mxnet", [bad, "-o", tmp_path / "warned"])
+    assert warned.returncode == 0, warned.stderr
+    assert "keras2mxnet: warning:" in warned.stderr and "block7_sepconv2_bn" in warned.stderr
+    assert "2 NaN/Inf values" in warned.stderr
+    strict = run_tool("keras2mxnet", [bad, "-o", tmp_path / "strict", "--strict"])
+    assert clean_failure(strict, "keras2mxnet") and "--strict" in strict.stderr
+    assert not outputs_of(str(tmp_path / "strict"))
+
+
+def test_zip_bomb_is_refused_without_inflating_it(keras_files_top, tmp_path, monkeypatch):
+    from convert import keras_reader
+    monkeypatch.setattr(keras_reader, "MAX_ARCHIVE_WEIGHTS_BYTES", 4 << 20)
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("model.weights.h5", "w") as member:
+            for _ in range(64):
+                member.write(b"\0" * (1 << 20))
+    assert os.path.getsize(bomb) < 1 << 20
+    with pytest.raises(ConversionError, match="claims 67108864 bytes unpacked"):
+        convert(str(bomb))
+
+
+def test_path_traversal_members_write_nothing_outside(keras_files_top, tmp_path):
+    archive = tmp_path / "evil.keras"
+    shutil.copy(keras_files_top["keras"], archive)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr("../../evil_escape.txt", "x")
+        z.writestr("/tmp/evil_absolute.txt", "x")
+    outcome = run_tool("keras2mxnet", [archive, "-o", tmp_path / "out" / "x"])
+    assert outcome.returncode == 0, outcome.stderr
+    assert not os.path.exists(tmp_path.parent.parent / "evil_escape.txt")
+    assert not os.path.exists("/tmp/evil_absolute.txt")
+    assert sorted(os.listdir(tmp_path / "out")) == ["x-0000.params", "x-meta.json",
+                                                     "x-symbol.json"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(keras_files_top, tmp_path_factory):
+    prefix = str(tmp_path_factory.mktemp("ckpt") / "x")
+    assert run_tool("keras2mxnet", [keras_files_top["legacy-h5"], "-o", prefix,
+                                    "--input-shape", "99", "99"]).returncode == 0
+    return prefix
+
+
+def damaged_copy(prefix, directory, damage):
+    out = os.path.join(str(directory), "damaged")
+    for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
+        shutil.copy(prefix + suffix, out + suffix)
+    damage(out)
+    return out
+
+
+def truncate(path, fraction=0.5):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:int(len(data) * fraction)])
+
+
+def drop_checksums(prefix):
+    meta = json.load(open(prefix + "-meta.json"))
+    meta.pop("files")
+    json.dump(meta, open(prefix + "-meta.json", "w"))
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda p: truncate(p + "-0000.params"), "sha256 differs"),
+    (lambda p: (truncate(p + "-0000.params"), drop_checksums(p)), "not a readable MXNet"),
+    (lambda p: (truncate(p + "-0000.params", 1e-7), drop_checksums(p)), "truncated"),
+    (lambda p: (open(p + "-0000.params", "wb").write(os.urandom(4096)), drop_checksums(p)),
+     "bad header"),
+    (lambda p: (truncate(p + "-symbol.json"), drop_checksums(p)), "not a readable MXNet symbol"),
+    (lambda p: open(p + "-meta.json", "w").write("{not json"), "unreadable checkpoint metadata"),
+], ids=["params-vs-meta", "params-truncated", "params-tiny", "params-garbage",
+        "symbol-truncated", "meta-garbage"])
+def test_damaged_checkpoints_give_clean_errors(damage, fragment, checkpoint, tmp_path,
+                                               keras_files_top):
+    bad = damaged_copy(checkpoint, tmp_path, damage)
+    predict = run_tool("xception-predict", [bad, PHOTOS[0]])
+    assert clean_failure(predict, "xception-predict") and fragment in predict.stderr, \
+        predict.stderr
+    parity = run_tool("xception-parity", ["--keras", keras_files_top["legacy-h5"], "--mxnet",
+                                          bad, "--random", "1"])
+    assert clean_failure(parity, "xception-parity") and fragment in parity.stderr, \
+        parity.stderr
+
+
+@pytest.mark.slow
+def test_killed_conversions_leave_the_old_or_the_new_checkpoint(keras_files_top,
+                                                                keras_file_notop, tmp_path):
+    counts = robustness.kill_conversions(keras_files_top["legacy-h5"], keras_file_notop,
+                                         str(tmp_path / "x"), kills=4, seed=1)
+    assert counts["kills"] == 4 and counts.get("corrupted", 0) == 0, counts
+
+
+@pytest.mark.slow
+def test_full_disk_gives_a_clean_error_and_keeps_the_previous_files(keras_files_top,
+                                                                    tmp_path):
+    counts = robustness.full_disk_conversions(keras_files_top["weights-h5"],
+                                              str(tmp_path / "x"), [1 << 20, 40 << 20])
+    assert counts == {"cases": 2, "clean_errors_previous_intact": 2}, counts
+
+
+@pytest.mark.slow
+def test_concurrent_conversions_end_with_one_complete_checkpoint(keras_files_top,
+                                                                 keras_file_notop, tmp_path):
+    prefix = str(tmp_path / "x")
+    binary = os.path.join(os.path.dirname(sys.executable), "keras2mxnet")
+    procs = [subprocess.Popen([binary, src, "-o", prefix, "--force", "--input-shape", "99",
+                               "99"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for src in (keras_files_top["legacy-h5"], keras_file_notop)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert checkpoint_state(prefix) is not None
+    meta = json.load(open(prefix + "-meta.json"))
+    assert meta["source"]["path"] in (keras_files_top["legacy-h5"], keras_file_notop)
+    assert sorted(os.listdir(tmp_path)) == ["x-0000.params", "x-meta.json", "x-symbol.json"]

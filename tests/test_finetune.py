@@ -233,3 +233,30 @@ def test_bad_input_is_refused_before_training(work, tmp_path):
                    "no GPU")
     assert_refused(finetune(work / "small", "--out", out, "--input-shape", "60", "60"), out,
                    "--input-shape")
+    assert_refused(finetune(work / "small", "--out", out, "--batch-size", "100000"), out,
+                   "--batch-size 100000 at 299x299 needs about", "try --batch-size")
+
+
+@pytest.mark.slow
+def test_damaged_or_unwritable_epoch_checkpoints(work, uninterrupted, tmp_path):
+    """A full disk while writing an epoch: a clear error, the earlier epochs intact;
+    a damaged epoch file: --resume continues from the one before."""
+    out = tmp_path / "run"
+    args = [work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS]
+    assert finetune(*args, "--stop-after", "0").returncode == 0
+    before = (out / "epoch-0000.params").read_bytes()
+    from validate.robustness import clean_failure, run_tool as run_limited
+    full = run_limited("xception-finetune", args + ["--resume"], file_size_limit=20 << 20)
+    assert clean_failure(full, "xception-finetune"), full.stderr[-2000:]
+    assert "cannot write the checkpoint of epoch 1" in full.stderr
+    assert (out / "epoch-0000.params").read_bytes() == before
+    assert not (out / "epoch-0001.json").exists()
+    assert finetune(*args, "--resume", "--stop-after", "1").returncode == 0
+    damaged = bytearray((out / "epoch-0001.params").read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (out / "epoch-0001.params").write_bytes(bytes(damaged))
+    resumed = finetune(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from epoch 0" in resumed.stdout
+    assert_same_params(load_params(out / "epoch-0002.params"),
+                       load_params(uninterrupted / "epoch-0002.params"))

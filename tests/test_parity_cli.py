@@ -11,6 +11,7 @@ import pytest
 from conftest import DATA, PHOTOS, run_tool
 from convert import convert_file
 from validate import keras_side
+from xception_mx.atomic import sha256_file
 from xception_mx.labels import imagenet_classes
 from xception_mx.preprocess import load_images
 
@@ -52,14 +53,17 @@ def test_parity_holds_on_photos_and_a_random_batch(shape, checkpoints, keras_fil
 
 
 def swap_bn_statistics(prefix, layer, out_prefix):
-    """A checkpoint with the moving mean and variance of one BN layer swapped."""
+    """A consistent checkpoint (as a faulty converter would write it) with the
+    moving mean and variance of one BN layer swapped."""
     params = mx.nd.load(prefix + "-0000.params")
     mean, var = "aux:%s_running_mean" % layer, "aux:%s_running_var" % layer
     params[mean], params[var] = params[var], params[mean]
     mx.nd.save(out_prefix + "-0000.params", params)
-    for suffix in ("-symbol.json", "-meta.json"):
-        with open(prefix + suffix) as f, open(out_prefix + suffix, "w") as g:
-            g.write(f.read())
+    with open(prefix + "-symbol.json") as f, open(out_prefix + "-symbol.json", "w") as g:
+        g.write(f.read())
+    meta = json.load(open(prefix + "-meta.json"))
+    meta["files"]["params"]["sha256"] = sha256_file(out_prefix + "-0000.params")
+    json.dump(meta, open(out_prefix + "-meta.json", "w"))
 
 
 @pytest.mark.slow

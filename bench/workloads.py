@@ -43,7 +43,8 @@ def train_mxnet(batch=8, size=299, steps=6, warmup=2):
     return {"images_per_s": batch * steps / (time.perf_counter() - start)}
 
 
-def train_keras(batch=8, size=299, steps=6, warmup=2):
+def _keras_training(batch, size):
+    """A compiled Keras Xception (SGD momentum, logits) and an NHWC batch."""
     from validate.keras_side import import_keras
     keras = import_keras()
     model = keras.applications.Xception(weights=None, classifier_activation=None,
@@ -51,7 +52,11 @@ def train_keras(batch=8, size=299, steps=6, warmup=2):
     model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _batch(batch, size)
-    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return model, np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y
+
+
+def train_keras(batch=8, size=299, steps=6, warmup=2):
+    model, x, y = _keras_training(batch, size)
     xs, ys = np.concatenate([x] * steps), np.concatenate([y] * steps)
     model.fit(x, y, batch_size=batch, epochs=warmup, verbose=0)
     start = time.perf_counter()
@@ -60,14 +65,7 @@ def train_keras(batch=8, size=299, steps=6, warmup=2):
 
 
 def train_keras_on_batch(batch=8, size=299, steps=6, warmup=2):
-    from validate.keras_side import import_keras
-    keras = import_keras()
-    model = keras.applications.Xception(weights=None, classifier_activation=None,
-                                        input_shape=(size, size, 3))
-    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = _batch(batch, size)
-    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    model, x, y = _keras_training(batch, size)
     for _ in range(warmup):
         model.train_on_batch(x, y)
     start = time.perf_counter()

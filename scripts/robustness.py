@@ -14,10 +14,29 @@ from validate import robustness  # noqa: E402
 from validate.keras_side import FORMATS, SUFFIX  # noqa: E402
 
 
+def kill_training_runs(work, weights, kills, seed):
+    """Fine-tuning killed ``kills`` times at random moments, then resumed."""
+    from xception_mx.synthetic import write_shapes_dataset
+    data = os.path.join(work, "shapes")
+    write_shapes_dataset(data, per_class=8, seed=2, size=(80, 80))
+    base = os.path.join(work, "x71")
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "keras2mxnet"), weights,
+                    "-o", base, "--input-shape", "71", "71"], check=True, capture_output=True)
+    args = [data, "--pretrained", base, "--val-split", "0.25", "--input-shape", "71", "71",
+            "--epochs", "3", "--batch-size", "8", "--workers", "2", "--min-crop", "0.5",
+            "--optimizer", "adam", "--lr", "0.001", "--warmup-epochs", "1"]
+    reference = os.path.join(work, "reference")
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "xception-finetune")] + args
+                   + ["--out", reference], check=True, capture_output=True)
+    return robustness.kill_training(args, os.path.join(work, "killed"), kills, seed,
+                                    os.path.join(reference, "epoch-0002.params"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fuzz-cases", type=int, default=60)
     parser.add_argument("--kills", type=int, default=12)
+    parser.add_argument("--training-kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="xception-robustness-")
@@ -33,6 +52,7 @@ def main(argv=None):
                                                args.seed, work)
     kills = robustness.kill_conversions(files["legacy-h5"], notop, os.path.join(work, "k"),
                                         args.kills, args.seed)
+    training = kill_training_runs(work, files["legacy-h5"], args.training_kills, args.seed)
     disk = robustness.full_disk_conversions(files["weights-h5"], os.path.join(work, "d"),
                                             [1 << 20, 8 << 20, 40 << 20, 80 << 20])
     lines = [
@@ -51,6 +71,11 @@ def main(argv=None):
         "left the previous checkpoint, %d the new one | %d |" % (
             kills.get("kills", 0), kills.get("old_intact", 0), kills.get("new_complete", 0),
             kills.get("corrupted", 0)),
+        "| SIGKILL at random moments of a fine-tuning run (3 epochs), each time resumed with "
+        "`--resume` | %d kills | finished: %s; final parameters equal to an uninterrupted "
+        "run's (within 1e-5): %s | %d |" % (training.get("kills", 0), "yes" if training.get("finished") else
+                            "NO", "yes" if training.get("identical") else "NO",
+                            0 if training.get("identical") else 1),
         "| full disk (`ulimit -f` at 1, 8, 40, 80 MB) during a conversion over an existing "
         "checkpoint | %d | %d clean errors with the previous files intact, %d completed | %d |"
         % (disk.get("cases", 0), disk.get("clean_errors_previous_intact", 0),
@@ -68,7 +93,8 @@ def main(argv=None):
     with open(os.path.join(ROOT, "ROBUSTNESS.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
-    return 1 if failures or kills.get("corrupted") or disk.get("lost_or_unclear") else 0
+    return 1 if failures or kills.get("corrupted") or disk.get("lost_or_unclear") or \
+        not training.get("identical") else 0
 
 
 if __name__ == "__main__":

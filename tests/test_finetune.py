@@ -16,6 +16,7 @@ from mxnet import gluon
 
 from conftest import BIN, run_tool
 from convert import convert_file
+from validate.robustness import TRAINING_ATOL
 from xception_mx.synthetic import write_shapes_dataset
 from xception_mx.train import build_network, make_trainer, train_step, trainable_params
 
@@ -44,7 +45,8 @@ def load_params(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
 
 
-def assert_same_params(a, b, atol=0.0):
+def assert_same_params(a, b, atol=TRAINING_ATOL):
+    """Equal up to the ~1e-8 by which two identical CPU runs can differ."""
     assert sorted(a) == sorted(b)
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=0, atol=atol, err_msg=name)
@@ -181,6 +183,17 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
     assert not list(out.glob(".*.tmp*"))
     assert_same_params(load_params(out / "epoch-0002.params"),
                        load_params(uninterrupted / "epoch-0002.params"))
+
+
+@pytest.mark.slow
+def test_runs_killed_at_random_moments_resume_to_the_same_parameters(work, uninterrupted,
+                                                                     tmp_path):
+    from validate.robustness import kill_training
+    args = [work / "small", "--pretrained", work / "x71", *RESUME_ARGS]
+    counts = kill_training(args, tmp_path / "run", kills=2, seed=3,
+                           reference_params=str(uninterrupted / "epoch-0002.params"))
+    assert counts.get("kills", 0) >= 1 and counts["finished"] == 1, counts
+    assert counts["identical"] == 1, counts
 
 
 @pytest.mark.slow

@@ -189,3 +189,41 @@ def full_disk_conversions(source, prefix, limits):
         else:
             counts["lost_or_unclear"] += 1
     return dict(counts)
+
+
+# Two uninterrupted CPU runs of the same configuration can differ by ~1e-8 after a
+# step (oneDNN reductions over threads), which training amplifies a little.
+TRAINING_ATOL = 1e-5
+
+
+def kill_training(args, out, kills, seed, reference_params, min_delay=1.0, max_delay=4.5):
+    """Run ``xception-finetune ARGS --out OUT --resume`` and SIGKILL it at a
+    random moment, ``kills`` times, then let it finish: the final parameters
+    must equal ``reference_params`` (an uninterrupted run's, a ``.params`` path)
+    within ``TRAINING_ATOL``.
+
+    Returns counts: kills, finished, identical (1 if the final parameters match).
+    """
+    import mxnet as mx
+    import numpy as np
+    rng = random.Random(seed)
+    counts = collections.Counter()
+    command = [os.path.join(BIN, "xception-finetune")] + [str(a) for a in args] + [
+        "--out", str(out), "--resume"]
+    for _ in range(kills):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(min_delay, max_delay))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            counts["kills"] += 1
+        process.wait()
+    final = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    counts["finished"] += int(final.returncode == 0)
+    if final.returncode == 0:
+        got = mx.nd.load(os.path.join(str(out), os.path.basename(reference_params)))
+        expected = mx.nd.load(reference_params)
+        counts["identical"] += int(sorted(got) == sorted(expected) and all(
+            np.allclose(got[k].asnumpy(), expected[k].asnumpy(), rtol=0, atol=TRAINING_ATOL)
+            for k in expected))
+    return dict(counts)

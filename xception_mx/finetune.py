@@ -10,7 +10,6 @@ import time
 import mxnet as mx
 from mxnet import gluon
 
-from . import configure_threads
 from .atomic import write_text
 from .checkpoint import write_checkpoint
 from .cli import Parser, run
@@ -343,7 +342,6 @@ def _main(argv):
 
 
 def main(argv=None):
-    configure_threads()
     return run(PROG, _main, argv)
 
 

@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 
-from . import configure_threads
 from .cli import Parser, run
 from .errors import InputError
 from .labels import class_names
@@ -95,7 +94,6 @@ def _main(argv):
 
 
 def main(argv=None):
-    configure_threads()
     return run(PROG, _main, argv)
 
 

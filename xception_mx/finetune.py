@@ -61,7 +61,9 @@ def build_parser():
     devices = p.add_mutually_exclusive_group()
     devices.add_argument("--gpus", help="GPUs, e.g. 0,1,2,3")
     devices.add_argument("--cpus", type=int, help="N CPU contexts (data-parallel harness)")
-    p.add_argument("--kvstore", choices=("device", "local"), default="device")
+    p.add_argument("--kvstore", choices=("device", "local", "dist_sync", "dist_device_sync"),
+                   default="device", help="dist_*: one worker of a parameter-server job "
+                   "started by xception-launch")
     p.add_argument("--amp", action="store_true", help="mixed precision (GPUs only)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
     p.add_argument("--seed", type=int, default=0)
@@ -141,12 +143,19 @@ def check_config(config):
         make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
     if config["amp"]:
         make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
+    if config["kvstore"].startswith("dist"):
+        make_sure(not config["freeze_base_epochs"], "--freeze-base-epochs is not supported with "
+                  "--kvstore %s yet (a second trainer cannot re-register its parameters on "
+                  "the parameter server)", config["kvstore"])
+        make_sure(os.environ.get("DMLC_ROLE") == "worker", "--kvstore %s: start the job with "
+                  "xception-launch (no DMLC_ROLE=worker in the environment)", config["kvstore"])
 
 
 class Data:
-    """Training and validation sets, loaders and class names."""
+    """Training and validation sets, loaders and class names; on a parameter
+    server each worker trains on its shard (every ``workers``-th image)."""
 
-    def __init__(self, config):
+    def __init__(self, config, rank=0, workers=1):
         size = tuple(config["input_shape"])
         train_source = open_source(config["train"])
         self.classes = train_source.classes
@@ -162,6 +171,7 @@ class Data:
                                                config["val_split"], config["seed"])
         else:
             val_source, train_idx, val_idx = None, list(indices), []
+        train_idx = train_idx[rank::workers]
         batch = config["batch_size"]
         make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
                   "(--batch-size %d)", config["train"], len(train_idx), batch)
@@ -187,9 +197,20 @@ def _fmt(counts):
 
 
 def run_finetune(config, log=print):
-    """Run (or resume) a fine-tuning; return the run folder's final state."""
+    """Run (or resume) a fine-tuning; return the run folder's final state.
+
+    With a ``dist_*`` kvstore this process is one worker: it trains on its
+    shard, and only rank 0 logs, writes checkpoints and exports.
+    """
     check_config(config)
     contexts = parse_contexts(config["gpus"], config["cpus"])
+    kvstore, rank, workers = config["kvstore"], 0, 1
+    if kvstore.startswith("dist"):
+        kvstore = mx.kv.create(kvstore)
+        rank, workers = kvstore.rank, kvstore.num_workers
+    lead = rank == 0
+    if not lead:
+        log = lambda *args: None  # noqa: E731
     make_sure(config["batch_size"] % len(contexts) == 0, "--batch-size %d must be a multiple "
               "of the %d devices", config["batch_size"], len(contexts))
     if not config["gpus"]:
@@ -197,7 +218,7 @@ def run_finetune(config, log=print):
                      available_memory())
     run_dir = RunDirectory(config["out"])
     resumed = _resume_point(run_dir, config)
-    data = Data(config)
+    data = Data(config, rank, workers)
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
               "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))
@@ -227,7 +248,7 @@ def run_finetune(config, log=print):
         if phase != trainer_phase:
             trainer = make_trainer(trainable_params(net, phase == "head"), config["optimizer"],
                                    config["lr"], config["momentum"], config["wd"],
-                                   config["kvstore"], config["amp"])
+                                   kvstore, config["amp"])
             if config["amp"]:
                 from mxnet.contrib import amp
                 amp.init_trainer(trainer)
@@ -237,7 +258,7 @@ def run_finetune(config, log=print):
             trainer_phase = phase
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
                            steps_per_epoch, k, phase)
-        average_bn_statistics(net, contexts)
+        average_bn_statistics(net, contexts, kvstore)
         if data.val_loader is not None:
             val = evaluate(net, data.val_loader, loss_fn, contexts, k)
             row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
@@ -250,18 +271,23 @@ def run_finetune(config, log=print):
         score = row.get("val_top1", row["train_top1"])
         if best is None or score > best["score"]:
             best = {"epoch": epoch, "score": score}
-        run_dir.save_epoch(epoch, net, trainer, {
-            "epoch": epoch, "metrics": row, "config": config, "classes": data.classes,
-            "history": history, "best": best})
-        run_dir.write_best(best["epoch"], history[best["epoch"]])
-        run_dir.prune(best["epoch"])
-        run_dir.write_csv(history)
-        run_dir.plot_curves(history, "%s: %s" % (PROG, config["out"]))
+        if lead:
+            run_dir.save_epoch(epoch, net, trainer, {
+                "epoch": epoch, "metrics": row, "config": config, "classes": data.classes,
+                "history": history, "best": best, "workers": workers})
+            run_dir.write_best(best["epoch"], history[best["epoch"]])
+            run_dir.prune(best["epoch"])
+            run_dir.write_csv(history)
+            run_dir.plot_curves(history, "%s: %s" % (PROG, config["out"]))
         if config["stop_after"] is not None and epoch >= config["stop_after"] \
                 and epoch + 1 < config["epochs"]:
             log("%s: stopped after epoch %d as asked; continue with --resume" % (PROG, epoch))
             return run_dir, history, best
-    export_best(run_dir, best["epoch"], num_classes, config, data.classes, history)
+    if lead:
+        export_best(run_dir, best["epoch"], num_classes, config, data.classes, history)
+    log("best epoch %d (validation top-1 %.3f); exported %s-symbol.json, -0000.params, "
+        "-labels.txt; curves %s" % (best["epoch"], best["score"], run_dir.file(EXPORT_NAME),
+                                    run_dir.file("curves.png")))
     return run_dir, history, best
 
 
@@ -334,10 +360,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history):
 def _main(argv):
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    run_dir, history, best = run_finetune(config)
-    print("best epoch %d (validation top-1 %.3f); exported %s-symbol.json, -0000.params, "
-          "-labels.txt; curves %s" % (best["epoch"], best["score"],
-                                      run_dir.file(EXPORT_NAME), run_dir.file("curves.png")))
+    run_finetune(config)
     return 0
 
 

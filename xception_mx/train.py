@@ -133,14 +133,26 @@ def trainable_params(net, head_only):
     return chosen
 
 
+def is_distributed(kvstore):
+    return not isinstance(kvstore, str) and kvstore.type.startswith("dist")
+
+
 def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False):
-    """A Gluon Trainer; with ``amp`` it updates locally, where MXNet's AMP
-    checks for overflow (its kvstore-side update path does not)."""
+    """A Gluon Trainer.  Updates happen on the workers (``update_on_kvstore``
+    off) with AMP, where MXNet checks for overflow, and on a parameter server,
+    so that trainer states can be saved by the workers.  On a parameter server
+    every worker starts from rank 0's weights: Gluon would only pull them
+    inside the first step, after the first forward pass."""
     options = {"learning_rate": lr, "wd": wd}
     if optimizer in ("sgd", "nag"):
         options["momentum"] = momentum
-    return gluon.Trainer(params, optimizer, options, kvstore=kvstore,
-                         update_on_kvstore=False if amp else None)
+    local_update = amp or is_distributed(kvstore)
+    trainer = gluon.Trainer(params, optimizer, options, kvstore=kvstore,
+                            update_on_kvstore=False if local_update else None)
+    if is_distributed(kvstore):
+        trainer._init_kvstore()
+        trainer._init_params()          # kvstore.init (rank 0's values) + pull on every worker
+    return trainer
 
 
 def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False):
@@ -168,15 +180,30 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
             np.concatenate([o.asnumpy() for o in outputs]))
 
 
-def average_bn_statistics(net, contexts):
-    """Set every context's BN running mean/variance to their mean over contexts."""
-    if len(contexts) < 2:
+BN_STAT_KEY_BASE = 1 << 20    # kvstore keys for BN statistics, clear of the Trainer's
+
+
+def average_bn_statistics(net, contexts, kvstore=None):
+    """Set every context's (and, on a parameter server, every worker's) BN
+    running mean/variance to their mean."""
+    distributed = kvstore is not None and is_distributed(kvstore)
+    if len(contexts) < 2 and not distributed:
         return
-    for name, param in net.collect_params().items():
-        if name.endswith(("_running_mean", "_running_var")):
-            copies = param.list_data()
-            mean = sum(c.as_in_context(mx.cpu()) for c in copies) / len(copies)
-            param.set_data(mean)
+    stats = [p for n, p in sorted(net.collect_params().items())
+             if n.endswith(("_running_mean", "_running_var"))]
+    for i, param in enumerate(stats):
+        copies = param.list_data()
+        mean = sum(c.as_in_context(mx.cpu()) for c in copies) / len(copies)
+        if distributed:
+            key = BN_STAT_KEY_BASE + i
+            if not getattr(param, "_kv_stat_initialised", False):
+                kvstore.init(key, mx.nd.zeros_like(mean))
+                param._kv_stat_initialised = True
+            kvstore.push(key, mean)
+            total = mx.nd.zeros_like(mean)
+            kvstore.pull(key, out=total)
+            mean = total / kvstore.num_workers
+        param.set_data(mean)
 
 
 Counts = collections.namedtuple("Counts", "loss top1 topk n")

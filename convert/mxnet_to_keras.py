@@ -1,0 +1,126 @@
+"""``mxnet2keras``: an MXNet Xception checkpoint back to Keras.
+
+The inverse of ``keras2mxnet``, through the same name table and the inverse
+layout transforms (``layouts.INVERSE``).  Keras itself builds the model and
+writes the file, so whatever Keras writes, Keras reads: legacy ``.h5``
+weights, Keras 3 ``.weights.h5``, or a ``.keras`` model.
+"""
+import os
+import shutil
+import sys
+
+from xception_mx.atomic import atomic_path
+from xception_mx.cli import Parser, run
+from xception_mx.labels import labels_path
+from xception_mx.serving import checkpoint_input_size, load_params, read_meta
+
+from . import layouts
+from .errors import ConversionError, make_sure
+from .name_table import ROLES, build_name_table
+
+PROG = "mxnet2keras"
+OUTPUT_SUFFIXES = (".weights.h5", ".keras", ".h5")
+
+
+def keras_weights(prefix, epoch=0):
+    """``({canonical layer: [arrays in Keras order]}, include_top, classes, pooling, size)``."""
+    meta = read_meta(prefix)
+    make_sure(meta.get("precision", "fp32") == "fp32", "%s: a quantized (%s) checkpoint has no "
+              "Keras equivalent; convert the fp32 one", prefix, meta.get("precision"))
+    arg_params, aux_params = load_params(prefix, epoch)
+    params = {k: v.asnumpy() for k, v in dict(arg_params, **aux_params).items()}
+    head = params.get("predictions_weight")
+    include_top = head is not None
+    classes = int(head.shape[0]) if include_top else None
+    rows = build_name_table(include_top, classes or 1)
+    missing = [r.mxnet_param for r in rows if r.mxnet_param not in params]
+    make_sure(not missing, "%s-%04d.params: not an Xception checkpoint: lacks %s (%d of %d)",
+              prefix, epoch, ", ".join(missing[:3]), len(missing), len(rows))
+    weights = {}
+    for row in rows:
+        value = layouts.INVERSE[row.transform](params[row.mxnet_param])
+        make_sure(tuple(value.shape) == tuple(row.keras_shape), "%s: %s has shape %s, Keras "
+                  "needs %s", prefix, row.mxnet_param, value.shape, row.keras_shape)
+        weights.setdefault(row.keras_layer, {})[row.keras_weight] = value
+    ordered = {layer: [roles[r] for r in ROLES[row_kind(rows, layer)]]
+               for layer, roles in weights.items()}
+    pooling = None if include_top else meta.get("model", {}).get("pooling")
+    return ordered, include_top, classes, pooling, checkpoint_input_size(meta)
+
+
+def row_kind(rows, layer):
+    return next(r.kind for r in rows if r.keras_layer == layer)
+
+
+def canonical_names(keras_model):
+    """``{Keras layer name: canonical name}`` for the layers with weights (the
+    residual layers Keras names automatically are found by their place)."""
+    from validate.layers import layer_pairs
+    names = {}
+    for _, keras_name, output in layer_pairs(keras_model):
+        if keras_model.get_layer(keras_name).weights:
+            base = output.replace("_pointwise_fwd_output", "").replace("_fwd_output", "")
+            names[keras_name] = base
+    return names
+
+
+def output_format(path):
+    for suffix in OUTPUT_SUFFIXES:
+        if path.endswith(suffix):
+            return suffix
+    raise ConversionError("-o %s: expected a .weights.h5, .h5 or .keras file name" % path)
+
+
+def write_keras(prefix, out, epoch=0, force=False):
+    """Build Keras' Xception with the checkpoint's weights and save it to ``out``."""
+    suffix = output_format(out)
+    make_sure(force or not os.path.exists(out), "%s: already exists; pass --force to overwrite "
+              "it", out)
+    directory = os.path.dirname(os.path.abspath(out))
+    make_sure(os.path.isdir(directory), "%s: output folder does not exist", directory)
+    make_sure(os.access(directory, os.W_OK), "%s: cannot write to the output folder", directory)
+    weights, include_top, classes, pooling, size = keras_weights(prefix, epoch)
+    from validate import keras_side
+    model = keras_side.keras_xception(include_top, classes or 1000, pooling, None, size)
+    names = canonical_names(model)
+    make_sure(sorted(names.values()) == sorted(weights), "%s: the checkpoint's layers do not "
+              "match Keras' Xception", prefix)
+    for keras_name, canonical in names.items():
+        model.get_layer(keras_name).set_weights(weights[canonical])
+    with atomic_path(out) as tmp:
+        keras_side.save_keras(model, tmp, {".weights.h5": "weights-h5", ".keras": "keras",
+                                           ".h5": "legacy-h5"}[suffix])
+    written = [out]
+    if os.path.exists(labels_path(prefix)):
+        labels_out = out[:-len(suffix)] + "-labels.txt"
+        with atomic_path(labels_out) as tmp:
+            shutil.copyfile(labels_path(prefix), tmp)
+        written.append(labels_out)
+    return written, model
+
+
+def build_parser():
+    parser = Parser(prog=PROG, description="Write an MXNet Xception checkpoint (keras2mxnet or "
+                    "xception-finetune) as a Keras file: legacy .h5 weights, .weights.h5 or "
+                    ".keras.")
+    parser.add_argument("prefix", metavar="PREFIX")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT")
+    parser.add_argument("--epoch", type=int, default=0)
+    parser.add_argument("--force", action="store_true")
+    return parser
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    output_format(args.output)
+    written, _ = write_keras(args.prefix, args.output, args.epoch, args.force)
+    print("%s: wrote %s" % (PROG, ", ".join(written)))
+    return 0
+
+
+def main(argv=None):
+    return run(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ shapes are checked just the same.  Never by file order alone.
 import collections
 
 from .errors import make_sure
-from .name_table import BY_NAME, BY_SHAPE, DENSE, KERAS3_CLASS, ROLES, keras_layers
+from .name_table import BY_NAME, DENSE, KERAS3_CLASS, ROLES, keras_layers
 
 Match = collections.namedtuple("Match", "include_top classes layers file_names arrays")
 Match.__doc__ = """The outcome: ``include_top``, ``classes``, the canonical

@@ -18,12 +18,11 @@ import os
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon
 
 from .checkpoint import write_checkpoint
-from .errors import InputError, make_sure
+from .errors import make_sure
 from .serving import (checkpoint_input_size, check_params_fit, load_params, load_symbol,
-                      output_symbol, read_meta)
+                      output_symbol, read_meta, symbol_block)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -60,19 +59,6 @@ def quantize_int8(symbol, arg_params, aux_params, calibration):
             excluded_op_names=[], logger=None)
 
 
-def symbol_block(symbol, arg_params, aux_params, static=True):
-    """A Gluon ``SymbolBlock`` holding the given parameters."""
-    net = gluon.SymbolBlock(symbol, mx.sym.var("data", dtype="float32"))
-    for name, param in net.collect_params().items():
-        value = arg_params.get(name, aux_params.get(name))
-        if value is None:
-            raise InputError("the network needs parameter %s, which is missing" % name)
-        param._load_init(value, mx.cpu())
-    if static:
-        net.hybridize(static_alloc=True, static_shape=True)
-    return net
-
-
 def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None):
     """``(symbol, arg_params, aux_params)`` for ``precision``."""
     make_sure(precision in PRECISIONS, "precision must be one of %s, got %r",
@@ -100,11 +86,11 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
     if stored != "fp32":
         make_sure(precision == stored, "%s holds a quantized (%s) network; run it with "
                   "--precision %s", prefix, stored, stored)
-        return symbol_block(symbol, arg_params, aux_params), meta
+        return symbol_block(symbol, arg_params, aux_params, static=True), meta
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
     symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
                                                (batch_size, 3) + tuple(size), calibration)
-    return symbol_block(symbol, arg_params, aux_params), meta
+    return symbol_block(symbol, arg_params, aux_params, static=True), meta
 
 
 def quantize_checkpoint(prefix, out_prefix, calibration, epoch=0, force=False,

@@ -84,9 +84,10 @@ def verify_against_meta(prefix, key, path):
                              "mixed from two writes; reconvert it" % (path, prefix))
 
 
-def load_params(prefix, epoch):
-    """``(arg_params, aux_params)`` of ``PREFIX-%04d.params``, checked against
-    the meta's sha256 and MXNet's file header first."""
+def read_params_file(prefix, epoch):
+    """The named arrays of ``PREFIX-%04d.params`` as saved (``arg:``/``aux:``
+    prefixes kept), checked against the meta's sha256 and MXNet's file header
+    before MXNet parses it."""
     path = "%s-%04d.params" % (prefix, epoch)
     if not os.path.isfile(path):
         raise InputError("%s: no such file (expected MXNet parameters for epoch %d)"
@@ -95,11 +96,17 @@ def load_params(prefix, epoch):
     check_params_header(path)
     try:
         saved = mx.nd.load(path)
-    except mx.base.MXNetError as exc:
+    except (mx.base.MXNetError, OSError) as exc:
         raise InputError("%s: not a readable MXNet parameter file (%s)"
                          % (path, mxnet_error_text(exc)))
     if not isinstance(saved, dict):
         raise InputError("%s: expected named parameters (arg:/aux:)" % path)
+    return saved
+
+
+def load_params(prefix, epoch):
+    """``(arg_params, aux_params)`` of ``PREFIX-%04d.params``."""
+    saved = read_params_file(prefix, epoch)
     arg_params = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
     aux_params = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
     return arg_params, aux_params
@@ -168,10 +175,21 @@ def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
     arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, input_size,
                      "%s-%04d.params" % (prefix, epoch))
+    return symbol_block(symbol, arg_params, aux_params, ctx=ctx), meta
+
+
+def symbol_block(symbol, arg_params, aux_params, ctx=None, static=False):
+    """A Gluon ``SymbolBlock`` holding the given parameters; ``static``
+    hybridizes it with static allocation and shapes."""
     net = gluon.SymbolBlock(symbol, mx.sym.var("data", dtype="float32"))
     for name, param in net.collect_params().items():
-        param._load_init(arg_params.get(name, aux_params.get(name)), ctx)
-    return net, meta
+        value = arg_params.get(name, aux_params.get(name))
+        if value is None:
+            raise InputError("the network needs parameter %s, which is missing" % name)
+        param._load_init(value, ctx or mx.cpu())
+    if static:
+        net.hybridize(static_alloc=True, static_shape=True)
+    return net
 
 
 def run_batches(net, x, batch_size=8, ctx=None):

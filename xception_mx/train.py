@@ -29,7 +29,7 @@ from mxnet import autograd, gluon
 
 from .errors import InputError, make_sure
 from .model import Xception
-from .serving import check_params_header, mxnet_error_text, verify_against_meta
+from .serving import read_params_file
 
 HEAD_PREFIX = "predictions_"
 OPTIMIZERS = ("sgd", "nag", "adam")
@@ -78,15 +78,7 @@ def load_pretrained(net, prefix, epoch, num_classes, ctx):
     Returns whether the head was loaded.
     """
     path = "%s-%04d.params" % (prefix, epoch)
-    verify_against_meta(prefix, "params", path)
-    check_params_header(path)
-    try:
-        saved = mx.nd.load(path)
-    except (mx.base.MXNetError, OSError) as exc:
-        raise InputError("%s: not a readable MXNet parameter file (%s)"
-                         % (path, mxnet_error_text(exc)))
-    make_sure(isinstance(saved, dict), "%s: expected named parameters", path)
-    saved = {k.split(":", 1)[-1]: v for k, v in saved.items()}
+    saved = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
     params = net.collect_params()
     base = [n for n in params.keys() if not n.startswith(HEAD_PREFIX)]
     missing = [n for n in base if n not in saved]

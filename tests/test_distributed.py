@@ -1,6 +1,10 @@
-"""Data-parallel fine-tuning on MXNet's parameter server, on loopback."""
+"""Data-parallel fine-tuning on MXNet's parameter server, on loopback: with
+the local launcher, and with the ssh launcher through a stand-in for ssh
+(``fake_ssh.py``) that runs the remote command here in a bare environment."""
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 
@@ -9,12 +13,17 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from conftest import run_tool
+from conftest import BIN, run_tool
 from convert import convert_file
 from xception_mx.synthetic import write_shapes_dataset
 from xception_mx.train import build_network, make_trainer, train_step, trainable_params
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dist_worker.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "dist_worker.py")
+FAKE_SSH = "%s %s" % (sys.executable, os.path.join(HERE, "fake_ssh.py"))
+LAUNCH = os.path.join(BIN, "xception-launch")
+FINETUNE = os.path.join(BIN, "xception-finetune")
+BOUND = ("--timeout", "400")     # no test can hang the suite
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +50,16 @@ def single_process_reference(pretrained):
 
 @pytest.mark.slow
 def test_two_workers_end_identical_and_equal_to_one_process(base, tmp_path):
-    result = run_tool("xception-launch", "-n", "2", "-s", "1", "--", sys.executable, WORKER,
-                      base / "x71", tmp_path)
+    result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--", sys.executable,
+                      WORKER, base / "x71", tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # the scheduler assigns ranks, so launch order and rank may differ
-    assert re.search(r"^\[worker \d\] rank 0 done$", result.stdout, re.M)
-    assert re.search(r"^\[worker \d\] rank 1 done$", result.stdout, re.M)
+    assert re.search(r"^\[worker \d\] rank 0 done", result.stdout, re.M)
+    assert re.search(r"^\[worker \d\] rank 1 done", result.stdout, re.M)
+    assert_ranks_equal_one_process(base, tmp_path)
+
+
+def assert_ranks_equal_one_process(base, tmp_path):
     ranks = [{k: v.asnumpy() for k, v in mx.nd.load(str(tmp_path / ("rank%d.params" % r)))
               .items()} for r in (0, 1)]
     reference = single_process_reference(str(base / "x71"))
@@ -59,28 +72,189 @@ def test_two_workers_end_identical_and_equal_to_one_process(base, tmp_path):
 @pytest.mark.slow
 def test_a_dead_worker_stops_the_whole_job(base, tmp_path):
     start = time.time()
-    result = run_tool("xception-launch", "-n", "2", "-s", "1", "--", sys.executable, WORKER,
-                      base / "x71", tmp_path, "die")
+    result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--", sys.executable,
+                      WORKER, base / "x71", tmp_path, "die")
     assert result.returncode == 1
     assert re.search(r"worker \d exited with status -9; stopping the job", result.stderr)
     assert time.time() - start < 120
+    assert_processes_gone(result.stdout)
+
+
+def assert_processes_gone(output):
+    """Every worker that printed its pid is gone (or a zombie awaiting its reaper)."""
+    pids = [int(p) for p in re.findall(r"^\[worker \d\] rank \d pid (\d+)$", output, re.M)]
+    assert len(pids) == 2, output[-2000:]
+    time.sleep(1)
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                assert f.read().split(")")[-1].split()[0] == "Z", "worker pid %d still runs" % pid
+        except FileNotFoundError:
+            pass
+
+
+def dist_finetune_args(base, out, *extra):
+    return [FINETUNE, base / "data", "--out", out, "--pretrained", base / "x71",
+            "--input-shape", "71", "71", "--batch-size", "4", "--val-split", "0.25",
+            "--kvstore", "dist_sync", "--workers", "0"] + list(extra)
 
 
 @pytest.mark.slow
-def test_finetune_runs_as_a_two_worker_job(base, tmp_path):
+def test_finetune_runs_as_a_two_worker_job_with_a_head_only_phase(base, tmp_path):
     out = tmp_path / "run"
-    result = run_tool("xception-launch", "-n", "2", "-s", "1", "--",
-                      os.path.join(os.path.dirname(sys.executable), "xception-finetune"),
-                      base / "data", "--out", out, "--pretrained", base / "x71",
-                      "--input-shape", "71", "71", "--epochs", "2", "--batch-size", "4",
-                      "--val-split", "0.25", "--kvstore", "dist_sync", "--workers", "0")
+    result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--",
+                      *dist_finetune_args(base, out, "--epochs", "2", "--freeze-base-epochs",
+                                          "1"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     logged = re.findall(r"^\[(worker \d)\] epoch 1: train", result.stdout, re.M)
     assert len(logged) == 1                                 # only rank 0 logs
     assert (out / "epoch-0001.json").exists() and (out / "model-0000.params").exists()
+    pretrained = mx.nd.load(str(base / "x71-0000.params"))
+    epochs = [mx.nd.load(str(out / ("epoch-%04d.params" % e))) for e in (0, 1)]
+    for name in ("block1_conv1_weight", "block7_sepconv2_pointwise_weight"):
+        reference = pretrained["arg:" + name].asnumpy()
+        np.testing.assert_array_equal(epochs[0][name].asnumpy(), reference, err_msg=name)
+        assert np.abs(epochs[1][name].asnumpy() - reference).max() > 1e-6, name
+    assert np.abs(epochs[1]["predictions_weight"].asnumpy()
+                  - epochs[0]["predictions_weight"].asnumpy()).max() > 1e-6
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_job_and_resume_completes_it(base, tmp_path):
+    out, log_path = tmp_path / "run", tmp_path / "launch.log"
+    command = [LAUNCH, "-n", "2", "-s", "1", *BOUND, "--"] + \
+        dist_finetune_args(base, out, "--epochs", "3")
+    with open(log_path, "w") as log:
+        job = subprocess.Popen([str(a) for a in command], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "epoch-0000.json").exists():
+            assert job.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.05)
+        pids = dict(re.findall(r"^xception-launch: (worker \d) on \S+, pid (\d+)$",
+                               log_path.read_text(), re.M))
+        os.kill(int(pids["worker 1"]), signal.SIGKILL)
+        started = time.time()
+        status = job.wait(timeout=120)
+    text = log_path.read_text()
+    assert status == 1, text[-3000:]
+    assert "worker 1 exited with status -9; stopping the job (restart it with --resume)" in text
+    assert time.time() - started < 60
+    assert not (out / "model-0000.params").exists()
+    resumed = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--",
+                       *dist_finetune_args(base, out, "--epochs", "3", "--resume"))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert re.search(r"resuming from epoch [01] of", resumed.stdout)
+    with open(out / "metrics.csv") as f:
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
+    assert (out / "model-0000.params").exists() and not list(out.glob(".*.tmp*"))
 
 
 def test_dist_kvstore_without_the_launcher_is_refused(base, tmp_path):
     result = run_tool("xception-finetune", base / "data", "--out", tmp_path / "run",
                       "--kvstore", "dist_sync")
     assert result.returncode == 2 and "xception-launch" in result.stderr
+
+
+def write_hosts(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_ssh_launcher_places_processes_round_robin_and_trains(base, tmp_path):
+    hosts = write_hosts(tmp_path / "hosts", "# two machines\n127.0.0.1\nlocalhost:2222 slots=4\n")
+    log = tmp_path / "ssh.log"
+    result = subprocess.run(
+        [LAUNCH, "-n", "2", "-s", "1", "--launcher", "ssh", "--hosts", str(hosts),
+         "--host", "127.0.0.1", "--ssh", FAKE_SSH, *BOUND, "--", sys.executable, WORKER,
+         str(base / "x71"), str(tmp_path)], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, FAKE_SSH_LOG=str(log), OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # servers then workers, round-robin over the hosts; the ssh port where given
+    for placed in ("server 0 on 127.0.0.1", "worker 0 on localhost", "worker 1 on 127.0.0.1"):
+        assert "xception-launch: %s via ssh" % placed in result.stderr
+    assert sorted(log.read_text().splitlines()) == ["127.0.0.1 22", "127.0.0.1 22",
+                                                    "localhost 2222"]
+    # the bare remote environment got the DMLC_* and forwarded variables
+    assert len(re.findall(r"rank \d done \(OMP_NUM_THREADS=1\)", result.stdout)) == 2
+    assert_ranks_equal_one_process(base, tmp_path)
+
+
+@pytest.mark.slow
+def test_ssh_launcher_kills_the_remote_processes_when_a_worker_dies(base, tmp_path):
+    hosts = write_hosts(tmp_path / "hosts", "127.0.0.1\n")
+    result = subprocess.run(
+        [LAUNCH, "-n", "2", "-s", "1", "--launcher", "ssh", "--hosts", str(hosts),
+         "--host", "127.0.0.1", "--ssh", FAKE_SSH, *BOUND, "--", sys.executable, WORKER,
+         str(base / "x71"), str(tmp_path), "die"], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, FAKE_SSH_LOG=str(tmp_path / "ssh.log")))
+    assert result.returncode == 1
+    assert re.search(r"worker \d exited with status 137; stopping the job", result.stderr)
+    assert_processes_gone(result.stdout)
+
+
+def test_remote_commands_keep_their_arguments_word_for_word(tmp_path):
+    hosts = write_hosts(tmp_path / "hosts", "127.0.0.1\n")
+    awkward = "a b 'c' \"d\" $HOME; e"
+    result = subprocess.run(
+        [LAUNCH, "-n", "1", "--launcher", "ssh", "--hosts", str(hosts), "--host", "127.0.0.1",
+         "--ssh", FAKE_SSH, "--grace", "1", "--workdir", str(tmp_path), *BOUND, "--",
+         "sh", "-c", 'printf "<%s> in %s\\n" "$1" "$PWD"', "sh", awkward],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, FAKE_SSH_LOG=str(tmp_path / "ssh.log")))
+    assert result.returncode == 0, result.stderr
+    assert "[worker 0] <%s> in %s\n" % (awkward, tmp_path) in result.stdout
+
+
+def test_a_job_longer_than_its_timeout_is_stopped(tmp_path):
+    start = time.time()
+    result = run_tool("xception-launch", "-n", "1", "--timeout", "3", "--", sys.executable,
+                      "-c", "import time; time.sleep(120)")
+    assert result.returncode == 1
+    assert "xception-launch: the job ran longer than --timeout 3 s; stopping it" in result.stderr
+    assert time.time() - start < 30
+
+
+@pytest.mark.parametrize("hosts_text, args, message", [
+    (None, ["--launcher", "ssh"], "--launcher ssh needs --hosts FILE"),
+    ("127.0.0.1\n", ["--launcher", "local"], "--hosts is for --launcher ssh"),
+    ("", ["--launcher", "ssh"], "no hosts listed"),
+    ("127.0.0.1:ssh\n", ["--launcher", "ssh"], "line 1: ssh port 'ssh' is not a number"),
+    ("# ok\nno-such-host.invalid\n", ["--launcher", "ssh"],
+     "line 2: cannot resolve host 'no-such-host.invalid'"),
+    ("a b\n", ["--launcher", "ssh"], "line 1: expected HOST or HOST:SSH_PORT"),
+])
+def test_bad_host_files_and_flags_are_refused_in_one_line(tmp_path, hosts_text, args, message):
+    extra = []
+    if hosts_text is not None:
+        extra = ["--hosts", str(write_hosts(tmp_path / "hosts", hosts_text))]
+    result = run_tool("xception-launch", "-n", "1", *args, *extra, "--", "true")
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreadable_host_file_is_named(tmp_path):
+    result = run_tool("xception-launch", "-n", "1", "--launcher", "ssh", "--hosts",
+                      tmp_path / "missing", "--", "true")
+    assert result.returncode == 2
+    assert "--hosts %s: cannot read it (No such file or directory)" % (tmp_path / "missing") \
+        in result.stderr
+
+
+@pytest.mark.parametrize("args, missing", [
+    (["--", "/no/such/program"], "/no/such/program"),
+    (["--launcher", "ssh", "--ssh", "/no/such/ssh", "--", "true"], "/no/such/ssh"),
+])
+def test_a_program_that_cannot_start_is_named_and_nothing_is_left_running(tmp_path, args,
+                                                                          missing):
+    hosts = write_hosts(tmp_path / "hosts", "127.0.0.1\n")
+    extra = ["--hosts", str(hosts), "--host", "127.0.0.1"] if "ssh" in args else []
+    result = run_tool("xception-launch", "-n", "1", *extra, *args)
+    assert result.returncode == 2
+    assert "xception-launch: error: cannot start %s: No such file or directory" % missing \
+        in result.stderr
+    scheduler = int(re.search(r"scheduler on \S+, pid (\d+)", result.stderr).group(1))
+    assert not os.path.exists("/proc/%d" % scheduler) or \
+        open("/proc/%d/stat" % scheduler).read().split(")")[-1].split()[0] == "Z"

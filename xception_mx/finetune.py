@@ -144,16 +144,14 @@ def check_config(config):
     if config["amp"]:
         make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
     if config["kvstore"].startswith("dist"):
-        make_sure(not config["freeze_base_epochs"], "--freeze-base-epochs is not supported with "
-                  "--kvstore %s yet (a second trainer cannot re-register its parameters on "
-                  "the parameter server)", config["kvstore"])
         make_sure(os.environ.get("DMLC_ROLE") == "worker", "--kvstore %s: start the job with "
                   "xception-launch (no DMLC_ROLE=worker in the environment)", config["kvstore"])
 
 
 class Data:
     """Training and validation sets, loaders and class names; on a parameter
-    server each worker trains on its shard (every ``workers``-th image)."""
+    server each worker trains on its shard (every ``workers``-th image, cut to
+    the same length on every worker, as ``dist_sync`` needs equal step counts)."""
 
     def __init__(self, config, rank=0, workers=1):
         size = tuple(config["input_shape"])
@@ -171,7 +169,8 @@ class Data:
                                                config["val_split"], config["seed"])
         else:
             val_source, train_idx, val_idx = None, list(indices), []
-        train_idx = train_idx[rank::workers]
+        # equal shards: in dist_sync every worker must take as many steps
+        train_idx = train_idx[rank::workers][:len(train_idx) // workers]
         batch = config["batch_size"]
         make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
                   "(--batch-size %d)", config["train"], len(train_idx), batch)
@@ -217,7 +216,7 @@ def run_finetune(config, log=print):
         check_memory(config["batch_size"], config["input_shape"], len(contexts),
                      available_memory())
     run_dir = RunDirectory(config["out"])
-    resumed = _resume_point(run_dir, config)
+    resumed = _resume_point(run_dir, config, lead)
     data = Data(config, rank, workers)
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
@@ -242,20 +241,17 @@ def run_finetune(config, log=print):
     k = min(5, num_classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = len(data.train_sampler)
-    trainer, trainer_phase = None, None
+    trainer = make_trainer(trainable_params(net, _phase(config, start_epoch) == "head"),
+                           config["optimizer"], config["lr"], config["momentum"], config["wd"],
+                           kvstore, config["amp"])
+    if config["amp"]:
+        from mxnet.contrib import amp
+        amp.init_trainer(trainer)
+    if resumed:
+        trainer.load_states(run_dir.epoch_file(start_epoch - 1, "states"))
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
-        if phase != trainer_phase:
-            trainer = make_trainer(trainable_params(net, phase == "head"), config["optimizer"],
-                                   config["lr"], config["momentum"], config["wd"],
-                                   kvstore, config["amp"])
-            if config["amp"]:
-                from mxnet.contrib import amp
-                amp.init_trainer(trainer)
-            if resumed and epoch == start_epoch and history and \
-                    history[-1]["phase"] == phase:
-                trainer.load_states(run_dir.epoch_file(start_epoch - 1, "states"))
-            trainer_phase = phase
+        trainable_params(net, phase == "head")
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
                            steps_per_epoch, k, phase)
         average_bn_statistics(net, contexts, kvstore)
@@ -318,13 +314,14 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
             "seconds": time.perf_counter() - meter.start}
 
 
-def _resume_point(run_dir, config):
+def _resume_point(run_dir, config, lead=True):
     """``(epoch, record)`` to resume from, ``None`` for a fresh run."""
     if not config["resume"]:
         make_sure(not run_dir.has_checkpoints(), "%s: holds checkpoints of an earlier run; "
                   "pass --resume to continue it or choose another --out", run_dir.path)
         return None
-    run_dir.remove_stale_temps()
+    if lead:
+        run_dir.remove_stale_temps()
     complete = run_dir.complete_epochs()
     if not complete:
         return None

@@ -1,19 +1,32 @@
 """``xception-launch``: run a command as a data-parallel job on MXNet's
 parameter server (ps-lite): a scheduler, servers and workers with the
-``DMLC_*`` environment.
+``DMLC_*`` environment, on this machine (``--launcher local``) or on the
+machines of a host file over ssh (``--launcher ssh --hosts FILE``).
 
-Why not ``mxnet/tools/launch.py``: its ``--launcher local`` (dmlc_tracker)
-crashes on Python 3.11 (``Thread.isAlive``) and binds the outward address;
-ps-lite also needs ``DMLC_NODE_HOST`` to stay on loopback.  What this launcher
-takes from dmlc_tracker is the protocol: the same ``DMLC_ROLE``,
-``DMLC_PS_ROOT_URI``/``PORT``, ``DMLC_NUM_SERVER``/``WORKER`` variables, and
-servers/scheduler that are plain ``import mxnet`` processes.
+Built on dmlc_tracker (shipped in the MXNet wheel, used by
+``mxnet/tools/launch.py``), keeping what works and fixing what does not:
 
-What it adds: every process's output is streamed with a rank prefix, and a
-process that dies makes the whole job stop (ps-lite leaves the other workers
-blocked forever otherwise) with a clear error within ``--grace`` seconds.
+- kept: the protocol (``DMLC_ROLE``, ``DMLC_PS_ROOT_URI``/``PORT``,
+  ``DMLC_NUM_SERVER``/``WORKER``, ``DMLC_NODE_HOST``; scheduler and servers are
+  plain ``import mxnet`` processes), the host file format (``HOST[:SSH_PORT]``
+  per line, an MPI ``slots=`` field ignored; names are resolved here, since
+  ps-lite binds ``DMLC_NODE_HOST`` literally and fails on a name), the placement (servers, then
+  workers, round-robin over the hosts; the scheduler on the launching machine),
+  the variables forwarded to remote processes, and ``get_host_ip`` for the
+  scheduler's address when ``--host`` is not given.
+- fixed: its local launcher crashes on Python 3.11 (``Thread.isAlive``) and
+  binds the outward address (here everything stays on ``--host``, loopback by
+  default); its ssh launcher neither quotes the command nor notices a process
+  that fails, and leaves remote processes running when the job ends.
+
+What it adds: every process's output is streamed with a prefix, a process that
+dies stops the whole job (ps-lite leaves the other workers blocked forever
+otherwise) with a clear error, remote processes are killed when their ssh
+connection closes, and ``--timeout`` bounds the whole job.
 """
+import collections
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,10 +35,24 @@ import threading
 import time
 
 from .cli import Parser, run
-from .errors import make_sure
+from .errors import InputError, make_sure
 
 PROG = "xception-launch"
 SERVER_CODE = "import mxnet"   # with DMLC_ROLE=server/scheduler, importing MXNet runs the role
+# what dmlc_tracker/ssh.py forwards to remote processes, and ps-lite's log level
+FORWARDED_ENV = ("OMP_NUM_THREADS", "KMP_AFFINITY", "LD_LIBRARY_PATH", "DMLC_INTERFACE",
+                 "PS_VERBOSE")
+SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+               "-o", "ConnectTimeout=20")
+# Runs a remote command in its own process group and kills that group when the
+# ssh connection (our stdin) closes: without a terminal, sshd does not signal
+# the processes of a session that ends.
+REMOTE_WATCHDOG = ("exec 3<&0; setsid \"$@\" </dev/null & p=$!; "
+                   "( cat <&3 >/dev/null; kill -KILL -$p ) >/dev/null 2>&1 & "
+                   "wait $p")
+
+Process = collections.namedtuple("Process", "label host argv env")
+Host = collections.namedtuple("Host", "name ssh_port address")
 
 
 def free_port(host="127.0.0.1"):
@@ -34,56 +61,194 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def _stream(process, label, out):
-    for line in iter(process.stdout.readline, b""):
-        out.write("[%s] %s" % (label, line.decode("utf-8", "replace")))
+def parse_hosts(text, source="--hosts"):
+    """``HOST[:SSH_PORT]`` per line (``#`` comments, blank lines and an MPI
+    ``slots=N`` field allowed, as dmlc_tracker reads it) to ``Host`` tuples."""
+    hosts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].split("slots=", 1)[0].strip()
+        if not line:
+            continue
+        make_sure(len(line.split()) == 1, "%s line %d: expected HOST or HOST:SSH_PORT, got %r",
+                  source, number, line)
+        name, _, port = line.partition(":")
+        if port:
+            make_sure(port.isdigit() and 0 < int(port) < 65536, "%s line %d: ssh port %r is "
+                      "not a number in 1..65535", source, number, port)
+        try:    # ps-lite binds DMLC_NODE_HOST literally: an address, not a name
+            address = socket.gethostbyname(name)
+        except (OSError, UnicodeError):
+            raise InputError("%s line %d: cannot resolve host %r" % (source, number, name))
+        hosts.append(Host(name, int(port) if port else None, address))
+    make_sure(hosts, "%s: no hosts listed (expected HOST or HOST:SSH_PORT per line)", source)
+    return hosts
+
+
+def read_hosts(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("--hosts %s: cannot read it (%s)" % (path, getattr(exc, "strerror",
+                                                                              None) or exc))
+    return parse_hosts(text, "--hosts %s" % path)
+
+
+def plan(command, workers, servers, root_host, root_port, hosts=None, python=sys.executable):
+    """The job's processes: the scheduler on ``root_host`` (this machine), then
+    servers and workers, round-robin over ``hosts`` (all on ``root_host`` when
+    there are none)."""
+    base = {"DMLC_PS_ROOT_URI": root_host, "DMLC_PS_ROOT_PORT": str(root_port),
+            "DMLC_NUM_SERVER": str(servers), "DMLC_NUM_WORKER": str(workers)}
+    here = Host(root_host, None, root_host)
+    hosts = hosts or [here]
+    processes = [Process("scheduler", here, [sys.executable, "-c", SERVER_CODE],
+                         dict(base, DMLC_ROLE="scheduler", DMLC_NODE_HOST=root_host))]
+    for i in range(servers + workers):
+        host = hosts[i % len(hosts)]
+        env = dict(base, DMLC_NODE_HOST=host.address)
+        if i < servers:
+            processes.append(Process("server %d" % i, host, [python, "-c", SERVER_CODE],
+                                     dict(env, DMLC_ROLE="server")))
+        else:
+            rank = i - servers
+            processes.append(Process("worker %d" % rank, host, list(command),
+                                     dict(env, DMLC_ROLE="worker",
+                                          XCEPTION_MX_WORKER=str(rank))))
+    return processes
+
+
+def remote_command(process, workdir, environ=os.environ):
+    """The shell command ssh runs on the process's host: change to ``workdir``,
+    set the forwarded and ``DMLC_*`` variables, run under the watchdog."""
+    env = {k: environ[k] for k in FORWARDED_ENV if k in environ}
+    env.update(process.env)
+    words = ["env"] + ["%s=%s" % item for item in sorted(env.items())]
+    words += ["sh", "-c", REMOTE_WATCHDOG, PROG] + list(process.argv)
+    return "cd %s && exec %s" % (shlex.quote(workdir), " ".join(shlex.quote(w) for w in words))
+
+
+def ssh_argv(process, ssh, workdir, environ=os.environ):
+    port = ["-p", str(process.host.ssh_port)] if process.host.ssh_port else []
+    return list(ssh) + list(SSH_OPTIONS) + port + [process.host.name,
+                                                  remote_command(process, workdir, environ)]
+
+
+def _stream(pipe, label, out):
+    for line in iter(pipe.readline, b""):
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        out.write("[%s] %s\n" % (label, text))
         out.flush()
 
 
-def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0,
-           out=sys.stdout, env=None):
-    """Run ``command`` as ``workers`` workers with ``servers`` servers; return
-    the job's exit status (0 only if every worker exited 0)."""
-    port = port or free_port(host)
-    base = dict(env or os.environ, DMLC_PS_ROOT_URI=host, DMLC_PS_ROOT_PORT=str(port),
-                DMLC_NUM_SERVER=str(servers), DMLC_NUM_WORKER=str(workers),
-                DMLC_NODE_HOST=host, PS_VERBOSE=os.environ.get("PS_VERBOSE", "0"))
-    roles = [("scheduler", [sys.executable, "-c", SERVER_CODE], {})]
-    roles += [("server %d" % i, [sys.executable, "-c", SERVER_CODE], {}) for i in range(servers)]
-    roles += [("worker %d" % i, list(command), {"XCEPTION_MX_WORKER": str(i)})
-              for i in range(workers)]
-    processes = []
-    for label, argv, extra in roles:
-        role = label.split()[0]
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   env=dict(base, DMLC_ROLE=role, **extra),
-                                   start_new_session=True)
-        threading.Thread(target=_stream, args=(process, label, out), daemon=True).start()
-        processes.append((label, process))
-    worker_procs = [(l, p) for l, p in processes if l.startswith("worker")]
-    status = 0
-    try:
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):
+    raise _Stop(signal.Signals(signum).name)
+
+
+class Job:
+    """Started processes, their output threads, and how to end them."""
+
+    def __init__(self, out, err):
+        self.out, self.err = out, err
+        self.running = []     # (Process, Popen, remote)
+        self.threads = []
+
+    def start(self, process, argv, env, remote):
+        popen = subprocess.Popen(argv, stdin=subprocess.PIPE if remote else subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
+        thread = threading.Thread(target=_stream, args=(popen.stdout, process.label, self.out),
+                                  daemon=True)
+        thread.start()
+        self.running.append((process, popen, remote))
+        self.threads.append(thread)
+        print("%s: %s on %s%s, pid %d" % (PROG, process.label, process.host.name,
+                                          " via ssh" if remote else "", popen.pid),
+              file=self.err, flush=True)
+
+    def watch(self, timeout=None):
+        """Wait until every worker ended; return an error text, or ``None``."""
+        started = time.time()
+        workers = [p for proc, p, _ in self.running if proc.label.startswith("worker")]
         while True:
-            failed = [(l, p.returncode) for l, p in processes
-                      if p.poll() is not None and p.returncode != 0]
-            if failed:
-                label, code = failed[0]
-                print("%s: %s exited with status %s; stopping the job (restart it with "
-                      "--resume)" % (PROG, label, code), file=sys.stderr)
-                status = 1
-                break
-            if all(p.poll() is not None for _, p in worker_procs):
-                break
+            for process, popen, _ in self.running:
+                if popen.poll() not in (None, 0):
+                    return "%s exited with status %s; stopping the job (restart it with " \
+                           "--resume)" % (process.label, popen.returncode)
+            if all(p.poll() is not None for p in workers):
+                return None
+            if timeout and time.time() - started > timeout:
+                return "the job ran longer than --timeout %g s; stopping it" % timeout
             time.sleep(0.2)
-    finally:
-        deadline = time.time() + (grace if status == 0 else 0)
-        for _, process in processes:
-            while process.poll() is None and time.time() < deadline:
+
+    def stop(self, grace):
+        """Give the processes ``grace`` seconds, then kill them (remote ones by
+        closing their connection, which makes the watchdog kill them)."""
+        deadline = time.time() + grace
+        for _, popen, _ in self.running:
+            while popen.poll() is None and time.time() < deadline:
                 time.sleep(0.1)
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    return status
+        for _, popen, remote in self.running:
+            if remote and popen.stdin:
+                try:
+                    popen.stdin.close()
+                except OSError:
+                    pass
+        if any(remote for _, _, remote in self.running):
+            deadline = time.time() + 5
+            for _, popen, _ in self.running:
+                while popen.poll() is None and time.time() < deadline:
+                    time.sleep(0.1)
+        for _, popen, _ in self.running:
+            if popen.poll() is None:
+                try:
+                    os.killpg(popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                popen.wait()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0, timeout=None,
+           hosts=None, ssh=("ssh",), workdir=None, python=sys.executable, out=sys.stdout,
+           err=sys.stderr, env=None):
+    """Run ``command`` as ``workers`` workers with ``servers`` servers, locally
+    or (with ``hosts``) over ssh; return the job's exit status (0 only if every
+    process exited 0 within ``timeout``)."""
+    environ = dict(env or os.environ)
+    environ.setdefault("PS_VERBOSE", "0")
+    port = port or free_port(host)
+    job = Job(out, err)
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    error = "interrupted"
+    try:
+        for process in plan(command, workers, servers, host, port, hosts, python):
+            remote = hosts is not None and process.label != "scheduler"
+            if remote:
+                argv = ssh_argv(process, ssh, workdir or os.getcwd(), environ)
+                job.start(process, argv, environ, True)
+            else:
+                job.start(process, process.argv, dict(environ, **process.env), False)
+        error = job.watch(timeout)
+    except (_Stop, KeyboardInterrupt):
+        pass
+    except OSError as exc:      # the program to start (COMMAND or --ssh) is missing or not runnable
+        raise InputError("cannot start %s: %s" % (exc.filename or "the command",
+                                                  exc.strerror or exc))
+    finally:
+        job.stop(0 if error else grace)
+        signal.signal(signal.SIGTERM, previous)
+    if error:
+        print("%s: %s" % (PROG, error), file=err, flush=True)
+        return 1
+    failed = [(proc.label, p.returncode) for proc, p, _ in job.running
+              if proc.label.startswith("worker") and p.returncode != 0]
+    return 1 if failed else 0
 
 
 def build_parser():
@@ -92,10 +257,22 @@ def build_parser():
                     "xception-launch -n 2 -s 1 -- xception-finetune ... --kvstore dist_sync")
     parser.add_argument("-n", "--workers", type=int, required=True)
     parser.add_argument("-s", "--servers", type=int, default=1)
-    parser.add_argument("--launcher", choices=("local",), default="local",
-                        help="local: every process on this machine, on loopback")
-    parser.add_argument("--host", default="127.0.0.1", help="address the scheduler binds")
+    parser.add_argument("--launcher", choices=("local", "ssh"), default="local",
+                        help="local: every process on this machine; ssh: servers and workers "
+                        "round-robin over the --hosts machines, the scheduler here")
+    parser.add_argument("-H", "--hosts", metavar="FILE",
+                        help="host file for --launcher ssh: HOST or HOST:SSH_PORT per line")
+    parser.add_argument("--host", help="address the scheduler binds and the others reach "
+                        "(default: 127.0.0.1 for local, this machine's address for ssh)")
     parser.add_argument("--port", type=int, help="scheduler port (default: a free one)")
+    parser.add_argument("--ssh", default="ssh", help="ssh program and options, e.g. "
+                        "'ssh -i ~/.ssh/cluster' (always with BatchMode=yes)")
+    parser.add_argument("--workdir", help="folder the remote commands run in (default: the "
+                        "current one, which must exist on every host)")
+    parser.add_argument("--python", default=sys.executable, help="Python with MXNet on the "
+                        "hosts, for the servers (default: this one's path)")
+    parser.add_argument("--timeout", type=float, default=0,
+                        help="stop the job and exit 1 after this many seconds (0: no limit)")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="seconds servers get to finish after the workers")
     parser.add_argument("command", nargs="+", metavar="-- COMMAND")
@@ -106,7 +283,21 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     make_sure(args.workers >= 1, "-n/--workers must be >= 1, got %d", args.workers)
     make_sure(args.servers >= 1, "-s/--servers must be >= 1, got %d", args.servers)
-    return launch(args.command, args.workers, args.servers, args.host, args.port, args.grace)
+    make_sure(args.timeout >= 0, "--timeout must be >= 0, got %g", args.timeout)
+    hosts = None
+    if args.launcher == "ssh":
+        make_sure(args.hosts, "--launcher ssh needs --hosts FILE (HOST or HOST:SSH_PORT per "
+                  "line)")
+        hosts = read_hosts(args.hosts)
+        if not args.host:
+            from dmlc_tracker.tracker import get_host_ip
+            args.host = get_host_ip()
+    else:
+        make_sure(not args.hosts, "--hosts is for --launcher ssh")
+    ssh = shlex.split(args.ssh)
+    make_sure(ssh, "--ssh: expected an ssh program, got %r", args.ssh)
+    return launch(args.command, args.workers, args.servers, args.host or "127.0.0.1", args.port,
+                  args.grace, args.timeout, hosts, ssh, args.workdir, args.python)
 
 
 def main(argv=None):

@@ -112,16 +112,18 @@ def build_network(num_classes, input_size, contexts, pretrained=None, pretrained
 
 
 def trainable_params(net, head_only):
-    """The parameters that train: all differentiable ones, or the head's only.
-    The others get ``grad_req='null'``."""
+    """Choose what trains: all differentiable parameters, or the head's only
+    (the others get ``grad_req='null'``, which the Trainer skips).  Returns all
+    differentiable parameters: one Trainer over them serves both phases, since
+    a parameter server cannot register a second Trainer's parameters."""
     chosen = {}
     for name, param in net.collect_params().items():
         if not param._differentiable:
             continue
         train = not head_only or name.startswith(HEAD_PREFIX)
-        param.grad_req = "write" if train else "null"
-        if train:
-            chosen[name] = param
+        if param.grad_req != ("write" if train else "null"):
+            param.grad_req = "write" if train else "null"
+        chosen[name] = param
     return chosen
 
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: setup demo test bench robustness clean
+.PHONY: setup setup-horovod demo test bench robustness clean
 
 setup: $(VENV)/.installed
 
@@ -12,6 +12,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[validate,test]'
+	touch $@
+
+# Horovod built from source against the venv's MXNet, with Gloo and without MPI,
+# TensorFlow or PyTorch (about 3 minutes; needs g++ and cmake).
+HOROVOD_FLAGS := HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1
+setup-horovod: $(VENV)/.horovod
+
+$(VENV)/.horovod: $(VENV)/.installed
+	$(HOROVOD_FLAGS) $(BIN)/python -m pip install -q --no-build-isolation -c constraints.txt \
+		-e '.[horovod]'
 	touch $@
 
 # Keras writes a seeded Xception weights file, keras2mxnet converts it, and
@@ -22,7 +33,7 @@ demo: setup
 	$(BIN)/xception-parity --keras $(DEMO)/xception_seed0.h5 --mxnet $(DEMO)/xception \
 		tests/data --random 4
 
-test: setup
+test: setup setup-horovod
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,7 +1,8 @@
-"""A worker of the distributed tests (run under xception-launch): two data-parallel
-steps on its shard of a fixed batch, then its parameters to OUT/rank<R>.params;
-it prints its rank and pid on joining, and the OMP_NUM_THREADS it was given.
-With ``die`` as argument, rank 1 kills itself after joining the job."""
+"""A worker of the distributed tests (``dist_worker.py BACKEND PRETRAINED OUT
+[die]``, BACKEND dist_sync under xception-launch or horovod under horovodrun):
+two data-parallel steps on its shard of a fixed batch, then its parameters to
+OUT/rank<R>.params; it prints its rank and pid on joining, and the
+OMP_NUM_THREADS it was given.  With ``die``, rank 1 kills itself after joining."""
 import os
 import signal
 import sys
@@ -14,21 +15,23 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from xception_mx.train import build_network, make_trainer, train_step, trainable_params  # noqa
+from xception_mx.train import (build_network, join_job, make_trainer, train_step,  # noqa
+                               trainable_params)
 
-pretrained, out = sys.argv[1], sys.argv[2]
-kv = mx.kv.create("dist_sync")
-print("rank %d pid %d" % (kv.rank, os.getpid()), flush=True)
-net, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=kv.rank, frozen_bn=True)
-trainer = make_trainer(trainable_params(net, False), "nag", 0.001, 0.9, 0.0, kv)
-if len(sys.argv) > 3 and sys.argv[3] == "die" and kv.rank == 1:
+backend, pretrained, out = sys.argv[1:4]
+job = join_job(backend)
+print("rank %d pid %d" % (job.rank, os.getpid()), flush=True)
+# a seed per rank: equal parameters at the end prove that rank 0's were shared
+net, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=job.rank, frozen_bn=True)
+trainer = make_trainer(trainable_params(net, False), "nag", 0.001, 0.9, 0.0, job.kvstore)
+if sys.argv[4:] == ["die"] and job.rank == 1:
     os.kill(os.getpid(), signal.SIGKILL)
 rng = np.random.RandomState(0)
 loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 for step in range(2):
     x = rng.uniform(-1, 1, (8, 3, 71, 71)).astype(np.float32)
     y = rng.randint(0, 3, 8).astype(np.float32)
-    shard = slice(4 * kv.rank, 4 * kv.rank + 4)
+    shard = slice(4 * job.rank, 4 * job.rank + 4)
     train_step(net, trainer, loss_fn, mx.nd.array(x[shard]), mx.nd.array(y[shard]), [mx.cpu()])
-net.collect_params().save(os.path.join(out, "rank%d.params" % kv.rank))
-print("rank %d done (OMP_NUM_THREADS=%s)" % (kv.rank, THREADS))
+net.collect_params().save(os.path.join(out, "rank%d.params" % job.rank))
+print("rank %d done (OMP_NUM_THREADS=%s)" % (job.rank, THREADS))

@@ -1,6 +1,7 @@
-"""Data-parallel fine-tuning on MXNet's parameter server, on loopback: with
-the local launcher, and with the ssh launcher through a stand-in for ssh
-(``fake_ssh.py``) that runs the remote command here in a bare environment."""
+"""Data-parallel fine-tuning over several processes, on loopback: on MXNet's
+parameter server with the local launcher and with the ssh launcher (through a
+stand-in for ssh, ``fake_ssh.py``, that runs the remote command here in a bare
+environment), and with Horovod (Gloo) under horovodrun."""
 import os
 import re
 import signal
@@ -51,7 +52,7 @@ def single_process_reference(pretrained):
 @pytest.mark.slow
 def test_two_workers_end_identical_and_equal_to_one_process(base, tmp_path):
     result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--", sys.executable,
-                      WORKER, base / "x71", tmp_path)
+                      WORKER, "dist_sync", base / "x71", tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # the scheduler assigns ranks, so launch order and rank may differ
     assert re.search(r"^\[worker \d\] rank 0 done", result.stdout, re.M)
@@ -73,7 +74,7 @@ def assert_ranks_equal_one_process(base, tmp_path):
 def test_a_dead_worker_stops_the_whole_job(base, tmp_path):
     start = time.time()
     result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--", sys.executable,
-                      WORKER, base / "x71", tmp_path, "die")
+                      WORKER, "dist_sync", base / "x71", tmp_path, "die")
     assert result.returncode == 1
     assert re.search(r"worker \d exited with status -9; stopping the job", result.stderr)
     assert time.time() - start < 120
@@ -167,7 +168,8 @@ def test_ssh_launcher_places_processes_round_robin_and_trains(base, tmp_path):
     result = subprocess.run(
         [LAUNCH, "-n", "2", "-s", "1", "--launcher", "ssh", "--hosts", str(hosts),
          "--host", "127.0.0.1", "--ssh", FAKE_SSH, *BOUND, "--", sys.executable, WORKER,
-         str(base / "x71"), str(tmp_path)], capture_output=True, text=True, timeout=600,
+         "dist_sync", str(base / "x71"), str(tmp_path)], capture_output=True, text=True,
+        timeout=600,
         env=dict(os.environ, FAKE_SSH_LOG=str(log), OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # servers then workers, round-robin over the hosts; the ssh port where given
@@ -186,7 +188,8 @@ def test_ssh_launcher_kills_the_remote_processes_when_a_worker_dies(base, tmp_pa
     result = subprocess.run(
         [LAUNCH, "-n", "2", "-s", "1", "--launcher", "ssh", "--hosts", str(hosts),
          "--host", "127.0.0.1", "--ssh", FAKE_SSH, *BOUND, "--", sys.executable, WORKER,
-         str(base / "x71"), str(tmp_path), "die"], capture_output=True, text=True, timeout=600,
+         "dist_sync", str(base / "x71"), str(tmp_path), "die"], capture_output=True, text=True,
+        timeout=600,
         env=dict(os.environ, FAKE_SSH_LOG=str(tmp_path / "ssh.log")))
     assert result.returncode == 1
     assert re.search(r"worker \d exited with status 137; stopping the job", result.stderr)
@@ -258,3 +261,93 @@ def test_a_program_that_cannot_start_is_named_and_nothing_is_left_running(tmp_pa
     scheduler = int(re.search(r"scheduler on \S+, pid (\d+)", result.stderr).group(1))
     assert not os.path.exists("/proc/%d" % scheduler) or \
         open("/proc/%d/stat" % scheduler).read().split(")")[-1].split()[0] == "Z"
+
+
+def test_dry_run_shows_every_command_and_forwards_only_what_the_user_set(tmp_path):
+    hosts = write_hosts(tmp_path / "hosts", "127.0.0.1\nlocalhost:2222\n")
+    args = ["-n", "2", "-s", "1", "--launcher", "ssh", "--hosts", hosts, "--host", "10.1.2.3",
+            "--port", "9000", "--workdir", "/shared/job", "--dry-run", "--", "train", "a b"]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    shown = subprocess.run([LAUNCH] + [str(a) for a in args], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "scheduler on 10.1.2.3", "server 0 on 127.0.0.1", "worker 0 on localhost",
+        "worker 1 on 127.0.0.1"]
+    assert "DMLC_ROLE=scheduler" in lines[0] and "DMLC_PS_ROOT_PORT=9000" in lines[0]
+    assert lines[2].startswith("worker 0 on localhost: ssh -o BatchMode=yes")
+    assert " -p 2222 localhost 'cd /shared/job && exec env " in lines[2]
+    for needed in ("DMLC_PS_ROOT_URI=10.1.2.3", "DMLC_ROLE=worker", "XCEPTION_MX_WORKER=0"):
+        assert needed in lines[2]
+    # this machine's thread count (set by xception-mx for its own cores) stays here
+    assert "OMP_NUM_THREADS" not in shown.stdout
+    env["OMP_NUM_THREADS"] = "7"
+    shown = subprocess.run([LAUNCH] + [str(a) for a in args], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert shown.stdout.count("OMP_NUM_THREADS=7") == 3      # server and both workers
+    assert "pid" not in shown.stderr                         # nothing was started
+
+
+def horovodrun(n, *command):
+    return subprocess.run([os.path.join(BIN, "horovodrun"), "-np", str(n), "--gloo", "-H",
+                           "localhost:%d" % n] + [str(c) for c in command],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_horovod_workers_end_identical_and_equal_to_one_process(base, tmp_path):
+    result = horovodrun(2, sys.executable, WORKER, "horovod", base / "x71", tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_ranks_equal_one_process(base, tmp_path)
+
+
+def horovod_worker(job, rank):
+    """The xception-finetune process of ``rank`` among ``job``'s descendants."""
+    import psutil
+    for child in psutil.Process(job.pid).children(recursive=True):
+        try:
+            if any("xception-finetune" in word for word in child.cmdline()) and \
+                    child.environ().get("HOROVOD_RANK") == str(rank):
+                return child
+        except psutil.Error:
+            continue
+    raise AssertionError("no xception-finetune process of rank %d" % rank)
+
+
+@pytest.mark.slow
+def test_horovod_finetune_stops_when_a_worker_dies_and_resume_completes_it(base, tmp_path):
+    out, log_path = tmp_path / "run", tmp_path / "horovodrun.log"
+    command = [os.path.join(BIN, "horovodrun"), "-np", "2", "--gloo", "-H", "localhost:2"]
+    args = [str(a) for a in dist_finetune_args(base, out, "--epochs", "3",
+                                               "--freeze-base-epochs", "1")]
+    args[args.index("dist_sync")] = "horovod"
+    with open(log_path, "w") as log:
+        job = subprocess.Popen(command + args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "epoch-0000.json").exists():
+            assert job.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.05)
+        horovod_worker(job, 1).kill()
+        started = time.time()
+        status = job.wait(timeout=120)
+    assert status != 0, log_path.read_text()[-3000:]
+    assert time.time() - started < 60
+    assert not (out / "model-0000.params").exists()
+    resumed = subprocess.run(command + args + ["--resume"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert re.search(r"resuming from epoch [01] of", resumed.stdout)
+    logged = re.findall(r"^\[(\d)\]<stdout>:epoch 2: train", resumed.stdout, re.M)
+    assert logged == ["0"]                                   # only rank 0 logs
+    with open(out / "metrics.csv") as f:
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
+    assert (out / "model-0000.params").exists()
+
+
+def test_horovod_without_horovodrun_is_refused(base, tmp_path):
+    result = run_tool("xception-finetune", base / "data", "--out", tmp_path / "run",
+                      "--kvstore", "horovod")
+    assert result.returncode == 2
+    assert "--kvstore horovod: start the job with horovodrun" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -9,6 +9,10 @@ user has set it.
 import os
 
 THREAD_ENV = "OMP_NUM_THREADS"
+# The environment as the user gave it, before this package or MXNet (which
+# extends LD_LIBRARY_PATH for OpenCV) changed anything: what xception-launch
+# forwards to other machines.
+USER_ENVIRON = dict(os.environ)
 
 
 def available_cores():

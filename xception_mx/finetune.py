@@ -18,9 +18,9 @@ from .errors import InputError, make_sure
 from .labels import labels_path
 from .model import Xception, check_input_shape
 from .run_dir import RunDirectory, check_resumable_config
-from .train import (OPTIMIZERS, SCHEDULES, Counts, Throughput, average_bn_statistics,
-                    build_network, count_correct, evaluate, learning_rate, make_trainer,
-                    parse_contexts, train_step, trainable_params)
+from .train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
+                    average_bn_statistics, build_network, count_correct, evaluate, join_job,
+                    learning_rate, make_trainer, parse_contexts, train_step, trainable_params)
 
 PROG = "xception-finetune"
 EXPORT_NAME = "model"
@@ -61,9 +61,11 @@ def build_parser():
     devices = p.add_mutually_exclusive_group()
     devices.add_argument("--gpus", help="GPUs, e.g. 0,1,2,3")
     devices.add_argument("--cpus", type=int, help="N CPU contexts (data-parallel harness)")
-    p.add_argument("--kvstore", choices=("device", "local", "dist_sync", "dist_device_sync"),
+    p.add_argument("--kvstore", choices=("device", "local", "dist_sync", "dist_device_sync",
+                                          "horovod"),
                    default="device", help="dist_*: one worker of a parameter-server job "
-                   "started by xception-launch")
+                   "started by xception-launch; horovod: one worker of a job started by "
+                   "horovodrun (one device per process)")
     p.add_argument("--amp", action="store_true", help="mixed precision (GPUs only)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
     p.add_argument("--seed", type=int, default=0)
@@ -146,6 +148,13 @@ def check_config(config):
     if config["kvstore"].startswith("dist"):
         make_sure(os.environ.get("DMLC_ROLE") == "worker", "--kvstore %s: start the job with "
                   "xception-launch (no DMLC_ROLE=worker in the environment)", config["kvstore"])
+    if config["kvstore"] == HOROVOD:
+        make_sure("HOROVOD_RANK" in os.environ, "--kvstore horovod: start the job with "
+                  "horovodrun -np N --gloo ... (no HOROVOD_RANK in the environment)")
+        make_sure(not config["amp"], "--amp with --kvstore horovod is not supported")
+        make_sure(not config["cpus"] or config["cpus"] == 1, "--kvstore horovod: one device "
+                  "per process (--cpus %d); start more processes with horovodrun -np",
+                  config["cpus"])
 
 
 class Data:
@@ -198,15 +207,16 @@ def _fmt(counts):
 def run_finetune(config, log=print):
     """Run (or resume) a fine-tuning; return the run folder's final state.
 
-    With a ``dist_*`` kvstore this process is one worker: it trains on its
-    shard, and only rank 0 logs, writes checkpoints and exports.
+    With a ``dist_*`` kvstore or Horovod this process is one worker: it trains
+    on its shard, and only rank 0 logs, writes checkpoints and exports.
     """
     check_config(config)
     contexts = parse_contexts(config["gpus"], config["cpus"])
-    kvstore, rank, workers = config["kvstore"], 0, 1
-    if kvstore.startswith("dist"):
-        kvstore = mx.kv.create(kvstore)
-        rank, workers = kvstore.rank, kvstore.num_workers
+    kvstore, rank, workers, local_rank = join_job(config["kvstore"])
+    if kvstore == HOROVOD and len(contexts) > 1:     # --gpus: each process takes its own
+        make_sure(local_rank < len(contexts), "--gpus %s: %d GPUs for more processes on this "
+                  "machine (local rank %d)", config["gpus"], len(contexts), local_rank)
+        contexts = [contexts[local_rank]]
     lead = rank == 0
     if not lead:
         log = lambda *args: None  # noqa: E731
@@ -235,8 +245,9 @@ def run_finetune(config, log=print):
         start_epoch += 1
         log("%s: resuming from epoch %d of %s" % (PROG, start_epoch - 1, run_dir.path))
     else:
-        log("%s: %d classes, %d training / %d validation images, %s, head %s" % (
-            PROG, num_classes, data.n_train, data.n_val, ", ".join(map(str, contexts)),
+        shard = " (on each of %d workers)" % workers if workers > 1 else ""
+        log("%s: %d classes, %d training%s / %d validation images, %s, head %s" % (
+            PROG, num_classes, data.n_train, shard, data.n_val, ", ".join(map(str, contexts)),
             "kept" if head_loaded else "new"))
     k = min(5, num_classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()

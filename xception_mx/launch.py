@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 
+from ._threads import USER_ENVIRON
 from .cli import Parser, run
 from .errors import InputError, make_sure
 
@@ -118,20 +119,25 @@ def plan(command, workers, servers, root_host, root_port, hosts=None, python=sys
     return processes
 
 
-def remote_command(process, workdir, environ=os.environ):
+def forwarded_env(environ=USER_ENVIRON):
+    """The variables of ``FORWARDED_ENV`` that the user has set (not this
+    machine's defaults, such as our OMP_NUM_THREADS for its cores)."""
+    return {k: environ[k] for k in FORWARDED_ENV if k in environ}
+
+
+def remote_command(process, workdir, forwarded):
     """The shell command ssh runs on the process's host: change to ``workdir``,
-    set the forwarded and ``DMLC_*`` variables, run under the watchdog."""
-    env = {k: environ[k] for k in FORWARDED_ENV if k in environ}
-    env.update(process.env)
+    set the ``forwarded`` and ``DMLC_*`` variables, run under the watchdog."""
+    env = dict(forwarded, **process.env)
     words = ["env"] + ["%s=%s" % item for item in sorted(env.items())]
     words += ["sh", "-c", REMOTE_WATCHDOG, PROG] + list(process.argv)
     return "cd %s && exec %s" % (shlex.quote(workdir), " ".join(shlex.quote(w) for w in words))
 
 
-def ssh_argv(process, ssh, workdir, environ=os.environ):
+def ssh_argv(process, ssh, workdir, forwarded):
     port = ["-p", str(process.host.ssh_port)] if process.host.ssh_port else []
     return list(ssh) + list(SSH_OPTIONS) + port + [process.host.name,
-                                                  remote_command(process, workdir, environ)]
+                                                  remote_command(process, workdir, forwarded)]
 
 
 def _stream(pipe, label, out):
@@ -214,6 +220,29 @@ class Job:
             thread.join(timeout=5)
 
 
+def commands(processes, over_ssh, ssh, workdir, environ):
+    """``(process, argv, env, remote)`` to start each process with: the
+    scheduler here, the others here (in ``environ``) or over ssh."""
+    forwarded = dict(forwarded_env(), PS_VERBOSE=environ.get("PS_VERBOSE", "0"))
+    for process in processes:
+        if over_ssh and process.label != "scheduler":
+            yield (process, ssh_argv(process, ssh, workdir or os.getcwd(), forwarded), environ,
+                   True)
+        else:
+            yield process, process.argv, dict(environ, **process.env), False
+
+
+def dry_run(command, workers, servers, host, port, hosts, ssh, workdir, python, out=sys.stdout):
+    """Print what ``launch`` would start, one line a process, and start nothing."""
+    processes = plan(command, workers, servers, host, port or 0, hosts, python)
+    for process, argv, _, remote in commands(processes, hosts is not None, ssh, workdir,
+                                             os.environ):
+        words = [] if remote else ["%s=%s" % kv for kv in sorted(process.env.items())]
+        out.write("%s on %s: %s\n" % (process.label, process.host.name,
+                                      " ".join(shlex.quote(w) for w in words + list(argv))))
+    return 0
+
+
 def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0, timeout=None,
            hosts=None, ssh=("ssh",), workdir=None, python=sys.executable, out=sys.stdout,
            err=sys.stderr, env=None):
@@ -221,19 +250,15 @@ def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0, t
     or (with ``hosts``) over ssh; return the job's exit status (0 only if every
     process exited 0 within ``timeout``)."""
     environ = dict(env or os.environ)
-    environ.setdefault("PS_VERBOSE", "0")
+    environ.setdefault("PS_VERBOSE", "0")      # ps-lite's own log level
     port = port or free_port(host)
     job = Job(out, err)
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     error = "interrupted"
     try:
-        for process in plan(command, workers, servers, host, port, hosts, python):
-            remote = hosts is not None and process.label != "scheduler"
-            if remote:
-                argv = ssh_argv(process, ssh, workdir or os.getcwd(), environ)
-                job.start(process, argv, environ, True)
-            else:
-                job.start(process, process.argv, dict(environ, **process.env), False)
+        for started in commands(plan(command, workers, servers, host, port, hosts, python),
+                                hosts is not None, ssh, workdir, environ):
+            job.start(*started)
         error = job.watch(timeout)
     except (_Stop, KeyboardInterrupt):
         pass
@@ -275,6 +300,8 @@ def build_parser():
                         help="stop the job and exit 1 after this many seconds (0: no limit)")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="seconds servers get to finish after the workers")
+    parser.add_argument("--dry-run", action="store_true", help="print the command line of "
+                        "every process (port 0: chosen at launch) and start nothing")
     parser.add_argument("command", nargs="+", metavar="-- COMMAND")
     return parser
 
@@ -296,8 +323,12 @@ def _main(argv):
         make_sure(not args.hosts, "--hosts is for --launcher ssh")
     ssh = shlex.split(args.ssh)
     make_sure(ssh, "--ssh: expected an ssh program, got %r", args.ssh)
-    return launch(args.command, args.workers, args.servers, args.host or "127.0.0.1", args.port,
-                  args.grace, args.timeout, hosts, ssh, args.workdir, args.python)
+    host = args.host or "127.0.0.1"
+    if args.dry_run:
+        return dry_run(args.command, args.workers, args.servers, host, args.port, hosts, ssh,
+                       args.workdir, args.python)
+    return launch(args.command, args.workers, args.servers, host, args.port, args.grace,
+                  args.timeout, hosts, ssh, args.workdir, args.python)
 
 
 def main(argv=None):

@@ -127,6 +127,32 @@ def trainable_params(net, head_only):
     return chosen
 
 
+HOROVOD = "horovod"
+Job = collections.namedtuple("Job", "kvstore rank workers local_rank")
+
+
+def import_horovod():
+    try:
+        import horovod.mxnet as hvd
+    except ImportError as exc:
+        raise InputError("--kvstore horovod: Horovod is not installed (make setup-horovod builds "
+                         "it against this MXNet; %s)" % exc)
+    return hvd
+
+
+def join_job(kvstore):
+    """This process's place in a data-parallel job: ``dist_*`` joins the
+    parameter server, ``horovod`` Horovod's ring; others make a one-process job."""
+    if kvstore.startswith("dist"):
+        store = mx.kv.create(kvstore)
+        return Job(store, store.rank, store.num_workers, 0)
+    if kvstore == HOROVOD:
+        hvd = import_horovod()
+        hvd.init()
+        return Job(HOROVOD, hvd.rank(), hvd.size(), hvd.local_rank())
+    return Job(kvstore, 0, 1, 0)
+
+
 def is_distributed(kvstore):
     return not isinstance(kvstore, str) and kvstore.type.startswith("dist")
 
@@ -136,10 +162,20 @@ def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False):
     off) with AMP, where MXNet checks for overflow, and on a parameter server,
     so that trainer states can be saved by the workers.  On a parameter server
     every worker starts from rank 0's weights: Gluon would only pull them
-    inside the first step, after the first forward pass."""
+    inside the first step, after the first forward pass.
+
+    With Horovod, rank 0's weights are broadcast likewise, and gradients are
+    summed over the workers (Horovod averages; ``rescale_grad`` undoes that), so
+    that ``lr`` means what it means on a parameter server."""
     options = {"learning_rate": lr, "wd": wd}
     if optimizer in ("sgd", "nag"):
         options["momentum"] = momentum
+    if kvstore == HOROVOD:
+        hvd = import_horovod()
+        options["rescale_grad"] = float(hvd.size())
+        trainer = hvd.DistributedTrainer(params, optimizer, options)
+        hvd.broadcast_parameters(params, root_rank=0)
+        return trainer
     local_update = amp or is_distributed(kvstore)
     trainer = gluon.Trainer(params, optimizer, options, kvstore=kvstore,
                             update_on_kvstore=False if local_update else None)
@@ -178,10 +214,11 @@ BN_STAT_KEY_BASE = 1 << 20    # kvstore keys for BN statistics, clear of the Tra
 
 
 def average_bn_statistics(net, contexts, kvstore=None):
-    """Set every context's (and, on a parameter server, every worker's) BN
-    running mean/variance to their mean."""
+    """Set every context's (and, with a parameter server or Horovod, every
+    worker's) BN running mean/variance to their mean."""
     distributed = kvstore is not None and is_distributed(kvstore)
-    if len(contexts) < 2 and not distributed:
+    horovod = kvstore == HOROVOD and import_horovod().size() > 1
+    if len(contexts) < 2 and not distributed and not horovod:
         return
     stats = [p for n, p in sorted(net.collect_params().items())
              if n.endswith(("_running_mean", "_running_var"))]
@@ -197,6 +234,8 @@ def average_bn_statistics(net, contexts, kvstore=None):
             total = mx.nd.zeros_like(mean)
             kvstore.pull(key, out=total)
             mean = total / kvstore.num_workers
+        elif horovod:
+            mean = import_horovod().allreduce(mean, average=True, name="bn_statistic_%d" % i)
         param.set_data(mean)
 
 

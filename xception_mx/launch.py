@@ -19,13 +19,15 @@ Built on dmlc_tracker (shipped in the MXNet wheel, used by
   default); its ssh launcher neither quotes the command nor notices a process
   that fails, and leaves remote processes running when the job ends.
 
-What it adds: every process's output is streamed with a prefix, a process that
+What it adds: every process's output is streamed with a prefix (a worker's
+rank once it has said it: ``xception-mx: rank R of N``), a process that
 dies stops the whole job (ps-lite leaves the other workers blocked forever
 otherwise) with a clear error, remote processes are killed when their ssh
 connection closes, and ``--timeout`` bounds the whole job.
 """
 import collections
 import os
+import re
 import shlex
 import signal
 import socket
@@ -140,9 +142,20 @@ def ssh_argv(process, ssh, workdir, forwarded):
                                                   remote_command(process, workdir, forwarded)]
 
 
-def _stream(pipe, label, out):
+# The line a worker of this toolkit prints once it knows its rank (train.join_job):
+# ps-lite's scheduler assigns ranks, so they need not follow the launch order.
+RANK_LINE = re.compile(r"^xception-mx: rank (\d+) of \d+$")
+
+
+def _stream(pipe, label, out, ranks):
+    """Copy a process's output, each line prefixed with ``[label]``; a worker's
+    prefix becomes ``[rank R]`` once it has said its rank."""
     for line in iter(pipe.readline, b""):
         text = line.decode("utf-8", "replace").rstrip("\r\n")
+        match = RANK_LINE.match(text)
+        if match and label.startswith("worker"):
+            ranks[label] = int(match.group(1))
+            label = "rank %d" % ranks[label]
         out.write("[%s] %s\n" % (label, text))
         out.flush()
 
@@ -162,19 +175,25 @@ class Job:
         self.out, self.err = out, err
         self.running = []     # (Process, Popen, remote)
         self.threads = []
+        self.ranks = {}       # worker label -> rank, as the workers said
 
     def start(self, process, argv, env, remote):
         popen = subprocess.Popen(argv, stdin=subprocess.PIPE if remote else subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                  start_new_session=True)
-        thread = threading.Thread(target=_stream, args=(popen.stdout, process.label, self.out),
-                                  daemon=True)
+        thread = threading.Thread(target=_stream, args=(popen.stdout, process.label, self.out,
+                                                         self.ranks), daemon=True)
         thread.start()
         self.running.append((process, popen, remote))
         self.threads.append(thread)
         print("%s: %s on %s%s, pid %d" % (PROG, process.label, process.host.name,
                                           " via ssh" if remote else "", popen.pid),
               file=self.err, flush=True)
+
+    def name(self, label):
+        """``worker 1 (rank 0)`` once the rank is known."""
+        rank = self.ranks.get(label)
+        return label if rank is None else "%s (rank %d)" % (label, rank)
 
     def watch(self, timeout=None):
         """Wait until every worker ended; return an error text, or ``None``."""
@@ -184,7 +203,7 @@ class Job:
             for process, popen, _ in self.running:
                 if popen.poll() not in (None, 0):
                     return "%s exited with status %s; stopping the job (restart it with " \
-                           "--resume)" % (process.label, popen.returncode)
+                           "--resume)" % (self.name(process.label), popen.returncode)
             if all(p.poll() is not None for p in workers):
                 return None
             if timeout and time.time() - started > timeout:

@@ -145,12 +145,15 @@ def join_job(kvstore):
     parameter server, ``horovod`` Horovod's ring; others make a one-process job."""
     if kvstore.startswith("dist"):
         store = mx.kv.create(kvstore)
-        return Job(store, store.rank, store.num_workers, 0)
-    if kvstore == HOROVOD:
+        job = Job(store, store.rank, store.num_workers, 0)
+    elif kvstore == HOROVOD:
         hvd = import_horovod()
         hvd.init()
-        return Job(HOROVOD, hvd.rank(), hvd.size(), hvd.local_rank())
-    return Job(kvstore, 0, 1, 0)
+        job = Job(HOROVOD, hvd.rank(), hvd.size(), hvd.local_rank())
+    else:
+        return Job(kvstore, 0, 1, 0)
+    print("xception-mx: rank %d of %d" % (job.rank, job.workers), flush=True)  # launch.RANK_LINE
+    return job
 
 
 def is_distributed(kvstore):

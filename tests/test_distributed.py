@@ -83,17 +83,43 @@ def test_a_dead_worker_stops_the_whole_job(base, tmp_path):
     assert_processes_gone(result.stdout)
 
 
+def process_gone(pid):
+    """No such process, or a zombie awaiting its reaper."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def assert_processes_gone(output):
-    """Every worker that printed its pid is gone (or a zombie awaiting its reaper)."""
+    """Every worker that printed its pid is gone."""
     pids = [int(p) for p in re.findall(r"^\[rank \d\] rank \d pid (\d+)$", output, re.M)]
     assert len(pids) == 2, output[-2000:]
     time.sleep(1)
     for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                assert f.read().split(")")[-1].split()[0] == "Z", "worker pid %d still runs" % pid
-        except FileNotFoundError:
-            pass
+        assert process_gone(pid), "worker pid %d still runs" % pid
+
+
+def start_until_first_checkpoint(argv, out, log_path):
+    """Start a training job, its output to ``log_path``; return it, still
+    running, once epoch 0's checkpoint in ``out`` is complete."""
+    with open(log_path, "w") as log:
+        job = subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "epoch-0000.json").exists():
+        assert job.poll() is None, log_path.read_text()[-3000:]
+        time.sleep(0.05)
+    return job
+
+
+def assert_resumed_to_the_end(resumed, out):
+    """A ``--resume`` run continued from epoch 0 or 1, ran all 3 epochs, exported."""
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert re.search(r"resuming from epoch [01] of", resumed.stdout)
+    with open(out / "metrics.csv") as f:
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
+    assert (out / "model-0000.params").exists()
 
 
 def dist_finetune_args(base, out, *extra):
@@ -127,17 +153,12 @@ def test_a_killed_worker_stops_the_job_and_resume_completes_it(base, tmp_path):
     out, log_path = tmp_path / "run", tmp_path / "launch.log"
     command = [LAUNCH, "-n", "2", "-s", "1", *BOUND, "--"] + \
         dist_finetune_args(base, out, "--epochs", "3")
-    with open(log_path, "w") as log:
-        job = subprocess.Popen([str(a) for a in command], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 300
-        while time.time() < deadline and not (out / "epoch-0000.json").exists():
-            assert job.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.05)
-        pids = dict(re.findall(r"^xception-launch: (worker \d) on \S+, pid (\d+)$",
-                               log_path.read_text(), re.M))
-        os.kill(int(pids["worker 1"]), signal.SIGKILL)
-        started = time.time()
-        status = job.wait(timeout=120)
+    job = start_until_first_checkpoint(command, out, log_path)
+    pids = dict(re.findall(r"^xception-launch: (worker \d) on \S+, pid (\d+)$",
+                           log_path.read_text(), re.M))
+    os.kill(int(pids["worker 1"]), signal.SIGKILL)
+    started = time.time()
+    status = job.wait(timeout=120)
     text = log_path.read_text()
     assert status == 1, text[-3000:]
     assert re.search(r"worker 1 \(rank [01]\) exited with status -9; stopping the job "
@@ -146,11 +167,8 @@ def test_a_killed_worker_stops_the_job_and_resume_completes_it(base, tmp_path):
     assert not (out / "model-0000.params").exists()
     resumed = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--",
                        *dist_finetune_args(base, out, "--epochs", "3", "--resume"))
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert re.search(r"resuming from epoch [01] of", resumed.stdout)
-    with open(out / "metrics.csv") as f:
-        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
-    assert (out / "model-0000.params").exists() and not list(out.glob(".*.tmp*"))
+    assert_resumed_to_the_end(resumed, out)
+    assert not list(out.glob(".*.tmp*"))
 
 
 def test_dist_kvstore_without_the_launcher_is_refused(base, tmp_path):
@@ -263,8 +281,7 @@ def test_a_program_that_cannot_start_is_named_and_nothing_is_left_running(tmp_pa
     assert "xception-launch: error: cannot start %s: No such file or directory" % missing \
         in result.stderr
     scheduler = int(re.search(r"scheduler on \S+, pid (\d+)", result.stderr).group(1))
-    assert not os.path.exists("/proc/%d" % scheduler) or \
-        open("/proc/%d/stat" % scheduler).read().split(")")[-1].split()[0] == "Z"
+    assert process_gone(scheduler)
 
 
 def test_dry_run_shows_every_command_and_forwards_only_what_the_user_set(tmp_path):
@@ -326,27 +343,18 @@ def test_horovod_finetune_stops_when_a_worker_dies_and_resume_completes_it(base,
     args = [str(a) for a in dist_finetune_args(base, out, "--epochs", "3",
                                                "--freeze-base-epochs", "1")]
     args[args.index("dist_sync")] = "horovod"
-    with open(log_path, "w") as log:
-        job = subprocess.Popen(command + args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 300
-        while time.time() < deadline and not (out / "epoch-0000.json").exists():
-            assert job.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.05)
-        horovod_worker(job, 1).kill()
-        started = time.time()
-        status = job.wait(timeout=120)
+    job = start_until_first_checkpoint(command + args, out, log_path)
+    horovod_worker(job, 1).kill()
+    started = time.time()
+    status = job.wait(timeout=120)
     assert status != 0, log_path.read_text()[-3000:]
     assert time.time() - started < 60
     assert not (out / "model-0000.params").exists()
     resumed = subprocess.run(command + args + ["--resume"], capture_output=True, text=True,
                              timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert re.search(r"resuming from epoch [01] of", resumed.stdout)
+    assert_resumed_to_the_end(resumed, out)
     logged = re.findall(r"^\[(\d)\]<stdout>:epoch 2: train", resumed.stdout, re.M)
     assert logged == ["0"]                                   # only rank 0 logs
-    with open(out / "metrics.csv") as f:
-        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
-    assert (out / "model-0000.params").exists()
 
 
 def test_horovod_without_horovodrun_is_refused(base, tmp_path):

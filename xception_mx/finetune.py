@@ -61,8 +61,8 @@ def build_parser():
     devices = p.add_mutually_exclusive_group()
     devices.add_argument("--gpus", help="GPUs, e.g. 0,1,2,3")
     devices.add_argument("--cpus", type=int, help="N CPU contexts (data-parallel harness)")
-    p.add_argument("--kvstore", "--kv-store", choices=("device", "local", "dist_sync", "dist_device_sync",
-                                          "horovod"),
+    p.add_argument("--kvstore", "--kv-store",
+                   choices=("device", "local", "dist_sync", "dist_device_sync", "horovod"),
                    default="device", help="dist_*: one worker of a parameter-server job "
                    "started by xception-launch; horovod: one worker of a job started by "
                    "horovodrun (one device per process)")

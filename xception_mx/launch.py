@@ -10,8 +10,9 @@ Built on dmlc_tracker (shipped in the MXNet wheel, used by
   ``DMLC_NUM_SERVER``/``WORKER``, ``DMLC_NODE_HOST``; scheduler and servers are
   plain ``import mxnet`` processes), the host file format (``HOST[:SSH_PORT]``
   per line, an MPI ``slots=`` field ignored; names are resolved here, since
-  ps-lite binds ``DMLC_NODE_HOST`` literally and fails on a name), the placement (servers, then
-  workers, round-robin over the hosts; the scheduler on the launching machine),
+  ps-lite binds ``DMLC_NODE_HOST`` literally and fails on a name), the
+  placement (servers, then workers, round-robin over the hosts; the scheduler
+  on the launching machine),
   the variables forwarded to remote processes, and ``get_host_ip`` for the
   scheduler's address when ``--host`` is not given.
 - fixed: its local launcher crashes on Python 3.11 (``Thread.isAlive``) and
@@ -198,13 +199,15 @@ class Job:
     def watch(self, timeout=None):
         """Wait until every worker ended; return an error text, or ``None``."""
         started = time.time()
-        workers = [p for proc, p, _ in self.running if proc.label.startswith("worker")]
         while True:
-            for process, popen, _ in self.running:
-                if popen.poll() not in (None, 0):
+            # one reading of every status, so a worker that fails between two
+            # polls cannot look like the end of the job
+            codes = [(process.label, popen.poll()) for process, popen, _ in self.running]
+            for label, code in codes:
+                if code not in (None, 0):
                     return "%s exited with status %s; stopping the job (restart it with " \
-                           "--resume)" % (self.name(process.label), popen.returncode)
-            if all(p.poll() is not None for p in workers):
+                           "--resume)" % (self.name(label), code)
+            if all(code is not None for label, code in codes if label.startswith("worker")):
                 return None
             if timeout and time.time() - started > timeout:
                 return "the job ran longer than --timeout %g s; stopping it" % timeout
@@ -290,9 +293,7 @@ def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0, t
     if error:
         print("%s: %s" % (PROG, error), file=err, flush=True)
         return 1
-    failed = [(proc.label, p.returncode) for proc, p, _ in job.running
-              if proc.label.startswith("worker") and p.returncode != 0]
-    return 1 if failed else 0
+    return 0
 
 
 def build_parser():

@@ -121,8 +121,7 @@ def trainable_params(net, head_only):
         if not param._differentiable:
             continue
         train = not head_only or name.startswith(HEAD_PREFIX)
-        if param.grad_req != ("write" if train else "null"):
-            param.grad_req = "write" if train else "null"
+        param.grad_req = "write" if train else "null"     # a no-op when unchanged
         chosen[name] = param
     return chosen
 
@@ -220,7 +219,8 @@ def average_bn_statistics(net, contexts, kvstore=None):
     """Set every context's (and, with a parameter server or Horovod, every
     worker's) BN running mean/variance to their mean."""
     distributed = kvstore is not None and is_distributed(kvstore)
-    horovod = kvstore == HOROVOD and import_horovod().size() > 1
+    hvd = import_horovod() if kvstore == HOROVOD else None
+    horovod = hvd is not None and hvd.size() > 1
     if len(contexts) < 2 and not distributed and not horovod:
         return
     stats = [p for n, p in sorted(net.collect_params().items())
@@ -238,7 +238,7 @@ def average_bn_statistics(net, contexts, kvstore=None):
             kvstore.pull(key, out=total)
             mean = total / kvstore.num_workers
         elif horovod:
-            mean = import_horovod().allreduce(mean, average=True, name="bn_statistic_%d" % i)
+            mean = hvd.allreduce(mean, average=True, name="bn_statistic_%d" % i)
         param.set_data(mean)
 
 

@@ -18,7 +18,8 @@ from conftest import BIN, run_tool
 from convert import convert_file
 from validate.robustness import TRAINING_ATOL
 from xception_mx.synthetic import write_shapes_dataset
-from xception_mx.train import build_network, make_trainer, train_step, trainable_params
+from xception_mx.train import (build_network, forward_backward, make_trainer, train_step,
+                               trainable_params)
 
 SIZE = ("--input-shape", "71", "71")
 
@@ -75,7 +76,10 @@ def test_finetune_from_converted_checkpoint_reaches_90_percent(work, tmp_path):
     predicted = run_tool("xception-predict", out / "model",
                          *sorted((work / "val" / "vertical_stripes").iterdir())[:3], "--top", "1")
     assert predicted.returncode == 0, predicted.stderr
-    assert predicted.stdout.count("vertical_stripes") >= 2
+    lines = predicted.stdout.splitlines()       # a path, then "  1. 0.9876  class name"
+    top1 = [lines[i + 1].split(None, 2)[2] for i, line in enumerate(lines)
+            if not line.startswith(" ")]
+    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
 
 
 def _nets(pretrained, contexts_list, frozen_bn=False):
@@ -83,31 +87,100 @@ def _nets(pretrained, contexts_list, frozen_bn=False):
             for ctxs in contexts_list]
 
 
+FOUR = [mx.cpu(i) for i in range(4)]
+REVERSED = mx.nd.array(np.arange(7, -1, -1))
+
+
+def _triplets(pretrained):
+    """The converted checkpoint with BN statistics frozen, three times: on 4 CPU
+    contexts, on 1, and on 1 again (to be fed each batch in reverse order)."""
+    nets = _nets(pretrained, [FOUR, [mx.cpu(0)], [mx.cpu(0)]], frozen_bn=True)
+    for net in nets[1:]:                                   # the same new head on all
+        for name, param in net.collect_params().items():
+            param.set_data(nets[0].collect_params()[name].data(mx.cpu(0)))
+    return nets
+
+
+def _batch(rng):
+    return (mx.nd.array(rng.uniform(-1, 1, (8, 3, 71, 71)).astype(np.float32)),
+            mx.nd.array(rng.randint(0, 3, 8).astype(np.float32)))
+
+
+def _summed_gradients(net, contexts, data, label):
+    forward_backward(net, gluon.loss.SoftmaxCrossEntropyLoss(), data, label, contexts)
+    return {name: sum(g.asnumpy() for g in param.list_grad())
+            for name, param in net.collect_params().items() if param.grad_req != "null"}
+
+
+def _deviation(values, reference, origin=None):
+    """max over parameters of ||value - reference|| / ||reference - origin||."""
+    worst = 0.0
+    for name, ref in reference.items():
+        scale = np.linalg.norm(ref - (origin[name] if origin else 0))
+        if scale > 0:
+            worst = max(worst, np.linalg.norm(values[name] - ref) / scale)
+    return worst
+
+
+# Float rounding alone makes two evaluations of the same step differ, and
+# ReLU/max-pool switches turn that into differences of up to ~1e-2 of a
+# parameter's movement within two steps.  How much, depends on the CPU
+# (issue #14: a fixed tolerance passed on an AMD EPYC and failed on an Intel
+# Xeon).  So each comparison is measured against the rounding of this run:
+# the same step on one context with the batch in reverse order, which is the
+# same sum in another order.  Measured on an AMD EPYC (AVX-512), norm-wise:
+# gradients 4 contexts vs 1 context ~2e-4, reversed batch the same; after two
+# NAG steps 1.4e-3 both.  A lost, doubled or averaged share of the batch, or a
+# lost momentum, is a deviation of order 1.
+ROUNDING_FACTOR = 10
+DEVIATION_FLOOR = 1e-4
+DEVIATION_CAP = 5e-2
+
+
+def assert_within_rounding(deviation, rounding, what):
+    bound = min(max(ROUNDING_FACTOR * rounding, DEVIATION_FLOOR), DEVIATION_CAP)
+    assert deviation <= bound, "%s: deviation %.3g > %.3g (rounding measured %.3g)" % (
+        what, deviation, bound, rounding)
+
+
+def test_gradients_on_four_cpu_contexts_sum_to_the_one_context_gradient(work):
+    multi, single, reordered = _triplets(str(work / "x71"))
+    data, label = _batch(np.random.RandomState(0))
+    reference = _summed_gradients(single, [mx.cpu(0)], data, label)
+    summed = _summed_gradients(multi, FOUR, data, label)
+    rounding = _deviation(_summed_gradients(reordered, [mx.cpu(0)], data[REVERSED],
+                                            label[REVERSED]), reference)
+    assert sorted(summed) == sorted(reference)
+    assert_within_rounding(_deviation(summed, reference), rounding, "gradients")
+
+
 def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work):
-    four = [mx.cpu(i) for i in range(4)]
-    multi, single = _nets(str(work / "x71"), [four, [mx.cpu(0)]], frozen_bn=True)
-    for name, param in single.collect_params().items():     # the same new head on both
-        param.set_data(multi.collect_params()[name].data(mx.cpu(0)))
+    nets = _triplets(str(work / "x71"))
+    multi, single, reordered = nets
+    start = {name: p.data(mx.cpu(0)).asnumpy() for name, p in single.collect_params().items()}
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainers = [make_trainer(trainable_params(net, False), "nag", 0.05, 0.9, 1e-4, "device")
-                for net in (multi, single)]
+    trainers = [make_trainer(trainable_params(net, False), "nag", 0.005, 0.9, 1e-4, "device")
+                for net in nets]
     rng = np.random.RandomState(0)
-    for step in range(2):
-        x = mx.nd.array(rng.uniform(-1, 1, (8, 3, 71, 71)).astype(np.float32))
-        y = mx.nd.array(rng.randint(0, 3, 8).astype(np.float32))
-        # BN statistics frozen: one step on 4 contexts equals one step on 1 context
-        train_step(multi, trainers[0], loss_fn, x, y, four)
-        train_step(single, trainers[1], loss_fn, x, y, [mx.cpu(0)])
+    for step in range(2):          # the second step carries momentum
+        data, label = _batch(rng)
+        train_step(multi, trainers[0], loss_fn, data, label, FOUR)
+        train_step(single, trainers[1], loss_fn, data, label, [mx.cpu(0)])
+        train_step(reordered, trainers[2], loss_fn, data[REVERSED], label[REVERSED],
+                   [mx.cpu(0)])
         for name, param in multi.collect_params().items():
             copies = [c.asnumpy() for c in param.list_data()]
             for copy in copies[1:]:
                 assert np.array_equal(copy, copies[0]), (step, name)
-            reference = single.collect_params()[name].data().asnumpy()
-            np.testing.assert_allclose(copies[0], reference, rtol=1e-4, atol=2e-6,
-                                       err_msg="%s after step %d" % (name, step))
-    moved = multi.collect_params()["predictions_weight"].data().asnumpy()
-    assert np.abs(moved - _nets(str(work / "x71"), [[mx.cpu(0)]])[0]
-                  .collect_params()["predictions_weight"].data().asnumpy()).max() > 1e-4
+        values = [{n: p.data(mx.cpu(0)).asnumpy() for n, p in net.collect_params().items()}
+                  for net in nets]
+        rounding = _deviation(values[2], values[1], start)
+        print("step %d: deviation 4 contexts %.3g, reversed batch %.3g"
+              % (step, _deviation(values[0], values[1], start), rounding))
+        assert_within_rounding(_deviation(values[0], values[1], start), rounding,
+                               "parameters after step %d" % step)
+    moved = values[0]["predictions_weight"]
+    assert np.abs(moved - start["predictions_weight"]).max() > 1e-4
 
 
 def test_bn_statistics_are_averaged_over_contexts(work):

@@ -187,6 +187,25 @@ def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False):
     return trainer
 
 
+def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_trainer=None):
+    """Forward and backward of the global batch ``data``/``label`` (NDArrays on
+    the CPU) split evenly over ``contexts``: each context's gradients are those
+    of its share.  Returns the per-context losses and outputs.  With
+    ``amp_trainer`` the losses are scaled for mixed precision."""
+    xs = gluon.utils.split_and_load(data, contexts, even_split=True)
+    ys = gluon.utils.split_and_load(label, contexts, even_split=True)
+    with autograd.record(train_mode=train_mode):
+        outputs = [net(x) for x in xs]
+        losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
+    if amp_trainer is not None:
+        from mxnet.contrib import amp as mx_amp
+        with mx_amp.scale_loss(losses, amp_trainer) as scaled:
+            autograd.backward(scaled)
+    else:
+        autograd.backward(losses)
+    return losses, outputs
+
+
 def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False):
     """One data-parallel step over the global batch ``data``/``label`` (NDArrays
     on the CPU); returns the per-sample losses and outputs (numpy).
@@ -196,17 +215,8 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
     BatchNorm backward is wrong in inference mode.  Frozen statistics for a
     whole network come from ``Xception(frozen_bn=True)`` instead.
     """
-    xs = gluon.utils.split_and_load(data, contexts, even_split=True)
-    ys = gluon.utils.split_and_load(label, contexts, even_split=True)
-    with autograd.record(train_mode=train_mode):
-        outputs = [net(x) for x in xs]
-        losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
-    if amp:
-        from mxnet.contrib import amp as mx_amp
-        with mx_amp.scale_loss(losses, trainer) as scaled:
-            autograd.backward(scaled)
-    else:
-        autograd.backward(losses)
+    losses, outputs = forward_backward(net, loss_fn, data, label, contexts, train_mode,
+                                       trainer if amp else None)
     trainer.step(data.shape[0])
     return (np.concatenate([l.asnumpy() for l in losses]),
             np.concatenate([o.asnumpy() for o in outputs]))

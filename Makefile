@@ -12,6 +12,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[validate,test]'
+	# Keras 2 (tf-keras) reads and writes Keras 2 files; --no-deps: it asks for the
+	# full `tensorflow` wheel, which would overwrite tensorflow-cpu's files
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt tf-keras==2.17.0
 	touch $@
 
 # Horovod built from source against the venv's MXNet, with Gloo and without MPI,

@@ -33,8 +33,8 @@ def build_parser():
     parser.add_argument("-o", "--output", metavar="PREFIX",
                         help="checkpoint prefix (default: the weights file name without suffix)")
     parser.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
-                        default=(299, 299), help="input height and width, each >= 71 "
-                                                  "(default 299 299)")
+                        help="input height and width, each >= 71 (default: the size a model "
+                             "file declares, else 299 299)")
     parser.add_argument("--classifier-activation", choices=("softmax", "none"),
                         help="output of a file with the top: probabilities (default) or logits")
     parser.add_argument("--pooling", choices=("none", "avg", "max"),
@@ -50,7 +50,7 @@ def build_parser():
 
 def _options(args):
     activation = args.classifier_activation
-    return {"input_shape": tuple(args.input_shape),
+    return {"input_shape": args.input_shape and tuple(args.input_shape),
             "classifier_activation": None if activation == "none" else "softmax",
             "pooling": None if args.pooling in (None, "none") else args.pooling,
             "include_top": True if activation is not None else
@@ -62,8 +62,14 @@ def _summary(conversion, paths, seconds):
     net, source = conversion.net, conversion.source
     n_values = sum(v.size for v in conversion.arg_params.values())
     n_values += sum(v.size for v in conversion.aux_params.values())
-    head = ("classifier, %d classes, %s" % (net.classes, net.classifier_activation or "logits")
-            if net.include_top else "features, pooling %s" % (net.pooling or "none"))
+    if hasattr(net, "spec"):
+        head = "transfer model: %s -> %s" % (
+            "preprocessing inside" if net.spec["preprocess"] else "preprocessed input",
+            " -> ".join(l["name"] for l in net.spec["head"]) or "base")
+    elif net.include_top:
+        head = "classifier, %d classes, %s" % (net.classes, net.classifier_activation or "logits")
+    else:
+        head = "features, pooling %s" % (net.pooling or "none")
     version = source.attrs.get("keras_version", "unknown")
     return "\n".join([
         "%s: %s (%s, Keras %s)" % (PROG, source.path, source.format, version),

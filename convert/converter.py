@@ -14,6 +14,7 @@ from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux
+from .transfer import convert_transfer, fill_missing_bn, is_plain_xception, model_config
 
 PREPROCESSING = {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
                  "scale": "x / 127.5 - 1", "range": [-1.0, 1.0]}
@@ -102,29 +103,55 @@ def non_finite_weights(path, match, strict=False):
     return found
 
 
-def convert(weights_path, input_shape=DEFAULT_INPUT_SIZE, classifier_activation="softmax",
+def convert(weights_path, input_shape=None, classifier_activation="softmax",
             pooling=None, include_top=None, strict=False):
     """Read a Keras Xception file and build the equivalent MXNet network.
 
     ``include_top=None`` follows the file; ``True`` insists on a classifier,
     ``False`` on a feature extractor.  Weights with NaN/Inf are reported in
-    ``warnings`` (an error with ``strict``).  Nothing is written.
+    ``warnings`` (an error with ``strict``).  A model file whose architecture
+    is a transfer-learning model (preprocessing, Xception base, head) gives
+    that model (``TransferNet``); ``input_shape=None`` is then the size the
+    model declares.  Nothing is written.
     """
-    try:
-        input_size = check_input_shape(input_shape)
-    except ValueError as exc:
-        raise ConversionError("--input-shape: %s" % exc)
     keras_file = read_keras_file(weights_path)
-    match = match_layers(keras_file)
+    config = model_config(keras_file)
+    if config is not None and not is_plain_xception(config):
+        make_sure(include_top is None and pooling is None, "%s: --classifier-activation and "
+                  "--pooling apply to plain Xception files; this model's own head decides its "
+                  "output", weights_path)
+        net, rows, match = convert_transfer(keras_file, config, input_shape, strict)
+    else:
+        try:
+            input_size = check_input_shape(input_shape or DEFAULT_INPUT_SIZE)
+        except ValueError as exc:
+            raise ConversionError("--input-shape: %s" % exc)
+        match = match_layers(keras_file)
+        include_top, pooling = _resolve_head(weights_path, match.include_top, include_top,
+                                             pooling)
+        net = Xception(include_top=include_top, classes=match.classes or 1000, pooling=pooling,
+                       classifier_activation=classifier_activation, input_shape=input_size)
+        rows = build_name_table(include_top, match.classes)
     warnings = non_finite_weights(weights_path, match, strict)
-    include_top, pooling = _resolve_head(weights_path, match.include_top, include_top, pooling)
-    net = Xception(include_top=include_top, classes=match.classes or 1000, pooling=pooling,
-                   classifier_activation=classifier_activation, input_shape=input_size)
-    rows = build_name_table(include_top, match.classes)
     arg_params, aux_params = build_params(rows, match.arrays)
+    fill_missing_bn(net, arg_params)
     symbol = net(mx.sym.var("data"))
-    check_against_symbol(symbol, arg_params, aux_params, input_size)
+    check_against_symbol(symbol, arg_params, aux_params, net.input_size)
     return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings)
+
+
+def input_convention(net):
+    """What the ``data`` input is: Keras' preprocessed range, or the model's own
+    input with its preprocessing inside the network."""
+    shape = [1, 3] + list(net.input_size)
+    spec = getattr(net, "spec", None)
+    if spec is None or not spec["preprocess"]:
+        return dict(PREPROCESSING, shape=shape)
+    steps = ["normalize by %s's mean and variance" % op["name"] if op["op"] == "normalize"
+             else "%s %g" % (op["op"], op["value"]) for op in spec["preprocess"]]
+    return {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
+            "scale": "raw pixels; inside the network: " + ", then ".join(steps),
+            "range": [0.0, 255.0], "shape": shape}
 
 
 def checkpoint_meta(conversion, epoch):
@@ -138,7 +165,7 @@ def checkpoint_meta(conversion, epoch):
                    "backend": source.attrs.get("backend")},
         "model": conversion.net.config(),
         "epoch": epoch,
-        "input": dict(PREPROCESSING, shape=[1, 3] + list(conversion.net.input_size)),
+        "input": input_convention(conversion.net),
         "name_table": as_records(conversion.rows, conversion.match.file_names),
     }
 

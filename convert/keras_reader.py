@@ -41,6 +41,8 @@ MAX_TENSOR_ELEMENTS = 2048 * 100000
 # more than this (zip bombs).
 MAX_ARCHIVE_WEIGHTS_BYTES = 2 << 30
 MAX_ARCHIVE_METADATA_BYTES = 1 << 20
+ARCHIVE_CONFIG = "config.json"
+MAX_ARCHIVE_CONFIG_BYTES = 16 << 20
 
 # Weight names as Keras 1 (`_W`, `_running_std`, which holds the variance),
 # Keras 2 and Keras 3 write them, to the role they play.
@@ -50,13 +52,17 @@ ROLE_ALIASES = {
     "gamma": "gamma", "beta": "beta",
     "moving_mean": "moving_mean", "running_mean": "moving_mean",
     "moving_variance": "moving_variance", "running_std": "moving_variance",
+    "mean": "mean", "variance": "variance", "count": "count",
 }
 KIND_OF_KERAS3_CLASS = {cls: kind for kind, cls in KERAS3_CLASS.items()}
 
-FileLayer = collections.namedtuple("FileLayer", "name path keras3_class keras3_index weights")
+FileLayer = collections.namedtuple("FileLayer",
+                                   "name path keras3_class keras3_index weights parent")
+FileLayer.__new__.__defaults__ = (None,)
 FileLayer.__doc__ = """A layer with weights as found in a file: its name (``None`` in a
 Keras 3 file that does not record names), its path in the file, its Keras 3
-class and number (Keras 3 files only), and ``{role: ndarray}``."""
+class and number (Keras 3 files only), ``{role: ndarray}``, and the name of
+the nested model it sits in (``None`` at the top level)."""
 
 KerasFile = collections.namedtuple("KerasFile", "path format attrs layers")
 KerasFile.__doc__ = """A read Keras file: path, format, attributes
@@ -95,25 +101,42 @@ def weight_role(layer_name, weight_name):
     return None
 
 
+def _sublayer(weight_name):
+    """``block1_conv1`` of ``block1_conv1/kernel:0`` (None without a scope)."""
+    parts = weight_name.split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
 def _read_legacy_layers(path, root):
+    """Every weighted layer; a nested model's group (``xception`` holding
+    ``block1_conv1/kernel:0``, ``conv2d/kernel:0``...) gives one layer per
+    scope, with the model as ``parent``."""
     layers = []
     for layer_name in load_attribute_list(root, "layer_names"):
         make_sure(layer_name in root, "%s: layer '%s' is listed in layer_names but has no group",
                   path, layer_name)
         group = root[layer_name]
-        weights = {}
-        for weight_name in load_attribute_list(group, "weight_names"):
-            role = weight_role(layer_name, weight_name)
+        weight_names = load_attribute_list(group, "weight_names")
+        scopes = {_sublayer(w) for w in weight_names}
+        nested = len(scopes) > 1
+        by_layer = collections.OrderedDict()
+        for weight_name in weight_names:
+            name = _sublayer(weight_name) if nested else layer_name
+            weights = by_layer.setdefault(name, {})
+            role = weight_role(name, weight_name)
             make_sure(role is not None, "%s: layer '%s': cannot tell what weight '%s' is "
                       "(expected a kernel, bias, depthwise/pointwise kernel or BatchNorm "
-                      "statistic)", path, layer_name, weight_name)
-            make_sure(role not in weights, "%s: layer '%s' has two %s weights", path,
-                      layer_name, role)
+                      "statistic)", path, name, weight_name)
+            make_sure(role not in weights, "%s: layer '%s' has two %s weights", path, name, role)
             make_sure(weight_name in group, "%s: layer '%s': weight '%s' is listed but missing",
                       path, layer_name, weight_name)
-            weights[role] = _read_dataset(path, group[weight_name], layer_name)
-        if weights:
-            layers.append(FileLayer(layer_name, group.name, None, None, weights))
+            weights[role] = _read_dataset(path, group[weight_name], name)
+        for name, weights in by_layer.items():
+            if nested:
+                layers.append(FileLayer(name, "%s/%s" % (group.name, name), None, None, weights,
+                                        layer_name))
+            else:
+                layers.append(FileLayer(name, group.name, None, None, weights))
     return layers
 
 
@@ -139,12 +162,20 @@ def _split_keras3_group_name(group_name):
     return match.group(1), int(match.group(2) or 0)
 
 
-def _read_keras3_layers(path, root):
+def _read_keras3_layers(path, root, parent=None):
+    """Every weighted layer under ``root/layers``, nested models' too."""
     make_sure("layers" in root and isinstance(root["layers"], h5py.Group),
               "%s: not a Keras weights file: no 'layers' group and no 'layer_names'", path)
     layers = []
     for group_name, group in root["layers"].items():
-        if not isinstance(group, h5py.Group) or "vars" not in group:
+        if not isinstance(group, h5py.Group):
+            continue
+        if "layers" in group and isinstance(group["layers"], h5py.Group):
+            name = group["vars"].attrs.get("name") if "vars" in group else None
+            layers += _read_keras3_layers(path, group, _text(name) if name is not None
+                                          else group_name)
+            continue
+        if "vars" not in group:
             continue
         variables = group["vars"]
         indices = sorted(variables, key=lambda k: int(k) if k.isdigit() else -1)
@@ -161,7 +192,7 @@ def _read_keras3_layers(path, root):
             weights[role] = _read_dataset(path, variables[i], group_name)
         name = variables.attrs.get("name")
         layers.append(FileLayer(None if name is None else _text(name), group.name, cls, number,
-                                weights))
+                                weights, parent))
     return layers
 
 
@@ -182,6 +213,8 @@ def read_h5(path, handle, archive_attrs=None):
             root, fmt, attrs = f, KERAS3_WEIGHTS, {}
         if archive_attrs is not None:
             fmt, attrs = KERAS_ARCHIVE, archive_attrs
+        if fmt == LEGACY_MODEL and "model_config" in f.attrs:
+            attrs["model_config"] = _text(f.attrs["model_config"])
         if fmt in (LEGACY_MODEL, LEGACY_WEIGHTS):
             layers = _read_legacy_layers(path, root)
         else:
@@ -214,6 +247,9 @@ def _read_archive(path):
                                                MAX_ARCHIVE_METADATA_BYTES))
             if isinstance(metadata, dict) and "keras_version" in metadata:
                 attrs["keras_version"] = str(metadata["keras_version"])
+        if ARCHIVE_CONFIG in names:
+            attrs["model_config"] = _read_member(path, archive, ARCHIVE_CONFIG,
+                                                 MAX_ARCHIVE_CONFIG_BYTES).decode("utf8")
         data = _read_member(path, archive, ARCHIVE_WEIGHTS, MAX_ARCHIVE_WEIGHTS_BYTES)
     return read_h5(path, io.BytesIO(data), archive_attrs=attrs)
 

@@ -66,12 +66,19 @@ def identity(vector):
     return np.ascontiguousarray(vector)
 
 
+def channel_vector(vector):
+    """A per-channel statistic (``Normalization`` mean/variance, stored as
+    ``(C,)`` or broadcastable ``(1, 1, 1, C)``) -> ``(C,)``."""
+    return np.ascontiguousarray(np.ravel(vector))
+
+
 FORWARD = {
     "conv_kernel": conv_kernel,
     "depthwise_kernel": depthwise_kernel,
     "pointwise_kernel": pointwise_kernel,
     "dense_kernel": dense_kernel,
     "identity": identity,
+    "channel_vector": channel_vector,
 }
 INVERSE = {
     "conv_kernel": conv_kernel_to_keras,
@@ -79,6 +86,7 @@ INVERSE = {
     "pointwise_kernel": pointwise_kernel_to_keras,
     "dense_kernel": dense_kernel_to_keras,
     "identity": identity,
+    "channel_vector": identity,
 }
 
 
@@ -86,4 +94,6 @@ def transformed_shape(name, shape):
     """The shape ``FORWARD[name]`` gives to a tensor of ``shape``."""
     axes = {"conv_kernel": HWIO_TO_OIHW, "depthwise_kernel": HWCM_TO_CMHW,
             "pointwise_kernel": HWIO_TO_OIHW, "dense_kernel": IO_TO_OI}.get(name)
+    if name == "channel_vector":
+        return (int(np.prod(shape)),)
     return tuple(shape) if axes is None else tuple(shape[a] for a in axes)

@@ -13,7 +13,7 @@ import collections
 from xception_mx.model import (ENTRY_EXIT_BLOCKS, FEATURE_CHANNELS, MIDDLE_BLOCKS,
                                MIDDLE_CHANNELS)
 
-CONV, SEPCONV, BN, DENSE = "conv", "sepconv", "bn", "dense"
+CONV, SEPCONV, BN, DENSE, NORM = "conv", "sepconv", "bn", "dense", "normalization"
 
 # Keras weight roles of each kind of layer, in Keras' own weight order.
 ROLES = {
@@ -21,10 +21,11 @@ ROLES = {
     SEPCONV: ("depthwise_kernel", "pointwise_kernel"),
     BN: ("gamma", "beta", "moving_mean", "moving_variance"),
     DENSE: ("kernel", "bias"),
+    NORM: ("mean", "variance", "count"),
 }
 # Keras class name, as Keras 3 names `.weights.h5` groups (`layers/<class>_N`).
 KERAS3_CLASS = {CONV: "conv2d", SEPCONV: "separable_conv2d", BN: "batch_normalization",
-                DENSE: "dense"}
+                DENSE: "dense", NORM: "normalization"}
 # (kind, role) -> (MXNet parameter suffix, layout transform, "arg" or "aux")
 TARGET = {
     (CONV, "kernel"): ("weight", "conv_kernel", "arg"),
@@ -36,6 +37,8 @@ TARGET = {
     (BN, "moving_variance"): ("running_var", "identity", "aux"),
     (DENSE, "kernel"): ("weight", "dense_kernel", "arg"),
     (DENSE, "bias"): ("bias", "identity", "arg"),
+    (NORM, "mean"): ("mean", "channel_vector", "arg"),
+    (NORM, "variance"): ("variance", "channel_vector", "arg"),
 }
 
 BY_NAME, BY_SHAPE = "name", "shape"

@@ -1,0 +1,149 @@
+"""Convert a user's transfer-learning model (preprocessing -> Xception base ->
+head, see ``architecture``) into the equivalent MXNet network.
+
+The base's weights are found as for plain Xception (``matching``: named layers
+by name, the auto-named residual layers by shape), among the layers of the
+nested model or, when flattened, among the top-level layers the architecture
+assigns to the base.  Head and preprocessing weights are found by their layer
+names.  Every tensor is used exactly once (a ``Normalization``'s sample
+``count`` is not needed at inference and is left out), and every MXNet
+parameter is filled exactly once.
+"""
+import numpy as np
+
+from xception_mx.model import check_input_shape
+from xception_mx.transfer import TransferNet
+
+from .architecture import load_model_config, read_transfer
+from .errors import ConversionError, make_sure
+from .matching import Match, match_layers
+from .name_table import BN, BY_NAME, DENSE, NORM, ROLES, TARGET, Row, build_name_table
+
+XCEPTION_LAYER_PREFIXES = ("block", "conv2d", "convolution2d", "batch_normalization",
+                           "batchnormalization", "add", "input", "avg_pool", "max_pool",
+                           "global_average_pooling2d", "global_max_pooling2d", "predictions")
+HEAD_KINDS = {"Dense": DENSE, "BatchNormalization": BN}
+UNUSED_ROLES = {NORM: ("count",)}
+
+
+def model_config(keras_file):
+    """The file's architecture as a dict, or ``None`` for a weights-only file."""
+    text = keras_file.attrs.get("model_config")
+    return load_model_config(text, keras_file.path) if text else None
+
+
+def is_plain_xception(config):
+    """Whether the architecture is ``keras.applications.Xception`` itself."""
+    layers = config.get("config", {}).get("layers") or []
+    if config.get("class_name") not in ("Functional", "Model"):
+        return False
+    names = [l.get("name") or l.get("config", {}).get("name") for l in layers]
+    return bool(names) and all(str(n).startswith(XCEPTION_LAYER_PREFIXES) for n in names) and \
+        not any(l.get("class_name") in ("Functional", "Model", "Sequential") for l in layers)
+
+
+def _base_layers(keras_file, transfer):
+    if transfer.base_name is not None:
+        chosen = [fl for fl in keras_file.layers if fl.parent == transfer.base_name]
+    else:
+        names = set(transfer.base_layers)
+        chosen = [fl for fl in keras_file.layers if fl.parent is None and fl.name in names]
+    make_sure(chosen, "%s: no weights for the Xception base%s in the file", keras_file.path,
+              " '%s'" % transfer.base_name if transfer.base_name else "")
+    return keras_file._replace(layers=chosen)
+
+
+def _other_layers(keras_file, transfer, base):
+    used = {id(fl) for fl in base.layers}
+    return {fl.name: fl for fl in keras_file.layers
+            if id(fl) not in used and fl.parent is None}
+
+
+def _shape(array):
+    return tuple(array.shape)
+
+
+def head_rows(path, spec, others):
+    """Name-table rows of the preprocessing and head layers, with their arrays."""
+    rows, arrays, file_names = [], {}, {}
+    weighted = [dict(l, kind=HEAD_KINDS[l["class"]]) for l in spec["head"]
+                if l["class"] in HEAD_KINDS]
+    weighted += [{"name": op["name"], "kind": NORM, "values": op}
+                 for op in spec["preprocess"] if op["op"] == "normalize"]
+    for layer in weighted:
+        name, kind = layer["name"], layer["kind"]
+        fl = others.pop(name, None)
+        if kind == NORM and fl is None:
+            make_sure(layer["values"].get("mean") is not None, "%s: layer '%s' "
+                      "(Normalization) has neither weights nor a mean/variance in its config",
+                      path, name)
+            weights = {"mean": np.asarray(layer["values"]["mean"], np.float32),
+                       "variance": np.asarray(layer["values"]["variance"], np.float32)}
+        else:
+            make_sure(fl is not None, "%s: layer '%s' has no weights in the file", path, name)
+            weights = fl.weights
+        roles = [r for r in ROLES[kind] if r in weights or
+                 not (kind == DENSE and r == "bias" and not layer.get("use_bias", True))]
+        if kind == BN:
+            roles = [r for r in roles if r in weights or
+                     (r == "gamma" and layer.get("scale")) or (r == "beta" and layer.get("center"))]
+        extra = sorted(set(weights) - set(roles) - set(UNUSED_ROLES.get(kind, ())))
+        make_sure(not extra, "%s: layer '%s' has weights a %s layer does not have: %s", path,
+                  name, kind, ", ".join(extra))
+        for role in roles:
+            if role in UNUSED_ROLES.get(kind, ()):
+                continue
+            make_sure(role in weights, "%s: layer '%s' lacks its %s weight", path, name, role)
+            suffix, transform, _ = TARGET[(kind, role)]
+            rows.append(Row(name, role, BY_NAME, "%s_%s" % (name, suffix), kind, transform,
+                            _shape(weights[role])))
+            arrays[(name, role)] = np.asarray(weights[role], np.float32)
+        file_names[name] = fl.name if fl is not None else "(config)"
+    return rows, arrays, file_names
+
+
+def fill_missing_bn(net, arg_params):
+    """BatchNorm without center/scale: beta 0 / gamma 1, as Keras computes."""
+    for name, param in net.collect_params().items():
+        if name not in arg_params and name.endswith(("_gamma", "_beta")):
+            fill = np.ones if name.endswith("_gamma") else np.zeros
+            arg_params[name] = fill(param.shape, np.float32)
+
+
+def convert_transfer(keras_file, config, input_shape=None, strict=False):
+    """A ``(net, rows, match, arrays)`` for the transfer model of ``keras_file``."""
+    path = keras_file.path
+    transfer = read_transfer(path, config)
+    spec = transfer.spec
+    if input_shape is not None:
+        try:
+            size = check_input_shape(tuple(input_shape))
+        except ValueError as exc:
+            raise ConversionError("--input-shape: %s" % exc)
+        make_sure(not any(l["class"] == "Flatten" for l in spec["head"]) or
+                  list(size) == spec["input_shape"],
+                  "%s: --input-shape %d %d: the model's head flattens the feature map, so "
+                  "its Dense layer fits only its own input size %dx%d", path, size[0], size[1],
+                  *spec["input_shape"])
+        spec = dict(spec, input_shape=list(size))
+    try:
+        net = TransferNet(spec)
+    except ValueError as exc:
+        raise ConversionError("%s: %s" % (path, exc))
+    base = _base_layers(keras_file, transfer)
+    match = match_layers(base)
+    make_sure(not match.include_top, "%s: the Xception base has its own 'predictions' layer; "
+              "build it with include_top=False", path)
+    rows = build_name_table(include_top=False)
+    arrays = dict(match.arrays)
+    others = _other_layers(keras_file, transfer, base)
+    extra_rows, extra_arrays, names = head_rows(path, spec, others)
+    leftover = sorted(others)
+    make_sure(not leftover, "%s: layer '%s' has weights but is not part of the model's "
+              "preprocessing, base or head", path, leftover and leftover[0])
+    arrays.update(extra_arrays)
+    file_names = dict(match.file_names, **names)
+    full = Match(False, None, match.layers, file_names, arrays)
+    return net, rows + extra_rows, full
+
+

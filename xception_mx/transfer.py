@@ -1,0 +1,255 @@
+"""A user's transfer-learning model in Gluon: preprocessing, the Xception base
+and a head, rebuilt from a JSON-ready ``spec`` (recorded in
+``PREFIX-meta.json`` by ``keras2mxnet``) with Keras' inference semantics.
+
+The spec::
+
+    {"input_shape": [H, W],
+     "preprocess": [{"op": "divide", "value": 127.5}, {"op": "subtract", "value": 1.0},
+                    {"op": "normalize", "name": "normalization"}, ...],
+     "base": {"name": "xception" or None (flattened), "pooling": None | "avg" | "max"},
+     "head": [{"class": "GlobalAveragePooling2D", "name": ...},
+              {"class": "Dense", "name": "fc1", "units": 256, "use_bias": true,
+               "activation": "relu"},
+              {"class": "BatchNormalization", "name": "fc1_bn", "epsilon": 0.001, ...},
+              ...]}
+
+The input is the model's own input, NCHW: raw pixels when the model rescales
+inside, Keras' ``x / 127.5 - 1`` when it expects preprocessed input.
+Parameters are named after the Keras layers (``fc1_weight``,
+``fc1_bn_gamma``, ``normalization_mean``); the base keeps Xception's names.
+"""
+import math
+
+from mxnet.gluon import HybridBlock, nn
+
+from .model import BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape
+
+# Layers that compute the identity at inference.
+IDENTITY_LAYERS = (
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+    "RandomBrightness",
+)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+NORMALIZATION_EPSILON = 1e-7          # keras.backend.epsilon(), Normalization's floor
+
+
+def _linear(F, x):
+    return x
+
+
+def _gelu(F, x):
+    return 0.5 * x * (1.0 + F.erf(x / math.sqrt(2.0)))
+
+
+def _selu(F, x):
+    return SELU_SCALE * F.where(x > 0, x, SELU_ALPHA * (F.exp(F.minimum(x, 0.0)) - 1.0))
+
+
+def _elu(F, x):
+    return F.where(x > 0, x, F.exp(F.minimum(x, 0.0)) - 1.0)
+
+
+ACTIVATIONS = {
+    "linear": _linear,
+    "relu": lambda F, x: F.relu(x),
+    "sigmoid": lambda F, x: F.sigmoid(x),
+    "softmax": lambda F, x: F.softmax(x, axis=-1),
+    "tanh": lambda F, x: F.tanh(x),
+    "elu": _elu,
+    "selu": _selu,
+    "softplus": lambda F, x: F.Activation(x, act_type="softrelu"),
+    "swish": lambda F, x: x * F.sigmoid(x),
+    "silu": lambda F, x: x * F.sigmoid(x),
+    "gelu": _gelu,
+}
+SCALAR_OPS = ("multiply", "divide", "add", "subtract")
+HEAD_CLASSES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense",
+                "Activation", "ReLU", "LeakyReLU", "Softmax", "BatchNormalization")
+
+
+def check_spec(spec):
+    """Refuse a spec this module cannot build (``ValueError`` naming the entry)."""
+    for op in spec["preprocess"]:
+        if op["op"] not in SCALAR_OPS + ("normalize",):
+            raise ValueError("unknown preprocessing op %r" % (op,))
+    if spec["base"]["pooling"] not in (None, "avg", "max"):
+        raise ValueError("base pooling must be None, 'avg' or 'max'")
+    for layer in spec["head"]:
+        if layer["class"] not in HEAD_CLASSES:
+            raise ValueError("head layer %s: unknown class %s" % (layer["name"], layer["class"]))
+        if "activation" in layer and layer["activation"] not in ACTIVATIONS:
+            raise ValueError("head layer %s: unknown activation %s"
+                             % (layer["name"], layer["activation"]))
+
+
+def head_has_flatten(spec):
+    return any(layer["class"] == "Flatten" for layer in spec["head"])
+
+
+def feature_shape(spec, input_size):
+    """(C, H, W) or (C,) of what the base gives the head."""
+    from .model import pool_input_sizes
+    spatial = tuple(-(-pool_input_sizes(s)[-1] // 2) for s in input_size)
+    if spec["base"]["pooling"]:
+        return (FEATURE_CHANNELS,)
+    return (FEATURE_CHANNELS,) + spatial
+
+
+class ScalarOps(HybridBlock):
+    """Scalar arithmetic, in Keras' order (``x / 127.5``, then ``- 1``...)."""
+
+    def __init__(self, ops, **kwargs):
+        super().__init__(**kwargs)
+        self.ops = [(op["op"], float(op["value"])) for op in ops]
+
+    def hybrid_forward(self, F, x):
+        for op, value in self.ops:
+            if op == "multiply":
+                x = x * value
+            elif op == "divide":
+                x = x / value
+            elif op == "add":
+                x = x + value
+            else:
+                x = x - value
+        return x
+
+
+class Normalization(HybridBlock):
+    """Keras ``Normalization`` over channels: ``(x - mean) / max(sqrt(var), 1e-7)``;
+    parameters ``<name>_mean`` and ``<name>_variance`` of shape ``(C,)``."""
+
+    def __init__(self, name, channels=3, **kwargs):
+        super().__init__(prefix=name + "_", **kwargs)
+        with self.name_scope():
+            self.mean = self.params.get("mean", shape=(channels,), grad_req="null",
+                                        differentiable=False, init="zeros")
+            self.variance = self.params.get("variance", shape=(channels,), grad_req="null",
+                                            differentiable=False, init="ones")
+
+    def hybrid_forward(self, F, x, mean, variance):
+        mean = F.reshape(mean, (1, -1, 1, 1))
+        std = F.maximum(F.sqrt(F.reshape(variance, (1, -1, 1, 1))), NORMALIZATION_EPSILON)
+        return F.broadcast_div(F.broadcast_sub(x, mean), std)
+
+
+class HeadLayer(HybridBlock):
+    """One layer of the head, Keras semantics, NCHW feature maps."""
+
+    def __init__(self, layer, in_units, frozen_bn=False, **kwargs):
+        super().__init__(prefix=layer["name"] + "_", **kwargs)
+        self.layer = layer
+        cls = layer["class"]
+        with self.name_scope():
+            if cls == "Dense":
+                self.dense = nn.Dense(layer["units"], use_bias=layer["use_bias"],
+                                      in_units=in_units, prefix="")
+            elif cls == "BatchNormalization":
+                self.bn = nn.BatchNorm(axis=1, momentum=layer.get("momentum", 0.99),
+                                       epsilon=layer.get("epsilon", BN_EPSILON),
+                                       center=layer.get("center", True),
+                                       scale=layer.get("scale", True), in_channels=in_units,
+                                       prefix="", use_global_stats=frozen_bn)
+
+    def hybrid_forward(self, F, x):
+        layer, cls = self.layer, self.layer["class"]
+        if cls == "GlobalAveragePooling2D":
+            return F.flatten(F.mean(x, axis=(2, 3), keepdims=True))
+        if cls == "GlobalMaxPooling2D":
+            return F.flatten(F.max(x, axis=(2, 3), keepdims=True))
+        if cls == "Flatten":                       # Keras flattens NHWC: (h, w, c) order
+            return F.flatten(F.transpose(x, (0, 2, 3, 1)))
+        if cls == "Dense":
+            return ACTIVATIONS[layer["activation"]](F, self.dense(x))
+        if cls == "Activation":
+            return ACTIVATIONS[layer["activation"]](F, x)
+        if cls == "Softmax":
+            return F.softmax(x, axis=-1)
+        if cls == "LeakyReLU":
+            return F.LeakyReLU(x, act_type="leaky", slope=layer["negative_slope"])
+        if cls == "ReLU":
+            y = F.where(x >= layer["threshold"], x,
+                        layer["negative_slope"] * (x - layer["threshold"]))
+            if layer.get("max_value") is not None:
+                y = F.minimum(y, float(layer["max_value"]))
+            return y
+        return self.bn(x)
+
+
+def head_units(spec, input_size):
+    """The feature size entering each head layer."""
+    shape = feature_shape(spec, input_size)
+    units = []
+    for layer in spec["head"]:
+        units.append(shape[0] if len(shape) in (1, 3) else None)
+        cls = layer["class"]
+        if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            shape = (shape[0],)
+        elif cls == "Flatten":
+            shape = (int(shape[0] * shape[1] * shape[2]),) if len(shape) == 3 else shape
+        elif cls == "Dense":
+            if len(shape) == 3:
+                raise ValueError("head layer %s: Dense on a feature map (add pooling or "
+                                 "Flatten before it)" % layer["name"])
+            shape = (layer["units"],)
+    return units, shape
+
+
+class TransferNet(HybridBlock):
+    """Preprocessing -> Xception base (notop) -> head, from ``spec``.
+
+    ``input_shape`` overrides the spec's (refused with a ``Flatten`` head, whose
+    Dense size depends on it)."""
+
+    def __init__(self, spec, input_shape=None, frozen_bn=False, **kwargs):
+        kwargs.setdefault("prefix", "")
+        super().__init__(**kwargs)
+        check_spec(spec)
+        self.spec = spec
+        size = tuple(input_shape or spec["input_shape"])
+        if head_has_flatten(spec) and tuple(size) != tuple(spec["input_shape"]):
+            raise ValueError("the head flattens the feature map, so its Dense layer fits only "
+                             "the model's own input size %dx%d" % tuple(spec["input_shape"]))
+        self.input_size = check_input_shape(size)
+        units, self.output_shape = head_units(spec, self.input_size)
+        with self.name_scope():
+            self.preprocess = []
+            scalars = []
+            for op in spec["preprocess"] + [None]:
+                if op is not None and op["op"] in SCALAR_OPS:
+                    scalars.append(op)
+                    continue
+                if scalars:
+                    block = ScalarOps(scalars, prefix="preprocess%d_" % len(self.preprocess))
+                    self.register_child(block, "preprocess%d" % len(self.preprocess))
+                    self.preprocess.append(block)
+                    scalars = []
+                if op is not None:
+                    block = Normalization(op["name"])
+                    self.register_child(block, "preprocess%d" % len(self.preprocess))
+                    self.preprocess.append(block)
+            self.base = Xception(include_top=False, pooling=spec["base"]["pooling"],
+                                 input_shape=self.input_size, frozen_bn=frozen_bn, prefix="")
+            self.head = []
+            for i, (layer, n) in enumerate(zip(spec["head"], units)):
+                block = HeadLayer(layer, n, frozen_bn)
+                self.register_child(block, "head%d" % i)
+                self.head.append(block)
+
+    def hybrid_forward(self, F, x):
+        for block in self.preprocess:
+            x = block(x)
+        x = self.base(x)
+        for block in self.head:
+            x = block(x)
+        return x
+
+    def config(self):
+        """JSON-ready record of the network (``PREFIX-meta.json``'s ``model``)."""
+        return {"kind": "transfer", "input_shape": list(self.input_size),
+                "classes": self.output_shape[0] if len(self.output_shape) == 1 else None,
+                "transfer": self.spec}

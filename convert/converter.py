@@ -116,11 +116,12 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     """
     keras_file = read_keras_file(weights_path)
     config = model_config(keras_file)
-    if config is not None and not is_plain_xception(config):
+    if config is not None and not _guarded(weights_path, is_plain_xception, config):
         make_sure(include_top is None and pooling is None, "%s: --classifier-activation and "
                   "--pooling apply to plain Xception files; this model's own head decides its "
                   "output", weights_path)
-        net, rows, match = convert_transfer(keras_file, config, input_shape, strict)
+        net, rows, match = _guarded(weights_path, convert_transfer, keras_file, config,
+                                    input_shape, strict)
     else:
         try:
             input_size = check_input_shape(input_shape or DEFAULT_INPUT_SIZE)
@@ -138,6 +139,16 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     symbol = net(mx.sym.var("data"))
     check_against_symbol(symbol, arg_params, aux_params, net.input_size)
     return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings)
+
+
+def _guarded(path, function, *args):
+    """Run ``function`` on a file's architecture JSON; JSON of an unexpected
+    shape (a damaged or hand-edited file) is a clean error, not a traceback."""
+    try:
+        return function(*args)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise ConversionError("%s: the model architecture in the file is not one Keras "
+                              "writes (%s: %s)" % (path, type(exc).__name__, exc))
 
 
 def input_convention(net):

@@ -37,7 +37,7 @@ demo: setup
 		tests/data --random 4
 
 test: setup setup-horovod
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) $(DEMO)

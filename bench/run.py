@@ -144,7 +144,8 @@ def main():
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "keras2mxnet"), WEIGHTS, "-o",
                     PREFIX, "--force"], check=True, capture_output=True)
     peak = workload("peak_gflops")["gflops"]
-    sections = [("1. Conversion", bench_convert.run(WEIGHTS)[0])]
+    sections = [("1. Conversion", bench_convert.run(WEIGHTS)[0]),
+                ("1b. Conversion of a transfer model", bench_convert.run_transfer(DEMO)[0])]
     inference, keras = inference_section(peak)
     sections.append(("2. Inference, fp32", inference))
     sections.append(("3. Reduced precision on CPU", precision_section(keras)))

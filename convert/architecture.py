@@ -24,11 +24,12 @@ from xception_mx.transfer import (ACTIVATIONS, IDENTITY_LAYERS, check_spec)
 
 from .errors import ConversionError, make_sure
 
-Transfer = collections.namedtuple("Transfer", "spec base_name base_layers")
+Transfer = collections.namedtuple("Transfer", "spec base_name base_layers before_base")
 Transfer.__doc__ = """``spec``: the network description (see
 ``xception_mx.transfer``); ``base_name``: the nested base model's name (None
 when flattened); ``base_layers``: names of the top-level layers that belong
-to a flattened base."""
+to a flattened base; ``before_base``: the layers on the way from the input to
+the base, in order (preprocessing and augmentation)."""
 
 BASE_FIRST, BASE_FEATURES = "block1_conv1", "block14_sepconv2_act"
 BASE_POOLS = {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}
@@ -96,6 +97,20 @@ def _inbound(layer):
     return tensors, constants
 
 
+def _called_in_inference_mode(layer):
+    """Whether the layer's first call passed ``training=False`` (the keras.io
+    guide's ``base(x, training=False)``), in either node format."""
+    nodes = layer.get("inbound_nodes") or []
+    if not nodes:
+        return False
+    node = nodes[0]
+    if isinstance(node, dict):                              # Keras 3
+        return node.get("kwargs", {}).get("training") is False
+    entry = node if node and isinstance(node[0], str) else node[0]    # Keras 2
+    kwargs = entry[3] if len(entry) > 3 and isinstance(entry[3], dict) else {}
+    return kwargs.get("training") is False
+
+
 def _refuse(path, layer, why):
     raise ConversionError("%s: layer '%s' (%s): %s; %s" % (
         path, _layer_name(layer), layer.get("class_name"), why, SUPPORTED_TEXT))
@@ -158,7 +173,7 @@ def _head_layer(path, layer):
         return {"class": cls, "name": name, "epsilon": float(cfg.get("epsilon", 1e-3)),
                 "momentum": float(cfg.get("momentum", 0.99)),
                 "center": bool(cfg.get("center", True)), "scale": bool(cfg.get("scale", True)),
-                "axis": axis}
+                "axis": -1}                     # the channel axis, however the file says it
     _refuse(path, layer, "not a layer a head may hold")
 
 
@@ -203,8 +218,8 @@ def _preprocess_ops(path, layer):
                   "supported", path, name, cls)
         make_sure(first_is_tensor or op in COMMUTATIVE, "%s: layer '%s' (%s): a number %s the "
                   "input is not supported (only input %s number)", path, name, cls,
-                  {"subtract": "minus", "divide": "divided by"}[op],
-                  {"subtract": "-", "divide": "/"}[op])
+                  {"subtract": "minus", "divide": "divided by"}.get(op, op),
+                  {"subtract": "-", "divide": "/"}.get(op, op))
         return [{"op": op, "value": float(constants[0])}]
     _refuse(path, layer, "not a layer that may come before the Xception base")
 
@@ -319,11 +334,13 @@ def read_transfer(path, config, declared_size=None):
     for layer in chain[:at]:
         preprocessing += _preprocess_ops(path, layer)
     base_layers = ()
+    inference_base = False
     if _layer_name(base) == BASE_FEATURES:
         base_name, pooling = None, None
         base_layers = _flattened_base_layers(path, layers, chain[:at])
     else:
         base_name, pooling = _layer_name(base), _base_pooling(path, base)
+        inference_base = _called_in_inference_mode(base)
         if not (size and size[0]):
             inner = [l for l in base["config"]["layers"]
                      if l.get("class_name") in INPUT_CLASSES]
@@ -338,10 +355,12 @@ def read_transfer(path, config, declared_size=None):
                   path, extra and _layer_name(extra[0]), extra and extra[0].get("class_name"))
     spec = {"input_shape": list(declared_size or size or (299, 299)),
             "declared_input_shape": list(size) if size and size[0] else None,
-            "preprocess": preprocessing, "base": {"name": base_name, "pooling": pooling},
+            "preprocess": preprocessing,
+            "base": {"name": base_name, "pooling": pooling, "inference_mode": inference_base},
             "head": head}
     check_spec(spec)
-    return Transfer(spec, base_name, tuple(base_layers))
+    return Transfer(spec, base_name, tuple(base_layers),
+                    tuple(_layer_name(l) for l in chain[:at]))
 
 
 def _flattened_base_layers(path, layers, before_base):

@@ -8,16 +8,15 @@ import numpy as np
 from xception_mx.atomic import sha256_file
 from xception_mx.checkpoint import check_writable, write_checkpoint
 from xception_mx.model import DEFAULT_INPUT_SIZE, Xception, check_input_shape
+from xception_mx.preprocess import input_convention
 
 from . import layouts
 from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
-from .name_table import as_records, build_name_table, is_aux
+from .name_table import as_records, build_name_table, is_aux, keras_layers
 from .transfer import convert_transfer, fill_missing_bn, is_plain_xception, model_config
 
-PREPROCESSING = {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
-                 "scale": "x / 127.5 - 1", "range": [-1.0, 1.0]}
 STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
                   "xception_weights_tf_dim_ordering_tf_kernels_notop.h5")
 MODELS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
@@ -127,7 +126,7 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
             input_size = check_input_shape(input_shape or DEFAULT_INPUT_SIZE)
         except ValueError as exc:
             raise ConversionError("--input-shape: %s" % exc)
-        match = match_layers(keras_file)
+        match = _match_plain(keras_file, config)
         include_top, pooling = _resolve_head(weights_path, match.include_top, include_top,
                                              pooling)
         net = Xception(include_top=include_top, classes=match.classes or 1000, pooling=pooling,
@@ -141,6 +140,25 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings)
 
 
+WEIGHTS_ONLY_HINT = ("; the file holds weights only, without the model's architecture, so a "
+                     "model with its own head or preprocessing cannot be rebuilt from it: "
+                     "save the whole model (model.save('model.keras')) and convert that")
+
+
+def _match_plain(keras_file, config):
+    """``match_layers``; a weights-only file that holds more than Xception
+    (nested models, extra layers: a transfer model's weights) is refused with
+    what to do instead."""
+    try:
+        return match_layers(keras_file)
+    except ConversionError as exc:
+        more_than_xception = any(fl.parent for fl in keras_file.layers) or \
+            len(keras_file.layers) > len(keras_layers(True, 1))
+        if config is None and more_than_xception:
+            raise ConversionError(str(exc) + WEIGHTS_ONLY_HINT)
+        raise
+
+
 def _guarded(path, function, *args):
     """Run ``function`` on a file's architecture JSON; JSON of an unexpected
     shape (a damaged or hand-edited file) is a clean error, not a traceback."""
@@ -149,20 +167,6 @@ def _guarded(path, function, *args):
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
         raise ConversionError("%s: the model architecture in the file is not one Keras "
                               "writes (%s: %s)" % (path, type(exc).__name__, exc))
-
-
-def input_convention(net):
-    """What the ``data`` input is: Keras' preprocessed range, or the model's own
-    input with its preprocessing inside the network."""
-    shape = [1, 3] + list(net.input_size)
-    spec = getattr(net, "spec", None)
-    if spec is None or not spec["preprocess"]:
-        return dict(PREPROCESSING, shape=shape)
-    steps = ["normalize by %s's mean and variance" % op["name"] if op["op"] == "normalize"
-             else "%s %g" % (op["op"], op["value"]) for op in spec["preprocess"]]
-    return {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
-            "scale": "raw pixels; inside the network: " + ", then ".join(steps),
-            "range": [0.0, 255.0], "shape": shape}
 
 
 def checkpoint_meta(conversion, epoch):
@@ -176,7 +180,8 @@ def checkpoint_meta(conversion, epoch):
                    "backend": source.attrs.get("backend")},
         "model": conversion.net.config(),
         "epoch": epoch,
-        "input": input_convention(conversion.net),
+        "input": input_convention(conversion.net.input_size,
+                                  getattr(conversion.net, "spec", None)),
         "name_table": as_records(conversion.rows, conversion.match.file_names),
     }
 

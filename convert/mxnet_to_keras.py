@@ -1,4 +1,5 @@
-"""``mxnet2keras``: an MXNet Xception checkpoint back to Keras.
+"""``mxnet2keras``: an MXNet Xception checkpoint back to Keras (a transfer
+model's too, see ``transfer_to_keras``).
 
 The inverse of ``keras2mxnet``, through the same name table and the inverse
 layout transforms (``layouts.INVERSE``).  Keras itself builds the model and
@@ -12,40 +13,72 @@ import sys
 from xception_mx.atomic import atomic_path
 from xception_mx.cli import Parser, run
 from xception_mx.labels import labels_path
-from xception_mx.serving import checkpoint_input_size, load_params, read_meta
+from xception_mx.serving import checkpoint_input_size, is_transfer, load_params, read_meta
 
 from . import layouts
 from .errors import ConversionError, make_sure
 from .name_table import ROLES, build_name_table
+from .transfer_to_keras import build_keras_transfer
 
 PROG = "mxnet2keras"
 OUTPUT_SUFFIXES = (".weights.h5", ".keras", ".h5")
 
 
-def keras_weights(prefix, epoch=0):
-    """``({canonical layer: [arrays in Keras order]}, include_top, classes, pooling, size)``."""
+def checkpoint_params(prefix, epoch=0):
+    """``(meta, {MXNet name: numpy array})`` of an fp32 checkpoint."""
     meta = read_meta(prefix)
     make_sure(meta.get("precision", "fp32") == "fp32", "%s: a quantized (%s) checkpoint has no "
               "Keras equivalent; convert the fp32 one", prefix, meta.get("precision"))
     arg_params, aux_params = load_params(prefix, epoch)
-    params = {k: v.asnumpy() for k, v in dict(arg_params, **aux_params).items()}
-    head = params.get("predictions_weight")
-    include_top = head is not None
-    classes = int(head.shape[0]) if include_top else None
+    return meta, {k: v.asnumpy() for k, v in dict(arg_params, **aux_params).items()}
+
+
+def xception_weights(params, include_top, classes, where):
+    """``{canonical layer: [arrays in Keras order]}`` of the Xception in ``params``."""
     rows = build_name_table(include_top, classes or 1)
     missing = [r.mxnet_param for r in rows if r.mxnet_param not in params]
-    make_sure(not missing, "%s-%04d.params: not an Xception checkpoint: lacks %s (%d of %d)",
-              prefix, epoch, ", ".join(missing[:3]), len(missing), len(rows))
+    make_sure(not missing, "%s: not an Xception checkpoint: lacks %s (%d of %d)",
+              where, ", ".join(missing[:3]), len(missing), len(rows))
     weights = {}
     for row in rows:
         value = layouts.INVERSE[row.transform](params[row.mxnet_param])
         make_sure(tuple(value.shape) == tuple(row.keras_shape), "%s: %s has shape %s, Keras "
-                  "needs %s", prefix, row.mxnet_param, value.shape, row.keras_shape)
+                  "needs %s", where, row.mxnet_param, value.shape, row.keras_shape)
         weights.setdefault(row.keras_layer, {})[row.keras_weight] = value
-    ordered = {layer: [roles[r] for r in ROLES[row_kind(rows, layer)]]
-               for layer, roles in weights.items()}
+    return {layer: [roles[r] for r in ROLES[row_kind(rows, layer)]]
+            for layer, roles in weights.items()}
+
+
+def fill_xception(model, weights, prefix):
+    """Set the weights of Keras' Xception ``model`` (possibly with weightless
+    layers before it) from ``xception_weights``."""
+    names = canonical_names(model)
+    make_sure(sorted(names.values()) == sorted(weights), "%s: the checkpoint's layers do not "
+              "match Keras' Xception", prefix)
+    for keras_name, canonical in names.items():
+        model.get_layer(keras_name).set_weights(weights[canonical])
+
+
+def keras_model(prefix, epoch=0):
+    """Keras' model of the checkpoint, with its weights: Xception, or a
+    user's transfer model rebuilt from the meta."""
+    meta, params = checkpoint_params(prefix, epoch)
+    where = "%s-%04d.params" % (prefix, epoch)
+    if is_transfer(meta):
+        spec = meta["model"]["transfer"]
+        base = xception_weights(params, False, None, where)
+        return build_keras_transfer(spec, params, where,
+                                    lambda model: fill_xception(model, base, prefix))
+    head = params.get("predictions_weight")
+    include_top = head is not None
+    classes = int(head.shape[0]) if include_top else None
+    weights = xception_weights(params, include_top, classes, where)
     pooling = None if include_top else meta.get("model", {}).get("pooling")
-    return ordered, include_top, classes, pooling, checkpoint_input_size(meta)
+    from validate import keras_side
+    model = keras_side.keras_xception(include_top, classes or 1000, pooling, None,
+                                      checkpoint_input_size(meta))
+    fill_xception(model, weights, prefix)
+    return model
 
 
 def row_kind(rows, layer):
@@ -72,21 +105,18 @@ def output_format(path):
 
 
 def write_keras(prefix, out, epoch=0, force=False):
-    """Build Keras' Xception with the checkpoint's weights and save it to ``out``."""
+    """Build the checkpoint's Keras model (``keras_model``) and save it to ``out``."""
     suffix = output_format(out)
     make_sure(force or not os.path.exists(out), "%s: already exists; pass --force to overwrite "
               "it", out)
     directory = os.path.dirname(os.path.abspath(out))
     make_sure(os.path.isdir(directory), "%s: output folder does not exist", directory)
     make_sure(os.access(directory, os.W_OK), "%s: cannot write to the output folder", directory)
-    weights, include_top, classes, pooling, size = keras_weights(prefix, epoch)
+    make_sure(suffix == ".keras" or not is_transfer(read_meta(prefix)), "-o %s: %s holds a "
+              "model with its own head; it is written as a whole .keras model (a weights file "
+              "would lose the architecture)", out, prefix)
+    model = keras_model(prefix, epoch)
     from validate import keras_side
-    model = keras_side.keras_xception(include_top, classes or 1000, pooling, None, size)
-    names = canonical_names(model)
-    make_sure(sorted(names.values()) == sorted(weights), "%s: the checkpoint's layers do not "
-              "match Keras' Xception", prefix)
-    for keras_name, canonical in names.items():
-        model.get_layer(keras_name).set_weights(weights[canonical])
     with atomic_path(out) as tmp:
         keras_side.save_keras(model, tmp, {".weights.h5": "weights-h5", ".keras": "keras",
                                            ".h5": "legacy-h5"}[suffix])

@@ -9,6 +9,9 @@ names.  Every tensor is used exactly once (a ``Normalization``'s sample
 ``count`` is not needed at inference and is left out), and every MXNet
 parameter is filled exactly once.
 """
+import collections
+import re
+
 import numpy as np
 
 from xception_mx.model import check_input_shape
@@ -40,6 +43,46 @@ def is_plain_xception(config):
     names = [l.get("name") or l.get("config", {}).get("name") for l in layers]
     return bool(names) and all(str(n).startswith(XCEPTION_LAYER_PREFIXES) for n in names) and \
         not any(l.get("class_name") in ("Functional", "Model", "Sequential") for l in layers)
+
+
+def _snake_case(class_name):
+    """Keras 3's ``naming.to_snake_case`` of a class name (``Dense`` -> ``dense``)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def keras3_group_names(layer_configs):
+    """``{group name: layer name}``: the groups under which Keras 3 saves the
+    layers of one model: the snake-cased class, ``_1``, ``_2``... in the
+    order of the model's layers (operations such as ``TrueDivide`` hold no
+    state and get none)."""
+    counts, groups = collections.Counter(), {}
+    for layer in layer_configs:
+        if str(layer.get("module", "")).startswith("keras.src.ops"):
+            continue
+        stem = _snake_case(layer.get("class_name", ""))
+        groups[stem if not counts[stem] else "%s_%d" % (stem, counts[stem])] = \
+            layer.get("config", {}).get("name") or layer.get("name")
+        counts[stem] += 1
+    return groups
+
+
+def name_unnamed_layers(keras_file, config):
+    """A Keras 3 file whose weight groups record no layer names (earlier Keras 3
+    releases): top-level layers and nested models named from the config by
+    ``keras3_group_names``; a nested base's own layers are named later, by
+    class order, as for plain Xception."""
+    if all(fl.name is not None for fl in keras_file.layers):
+        return keras_file
+    groups = keras3_group_names(config.get("config", {}).get("layers") or [])
+    named = []
+    for fl in keras_file.layers:
+        if fl.parent is None and fl.name is None:
+            fl = fl._replace(name=groups.get(fl.path.rsplit("/", 1)[-1]))
+        elif fl.parent is not None and fl.name is None:
+            fl = fl._replace(parent=groups.get(fl.parent, fl.parent))
+        named.append(fl)
+    return keras_file._replace(layers=named)
 
 
 def _base_layers(keras_file, transfer):
@@ -130,6 +173,7 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
         net = TransferNet(spec)
     except ValueError as exc:
         raise ConversionError("%s: %s" % (path, exc))
+    keras_file = name_unnamed_layers(keras_file, config)
     base = _base_layers(keras_file, transfer)
     match = match_layers(base)
     make_sure(not match.include_top, "%s: the Xception base has its own 'predictions' layer; "

@@ -21,9 +21,18 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--notop", action="store_true", help="without the classifier")
+    parser.add_argument("--transfer", action="store_true",
+                        help="the keras.io guide's base + head model instead (preprocess_input, "
+                             "Xception base, Dense 256 + BatchNorm, --classes softmax; "
+                             "formats keras and legacy-model-h5)")
     args = parser.parse_args(argv)
-    model = keras_side.reference_model(seed=args.seed, include_top=not args.notop,
-                                       classes=args.classes)
+    if args.transfer:
+        if args.format not in ("keras", "legacy-model-h5"):
+            parser.error("--transfer: a whole model: --format keras or legacy-model-h5")
+        model = keras_side.reference_transfer_model(seed=args.seed, classes=args.classes)
+    else:
+        model = keras_side.reference_model(seed=args.seed, include_top=not args.notop,
+                                           classes=args.classes)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     tmp = args.output + ".tmp" + keras_side.SUFFIX[args.format]
     keras_side.save_keras(model, tmp, args.format)

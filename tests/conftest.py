@@ -29,6 +29,15 @@ def run_tool(name, *args, cwd=None):
                           capture_output=True, text=True, timeout=600)
 
 
+def assert_bad_input(result, *fragments):
+    """Exit status 2 and one line on stderr holding every fragment, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
 @pytest.fixture(scope="session")
 def keras_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("keras")

@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import DATA, PHOTOS, run_tool
+from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
 from validate import keras_side
 from xception_mx.atomic import sha256_file
@@ -25,14 +25,6 @@ def checkpoints(keras_files_top, tmp_path_factory):
         prefixes[shape] = str(directory / ("x%d" % shape[0]))
         convert_file(keras_files_top["legacy-h5"], prefixes[shape], input_shape=shape)
     return prefixes
-
-
-def assert_bad_input(result, *fragments):
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.mark.slow
@@ -171,3 +163,14 @@ def test_predict_uses_a_labels_file_for_other_class_counts(keras_file_10_classes
     (tmp_path / "short.txt").write_text("a\nb\n")
     assert_bad_input(run_tool("xception-predict", prefix, PHOTOS[0], "--labels",
                               tmp_path / "short.txt"), "short.txt", "2 labels", "10 classes")
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max", None])
+def test_predict_refuses_a_feature_extractor_pooled_or_not(pooling, keras_file_notop, tmp_path):
+    """A notop checkpoint gives features, pooled (N, 2048) or not: no softmax
+    over them, no 'class 1456' (issue #15, item 3)."""
+    prefix = str(tmp_path / "features")
+    convert_file(keras_file_notop, prefix, input_shape=(71, 71), pooling=pooling)
+    result = run_tool("xception-predict", prefix, PHOTOS[0])
+    assert_bad_input(result, "features", "a feature extractor", "not a classifier")
+    assert result.stdout == ""

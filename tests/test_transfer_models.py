@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import transfer_models
-from conftest import PHOTOS, run_tool
+from conftest import PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
 from xception_mx import load_images
 from xception_mx.serving import load_network
@@ -22,15 +22,6 @@ CASES = {   # name: (builder, file suffix)
     "nested-keras2.h5": (transfer_models.keras2_nested, ".h5"),
     "flattened-keras2.h5": (transfer_models.keras2_flattened, ".h5"),
 }
-_MODELS = {}
-
-
-def keras_model(builder):
-    if builder not in _MODELS:
-        _MODELS[builder] = builder()
-    return _MODELS[builder]
-
-
 def inputs_for(model, preprocessed_inside):
     """The photos and random images at the model's input size, NHWC, as the
     model wants them: raw pixels, or Keras' x / 127.5 - 1."""
@@ -46,7 +37,7 @@ def inputs_for(model, preprocessed_inside):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_transfer_model_converts_to_the_same_function(case, tmp_path):
     builder, suffix = CASES[case]
-    model = keras_model(builder)
+    model = transfer_models.built(builder)
     path = transfer_models.save(model, str(tmp_path / ("model" + suffix)))
     convert_file(path, str(tmp_path / "mx"))
     net, meta = load_network(str(tmp_path / "mx"))
@@ -72,7 +63,7 @@ def test_transfer_model_converts_to_the_same_function(case, tmp_path):
 
 
 def test_weights_of_head_layers_keep_keras_names(tmp_path):
-    model = keras_model(transfer_models.nested)
+    model = transfer_models.built(transfer_models.nested)
     path = transfer_models.save(model, str(tmp_path / "m.keras"))
     convert_file(path, str(tmp_path / "mx"))
     meta = json.loads((tmp_path / "mx-meta.json").read_text())
@@ -86,24 +77,93 @@ def test_weights_of_head_layers_keep_keras_names(tmp_path):
                                                                             "subtract"]
 
 
-@pytest.mark.parametrize("edit, fragment", [
-    ("lambda", "Lambda"),
-    ("two_outputs", "2 outputs"),
-])
-def test_unsupported_models_are_refused_in_one_line(edit, fragment, tmp_path):
-    keras = transfer_models.import_keras()
+def _unsupported_model(keras, edit):
     layers = keras.layers
     base = keras.applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3))
     inputs = keras.Input((71, 71, 3))
     x = layers.GlobalAveragePooling2D()(base(inputs))
     if edit == "lambda":
-        model = keras.Model(inputs, layers.Lambda(lambda t: t * 2, name="double")(x))
-    else:
-        model = keras.Model(inputs, [layers.Dense(2, name="a")(x), layers.Dense(3, name="b")(x)])
+        return keras.Model(inputs, layers.Lambda(lambda t: t * 2, name="double")(x))
+    if edit == "two_outputs":
+        return keras.Model(inputs, [layers.Dense(2, name="a")(x), layers.Dense(3, name="b")(x)])
+    if edit == "custom_class":
+        @keras.saving.register_keras_serializable(package="users_own")
+        class Scale(keras.layers.Layer):
+            def call(self, t):
+                return t * 2.0
+        return keras.Model(inputs, Scale(name="scale")(x))
+    if edit == "branches":
+        merged = layers.Add(name="merge")([layers.Dense(4, name="a")(x),
+                                           layers.Dense(4, name="b")(x)])
+        return keras.Model(inputs, merged)
+    second = keras.applications.Xception(weights=None, include_top=False,
+                                         input_shape=(71, 71, 3), name="xception_2")
+    y = layers.GlobalAveragePooling2D()(second(inputs))
+    return keras.Model(inputs, layers.Concatenate(name="both")([x, y]))
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    ("lambda", ["'double'", "Lambda"]),
+    ("two_outputs", ["2 outputs"]),
+    ("custom_class", ["'scale'", "Scale", "supported"]),
+    ("branches", ["'merge'", "Add", "supported"]),
+    ("two_bases", ["'both'", "Concatenate", "supported"]),
+])
+def test_unsupported_models_are_refused_in_one_line(edit, fragments, tmp_path):
+    model = _unsupported_model(transfer_models.import_keras(), edit)
     path = str(tmp_path / "m.keras")
     model.save(path)
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert fragment in lines[0] and "Traceback" not in result.stderr
+    assert_bad_input(result, *fragments)
+    assert not list(tmp_path.glob("mx*"))
+
+
+@pytest.mark.parametrize("builder, name", [
+    (transfer_models.nested, "m.weights.h5"), (transfer_models.keras2_nested, "m.h5"),
+    (transfer_models.flattened, "m.weights.h5")])
+def test_weights_only_file_of_a_transfer_model_says_to_save_the_whole_model(builder, name,
+                                                                            tmp_path):
+    path = str(tmp_path / name)
+    transfer_models.built(builder).save_weights(path)
+    result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
+    assert_bad_input(result, name, "weights only", "model.save('model.keras')")
+    assert not list(tmp_path.glob("mx*"))
+
+
+@pytest.mark.parametrize("builder", [transfer_models.nested, transfer_models.flattened,
+                                     transfer_models.sequential],
+                         ids=["nested", "flattened", "sequential"])
+def test_keras3_file_without_layer_names_gives_the_same_checkpoint(builder, tmp_path):
+    """Earlier Keras 3 releases saved weight groups without layer names: the
+    groups are named from the architecture (class and order), as Keras does."""
+    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / "named.keras"))
+    unnamed = transfer_models.strip_layer_names(path, str(tmp_path / "unnamed.keras"))
+    convert_file(path, str(tmp_path / "a"))
+    convert_file(unnamed, str(tmp_path / "b"))
+    a, b = mx.nd.load(str(tmp_path / "a-0000.params")), mx.nd.load(str(tmp_path / "b-0000.params"))
+    assert sorted(a) == sorted(b) and len(a) > 236
+    for key in a:
+        assert np.array_equal(a[key].asnumpy(), b[key].asnumpy()), key
+
+
+def test_input_shape_overrides_the_declared_size_of_a_pooling_head(tmp_path):
+    model = transfer_models.built(transfer_models.nested)
+    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape", "99", "120")
+    assert result.returncode == 0, result.stderr
+    net, meta = load_network(str(tmp_path / "mx"))
+    assert meta["model"]["input_shape"] == [99, 120] and meta["input"]["shape"] == [1, 3, 99, 120]
+    same_at_99 = transfer_models.nested(size=(99, 120))
+    same_at_99.set_weights(model.get_weights())
+    x = inputs_for(same_at_99, True)
+    expected = same_at_99.predict(x, verbose=0)
+    got = net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy()
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_input_shape_is_refused_for_a_head_that_flattens(tmp_path):
+    path = transfer_models.save(transfer_models.built(transfer_models.flattened),
+                                str(tmp_path / "m.keras"))
+    result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape", "99", "99")
+    assert_bad_input(result, "m.keras", "--input-shape 99 99", "flattens", "150x200")
     assert not list(tmp_path.glob("mx*"))

@@ -1,9 +1,9 @@
 """Users' transfer-learning models, built and saved by Keras itself (Keras 3,
 and Keras 2 through tf-keras), seeded, with non-trivial BatchNorms in base and
 head: the styles of issue #12 (nested, flattened, Sequential)."""
-import numpy as np
+import functools
 
-from validate.keras_side import import_keras
+from validate.keras_side import import_keras, randomize_batchnorm, randomize_head
 
 
 def import_tf_keras():
@@ -12,49 +12,11 @@ def import_tf_keras():
     return tf_keras
 
 
-def _randomize_head(model, seed):
-    """Random gamma/beta/moving statistics for BatchNorms outside the base."""
-    rng = np.random.RandomState(seed + 100)
-    for layer in model.layers:
-        if layer.name.startswith(("block", "batch_normalization")):
-            continue                                  # a flattened base's own layers
-        if type(layer).__name__ == "BatchNormalization":
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
-            layer.beta.assign(rng.uniform(-0.5, 0.5, n).astype(np.float32))
-            layer.moving_mean.assign(rng.normal(0, 0.5, n).astype(np.float32))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype(np.float32))
-        elif type(layer).__name__ == "Dense":
-            fan_in, units = layer.kernel.shape
-            layer.kernel.assign(rng.normal(0, 3 / np.sqrt(fan_in), (fan_in, units))
-                                .astype(np.float32))
-            if layer.use_bias:
-                layer.bias.assign(rng.normal(0, 0.2, units).astype(np.float32))
-    return model
-
-
 def _base(keras, seed, size, pooling=None):
     keras.utils.set_random_seed(seed)
     base = keras.applications.Xception(weights=None, include_top=False, pooling=pooling,
                                        input_shape=tuple(size) + (3,))
-    return _calibrate(base, seed)
-
-
-def _calibrate(model, seed, low=-1.0, high=1.0):
-    """``keras_side.randomize_batchnorm`` for Keras 3 and tf-keras models, with
-    the calibration batch drawn from the range the model's input takes."""
-    rng = np.random.RandomState(seed)
-    bns = [l for l in model.layers if type(l).__name__ == "BatchNormalization"]
-    for layer in bns:
-        n = layer.gamma.shape[0]
-        layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
-        layer.beta.assign(rng.uniform(-0.5, 0.5, n).astype(np.float32))
-        layer.momentum = 0.0
-    height, width = model.input_shape[1:3]
-    model(rng.uniform(low, high, (4, height, width, 3)).astype(np.float32), training=True)
-    for layer in bns:
-        layer.momentum = 0.99
-    return model
+    return randomize_batchnorm(base, seed)
 
 
 def nested(seed=0, size=(71, 71), keras=None):
@@ -73,7 +35,7 @@ def nested(seed=0, size=(71, 71), keras=None):
     x = layers.Dense(32, activation="relu", name="fc1")(x)
     x = layers.BatchNormalization(name="fc1_bn")(x)
     outputs = layers.Dense(6, activation="softmax", name="out")(x)
-    return _randomize_head(keras.Model(inputs, outputs), seed)
+    return randomize_head(keras.Model(inputs, outputs), seed)
 
 
 def flattened(seed=0, size=(150, 200), keras=None):
@@ -86,12 +48,12 @@ def flattened(seed=0, size=(150, 200), keras=None):
         inputs)
     keras.utils.set_random_seed(seed)
     base = keras.applications.Xception(weights=None, include_top=False, input_tensor=x)
-    _calibrate(base, seed, 0.0, 255.0)             # raw pixels enter Normalization
+    randomize_batchnorm(base, seed, low=0.0, high=255.0)     # raw pixels enter Normalization
     y = layers.Flatten()(base.output)
     y = layers.Dense(8, activation="gelu", name="fc1")(y)
     y = layers.GaussianNoise(0.1)(y)
     y = layers.Dense(3, activation="softmax", name="predictions_user")(y)
-    return _randomize_head(keras.Model(inputs, y), seed)
+    return randomize_head(keras.Model(inputs, y), seed)
 
 
 def sequential(seed=0, size=(71, 71), keras=None):
@@ -106,7 +68,7 @@ def sequential(seed=0, size=(71, 71), keras=None):
                               layers.BatchNormalization(name="fc1_bn"),
                               layers.Dense(5, name="logits"),
                               layers.Activation("softmax", name="probabilities")])
-    return _randomize_head(model, seed)
+    return randomize_head(model, seed)
 
 
 def keras2_nested(seed=0, size=(71, 71)):
@@ -121,7 +83,7 @@ def keras2_nested(seed=0, size=(71, 71)):
     x = layers.Dense(16, activation="tanh", name="fc1")(x)
     x = layers.BatchNormalization(name="fc1_bn")(x)
     outputs = layers.Dense(5, activation="softmax", name="out")(x)
-    return _randomize_head(tf_keras.Model(inputs, outputs), seed)
+    return randomize_head(tf_keras.Model(inputs, outputs), seed)
 
 
 def keras2_flattened(seed=0, size=(71, 71)):
@@ -133,7 +95,7 @@ def keras2_flattened(seed=0, size=(71, 71)):
     x = layers.Dense(8, activation="elu", name="fc1")(x)
     x = layers.Dropout(0.3)(x)
     x = layers.Dense(4, activation="sigmoid", name="out")(x)
-    return _randomize_head(tf_keras.Model(base.input, x), seed)
+    return randomize_head(tf_keras.Model(base.input, x), seed)
 
 
 def save(model, path):
@@ -146,3 +108,32 @@ def save(model, path):
         from keras.src.legacy.saving import legacy_h5_format
         legacy_h5_format.save_model_to_hdf5(model, path, include_optimizer=False)
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def built(builder):
+    """``builder()``, built once per test session (Keras builds take seconds)."""
+    return builder()
+
+
+def strip_layer_names(path, out):
+    """A copy of the ``.keras`` archive ``path`` whose weight groups record no
+    layer names, as earlier Keras 3 releases wrote them."""
+    import zipfile
+    import h5py
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(folder)
+            members = archive.namelist()
+        with h5py.File(os.path.join(folder, "model.weights.h5"), "r+") as f:
+            groups = []
+            f.visititems(lambda name, obj: groups.append(obj)
+                         if isinstance(obj, h5py.Group) and "name" in obj.attrs else None)
+            for group in groups:
+                del group.attrs["name"]
+        with zipfile.ZipFile(out, "w") as archive:
+            for member in members:
+                archive.write(os.path.join(folder, member), member)
+    return out

@@ -20,6 +20,8 @@ def import_keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")      # no retracing notes from per-layer probes
     return keras
 
 
@@ -32,19 +34,19 @@ def keras_xception(include_top=True, classes=1000, pooling=None, classifier_acti
         classifier_activation=classifier_activation, input_shape=tuple(input_shape) + (3,))
 
 
-def randomize_batchnorm(model, seed, calibration_batch=4):
+def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0):
     """Give every BatchNorm non-trivial gamma, beta and moving statistics.
 
     With mean 0, variance 1, gamma 1 and beta 0 a swapped or dropped BN tensor
     changes nothing; here each of the four differs per channel.  Gamma and
     beta are drawn at random, then the moving statistics are set to the batch
-    statistics of a seeded random batch (one training-mode pass with momentum
-    0), which keeps activations at a sane scale through all 36 layers.
+    statistics of a seeded random batch drawn in ``[low, high]`` (the range the
+    model's input takes; one training-mode pass with momentum 0), which keeps
+    activations at a sane scale through all 36 layers.
     """
-    keras = import_keras()
     rng = np.random.RandomState(seed)
-    bns = [layer for layer in model.layers
-           if isinstance(layer, keras.layers.BatchNormalization)]
+    bns = [layer for layer in model.layers      # Keras 3 or tf-keras layers
+           if type(layer).__name__ == "BatchNormalization"]
     for layer in bns:
         channels = layer.gamma.shape[0]
         layer.gamma.assign(rng.uniform(0.5, 1.5, channels).astype(np.float32))
@@ -53,10 +55,33 @@ def randomize_batchnorm(model, seed, calibration_batch=4):
     for layer in bns:
         layer.momentum = 0.0
     height, width = model.input_shape[1:3]
-    batch = rng.uniform(-1, 1, (calibration_batch, height, width, 3)).astype(np.float32)
+    batch = rng.uniform(low, high, (calibration_batch, height, width, 3)).astype(np.float32)
     model(batch, training=True)
     for layer, momentum in zip(bns, momenta):
         layer.momentum = momentum
+    return model
+
+
+def randomize_head(model, seed):
+    """Random gamma/beta/moving statistics for the BatchNorm layers outside the
+    base, and random Dense kernels (scaled by fan-in) and biases: a head whose
+    every tensor matters."""
+    rng = np.random.RandomState(seed + 100)
+    for layer in model.layers:
+        if layer.name.startswith(("block", "batch_normalization")):
+            continue                                  # a flattened base's own layers
+        if type(layer).__name__ == "BatchNormalization":
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+            layer.beta.assign(rng.uniform(-0.5, 0.5, n).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0, 0.5, n).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype(np.float32))
+        elif type(layer).__name__ == "Dense":
+            fan_in, units = layer.kernel.shape
+            layer.kernel.assign(rng.normal(0, 3 / np.sqrt(fan_in), (fan_in, units))
+                                .astype(np.float32))
+            if layer.use_bias:
+                layer.bias.assign(rng.normal(0, 0.2, units).astype(np.float32))
     return model
 
 
@@ -64,9 +89,31 @@ def reference_model(seed=0, include_top=True, classes=1000, pooling=None,
                     classifier_activation=None, input_shape=(299, 299)):
     """A seeded Keras Xception with random weights and non-trivial BatchNorms."""
     keras = import_keras()
+    keras.utils.clear_session()     # auto-names (conv2d_N) as in a fresh process
     keras.utils.set_random_seed(seed)
     model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape)
     return randomize_batchnorm(model, seed)
+
+
+def reference_transfer_model(seed=0, classes=10, input_shape=(299, 299), units=256):
+    """The keras.io transfer-learning guide's model, seeded: ``preprocess_input``
+    on the raw input, an Xception base called with ``training=False``, then
+    pooling, ``Dense`` + ``BatchNormalization``, ``Dropout`` and a softmax
+    ``predictions`` layer; every BatchNorm with non-trivial statistics."""
+    keras = import_keras()
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    base = randomize_batchnorm(keras_xception(False, input_shape=input_shape), seed)
+    inputs = keras.Input(tuple(input_shape) + (3,))
+    x = keras.applications.xception.preprocess_input(inputs)
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(units, activation="relu", name="fc1")(x)
+    x = layers.BatchNormalization(name="fc1_bn")(x)
+    x = layers.Dropout(0.2)(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
 
 
 def same_weights(model, include_top=True, classes=1000, pooling=None,
@@ -122,3 +169,27 @@ def keras_predict(model, x_nchw, batch_size=8):
     y = model.predict(np.ascontiguousarray(np.transpose(x_nchw, (0, 2, 3, 1))),
                       batch_size=batch_size, verbose=0)
     return np.transpose(y, (0, 3, 1, 2)) if y.ndim == 4 else y
+
+
+def written_by_keras2(path):
+    """Whether ``path`` is an HDF5 model file Keras 2 wrote (``keras_version`` 2.x)."""
+    import h5py
+    if path.endswith(".keras"):
+        return False
+    with h5py.File(path, "r") as f:
+        version = f.attrs.get("keras_version", b"")
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return version.startswith("2.")
+
+
+def load_user_model(path):
+    """A user's whole model, loaded by the Keras that wrote it: Keras 3 with
+    ``safe_mode`` (no code from the file runs), or for a Keras 2 file (which
+    Keras 3 cannot read when it holds ``TFOpLambda`` layers) Keras 2 itself
+    through tf-keras.  Check the architecture with ``convert`` before calling
+    this: Keras 2's HDF5 loader would run a ``Lambda`` layer's code."""
+    keras = import_keras()
+    if written_by_keras2(path):
+        import tf_keras
+        return tf_keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, compile=False, safe_mode=True)

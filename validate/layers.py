@@ -24,16 +24,20 @@ deviation scaled by ``max(1, max |keras|)`` (what the tolerance applies to)."""
 
 
 def _parents(layer):
-    return [node.operation.name for node in layer._inbound_nodes[0].parent_nodes]
+    """Names of the layers feeding ``layer`` (Keras 3 nodes hold an
+    ``operation``, Keras 2's via tf-keras a ``layer``)."""
+    return [(getattr(parent, "operation", None) or parent.layer).name
+            for parent in layer._inbound_nodes[0].parent_nodes]
 
 
-def layer_pairs(keras_model):
+def layer_pairs(keras_model, only=None):
     """``[(depth, keras layer name, MXNet internal output name)]`` for every
-    layer of a Keras Xception except the input."""
+    layer of a Keras Xception except the input (with ``only``, for the layers
+    of those names)."""
     mapped, pairs = {}, []
     for depth, layer in enumerate(keras_model.layers):
         cls, name = type(layer).__name__, layer.name
-        if cls == "InputLayer":
+        if cls == "InputLayer" or (only is not None and name not in only):
             continue
         if cls == "SeparableConv2D":
             out = name + "_pointwise_fwd_output"
@@ -59,22 +63,40 @@ def _to_nhwc(array):
     return np.transpose(array, (0, 2, 3, 1)) if array.ndim == 4 else array
 
 
-def compare_layers(keras_model, mx_internals, x, batch_size=4):
-    """Run both models layer by layer over ``x`` (NCHW) and return one
-    ``LayerRecord`` per layer, deviations maximised over the batch.
+def probe_model(keras_model, inputs, outputs):
+    """A model of ``keras_model``'s own Keras (Keras 3 or tf-keras) from
+    ``inputs`` to the list ``outputs``, run on NHWC numpy: a list of arrays."""
+    import importlib
+    library = importlib.import_module(type(keras_model).__module__.split(".")[0])
+    probe = library.Model(inputs, list(outputs))
 
+    def run(nhwc):
+        values = probe.predict(nhwc, verbose=0)
+        return list(values) if isinstance(values, (list, tuple)) else [values]
+    return run
+
+
+def xception_probe(keras_model):
+    """``(pairs, run)`` for a Keras Xception: ``layer_pairs`` and a function
+    giving every paired layer's output for an NHWC batch."""
+    pairs = layer_pairs(keras_model)
+    return pairs, probe_model(keras_model, keras_model.input,
+                              [keras_model.get_layer(n).output for _, n, _ in pairs])
+
+
+def compare_layers(pairs, keras_run, mx_internals, x, batch_size=4):
+    """Run both models layer by layer over ``x`` (NCHW) and return one
+    ``LayerRecord`` per pair, deviations maximised over the batch.
+
+    ``keras_run(nhwc) -> [output of each pair's Keras layer]``;
     ``mx_internals(batch) -> {mxnet output name: NDArray-like numpy}``.
     """
-    import keras
-    pairs = layer_pairs(keras_model)
-    probe = keras.Model(keras_model.input, [keras_model.get_layer(n).output
-                                            for _, n, _ in pairs])
     max_abs = np.zeros(len(pairs))
     max_ref = np.zeros(len(pairs))
     shapes = [None] * len(pairs)
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
-        keras_outs = probe.predict(np.transpose(batch, (0, 2, 3, 1)), verbose=0)
+        keras_outs = keras_run(np.ascontiguousarray(np.transpose(batch, (0, 2, 3, 1))))
         mx_outs = mx_internals(batch)
         for i, ((_, _, mx_name), k) in enumerate(zip(pairs, keras_outs)):
             m = _to_nhwc(mx_outs[mx_name]).reshape(k.shape)

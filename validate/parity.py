@@ -13,9 +13,10 @@ import numpy as np
 
 from xception_mx.errors import InputError
 from xception_mx.preprocess import image_files, load_images
-from xception_mx.serving import checkpoint_input_size, load_network, read_meta, run_batches
+from xception_mx.serving import (checkpoint_input_size, is_transfer, load_network, read_meta,
+                                 run_batches, takes_raw_pixels)
 
-from . import keras_side, layers
+from . import keras_side, layers, transfer
 from .metrics import max_deviation, max_magnitude
 
 Record = collections.namedtuple("Record", "name max_abs max_rel top1 top5")
@@ -23,16 +24,18 @@ Record.__doc__ = """Per input: max |keras - mxnet|, that divided by max |keras|,
 and whether the top-1 class and the ordered top-5 agree (``None`` for features)."""
 
 
-def build_inputs(images, random_count, seed, input_size):
-    """``(names, x)``: decoded images then a seeded uniform [-1, 1] batch."""
+def build_inputs(images, random_count, seed, input_size, raw=False):
+    """``(names, x)``: decoded images then a seeded uniform batch, in
+    ``[-1, 1]`` (Keras' preprocessing) or with ``raw`` in ``[0, 255]``."""
     names, batches = [], []
     if images:
         files = image_files(images)
-        batches.append(load_images(files, input_size))
+        batches.append(load_images(files, input_size, raw=raw))
         names.extend(os.path.basename(f) for f in files)
     if random_count:
         rng = np.random.RandomState(seed)
-        batches.append(rng.uniform(-1, 1, (random_count, 3) + tuple(input_size))
+        low, high = (0.0, 255.0) if raw else (-1.0, 1.0)
+        batches.append(rng.uniform(low, high, (random_count, 3) + tuple(input_size))
                        .astype(np.float32))
         names.extend("random[%d]" % i for i in range(random_count))
     if not batches:
@@ -118,34 +121,73 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
                epoch=0, batch_size=8, per_layer=False):
     """Run both models on the same inputs and compare them; with ``per_layer``
     every intermediate output too."""
-    input_size = resolve_input_size(prefix, read_meta(prefix), input_size)
+    meta = read_meta(prefix)
+    input_size = resolve_input_size(prefix, meta, input_size)
+    if is_transfer(meta):
+        return run_transfer_parity(keras_path, prefix, meta, images, random_count, seed,
+                                   input_size, epoch, batch_size, per_layer)
     net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
     params = {name: p.data() for name, p in net.collect_params().items()}
     include_top, classes, pooling = checkpoint_head(params, meta)
     names, x = build_inputs(images, random_count, seed, input_size)
     keras_model = load_keras_reference(keras_path, prefix, include_top, classes, pooling,
                                        input_size)
+    records, layer_records = compare_both(
+        keras_model, net, names, x, per_layer and (lambda: layers.xception_probe(keras_model)),
+        prefix, epoch, input_size, batch_size)
+    details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
+               "input_size": list(input_size), "include_top": include_top,
+               "classes": classes, "pooling": pooling}
+    return Parity(records, layer_records, details)
+
+
+def compare_both(keras_model, net, names, x, probe, prefix, epoch, input_size, batch_size):
+    """``(records, layer records or None)``: both models' outputs over ``x``
+    and, when ``probe() -> (pairs, keras_run)`` is given, every paired layer."""
     keras_out = keras_side.keras_predict(keras_model, x, batch_size)
     mx_out = run_batches(net, x, batch_size)
     if keras_out.shape != mx_out.shape:
         raise InputError("%s gives outputs of shape %s, the Keras model %s"
                          % (prefix, mx_out.shape[1:], keras_out.shape[1:]))
     layer_records = None
-    if per_layer:
-        layer_records = compare_checkpoint_layers(keras_model, prefix, epoch, input_size, x,
-                                                  batch_size)
-    details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
-               "input_size": list(input_size), "include_top": include_top,
-               "classes": classes, "pooling": pooling}
-    return Parity(compare_outputs(names, keras_out, mx_out), layer_records, details)
+    if probe:
+        pairs, keras_run = probe()
+        layer_records = compare_checkpoint_layers(pairs, keras_run, prefix, epoch, input_size,
+                                                  x, batch_size)
+    return compare_outputs(names, keras_out, mx_out), layer_records
 
 
-def compare_checkpoint_layers(keras_model, prefix, epoch, input_size, x, batch_size):
-    """Per-layer records of the checkpoint against the Keras model."""
-    outputs = [mx_name for _, _, mx_name in layers.layer_pairs(keras_model)]
+def compare_checkpoint_layers(pairs, keras_run, prefix, epoch, input_size, x, batch_size):
+    """Per-layer records of the checkpoint against the Keras model, for
+    ``pairs`` and ``keras_run`` as ``layers.xception_probe`` gives them."""
+    outputs = [mx_name for _, _, mx_name in pairs]
     net, _ = load_network(prefix, epoch, output=outputs, input_size=input_size)
 
     def internals(batch):
         values = net(mx.nd.array(batch))
         return {name: v.asnumpy() for name, v in zip(outputs, values)}
-    return layers.compare_layers(keras_model, internals, x, max(1, min(batch_size, 4)))
+    return layers.compare_layers(pairs, keras_run, internals, x, max(1, min(batch_size, 4)))
+
+
+def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, input_size,
+                        epoch, batch_size, per_layer):
+    """``run_parity`` for a transfer checkpoint: the user's whole Keras model,
+    both sides fed the checkpoint's input convention, outputs as the model
+    gives them (after its last activation)."""
+    if not os.path.isfile(keras_path):
+        raise InputError("%s: no such Keras model file" % keras_path)
+    spec = meta["model"]["transfer"]
+    file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
+    raw = takes_raw_pixels(meta)
+    names, x = build_inputs(images, random_count, seed, input_size, raw)
+    keras_model = transfer.load_transfer_model(keras_path)
+    net, _ = load_network(prefix, epoch, input_size=input_size)
+    records, layer_records = compare_both(
+        keras_model, net, names, x,
+        per_layer and (lambda: transfer.transfer_probe(keras_model, file_transfer)),
+        prefix, epoch, input_size, batch_size)
+    details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
+               "input_size": list(input_size), "kind": "transfer",
+               "input_range": [0.0, 255.0] if raw else [-1.0, 1.0],
+               "classes": meta["model"].get("classes")}
+    return Parity(records, layer_records, details)

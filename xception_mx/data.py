@@ -15,7 +15,7 @@ from mxnet import gluon
 from PIL import Image
 
 from .errors import InputError, make_sure
-from .preprocess import IMAGE_SUFFIXES, RESAMPLE, preprocess_input
+from .preprocess import IMAGE_SUFFIXES, RESAMPLE, preprocess_input, raw_pixels
 from .serving import mxnet_error_text
 
 EVAL_CROP_FRACTION = 0.875          # resize to size / 0.875, then centre-crop
@@ -208,16 +208,17 @@ def center_crop(img, size, fraction=EVAL_CROP_FRACTION):
 
 class ImageDataset(gluon.data.Dataset):
     """Samples of a source, decoded and preprocessed to ``(3, H, W)`` float32
-    in [-1, 1] (Keras' Xception preprocessing).
+    in [-1, 1] (Keras' Xception preprocessing), or with ``raw`` kept as pixels
+    in [0, 255] (for a model that preprocesses inside).
 
     Items are requested as ``(index, epoch)`` so that augmentation is a pure
     function of the seed, the epoch and the sample.
     """
 
-    def __init__(self, source, indices, input_size, train, seed=0, min_crop=0.08):
+    def __init__(self, source, indices, input_size, train, seed=0, min_crop=0.08, raw=False):
         self.source, self.indices = source, list(indices)
         self.input_size, self.train = tuple(input_size), train
-        self.seed, self.min_crop = seed, min_crop
+        self.seed, self.min_crop, self.raw = seed, min_crop, raw
 
     def __len__(self):
         return len(self.indices)
@@ -232,7 +233,8 @@ class ImageDataset(gluon.data.Dataset):
                                           sample_rng(self.seed, epoch, index), self.min_crop)
             else:
                 img = center_crop(img, self.input_size)
-            x = preprocess_input(np.asarray(img, dtype=np.uint8))[0]
+            pixels = np.asarray(img, dtype=np.uint8)[None]
+            x = (raw_pixels if self.raw else preprocess_input)(pixels)[0]
         return x, np.float32(self.source.label(index))
 
 

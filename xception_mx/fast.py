@@ -79,7 +79,7 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
     """
     meta = read_meta(prefix)
     size = checkpoint_input_size(meta)
-    symbol = output_symbol(load_symbol(prefix), "logits")
+    symbol = output_symbol(load_symbol(prefix), "logits", meta)
     arg_params, aux_params = load_params(prefix, epoch)
     stored = meta.get("precision", "fp32")
     precision = precision or stored
@@ -100,7 +100,7 @@ def quantize_checkpoint(prefix, out_prefix, calibration, epoch=0, force=False,
     make_sure(meta.get("precision", "fp32") == "fp32", "%s is already %s", prefix,
               meta.get("precision"))
     size = checkpoint_input_size(meta)
-    symbol = output_symbol(load_symbol(prefix), "logits")
+    symbol = output_symbol(load_symbol(prefix), "logits", meta)
     arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
     qsym, qargs, qaux = quantize_int8(symbol, arg_params, aux_params, calibration)

@@ -3,7 +3,6 @@
 The run lives in ``--out``; see ``run_dir`` for its files and ``train`` for the
 design decisions (several devices, BN statistics, frozen BN, plain graph).
 """
-import os
 import sys
 import time
 
@@ -13,11 +12,16 @@ from mxnet import gluon
 from .atomic import write_text
 from .checkpoint import write_checkpoint
 from .cli import Parser, run
-from .data import EpochBatchSampler, ImageDataset, make_loader, open_source, split_indices
 from .errors import InputError, make_sure
 from .labels import labels_path
-from .model import Xception, check_input_shape
+from .model import Xception
+from .preprocess import input_convention
 from .run_dir import RunDirectory, check_resumable_config
+from .run_setup import Data, available_memory, check_config, check_memory
+from .serving import checkpoint_input_size, read_meta
+from .transfer import TransferNet
+from .transfer_training import (build_transfer_network, pretrained_transfer_spec,
+                                set_base_inference)
 from .train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
                     average_bn_statistics, build_network, count_correct, evaluate, join_job,
                     learning_rate, make_trainer, parse_contexts, train_step, trainable_params)
@@ -41,7 +45,9 @@ def build_parser():
     p.add_argument("--pretrained-epoch", type=int, default=0)
     p.add_argument("--num-classes", type=int, help="classes of the new head (default: of the "
                    "data); the head is kept when the checkpoint has as many")
-    p.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"), default=(299, 299))
+    p.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
+                   help="training input size (default: the --pretrained checkpoint's, else "
+                        "299 299)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32, help="global batch over all devices")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="nag")
@@ -79,121 +85,14 @@ def build_parser():
 def config_from_args(args):
     """The run configuration as JSON-ready data (stored with every checkpoint)."""
     config = {k: v for k, v in vars(args).items()}
-    config["input_shape"] = list(args.input_shape)
+    config["input_shape"] = list(args.input_shape or checkpoint_input_size(
+        read_meta(args.pretrained) if args.pretrained else {}))
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:
         raise InputError("--lr-steps %s: expected comma-separated epochs, e.g. 30,60"
                          % args.lr_steps)
     return config
-
-
-# Training memory measured here (batch 8 at 299x299: about 2.7 GB peak): about 1.2 GB
-# for the process and the parameters, and 0.2 GB per image of 299x299, growing
-# with the pixel count.  A guard against a batch that cannot fit, not a model.
-BASE_TRAIN_BYTES = 1.2e9
-TRAIN_BYTES_PER_IMAGE_299 = 0.2e9
-
-
-def available_memory():
-    """Bytes the kernel reports as available (``MemAvailable``), or ``None``."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_memory(batch_size, input_shape, devices, available):
-    """Refuse a batch that cannot fit in memory, suggesting one that can (CPU)."""
-    if available is None:
-        return
-    per_image = TRAIN_BYTES_PER_IMAGE_299 * input_shape[0] * input_shape[1] / 299.0 ** 2
-    need = BASE_TRAIN_BYTES * devices + per_image * batch_size
-    if need > available:
-        fits = int((available - BASE_TRAIN_BYTES * devices) // per_image)
-        fits -= fits % devices
-        raise InputError("--batch-size %d at %dx%d needs about %.1f GB of memory, %.1f GB are "
-                         "available; try --batch-size %d or less" % (
-                             batch_size, input_shape[0], input_shape[1], need / 1e9,
-                             available / 1e9, max(fits, devices)))
-
-
-def check_config(config):
-    try:
-        check_input_shape(tuple(config["input_shape"]))
-    except ValueError as exc:
-        raise InputError("--input-shape: %s" % exc)
-    for key in ("epochs", "batch_size"):
-        make_sure(config[key] >= 1, "--%s must be >= 1, got %s", key.replace("_", "-"),
-                  config[key])
-    make_sure(config["lr"] > 0, "--lr must be > 0, got %s", config["lr"])
-    make_sure(0 <= config["val_split"] < 1, "--val-split must be in [0, 1), got %s",
-              config["val_split"])
-    make_sure(not (config["val"] and config["val_split"]), "--val and --val-split exclude "
-              "each other")
-    make_sure(0 < config["min_crop"] <= 1, "--min-crop must be in (0, 1], got %s",
-              config["min_crop"])
-    make_sure(config["workers"] >= 0, "--workers must be >= 0")
-    make_sure(0 <= config["freeze_base_epochs"] <= config["epochs"],
-              "--freeze-base-epochs must be between 0 and --epochs (%d)", config["epochs"])
-    if config["pretrained"]:
-        path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
-        make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
-    if config["amp"]:
-        make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
-    if config["kvstore"].startswith("dist"):
-        make_sure(os.environ.get("DMLC_ROLE") == "worker", "--kvstore %s: start the job with "
-                  "xception-launch (no DMLC_ROLE=worker in the environment)", config["kvstore"])
-    if config["kvstore"] == HOROVOD:
-        make_sure("HOROVOD_RANK" in os.environ, "--kvstore horovod: start the job with "
-                  "horovodrun -np N --gloo ... (no HOROVOD_RANK in the environment)")
-        make_sure(not config["amp"], "--amp with --kvstore horovod is not supported")
-        make_sure(not config["cpus"] or config["cpus"] == 1, "--kvstore horovod: one device "
-                  "per process (--cpus %d); start more processes with horovodrun -np",
-                  config["cpus"])
-
-
-class Data:
-    """Training and validation sets, loaders and class names; on a parameter
-    server each worker trains on its shard (every ``workers``-th image, cut to
-    the same length on every worker, as ``dist_sync`` needs equal step counts)."""
-
-    def __init__(self, config, rank=0, workers=1):
-        size = tuple(config["input_shape"])
-        train_source = open_source(config["train"])
-        self.classes = train_source.classes
-        indices = range(len(train_source))
-        if config["val"]:
-            val_source = open_source(config["val"])
-            make_sure(val_source.classes == self.classes, "--val %s has classes %s, TRAIN has "
-                      "%s", config["val"], val_source.classes[:5], self.classes[:5])
-            train_idx, val_idx = list(indices), list(range(len(val_source)))
-        elif config["val_split"]:
-            val_source = train_source
-            train_idx, val_idx = split_indices([train_source.label(i) for i in indices],
-                                               config["val_split"], config["seed"])
-        else:
-            val_source, train_idx, val_idx = None, list(indices), []
-        # equal shards: in dist_sync every worker must take as many steps
-        train_idx = train_idx[rank::workers][:len(train_idx) // workers]
-        batch = config["batch_size"]
-        make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
-                  "(--batch-size %d)", config["train"], len(train_idx), batch)
-        self.train_set = ImageDataset(train_source, train_idx, size, True, config["seed"],
-                                      config["min_crop"])
-        self.train_sampler = EpochBatchSampler(len(train_idx), batch, True, config["seed"],
-                                               drop_last=True)
-        self.train_loader = make_loader(self.train_set, self.train_sampler, config["workers"])
-        self.val_loader = None
-        if val_source is not None:
-            val_set = ImageDataset(val_source, val_idx, size, False)
-            self.val_loader = make_loader(val_set, EpochBatchSampler(len(val_idx), batch, False),
-                                          config["workers"])
-        self.n_train, self.n_val = len(train_idx), len(val_idx)
 
 
 def _phase(config, epoch):
@@ -227,16 +126,23 @@ def run_finetune(config, log=print):
                      available_memory())
     run_dir = RunDirectory(config["out"])
     resumed = _resume_point(run_dir, config, lead)
-    data = Data(config, rank, workers)
+    transfer_spec = pretrained_transfer_spec(config["pretrained"])
+    data = Data(config, rank, workers, raw=bool(transfer_spec and transfer_spec["preprocess"]))
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
               "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))
     if config["amp"]:
         from mxnet.contrib import amp
         amp.init()
-    net, head_loaded = build_network(num_classes, tuple(config["input_shape"]), contexts,
-                                     config["pretrained"], config["pretrained_epoch"],
-                                     config["seed"], config["freeze_bn"])
+    export_spec = None
+    if transfer_spec:
+        net, head_loaded, export_spec = build_transfer_network(
+            transfer_spec, num_classes, tuple(config["input_shape"]), contexts,
+            config["pretrained"], config["pretrained_epoch"], config["seed"], config["freeze_bn"])
+    else:
+        net, head_loaded = build_network(num_classes, tuple(config["input_shape"]), contexts,
+                                         config["pretrained"], config["pretrained_epoch"],
+                                         config["seed"], config["freeze_bn"])
     history, start_epoch, best = [], 0, None
     if resumed:
         start_epoch, record = resumed
@@ -263,8 +169,11 @@ def run_finetune(config, log=print):
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
         trainable_params(net, phase == "head")
+        if transfer_spec:     # a frozen base runs in inference mode; the head trains
+            set_base_inference(net, phase == "head" or config["freeze_bn"] or
+                               transfer_spec["base"].get("inference_mode", False))
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
-                           steps_per_epoch, k, phase)
+                           steps_per_epoch, k, phase, train_mode=bool(transfer_spec))
         average_bn_statistics(net, contexts, kvstore)
         if data.val_loader is not None:
             val = evaluate(net, data.val_loader, loss_fn, contexts, k)
@@ -291,7 +200,8 @@ def run_finetune(config, log=print):
             log("%s: stopped after epoch %d as asked; continue with --resume" % (PROG, epoch))
             return run_dir, history, best
     if lead:
-        export_best(run_dir, best["epoch"], num_classes, config, data.classes, history)
+        export_best(run_dir, best["epoch"], num_classes, config, data.classes, history,
+                    export_spec)
     log("best epoch %d (validation top-1 %.3f); exported %s-symbol.json, -0000.params, "
         "-labels.txt; curves %s" % (best["epoch"], best["score"], run_dir.file(EXPORT_NAME),
                                     run_dir.file("curves.png")))
@@ -299,11 +209,13 @@ def run_finetune(config, log=print):
 
 
 def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per_epoch, k,
-                 phase):
+                 phase, train_mode=False):
+    """One epoch; in training mode in the ``all`` phase, or with ``train_mode``
+    (a transfer model, whose frozen base is put in inference mode by itself)."""
     from tqdm import tqdm
     data.train_sampler.set_epoch(epoch)
     meter, loss_sum, top1, topk, n = Throughput(), 0.0, 0, 0, 0
-    train_mode = phase == "all"
+    train_mode = train_mode or phase == "all"
     bar = tqdm(data.train_loader, total=steps_per_epoch, unit="batch", leave=False,
                desc="epoch %d" % epoch, file=sys.stderr, disable=None)
     lr = config["lr"]
@@ -341,11 +253,15 @@ def _resume_point(run_dir, config, lead=True):
     return epoch, record
 
 
-def export_best(run_dir, epoch, num_classes, config, classes, history):
+def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None):
     """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
-    ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes."""
+    ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
+    with a softmax, or the transfer model with its own output."""
     size = tuple(config["input_shape"])
-    net = Xception(classes=num_classes, classifier_activation="softmax", input_shape=size)
+    if transfer_spec:
+        net = TransferNet(transfer_spec, input_shape=size)
+    else:
+        net = Xception(classes=num_classes, classifier_activation="softmax", input_shape=size)
     params = net.collect_params()
     params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
     arg_params, aux_params = {}, {}
@@ -357,8 +273,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history):
     meta = {"producer": "xception-mx xception-finetune", "model": net.config(),
             "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
             "classes": classes,
-            "input": {"input_name": "data", "layout": "NCHW", "dtype": "float32",
-                      "color": "RGB", "scale": "x / 127.5 - 1", "shape": [1, 3] + list(size)},
+            "input": input_convention(size, transfer_spec),
             "training": config}
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)

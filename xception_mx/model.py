@@ -289,6 +289,10 @@ class Xception(HybridBlock):
             x = F.flatten(self.global_pool(x), name="flatten")
         return x
 
+    def head_parameter_names(self):
+        """Names of the parameters ``--freeze-base-epochs`` leaves trainable."""
+        return [n for n in self.collect_params() if n.startswith("predictions_")]
+
     def config(self):
         """The constructor arguments, as JSON-ready data."""
         return {"include_top": self.include_top, "classes": self.classes,

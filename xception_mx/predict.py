@@ -7,9 +7,10 @@ import numpy as np
 from .cli import Parser, run
 from .errors import InputError
 from .labels import class_names
-from .preprocess import image_files, load_images
+from .preprocess import image_files
 from .fast import PRECISIONS, load_fast_network
-from .serving import checkpoint_input_size, read_meta, run_batches
+from .serving import checkpoint_images, is_transfer, read_meta, run_batches
+from .transfer import output_kind
 
 PROG = "xception-predict"
 
@@ -18,6 +19,14 @@ def softmax(logits):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def checkpoint_output_kind(meta):
+    """``output_kind`` of a transfer model; for plain Xception ``"logits"``,
+    or ``"features"`` when it has no top (pooled or not)."""
+    if is_transfer(meta):
+        return output_kind(meta["model"]["transfer"])
+    return "logits" if meta.get("model", {}).get("include_top", True) else "features"
 
 
 def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, precision=None,
@@ -30,16 +39,19 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
             raise InputError("%s: no such image file" % path)
-    input_size = checkpoint_input_size(read_meta(prefix))
-    x = load_images(files, input_size)
-    calibration = load_images(calib_files, input_size) if calib_files else x
+    meta = read_meta(prefix)
+    kind = checkpoint_output_kind(meta)
+    x = checkpoint_images(files, meta)
+    calibration = checkpoint_images(calib_files, meta) if calib_files else x
     net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration)
-    logits = run_batches(net, x, batch_size)
-    if logits.ndim != 2:
+    outputs = run_batches(net, x, batch_size)
+    if outputs.ndim != 2 or kind == "features":
         raise InputError("%s: a feature extractor (output %s), not a classifier"
-                         % (prefix, logits.shape[1:]))
-    names = class_names(prefix, logits.shape[1], labels)
-    probabilities = softmax(logits)
+                         % (prefix, outputs.shape[1:]))
+    names = class_names(prefix, outputs.shape[1], labels)
+    # logits go through softmax; a model's own probabilities or scores (a
+    # sigmoid multi-label head, say) are shown as the model gives them
+    probabilities = softmax(outputs) if kind == "logits" else outputs
     results = []
     for path, p in zip(files, probabilities):
         order = np.argsort(-p)[:top]

@@ -16,6 +16,23 @@ RESAMPLE = Image.BILINEAR
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
+PREPROCESSING = {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                 "scale": "x / 127.5 - 1", "range": [-1.0, 1.0]}
+
+
+def input_convention(input_size, spec=None):
+    """What a checkpoint's ``data`` input is (``PREFIX-meta.json``'s ``input``):
+    Keras' preprocessed range, or for a transfer model ``spec`` that
+    preprocesses inside, raw pixels."""
+    shape = [1, 3] + list(input_size)
+    if spec is None or not spec["preprocess"]:
+        return dict(PREPROCESSING, shape=shape)
+    steps = ["normalize by %s's mean and variance" % op["name"] if op["op"] == "normalize"
+             else "%s %g" % (op["op"], op["value"]) for op in spec["preprocess"]]
+    return dict(PREPROCESSING, scale="raw pixels; inside the network: " + ", then ".join(steps),
+                range=[0.0, 255.0], shape=shape)
+
+
 def image_files(paths):
     """Image files from files and folders (a folder's images, sorted); one
     path or a list."""
@@ -68,6 +85,15 @@ def load_image(path, size):
         raise InputError("%s: cannot read image (%s)" % (path, exc))
 
 
-def load_images(paths, size=(299, 299)):
-    """Decode and preprocess image files into one ``(N, 3, H, W)`` float32 batch."""
-    return preprocess_input(np.stack([load_image(p, size) for p in paths]))
+def raw_pixels(images):
+    """uint8-range RGB images (NHWC) as float32 NCHW, values kept in ``[0, 255]``
+    (for models that preprocess inside)."""
+    x = np.asarray(images, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_images(paths, size=(299, 299), raw=False):
+    """Decode image files into one ``(N, 3, H, W)`` float32 batch, preprocessed
+    to ``[-1, 1]``, or with ``raw`` left as pixels in ``[0, 255]``."""
+    images = np.stack([load_image(p, size) for p in paths])
+    return raw_pixels(images) if raw else preprocess_input(images)

@@ -4,8 +4,8 @@ import sys
 
 from .cli import Parser, run
 from .fast import quantize_checkpoint
-from .preprocess import image_files, load_images
-from .serving import checkpoint_input_size, read_meta
+from .preprocess import image_files
+from .serving import checkpoint_images, read_meta
 
 PROG = "xception-quantize"
 
@@ -25,7 +25,7 @@ def build_parser():
 def _main(argv):
     args = build_parser().parse_args(argv)
     files = image_files(args.calib_images)
-    calibration = load_images(files, checkpoint_input_size(read_meta(args.prefix)))
+    calibration = checkpoint_images(files, read_meta(args.prefix))
     paths = quantize_checkpoint(args.prefix, args.output, calibration, args.epoch, args.force,
                                 calibration_source=[str(f) for f in files])
     print("%s: int8 checkpoint calibrated on %d images: %s" % (

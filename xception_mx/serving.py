@@ -10,6 +10,7 @@ from mxnet import gluon
 from .atomic import directory_lock, sha256_file
 from .checkpoint import journal_path, recover_checkpoint
 from .errors import InputError
+from .preprocess import load_images
 
 LOGITS_OUTPUT = "predictions_fwd_output"
 FEATURES_OUTPUT = "block14_sepconv2_act_fwd_output"
@@ -112,10 +113,22 @@ def load_params(prefix, epoch):
     return arg_params, aux_params
 
 
-def output_symbol(symbol, output="default"):
+def is_transfer(meta):
+    """Whether the checkpoint is a user's transfer model (base + head)."""
+    return (meta or {}).get("model", {}).get("kind") == "transfer"
+
+
+def takes_raw_pixels(meta):
+    """Whether the checkpoint's ``data`` is raw 0..255 pixels (the model
+    preprocesses inside) rather than Keras' ``x / 127.5 - 1``."""
+    return list((meta or {}).get("input", {}).get("range", [-1.0, 1.0])) == [0.0, 255.0]
+
+
+def output_symbol(symbol, output="default", meta=None):
     """The symbol cut at ``output``: ``'default'`` (as exported), ``'logits'``
-    (before a softmax), an internal output name, or a list of them (grouped)."""
-    if output == "default":
+    (plain Xception: before its softmax; a transfer model: its own output, as
+    Keras gives it), an internal output name, or a list of them (grouped)."""
+    if output == "default" or (output == "logits" and is_transfer(meta)):
         return symbol
     internals = symbol.get_internals()
     if isinstance(output, (list, tuple)):
@@ -162,6 +175,12 @@ def checkpoint_input_size(meta, default=(299, 299)):
     return tuple(default) if default else None
 
 
+def checkpoint_images(files, meta):
+    """Image files as the checkpoint's ``data`` input: its size, and raw pixels
+    or ``x / 127.5 - 1`` as its meta says."""
+    return load_images(files, checkpoint_input_size(meta), raw=takes_raw_pixels(meta))
+
+
 def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
     """A Gluon ``SymbolBlock`` of the checkpoint, cut at ``output``, and its meta.
 
@@ -171,7 +190,7 @@ def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
     ctx = ctx or mx.cpu()
     meta = read_meta(prefix)
     input_size = tuple(input_size or checkpoint_input_size(meta))
-    symbol = output_symbol(load_symbol(prefix), output)
+    symbol = output_symbol(load_symbol(prefix), output, meta)
     arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, input_size,
                      "%s-%04d.params" % (prefix, epoch))

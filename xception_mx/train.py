@@ -116,11 +116,11 @@ def trainable_params(net, head_only):
     (the others get ``grad_req='null'``, which the Trainer skips).  Returns all
     differentiable parameters: one Trainer over them serves both phases, since
     a parameter server cannot register a second Trainer's parameters."""
-    chosen = {}
+    chosen, head = {}, set(net.head_parameter_names())
     for name, param in net.collect_params().items():
         if not param._differentiable:
             continue
-        train = not head_only or name.startswith(HEAD_PREFIX)
+        train = not head_only or name in head
         param.grad_req = "write" if train else "null"     # a no-op when unchanged
         chosen[name] = param
     return chosen

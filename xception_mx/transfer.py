@@ -7,7 +7,8 @@ The spec::
     {"input_shape": [H, W],
      "preprocess": [{"op": "divide", "value": 127.5}, {"op": "subtract", "value": 1.0},
                     {"op": "normalize", "name": "normalization"}, ...],
-     "base": {"name": "xception" or None (flattened), "pooling": None | "avg" | "max"},
+     "base": {"name": "xception" or None (flattened), "pooling": None | "avg" | "max",
+              "inference_mode": true when called as base(x, training=False)},
      "head": [{"class": "GlobalAveragePooling2D", "name": ...},
               {"class": "Dense", "name": "fc1", "units": 256, "use_bias": true,
                "activation": "relu"},
@@ -23,7 +24,7 @@ import math
 
 from mxnet.gluon import HybridBlock, nn
 
-from .model import BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape
+from .model import BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape, pool_input_sizes
 
 # Layers that compute the identity at inference.
 IDENTITY_LAYERS = (
@@ -92,7 +93,6 @@ def head_has_flatten(spec):
 
 def feature_shape(spec, input_size):
     """(C, H, W) or (C,) of what the base gives the head."""
-    from .model import pool_input_sizes
     spatial = tuple(-(-pool_input_sizes(s)[-1] // 2) for s in input_size)
     if spec["base"]["pooling"]:
         return (FEATURE_CHANNELS,)
@@ -137,8 +137,32 @@ class Normalization(HybridBlock):
         return F.broadcast_div(F.broadcast_sub(x, mean), std)
 
 
+def layer_output_name(name):
+    """The symbol output holding what Keras layer ``name`` of the head outputs."""
+    return "%s_out_output" % name
+
+
+PREPROCESSED_OUTPUT = "preprocessed_output"      # what enters the base
+
+
+def output_kind(spec):
+    """What the model outputs: ``"probabilities"`` (ends in softmax),
+    ``"logits"`` (ends in a linear layer), ``"scores"`` (another activation,
+    sigmoid for multi-label heads, say) or ``"features"`` (no Dense at all)."""
+    if not any(layer["class"] == "Dense" for layer in spec["head"]):
+        return "features"
+    last = spec["head"][-1]
+    activation = "softmax" if last["class"] == "Softmax" else last.get("activation", "linear")
+    if last["class"] in ("ReLU", "LeakyReLU"):
+        return "scores"
+    if last["class"] == "BatchNormalization" or activation == "linear":
+        return "logits"
+    return "probabilities" if activation == "softmax" else "scores"
+
+
 class HeadLayer(HybridBlock):
-    """One layer of the head, Keras semantics, NCHW feature maps."""
+    """One layer of the head, Keras semantics, NCHW feature maps; its output
+    is named ``layer_output_name(layer name)``."""
 
     def __init__(self, layer, in_units, frozen_bn=False, **kwargs):
         super().__init__(prefix=layer["name"] + "_", **kwargs)
@@ -156,6 +180,9 @@ class HeadLayer(HybridBlock):
                                        prefix="", use_global_stats=frozen_bn)
 
     def hybrid_forward(self, F, x):
+        return F.identity(self._apply(F, x), name="out")
+
+    def _apply(self, F, x):
         layer, cls = self.layer, self.layer["class"]
         if cls == "GlobalAveragePooling2D":
             return F.flatten(F.mean(x, axis=(2, 3), keepdims=True))
@@ -243,10 +270,16 @@ class TransferNet(HybridBlock):
     def hybrid_forward(self, F, x):
         for block in self.preprocess:
             x = block(x)
+        if self.preprocess:
+            x = F.identity(x, name=PREPROCESSED_OUTPUT[:-len("_output")])
         x = self.base(x)
         for block in self.head:
             x = block(x)
         return x
+
+    def head_parameter_names(self):
+        """Names of the head's parameters (what trains while the base is frozen)."""
+        return [n for block in self.head for n in block.collect_params()]
 
     def config(self):
         """JSON-ready record of the network (``PREFIX-meta.json``'s ``model``)."""

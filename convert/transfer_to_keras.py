@@ -1,0 +1,111 @@
+"""A transfer checkpoint back to Keras: Keras 3 rebuilds the model from the
+meta's spec (``model.transfer``) and takes the checkpoint's weights through
+the inverse layout transforms, bit-exactly.
+
+Layer names and weights are the original model's.  What the checkpoint does
+not hold is not rebuilt: layers that are the identity at inference
+(augmentation, Dropout, GaussianNoise...).  ``preprocess_input``'s arithmetic
+comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
+``Rescaling``, a ``Normalization`` with its mean and variance in its config.
+"""
+from . import layouts
+from .errors import make_sure
+from .name_table import BN, DENSE, ROLES, TARGET
+
+HEAD_KINDS = {"Dense": DENSE, "BatchNormalization": BN}
+
+
+def head_weights(spec, params, where):
+    """``{layer name: [arrays in Keras order]}`` of the head's weighted layers."""
+    weights = {}
+    for layer in spec["head"]:
+        kind = HEAD_KINDS.get(layer["class"])
+        if kind is None:
+            continue
+        skipped = {"bias"} if kind == DENSE and not layer["use_bias"] else set()
+        if kind == BN:
+            skipped |= {"gamma"} if not layer.get("scale", True) else set()
+            skipped |= {"beta"} if not layer.get("center", True) else set()
+        arrays = []
+        for role in ROLES[kind]:
+            if role in skipped:
+                continue
+            suffix, transform, _ = TARGET[(kind, role)]
+            name = "%s_%s" % (layer["name"], suffix)
+            make_sure(name in params, "%s: lacks %s (head layer '%s')", where, name,
+                      layer["name"])
+            arrays.append(layouts.INVERSE[transform](params[name]))
+        weights[layer["name"]] = arrays
+    return weights
+
+
+def _preprocess(keras, x, spec, params, where):
+    """Division and subtraction as Keras operations (``preprocess_input``'s),
+    a multiplication and/or addition as ``Rescaling`` (``x * scale + offset``:
+    the same float32 arithmetic)."""
+    ops = list(spec["preprocess"])
+    while ops:
+        op = ops.pop(0)
+        if op["op"] in ("divide", "subtract"):
+            x = {"divide": keras.ops.divide, "subtract": keras.ops.subtract}[op["op"]](
+                x, op["value"])
+            continue
+        if op["op"] in ("multiply", "add"):
+            scale, offset = (op["value"], 0.0) if op["op"] == "multiply" else (1.0, op["value"])
+            if op["op"] == "multiply" and ops and ops[0]["op"] == "add":
+                offset = ops.pop(0)["value"]
+            x = keras.layers.Rescaling(scale, offset)(x)
+            continue
+        stats = []
+        for stat in ("mean", "variance"):
+            name = "%s_%s" % (op["name"], stat)
+            make_sure(name in params, "%s: lacks %s (Normalization '%s')", where, name, op["name"])
+            stats.append(params[name].tolist())
+        x = keras.layers.Normalization(mean=stats[0], variance=stats[1], name=op["name"])(x)
+    return x
+
+
+def _head_layer(keras, layer):
+    cls, name, layers = layer["class"], layer["name"], keras.layers
+    if cls == "Dense":
+        return layers.Dense(layer["units"], activation=layer["activation"],
+                            use_bias=layer["use_bias"], name=name)
+    if cls == "Activation":
+        return layers.Activation(layer["activation"], name=name)
+    if cls == "ReLU":
+        return layers.ReLU(max_value=layer.get("max_value"),
+                           negative_slope=layer["negative_slope"],
+                           threshold=layer["threshold"], name=name)
+    if cls == "LeakyReLU":
+        return layers.LeakyReLU(negative_slope=layer["negative_slope"], name=name)
+    if cls == "BatchNormalization":
+        return layers.BatchNormalization(epsilon=layer.get("epsilon", 1e-3),
+                                         momentum=layer.get("momentum", 0.99),
+                                         center=layer.get("center", True),
+                                         scale=layer.get("scale", True), name=name)
+    return getattr(layers, cls)(name=name)     # pooling, Flatten, Softmax
+
+
+def build_keras_transfer(spec, params, where, fill_xception):
+    """The Keras 3 model of ``spec`` with ``params`` (MXNet names, numpy);
+    ``fill_xception(xception_model)`` sets the base's weights."""
+    from validate.keras_side import import_keras
+    keras = import_keras()
+    size = tuple(spec["input_shape"]) + (3,)
+    inputs = keras.Input(size)
+    x = _preprocess(keras, inputs, spec, params, where)
+    base_spec = spec["base"]
+    if base_spec["name"]:
+        base = keras.applications.Xception(include_top=False, weights=None, input_shape=size,
+                                           pooling=base_spec["pooling"], name=base_spec["name"])
+        x = base(x, training=False) if base_spec.get("inference_mode") else base(x)
+    else:
+        base = keras.applications.Xception(include_top=False, weights=None, input_tensor=x)
+        x = base.output
+    fill_xception(base)
+    for layer in spec["head"]:
+        x = _head_layer(keras, layer)(x)
+    model = keras.Model(inputs, x)
+    for name, arrays in head_weights(spec, params, where).items():
+        model.get_layer(name).set_weights(arrays)
+    return model

@@ -1,0 +1,258 @@
+"""The tools work on converted transfer models (issue #12): xception-parity
+loads the user's whole Keras model (a Keras 2 file through tf-keras) and
+compares the outputs and every layer, head included; xception-predict feeds
+the checkpoint's own input convention and shows the model's own outputs."""
+import json
+import re
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import transfer_models
+from conftest import DATA, PHOTOS, assert_bad_input, run_tool
+from convert import convert_file
+from xception_mx import load_images
+from xception_mx.checkpoint import write_checkpoint
+from xception_mx.serving import load_params, load_symbol, read_meta
+
+MODELS = {   # name: (builder, suffix); input convention and output in the comment
+    "nested": (transfer_models.nested, ".keras"),                 # raw pixels, softmax
+    "keras2_nested": (transfer_models.keras2_nested, ".h5"),      # raw pixels, TFOpLambda
+    "keras2_flattened": (transfer_models.keras2_flattened, ".h5"),  # [-1, 1], sigmoid
+}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """``{name: (Keras file, checkpoint prefix)}``."""
+    folder = tmp_path_factory.mktemp("transfer_tools")
+    files = {}
+    for name, (builder, suffix) in MODELS.items():
+        path = transfer_models.save(transfer_models.built(builder), str(folder / (name + suffix)))
+        convert_file(path, str(folder / name))
+        files[name] = (path, str(folder / name))
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parity_compares_outputs_and_every_layer_of_a_transfer_model(name, converted,
+                                                                      tmp_path):
+    path, prefix = converted[name]
+    report = tmp_path / "report.json"
+    result = run_tool("xception-parity", "--keras", path, "--mxnet", prefix, DATA,
+                      "--random", "2", "--per-layer", "--report", report)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    found = json.loads(report.read_text())
+    assert found["passed"] and found["first_divergent_layer"] is None
+    assert len(found["inputs"]) == len(PHOTOS) + 2
+    assert all(r["max_abs"] <= 1e-4 and r["top1"] for r in found["inputs"])
+    spec = read_meta(prefix)["model"]["transfer"]
+    raw = bool(spec["preprocess"])
+    assert found["input_range"] == ([0.0, 255.0] if raw else [-1.0, 1.0])
+    layers = [r["keras_layer"] for r in found["layers"]]
+    head = [layer["name"] for layer in spec["head"]]
+    assert layers[-len(head):] == head
+    assert {"block1_conv1", "block7_sepconv3_bn", "block14_sepconv2_act"} <= set(layers)
+    assert len(layers) >= 125 + len(head)
+    if raw:           # what enters the base, after preprocess_input's subtraction
+        assert "subtract" in layers[0]
+
+
+def test_parity_names_the_head_layer_a_damaged_checkpoint_gets_wrong(converted, tmp_path):
+    path, prefix = converted["nested"]
+    arg_params, aux_params = load_params(prefix, 0)
+    aux = {k: v.asnumpy() for k, v in aux_params.items()}
+    aux["fc1_bn_running_mean"] = aux["fc1_bn_running_mean"] + 0.5
+    damaged = str(tmp_path / "damaged")
+    write_checkpoint(damaged, load_symbol(prefix), {k: v.asnumpy() for k, v in
+                                                    arg_params.items()}, aux, read_meta(prefix))
+    report = tmp_path / "report.json"
+    result = run_tool("xception-parity", "--keras", path, "--mxnet", damaged, "--random", "2",
+                      "--per-layer", "--report", report)
+    assert result.returncode == 1, result.stderr
+    assert "FAIL" in result.stdout
+    assert json.loads(report.read_text())["first_divergent_layer"] == "fc1_bn"
+
+
+def test_parity_refuses_a_keras_file_of_another_model(converted):
+    other, _ = converted["keras2_nested"]
+    _, prefix = converted["nested"]
+    assert_bad_input(run_tool("xception-parity", "--keras", other, "--mxnet", prefix,
+                              "--random", "1"), other, "not the model", "head step 1",
+                     "GlobalMaxPooling2D", "GlobalAveragePooling2D")
+
+
+def test_parity_says_keras_cannot_read_its_own_h5_with_preprocess_input(converted, tmp_path):
+    """Keras 3 writes preprocess_input's operations into .h5 files it cannot
+    load back; keras2mxnet reads them, xception-parity says why it cannot."""
+    path = transfer_models.save(transfer_models.built(transfer_models.nested),
+                                str(tmp_path / "nested.h5"))
+    convert_file(path, str(tmp_path / "mx"))
+    assert_bad_input(run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx",
+                              "--random", "1"), "nested.h5", "Keras itself cannot load",
+                     "TrueDivide", "save the model as .keras")
+
+
+PREDICTION = re.compile(r"^\s+\d+\. ([0-9.]+)\s+class (\d+)$")
+
+
+def predicted(stdout):
+    """``{image: {class index: shown probability}}`` from xception-predict's output."""
+    found, current = {}, None
+    for line in stdout.splitlines():
+        match = PREDICTION.match(line)
+        if match:
+            found[current][int(match.group(2))] = float(match.group(1))
+        else:
+            current = line.strip()
+            found[current] = {}
+    return found
+
+
+@pytest.mark.parametrize("name", ["nested", "keras2_flattened"])
+def test_predict_shows_what_the_keras_model_outputs_on_each_photo(name, converted):
+    """Raw pixels for a model that preprocesses inside, x / 127.5 - 1 for one
+    that does not; a softmax or sigmoid output shown as it is, not softmaxed."""
+    model = transfer_models.built(MODELS[name][0])
+    _, prefix = converted[name]
+    classes = model.output_shape[-1]
+    result = run_tool("xception-predict", prefix, *PHOTOS, "--top", classes)
+    assert result.returncode == 0, result.stderr
+    shown = predicted(result.stdout)
+    raw = read_meta(prefix)["input"]["range"] == [0.0, 255.0]
+    size = model.input_shape[1:3]
+    x = load_images(PHOTOS, size, raw=raw).transpose(0, 2, 3, 1)
+    expected = model.predict(np.ascontiguousarray(x), verbose=0)
+    for path, keras_out in zip(PHOTOS, expected):
+        ours = shown[path]
+        assert sorted(ours) == list(range(classes)), result.stdout
+        got = np.array([ours[i] for i in range(classes)])
+        assert np.abs(got - keras_out).max() <= 1e-4, (path, got, keras_out)
+        assert max(ours, key=ours.get) == int(np.argmax(keras_out))
+
+
+def test_finetune_head_phase_keeps_the_base_and_its_statistics_and_trains_the_head(
+        converted, shapes, tmp_path):
+    """The guide's model (6 classes) on the 3-class synthetic set: only the last
+    Dense is replaced; while the base is frozen it keeps its weights and its
+    BatchNorm statistics (inference mode), and the head's layers train."""
+    _, prefix = converted["nested"]
+    out = tmp_path / "run"
+    result = run_tool("xception-finetune", shapes / "train", "--out", out, "--pretrained",
+                      prefix, "--epochs", "1", "--freeze-base-epochs", "1", "--batch-size", "16",
+                      "--workers", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "head new" in result.stdout
+    start = {k.split(":", 1)[1]: v.asnumpy() for k, v in
+             mx.nd.load(prefix + "-0000.params").items()}
+    after = {k: v.asnumpy() for k, v in mx.nd.load(str(out / "epoch-0000.params")).items()}
+    for name in ("block1_conv1_weight", "block14_sepconv2_bn_gamma",
+                 "block1_conv1_bn_running_mean", "block14_sepconv2_bn_running_var"):
+        assert np.array_equal(after[name], start[name]), name
+    for name in ("fc1_weight", "fc1_bn_gamma", "fc1_bn_running_mean"):
+        assert np.abs(after[name] - start[name]).max() > 1e-6, name
+    assert after["out_weight"].shape == (3, 32)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from xception_mx.synthetic import write_shapes_dataset
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_dataset(str(root / "train"), per_class=30, seed=0)
+    write_shapes_dataset(str(root / "val"), per_class=10, seed=1)
+    return root
+
+
+@pytest.mark.slow
+def test_finetune_of_a_transfer_model_learns_and_exports_the_model_with_its_own_output(
+        converted, shapes, tmp_path):
+    """The export is the transfer model again: raw pixels in, softmax out.
+    (Frozen statistics and a small rate, as the keras.io guide fine-tunes: the
+    seeded head's BatchNorm statistics do not fit the synthetic images.)"""
+    _, prefix = converted["nested"]
+    out = tmp_path / "run"
+    result = run_tool("xception-finetune", shapes / "train", "--val", shapes / "val", "--out",
+                      out, "--pretrained", prefix, "--epochs", "4", "--freeze-base-epochs", "1",
+                      "--batch-size", "16", "--min-crop", "0.3", "--lr", "0.001",
+                      "--freeze-bn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((out / "best.json").read_text())
+    assert best["metrics"]["val_top1"] >= 0.9, best
+    meta = read_meta(str(out / "model"))
+    head = meta["model"]["transfer"]["head"]
+    pretrained = read_meta(prefix)["model"]["transfer"]["head"]
+    assert [l["name"] for l in head] == [l["name"] for l in pretrained]
+    assert [l["name"] for l in head][1:] == ["fc1", "fc1_bn", "out"]
+    assert head[-1]["units"] == 3 and head[-1]["activation"] == "softmax"
+    assert meta["input"]["range"] == [0.0, 255.0] and meta["model"]["input_shape"] == [71, 71]
+    stripes = sorted((shapes / "val" / "vertical_stripes").iterdir())[:3]
+    predicted = run_tool("xception-predict", out / "model", *stripes, "--top", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    top1 = [line.split(None, 2)[2] for line in predicted.stdout.splitlines()
+            if line.startswith(" ")]
+    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
+
+
+def test_bf16_and_int8_paths_run_a_transfer_model_close_to_fp32(converted, tmp_path):
+    """xception-quantize keeps the input convention and the head; bf16 and int8
+    outputs stay near the fp32 ones (measured here: within 0.03)."""
+    _, prefix = converted["nested"]
+    quantized = tmp_path / "int8"
+    result = run_tool("xception-quantize", prefix, "-o", quantized, "--calib-images", DATA)
+    assert result.returncode == 0, result.stderr
+    assert read_meta(str(quantized))["input"]["range"] == [0.0, 255.0]
+    runs = {"fp32": run_tool("xception-predict", prefix, *PHOTOS, "--top", "6"),
+            "bf16": run_tool("xception-predict", prefix, *PHOTOS, "--top", "6",
+                             "--precision", "bf16"),
+            "int8": run_tool("xception-predict", quantized, *PHOTOS, "--top", "6")}
+    for run in runs.values():
+        assert run.returncode == 0, run.stderr
+    shown = {k: predicted(r.stdout) for k, r in runs.items()}
+    for path in PHOTOS:
+        reference = np.array([shown["fp32"][path][i] for i in range(6)])
+        for precision in ("bf16", "int8"):
+            got = np.array([shown[precision][path][i] for i in range(6)])
+            assert np.abs(got - reference).max() <= 0.1, (precision, path, got, reference)
+
+
+def canonical_weights(model):
+    """``{canonical layer name: [arrays]}`` (a nested base as one entry; the
+    residual layers Keras auto-names by their place)."""
+    from convert.mxnet_to_keras import canonical_names
+    return {canonical: model.get_layer(name).get_weights()
+            for name, canonical in canonical_names(model).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("builder", [transfer_models.nested, transfer_models.flattened],
+                         ids=["nested", "flattened-150x200"])
+def test_keras_to_mxnet_to_keras_gives_back_every_weight_and_the_outputs(builder, tmp_path):
+    model = transfer_models.built(builder)
+    path = transfer_models.save(model, str(tmp_path / "model.keras"))
+    convert_file(path, str(tmp_path / "mx"))
+    result = run_tool("mxnet2keras", tmp_path / "mx", "-o", tmp_path / "back.keras")
+    assert result.returncode == 0, result.stderr
+    keras = transfer_models.import_keras()
+    back = keras.models.load_model(str(tmp_path / "back.keras"), compile=False, safe_mode=True)
+    original, returned = canonical_weights(model), canonical_weights(back)
+    assert sorted(original) == sorted(returned)
+    assert sum(len(v) for v in returned.values()) >= 236
+    for name in original:
+        assert len(original[name]) == len(returned[name]), name
+        for a, b in zip(original[name], returned[name]):
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+    raw = bool(read_meta(str(tmp_path / "mx"))["model"]["transfer"]["preprocess"])
+    x = np.ascontiguousarray(load_images(PHOTOS, model.input_shape[1:3], raw=raw)
+                             .transpose(0, 2, 3, 1))
+    expected = model.predict(x, verbose=0)
+    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-6 * max(
+        1.0, float(np.abs(expected).max()))
+
+
+def test_mxnet2keras_writes_a_transfer_model_only_as_a_whole_keras_model(converted, tmp_path):
+    _, prefix = converted["nested"]
+    for name in ("back.h5", "back.weights.h5"):
+        assert_bad_input(run_tool("mxnet2keras", prefix, "-o", tmp_path / name), name,
+                         "whole .keras model")
+    assert list(tmp_path.iterdir()) == []

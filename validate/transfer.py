@@ -1,0 +1,120 @@
+"""Parity of a user's transfer model (Xception base + head) and its checkpoint.
+
+The Keras model is loaded whole, by the Keras that wrote it (``keras_side.
+load_user_model``), after its architecture has been checked with ``convert``'s
+JSON reader (so no code from the file runs, and a file holding another model
+than the checkpoint's is refused).  Both sides get the same tensor in the
+checkpoint's input convention and are compared on the model's own output.
+Per layer: what enters the base (after the preprocessing layers), every base
+layer, every head layer.
+"""
+from convert.architecture import read_transfer
+from convert.keras_reader import read_keras_file
+from convert.transfer import model_config
+from xception_mx.errors import InputError
+from xception_mx.transfer import PREPROCESSED_OUTPUT, layer_output_name
+
+from . import keras_side
+from .layers import layer_pairs, probe_model
+
+
+def _first_difference(checkpoint, keras_file):
+    """Where two ``structure``s first differ, in words."""
+    for key in ("preprocess", "base", "head"):
+        ours, theirs = checkpoint[key], keras_file[key]
+        if ours == theirs:
+            continue
+        if isinstance(ours, list):
+            for i in range(max(len(ours), len(theirs))):
+                a = ours[i] if i < len(ours) else None
+                b = theirs[i] if i < len(theirs) else None
+                if a != b:
+                    return "%s step %d is %s in the file, %s in the checkpoint" % (key, i + 1,
+                                                                                   b, a)
+        return "%s is %s in the file, %s in the checkpoint" % (key, theirs, ours)
+    return "no difference"
+
+
+def structure(spec):
+    """What must agree between a Keras file and a checkpoint: the layers and
+    their settings (a Normalization's statistics are compared as outputs, and
+    may be in the config or in the weights)."""
+    preprocess = [{k: v for k, v in op.items() if k not in ("mean", "variance")}
+                  for op in spec["preprocess"]]
+    return {"preprocess": preprocess, "base": spec["base"], "head": spec["head"]}
+
+
+def read_file_transfer(keras_path, checkpoint_spec, prefix):
+    """The ``Transfer`` of ``keras_path``, which must be the checkpoint's model."""
+    config = model_config(read_keras_file(keras_path))
+    if config is None:
+        raise InputError("%s: a weights-only file; %s is a transfer model, whose parity needs "
+                         "the whole Keras model (model.save('model.keras'))"
+                         % (keras_path, prefix))
+    transfer = read_transfer(keras_path, config)
+    ours, theirs = structure(checkpoint_spec), structure(transfer.spec)
+    if ours != theirs:
+        raise InputError("%s: not the model %s was converted from: %s"
+                         % (keras_path, prefix, _first_difference(ours, theirs)))
+    return transfer
+
+
+def load_transfer_model(keras_path):
+    """The Keras model, or one line saying why Keras cannot load it."""
+    try:
+        return keras_side.load_user_model(keras_path)
+    except ImportError as exc:
+        raise InputError("%s: written by Keras 2; loading it needs tf-keras (pip install "
+                         "--no-deps tf-keras==2.17.0): %s" % (keras_path, exc))
+    except Exception as exc:            # Keras raises many types on a file it cannot read
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "Unknown layer" in text and keras_path.endswith(".h5"):
+            hint = " (Keras 3 writes preprocess_input into .h5 files as layers it cannot read " \
+                   "back; save the model as .keras)"
+        raise InputError("%s: Keras itself cannot load this model: %s%s"
+                         % (keras_path, text, hint))
+
+
+def _operation(model, name):
+    """The layer, or Keras 3 operation (``TrueDivide``...), named ``name``."""
+    for operation in getattr(model, "operations", None) or model.layers:
+        if operation.name == name:
+            return operation
+    return model.get_layer(name)
+
+
+def transfer_probe(model, transfer):
+    """``(pairs, run)`` as ``layers.xception_probe`` gives them, for a
+    transfer model: preprocessing result, base layers, head layers."""
+    spec = transfer.spec
+    outer, pairs = [], []
+    base_input = None
+    if transfer.before_base:
+        base_input = len(outer)
+        outer.append(_operation(model, transfer.before_base[-1]).output)
+        if spec["preprocess"]:
+            pairs.append((transfer.before_base[-1], PREPROCESSED_OUTPUT, ("outer", base_input)))
+    inner_run = None
+    if transfer.base_name:
+        base = model.get_layer(transfer.base_name)
+        base_pairs = layer_pairs(base)
+        inner_run = probe_model(model, base.input,
+                                [base.get_layer(n).output for _, n, _ in base_pairs])
+        pairs += [(n, mx, ("inner", i)) for i, (_, n, mx) in enumerate(base_pairs)]
+    else:
+        for _, name, mx in layer_pairs(model, only=set(transfer.base_layers)):
+            pairs.append((name, mx, ("outer", len(outer))))
+            outer.append(model.get_layer(name).output)
+    for layer in spec["head"]:
+        pairs.append((layer["name"], layer_output_name(layer["name"]), ("outer", len(outer))))
+        outer.append(model.get_layer(layer["name"]).output)
+    outer_run = probe_model(model, model.inputs, outer)
+
+    def run(nhwc):
+        values = {"outer": outer_run(nhwc)}
+        if inner_run is not None:
+            values["inner"] = inner_run(nhwc if base_input is None
+                                        else values["outer"][base_input])
+        return [values[where][i] for _, _, (where, i) in pairs]
+    return [(depth, n, mx) for depth, (n, mx, _) in enumerate(pairs)], run

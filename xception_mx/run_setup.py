@@ -1,0 +1,117 @@
+"""What a fine-tuning run is made of, checked before it starts: the
+configuration (``check_config``), a memory guard for batches that cannot fit,
+and the data (``Data``: training and validation sets, loaders, shards)."""
+import os
+
+from .data import EpochBatchSampler, ImageDataset, make_loader, open_source, split_indices
+from .errors import InputError, make_sure
+from .model import check_input_shape
+from .train import HOROVOD
+
+
+# Training memory measured here (batch 8 at 299x299: about 2.7 GB peak): about 1.2 GB
+# for the process and the parameters, and 0.2 GB per image of 299x299, growing
+# with the pixel count.  A guard against a batch that cannot fit, not a model.
+BASE_TRAIN_BYTES = 1.2e9
+TRAIN_BYTES_PER_IMAGE_299 = 0.2e9
+
+
+def available_memory():
+    """Bytes the kernel reports as available (``MemAvailable``), or ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(batch_size, input_shape, devices, available):
+    """Refuse a batch that cannot fit in memory, suggesting one that can (CPU)."""
+    if available is None:
+        return
+    per_image = TRAIN_BYTES_PER_IMAGE_299 * input_shape[0] * input_shape[1] / 299.0 ** 2
+    need = BASE_TRAIN_BYTES * devices + per_image * batch_size
+    if need > available:
+        fits = int((available - BASE_TRAIN_BYTES * devices) // per_image)
+        fits -= fits % devices
+        raise InputError("--batch-size %d at %dx%d needs about %.1f GB of memory, %.1f GB are "
+                         "available; try --batch-size %d or less" % (
+                             batch_size, input_shape[0], input_shape[1], need / 1e9,
+                             available / 1e9, max(fits, devices)))
+
+
+def check_config(config):
+    try:
+        check_input_shape(tuple(config["input_shape"]))
+    except ValueError as exc:
+        raise InputError("--input-shape: %s" % exc)
+    for key in ("epochs", "batch_size"):
+        make_sure(config[key] >= 1, "--%s must be >= 1, got %s", key.replace("_", "-"),
+                  config[key])
+    make_sure(config["lr"] > 0, "--lr must be > 0, got %s", config["lr"])
+    make_sure(0 <= config["val_split"] < 1, "--val-split must be in [0, 1), got %s",
+              config["val_split"])
+    make_sure(not (config["val"] and config["val_split"]), "--val and --val-split exclude "
+              "each other")
+    make_sure(0 < config["min_crop"] <= 1, "--min-crop must be in (0, 1], got %s",
+              config["min_crop"])
+    make_sure(config["workers"] >= 0, "--workers must be >= 0")
+    make_sure(0 <= config["freeze_base_epochs"] <= config["epochs"],
+              "--freeze-base-epochs must be between 0 and --epochs (%d)", config["epochs"])
+    if config["pretrained"]:
+        path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
+        make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
+    if config["amp"]:
+        make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
+    if config["kvstore"].startswith("dist"):
+        make_sure(os.environ.get("DMLC_ROLE") == "worker", "--kvstore %s: start the job with "
+                  "xception-launch (no DMLC_ROLE=worker in the environment)", config["kvstore"])
+    if config["kvstore"] == HOROVOD:
+        make_sure("HOROVOD_RANK" in os.environ, "--kvstore horovod: start the job with "
+                  "horovodrun -np N --gloo ... (no HOROVOD_RANK in the environment)")
+        make_sure(not config["amp"], "--amp with --kvstore horovod is not supported")
+        make_sure(not config["cpus"] or config["cpus"] == 1, "--kvstore horovod: one device "
+                  "per process (--cpus %d); start more processes with horovodrun -np",
+                  config["cpus"])
+
+
+class Data:
+    """Training and validation sets, loaders and class names; on a parameter
+    server each worker trains on its shard (every ``workers``-th image, cut to
+    the same length on every worker, as ``dist_sync`` needs equal step counts)."""
+
+    def __init__(self, config, rank=0, workers=1, raw=False):
+        size = tuple(config["input_shape"])
+        train_source = open_source(config["train"])
+        self.classes = train_source.classes
+        indices = range(len(train_source))
+        if config["val"]:
+            val_source = open_source(config["val"])
+            make_sure(val_source.classes == self.classes, "--val %s has classes %s, TRAIN has "
+                      "%s", config["val"], val_source.classes[:5], self.classes[:5])
+            train_idx, val_idx = list(indices), list(range(len(val_source)))
+        elif config["val_split"]:
+            val_source = train_source
+            train_idx, val_idx = split_indices([train_source.label(i) for i in indices],
+                                               config["val_split"], config["seed"])
+        else:
+            val_source, train_idx, val_idx = None, list(indices), []
+        # equal shards: in dist_sync every worker must take as many steps
+        train_idx = train_idx[rank::workers][:len(train_idx) // workers]
+        batch = config["batch_size"]
+        make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
+                  "(--batch-size %d)", config["train"], len(train_idx), batch)
+        self.train_set = ImageDataset(train_source, train_idx, size, True, config["seed"],
+                                      config["min_crop"], raw)
+        self.train_sampler = EpochBatchSampler(len(train_idx), batch, True, config["seed"],
+                                               drop_last=True)
+        self.train_loader = make_loader(self.train_set, self.train_sampler, config["workers"])
+        self.val_loader = None
+        if val_source is not None:
+            val_set = ImageDataset(val_source, val_idx, size, False, raw=raw)
+            self.val_loader = make_loader(val_set, EpochBatchSampler(len(val_idx), batch, False),
+                                          config["workers"])
+        self.n_train, self.n_val = len(train_idx), len(val_idx)

@@ -1,0 +1,97 @@
+"""Fine-tuning a user's transfer model (a checkpoint ``keras2mxnet`` wrote from
+a base + head Keras model).
+
+- The head is kept whole when its last ``Dense`` has as many units as the
+  data has classes; otherwise only that ``Dense`` is replaced (same name,
+  Xavier-initialised, seeded).  Everything else starts from the checkpoint.
+- Training runs on logits: the last ``Dense`` without its softmax (and
+  without a ``Softmax``/``Activation('softmax')`` layer after it); the export
+  puts the model's own output back, so it computes what the Keras model would.
+  A head that ends otherwise (a sigmoid, BatchNorm after the last ``Dense``)
+  is not a single-label classifier and is refused.
+- While only the head trains (``--freeze-base-epochs``), and throughout when
+  the model calls its base as ``base(x, training=False)`` (the keras.io
+  guide, recorded in the file), the base runs in inference mode as in Keras:
+  its BatchNorm layers use their running statistics (``use_global_stats``,
+  which keeps the gradients right); the head's BatchNorm layers train as in
+  Keras.
+- Layers that are the identity at inference (Dropout, augmentation) are not
+  in the checkpoint, so they do not act in training either.
+"""
+import mxnet as mx
+import numpy as np
+
+from .errors import InputError, make_sure
+from .serving import is_transfer, read_meta, read_params_file
+from .transfer import TransferNet
+
+
+def pretrained_transfer_spec(prefix):
+    """The transfer spec of checkpoint ``prefix``, or ``None`` for plain Xception."""
+    meta = read_meta(prefix) if prefix else {}
+    return meta["model"]["transfer"] if is_transfer(meta) else None
+
+
+def training_specs(spec, num_classes, where):
+    """``(train_spec, export_spec, head_kept)`` for ``num_classes`` classes."""
+    head = spec["head"]
+    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
+    make_sure(dense, "%s: the model's head has no Dense layer (a feature extractor); "
+              "xception-finetune trains classifiers", where)
+    last_at = dense[-1]
+    last, after = head[last_at], head[last_at + 1:]
+    softmax_after = all(layer["class"] == "Softmax" or (layer["class"] == "Activation" and
+                                                         layer["activation"] == "softmax")
+                        for layer in after)
+    make_sure(last["activation"] in ("softmax", "linear") and softmax_after and
+              len(after) <= (last["activation"] == "linear"),
+              "%s: the head ends in %s after its last Dense '%s'; xception-finetune trains "
+              "single-label classifiers (the last Dense linear or softmax, at most a softmax "
+              "after it)", where, ", ".join(
+                  [last["activation"]] + ["%s %s" % (l["class"], l["name"]) for l in after]),
+              last["name"])
+    replaced = dict(last, units=num_classes)
+    train = dict(spec, head=head[:last_at] + [dict(replaced, activation="linear")])
+    export = dict(spec, head=head[:last_at] + [replaced] + after)
+    return train, export, last["units"] == num_classes
+
+
+def build_transfer_network(spec, num_classes, input_size, contexts, prefix, epoch=0, seed=0,
+                           frozen_bn=False):
+    """``(net, head_kept, export_spec)``: the training network (logits) on
+    ``contexts``, filled from checkpoint ``prefix``."""
+    where = "--pretrained %s" % prefix
+    train_spec, export_spec, kept = training_specs(spec, num_classes, where)
+    try:
+        net = TransferNet(train_spec, input_shape=input_size, frozen_bn=frozen_bn)
+    except ValueError as exc:
+        raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    net.initialize(mx.init.Xavier(), ctx=contexts)
+    saved = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
+    last = train_spec["head"][-1]["name"]
+    fresh = set() if kept else {last + "_weight", last + "_bias"}
+    for name, param in net.collect_params().items():
+        if name in fresh:
+            continue
+        make_sure(name in saved, "%s: the checkpoint lacks %s", where, name)
+        make_sure(tuple(saved[name].shape) == tuple(param.shape), "%s: %s has shape %s, the "
+                  "network needs %s", where, name, tuple(saved[name].shape), param.shape)
+        param.set_data(saved[name])
+    return net, kept, dict(export_spec, input_shape=list(net.input_size))
+
+
+def set_base_inference(net, inference):
+    """Run the base's BatchNorm layers on their running statistics (or not).
+    Takes effect at the next forward pass of a network that is not
+    hybridized (the training network is not)."""
+    for block in _descendants(net.base):
+        if isinstance(block, mx.gluon.nn.BatchNorm):
+            block._kwargs["use_global_stats"] = inference
+
+
+def _descendants(block):
+    for child in block._children.values():
+        yield child
+        yield from _descendants(child)

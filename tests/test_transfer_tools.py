@@ -256,3 +256,42 @@ def test_mxnet2keras_writes_a_transfer_model_only_as_a_whole_keras_model(convert
         assert_bad_input(run_tool("mxnet2keras", prefix, "-o", tmp_path / name), name,
                          "whole .keras model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parity_of_a_checkpoint_converted_at_another_size_than_declared(converted, tmp_path):
+    """keras2mxnet --input-shape 99 120 on a 71x71 model: parity rebuilds the
+    Keras model at 99x120 (same config and weights) to compare."""
+    path, _ = converted["keras2_nested"]
+    convert_file(path, str(tmp_path / "mx"), input_shape=(99, 120))
+    report = tmp_path / "report.json"
+    result = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx", DATA,
+                      "--random", "2", "--report", report)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    found = json.loads(report.read_text())
+    assert found["passed"] and found["input_size"] == [99, 120]
+
+
+def test_finetune_of_a_keras2_model_resumes_after_a_stop_and_exports_it(converted, shapes,
+                                                                       tmp_path):
+    _, prefix = converted["keras2_nested"]
+    out = tmp_path / "run"
+    args = [shapes / "train", "--out", out, "--pretrained", prefix, "--epochs", "2",
+            "--batch-size", "16", "--workers", "0", "--lr", "0.001", "--freeze-bn"]
+    first = run_tool("xception-finetune", *args, "--stop-after", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert not (out / "model-meta.json").exists()
+    rest = run_tool("xception-finetune", *args, "--resume")
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    assert "resuming from epoch 0" in rest.stdout
+    meta = read_meta(str(out / "model"))
+    assert meta["model"]["kind"] == "transfer" and meta["model"]["classes"] == 3
+    assert meta["model"]["transfer"]["head"][-1]["activation"] == "softmax"
+
+
+def test_finetune_refuses_a_head_that_is_not_a_single_label_classifier(converted, shapes,
+                                                                      tmp_path):
+    _, prefix = converted["keras2_flattened"]           # ends in Dense(4, sigmoid)
+    result = run_tool("xception-finetune", shapes / "train", "--out", tmp_path / "run",
+                      "--pretrained", prefix, "--epochs", "1", "--batch-size", "16")
+    assert_bad_input(result, "--pretrained", "sigmoid", "'out'", "single-label")
+    assert not (tmp_path / "run").exists()

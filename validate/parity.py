@@ -180,7 +180,7 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
     file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
     raw = takes_raw_pixels(meta)
     names, x = build_inputs(images, random_count, seed, input_size, raw)
-    keras_model = transfer.load_transfer_model(keras_path)
+    keras_model = transfer.at_input_size(transfer.load_transfer_model(keras_path), input_size)
     net, _ = load_network(prefix, epoch, input_size=input_size)
     records, layer_records = compare_both(
         keras_model, net, names, x,

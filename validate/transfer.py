@@ -76,6 +76,33 @@ def load_transfer_model(keras_path):
                          % (keras_path, text, hint))
 
 
+def _set_input_sizes(config, size):
+    """Every ``InputLayer`` in a model config (nested models' too) at ``size``."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "InputLayer":
+            for key in ("batch_shape", "batch_input_shape"):
+                if key in config.get("config", {}):
+                    config["config"][key] = [None, size[0], size[1], 3]
+        for value in config.values():
+            _set_input_sizes(value, size)
+    elif isinstance(config, list):
+        for value in config:
+            _set_input_sizes(value, size)
+
+
+def at_input_size(model, size):
+    """``model``, or for a checkpoint converted at another size than the model
+    declares (``keras2mxnet --input-shape``), the same model and weights
+    rebuilt by Keras for ``size`` (from the config already checked)."""
+    if tuple(model.input_shape[1:3]) == tuple(size):
+        return model
+    config = model.get_config()
+    _set_input_sizes(config, size)
+    resized = type(model).from_config(config)
+    resized.set_weights(model.get_weights())
+    return resized
+
+
 def _operation(model, name):
     """The layer, or Keras 3 operation (``TrueDivide``...), named ``name``."""
     for operation in getattr(model, "operations", None) or model.layers:

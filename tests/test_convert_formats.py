@@ -6,7 +6,8 @@ from convert import convert
 from convert.name_table import build_name_table
 
 FORMATS = ["legacy-h5", "legacy-model-h5", "weights-h5", "keras", "keras2-h5", "keras1-h5",
-           "split-names-shuffled-h5", "weights-h5-unnamed"]
+           "split-names-shuffled-h5", "weights-h5-unnamed", "tf-keras-weights-h5",
+           "tf-keras-model-h5"]
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,8 @@ def assert_same_params(a, b):
 def test_every_format_gives_identical_parameters(fmt, keras_files_top, canonical):
     got = convert(keras_files_top[fmt], classifier_activation=None)
     assert got.match.include_top and got.match.classes == 1000
+    if fmt.startswith("tf-keras"):                 # written by Keras 2 itself
+        assert got.source.attrs["keras_version"].startswith("2.")
     assert_same_params(got.arg_params, canonical.arg_params)
     assert_same_params(got.aux_params, canonical.aux_params)
 

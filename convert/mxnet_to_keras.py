@@ -132,11 +132,15 @@ def write_keras(prefix, out, epoch=0, force=False):
 def build_parser():
     parser = Parser(prog=PROG, description="Write an MXNet Xception checkpoint (keras2mxnet or "
                     "xception-finetune) as a Keras file: legacy .h5 weights, .weights.h5 or "
-                    ".keras.")
-    parser.add_argument("prefix", metavar="PREFIX")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT")
-    parser.add_argument("--epoch", type=int, default=0)
-    parser.add_argument("--force", action="store_true")
+                    ".keras.  Needs the [validate] extra (Keras writes the file).")
+    parser.add_argument("prefix", metavar="PREFIX", help="the MXNet checkpoint "
+                        "(PREFIX-symbol.json, PREFIX-%%04d.params, PREFIX-meta.json)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="the Keras file; its suffix picks the format: .h5 (legacy "
+                             "weights), .weights.h5 (Keras 3 weights) or .keras (whole model; "
+                             "the only one for a base + head model)")
+    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     return parser
 
 

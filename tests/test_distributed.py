@@ -363,3 +363,64 @@ def test_horovod_without_horovodrun_is_refused(base, tmp_path):
     assert result.returncode == 2
     assert "--kvstore horovod: start the job with horovodrun" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_launched_worker_without_a_dist_kvstore_is_refused(base, tmp_path):
+    """Issue #15, item 2: under xception-launch without --kvstore dist_*, each
+    worker would train alone on all the data and export into the same folder."""
+    out = tmp_path / "run"
+    result = run_tool("xception-launch", "-n", "2", "-s", "1", "--timeout", "120", "--",
+                      FINETUNE, base / "data", "--out", out, "--pretrained", base / "x71",
+                      "--input-shape", "71", "71", "--batch-size", "4", "--epochs", "1",
+                      "--workers", "0")
+    text = result.stdout + result.stderr
+    assert result.returncode != 0, text[-3000:]
+    assert "--kvstore is device: add --kvstore dist_sync" in text, text[-3000:]
+    assert not out.exists()
+
+
+def two_worker_job(backend, argv, timeout=300):
+    """``argv`` (an xception-finetune command) as 2 workers of ``backend``
+    (``dist_sync``: xception-launch, 1 server; ``horovod``: horovodrun), bounded
+    in time so that a hang fails instead of stopping the suite."""
+    argv = [str(a) for a in argv] + ["--kvstore", backend]
+    if backend == "horovod":
+        command = [os.path.join(BIN, "horovodrun"), "-np", "2", "--gloo", "-H", "localhost:2"]
+    else:
+        command = [LAUNCH, "-n", "2", "-s", "1", "--timeout", str(timeout - 60), "--"]
+    return subprocess.run(command + argv, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["dist_sync", "horovod"])
+@pytest.mark.parametrize("freeze", [[], ["--freeze-base-epochs", "1"]], ids=["all", "head-first"])
+def test_a_job_without_validation_data_finishes_and_exports(backend, freeze, base, tmp_path):
+    """Issue #15, item 1: without --val, the workers that have nothing left to
+    do after the last epoch once exited with their share of the BN-statistics
+    exchange still queued, and rank 0 waited for it forever."""
+    out = tmp_path / "run"
+    started = time.time()
+    result = two_worker_job(backend, [FINETUNE, base / "data", "--out", out, "--pretrained",
+                                      base / "x71", "--input-shape", "71", "71", "--batch-size",
+                                      "4", "--epochs", "2", "--workers", "0"] + freeze)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-3000:]
+    assert (out / "epoch-0001.json").exists() and (out / "model-0000.params").exists()
+    assert "training (no validation data" in text
+    assert time.time() - started < 240
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["dist_sync", "horovod"])
+def test_a_shard_smaller_than_a_batch_stops_every_worker_with_the_reason(backend, base,
+                                                                         tmp_path):
+    small = tmp_path / "small"
+    write_shapes_dataset(str(small), per_class=1, seed=3, size=(80, 80))   # 3 images
+    result = two_worker_job(backend, [FINETUNE, small, "--out", tmp_path / "run",
+                                      "--pretrained", base / "x71", "--input-shape", "71", "71",
+                                      "--batch-size", "2", "--epochs", "1", "--workers", "0"],
+                            timeout=200)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0, text[-3000:]
+    assert "fewer than one batch" in text, text[-3000:]
+    assert not (tmp_path / "run").exists()

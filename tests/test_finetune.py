@@ -346,3 +346,14 @@ def test_damaged_or_unwritable_epoch_checkpoints(work, uninterrupted, tmp_path):
     assert "resuming from epoch 0" in resumed.stdout
     assert_same_params(load_params(out / "epoch-0002.params"),
                        load_params(uninterrupted / "epoch-0002.params"))
+
+
+def test_a_run_without_validation_data_says_its_best_epoch_is_scored_on_training(work,
+                                                                                 tmp_path):
+    """Issue #15, item 4: no 'validation top-1' when there is no validation data."""
+    result = finetune(work / "small", "--out", tmp_path / "run", "--pretrained", work / "x71",
+                      *SIZE, "--epochs", "1", "--batch-size", "8", "--workers", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("best epoch 0 (training (no validation data") and \
+        "validation top-1" not in result.stdout, result.stdout

@@ -113,6 +113,32 @@ def test_parity_bad_inputs(checkpoints, keras_files_top, keras_file_10_classes, 
                               "--random", "1", "--plot", tmp_path / "p.png"), "--per-layer")
 
 
+def test_parity_says_what_is_wrong_with_sizes_folders_and_int8(checkpoints, keras_files_top,
+                                                              tmp_path):
+    """Issue #15, items 5 and 6: no advice to run a command that fails, a
+    folder named as a folder, an int8 checkpoint sent to its fp32 source."""
+    keras_file, ckpt = keras_files_top["legacy-h5"], checkpoints[(224, 224)]
+    result = run_tool("xception-parity", "--keras", keras_file, "--mxnet", ckpt, "--random",
+                      "1", "--input-shape", "50", "50")
+    assert_bad_input(result, "--input-shape 50 50", "71")
+    assert "reconvert" not in result.stderr
+    assert_bad_input(run_tool("xception-parity", "--keras", tmp_path, "--mxnet", ckpt,
+                              "--random", "1"), "a folder; expected a Keras file")
+    quantized = run_tool("xception-quantize", ckpt, "-o", tmp_path / "int8", "--calib-images",
+                         DATA)
+    assert quantized.returncode == 0, quantized.stderr
+    assert_bad_input(run_tool("xception-parity", "--keras", keras_file, "--mxnet",
+                              tmp_path / "int8", "--random", "1"), "int8 checkpoint",
+                     "fp32 checkpoint it came from", str(ckpt))
+
+
+def test_predict_takes_folders_as_parity_and_quantize_do(checkpoints):
+    result = run_tool("xception-predict", checkpoints[(224, 224)], DATA, "--top", "1")
+    assert result.returncode == 0, result.stderr
+    shown = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert shown == PHOTOS
+
+
 PREDICTION = re.compile(r"^\s+(\d)\. ([0-9.]+)\s+.* \((n\d{8})\)$")
 
 

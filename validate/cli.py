@@ -20,16 +20,16 @@ def build_parser():
                         help="the Keras weights or model file (any format keras2mxnet reads)")
     parser.add_argument("--mxnet", required=True, metavar="PREFIX", help="the MXNet checkpoint")
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--epoch", type=int, default=0)
+    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
     parser.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
                         help="input size (default: the checkpoint's)")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="also compare N seeded random inputs in [-1, 1]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --random inputs")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest allowed |keras - mxnet| (default 1e-4); per layer, "
                              "applied to the deviation divided by max(1, max|keras|)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--per-layer", action="store_true",
                         help="compare every intermediate layer output and name the first "
                              "layer whose deviation exceeds the tolerance")

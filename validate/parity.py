@@ -12,6 +12,7 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.errors import InputError
+from xception_mx.model import check_input_shape
 from xception_mx.preprocess import image_files, load_images
 from xception_mx.serving import (checkpoint_input_size, is_transfer, load_network, read_meta,
                                  run_batches, takes_raw_pixels)
@@ -93,6 +94,10 @@ def resolve_input_size(prefix, meta, input_size):
     built = checkpoint_input_size(meta, default=None) if meta else None
     if input_size is None:
         return tuple(built or (299, 299))
+    try:
+        input_size = check_input_shape(tuple(input_size))
+    except ValueError as exc:
+        raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
     if built is not None and tuple(input_size) != tuple(built):
         raise InputError("--input-shape %d %d does not fit %s, built for %dx%d input (TF's "
                          "padding depends on the size); reconvert with keras2mxnet "
@@ -104,7 +109,9 @@ def resolve_input_size(prefix, meta, input_size):
 def load_keras_reference(keras_path, prefix, include_top, classes, pooling, input_size):
     """The Keras model, loaded by Keras' own loader, with logits output."""
     if not os.path.isfile(keras_path):
-        raise InputError("%s: no such Keras weights file" % keras_path)
+        raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras file (.h5, "
+                                     ".weights.h5 or .keras)" if os.path.isdir(keras_path)
+                                     else "no such Keras weights file"))
     try:
         return keras_side.load_keras_model(keras_path, include_top, classes or 1000, pooling,
                                            None, input_size)
@@ -122,6 +129,12 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     """Run both models on the same inputs and compare them; with ``per_layer``
     every intermediate output too."""
     meta = read_meta(prefix)
+    if meta.get("precision", "fp32") != "fp32":
+        raise InputError("%s: an %s checkpoint (xception-quantize); parity compares a "
+                         "conversion with Keras: run it on the fp32 checkpoint it came from "
+                         "(%s), and compare %s with fp32 by xception-predict --precision"
+                         % (prefix, meta["precision"], meta.get("source_checkpoint", "?"),
+                            meta["precision"]))
     input_size = resolve_input_size(prefix, meta, input_size)
     if is_transfer(meta):
         return run_transfer_parity(keras_path, prefix, meta, images, random_count, seed,
@@ -175,7 +188,9 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
     both sides fed the checkpoint's input convention, outputs as the model
     gives them (after its last activation)."""
     if not os.path.isfile(keras_path):
-        raise InputError("%s: no such Keras model file" % keras_path)
+        raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras model file "
+                                     "(.keras or .h5)" if os.path.isdir(keras_path)
+                                     else "no such Keras model file"))
     spec = meta["model"]["transfer"]
     file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
     raw = takes_raw_pixels(meta)

@@ -8,8 +8,25 @@ from .errors import InputError
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help lines end with the argument's default, unless the line says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default is not None and action.default is not False and \
+            action.default is not argparse.SUPPRESS and action.default != ""
+        if "default" in text or not shown or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
-    """``argparse`` whose usage errors are one line on stderr, exit status 2."""
+    """``argparse`` whose usage errors are one line on stderr, exit status 2,
+    and whose help shows every option's default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, "%s: error: %s\n" % (self.prog, message))

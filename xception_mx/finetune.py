@@ -3,6 +3,7 @@
 The run lives in ``--out``; see ``run_dir`` for its files and ``train`` for the
 design decisions (several devices, BN statistics, frozen BN, plain graph).
 """
+import os
 import sys
 import time
 
@@ -42,22 +43,27 @@ def build_parser():
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, export)")
     p.add_argument("--pretrained", metavar="PREFIX", help="checkpoint to start from "
                    "(default: from scratch)")
-    p.add_argument("--pretrained-epoch", type=int, default=0)
+    p.add_argument("--pretrained-epoch", type=int, default=0,
+                   help="which PREFIX-%%04d.params of --pretrained")
     p.add_argument("--num-classes", type=int, help="classes of the new head (default: of the "
                    "data); the head is kept when the checkpoint has as many")
     p.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
                    help="training input size (default: the --pretrained checkpoint's, else "
                         "299 299)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="epochs of the whole run")
     p.add_argument("--batch-size", type=int, default=32, help="global batch over all devices")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="nag")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="nag",
+                   help="nag: Nesterov momentum SGD")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=0.9, help="for sgd and nag")
     p.add_argument("--wd", type=float, default=1e-4, help="weight decay")
-    p.add_argument("--warmup-epochs", type=float, default=0.0)
-    p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine")
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="linear warmup from 0 to --lr over this many epochs")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
+                   help="cosine: decay to 0 at the last epoch; step: times --lr-factor at "
+                        "each --lr-steps epoch")
     p.add_argument("--lr-steps", default="", help="epochs of the step decay, e.g. 30,60")
-    p.add_argument("--lr-factor", type=float, default=0.1)
+    p.add_argument("--lr-factor", type=float, default=0.1, help="step decay factor")
     p.add_argument("--freeze-base-epochs", type=int, default=0,
                    help="train only the head for the first N epochs")
     p.add_argument("--freeze-bn", action="store_true",
@@ -74,7 +80,8 @@ def build_parser():
                    "horovodrun (one device per process)")
     p.add_argument("--amp", action="store_true", help="mixed precision (GPUs only)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds sample order, crops, flips and a new head")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last complete checkpoint in --out")
     p.add_argument("--stop-after", type=int, metavar="EPOCH",
@@ -194,7 +201,8 @@ def run_finetune(config, log=print):
             run_dir.write_best(best["epoch"], history[best["epoch"]])
             run_dir.prune(best["epoch"])
             run_dir.write_csv(history)
-            run_dir.plot_curves(history, "%s: %s" % (PROG, config["out"]))
+            run_dir.plot_curves(history, "%s: %s" % (PROG, os.path.basename(
+                os.path.abspath(config["out"]))))     # the run's name, not where it lives
         if config["stop_after"] is not None and epoch >= config["stop_after"] \
                 and epoch + 1 < config["epochs"]:
             log("%s: stopped after epoch %d as asked; continue with --resume" % (PROG, epoch))
@@ -202,9 +210,11 @@ def run_finetune(config, log=print):
     if lead:
         export_best(run_dir, best["epoch"], num_classes, config, data.classes, history,
                     export_spec)
-    log("best epoch %d (validation top-1 %.3f); exported %s-symbol.json, -0000.params, "
-        "-labels.txt; curves %s" % (best["epoch"], best["score"], run_dir.file(EXPORT_NAME),
-                                    run_dir.file("curves.png")))
+    scored_on = "validation" if data.val_loader is not None else \
+        "training (no validation data: --val or --val-split)"
+    log("best epoch %d (%s top-1 %.3f); exported %s-symbol.json, -0000.params, "
+        "-labels.txt; curves %s" % (best["epoch"], scored_on, best["score"],
+                                    run_dir.file(EXPORT_NAME), run_dir.file("curves.png")))
     return run_dir, history, best
 
 

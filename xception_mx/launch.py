@@ -300,8 +300,10 @@ def build_parser():
     parser = Parser(prog=PROG, description="Run COMMAND as a data-parallel job on MXNet's "
                     "parameter server (scheduler + servers + workers), e.g. "
                     "xception-launch -n 2 -s 1 -- xception-finetune ... --kvstore dist_sync")
-    parser.add_argument("-n", "--workers", type=int, required=True)
-    parser.add_argument("-s", "--servers", type=int, default=1)
+    parser.add_argument("-n", "--workers", type=int, required=True,
+                        help="worker processes (each runs COMMAND)")
+    parser.add_argument("-s", "--servers", type=int, default=1,
+                        help="parameter-server processes")
     parser.add_argument("--launcher", choices=("local", "ssh"), default="local",
                         help="local: every process on this machine; ssh: servers and workers "
                         "round-robin over the --hosts machines, the scheduler here")
@@ -322,11 +324,17 @@ def build_parser():
                         help="seconds servers get to finish after the workers")
     parser.add_argument("--dry-run", action="store_true", help="print the command line of "
                         "every process (port 0: chosen at launch) and start nothing")
-    parser.add_argument("command", nargs="+", metavar="-- COMMAND")
+    parser.add_argument("command", nargs="+", metavar="-- COMMAND",
+                        help="the worker command, after --: xception-finetune ... --kvstore "
+                             "dist_sync")
     return parser
 
 
 def _main(argv):
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    make_sure("--" in argv or any(a in ("-h", "--help") for a in argv), "the worker command "
+              "follows --, e.g. %s -n 2 -s 1 -- xception-finetune DATA --out run --kvstore "
+              "dist_sync", PROG)
     args = build_parser().parse_args(argv)
     make_sure(args.workers >= 1, "-n/--workers must be >= 1, got %d", args.workers)
     make_sure(args.servers >= 1, "-s/--servers must be >= 1, got %d", args.servers)

@@ -57,14 +57,15 @@ def _resized(path, shorter_side):
 def build_parser():
     parser = Parser(prog=PROG, description="Write an image folder (one subfolder per class) "
                     "as indexed RecordIO for xception-finetune.")
-    parser.add_argument("folder", metavar="FOLDER")
+    parser.add_argument("folder", metavar="FOLDER", help="image folder, one subfolder per "
+                        "class (the sorted subfolder names are the class names)")
     parser.add_argument("out", metavar="OUT", help="output prefix: OUT.rec, OUT.idx, "
                         "OUT.labels.txt")
     parser.add_argument("--resize", type=int, default=0, metavar="N",
                         help="re-encode as JPEG with the shorter side scaled to N (default: "
                              "keep the original bytes)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality with --resize")
-    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     return parser
 
 

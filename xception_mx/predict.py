@@ -72,13 +72,13 @@ def build_parser():
     parser = Parser(prog=PROG, description="Print the top-k classes of images with an MXNet "
                     "Xception checkpoint (no TensorFlow needed).")
     parser.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--top", type=int, default=5, help="classes shown per image")
     parser.add_argument("--labels", metavar="FILE",
                         help="class names, one per line (default: PREFIX-labels.txt, or "
                              "ImageNet's for 1000 classes)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epoch", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32 (oneDNN-fused), bf16 or int8 (default: the checkpoint's, "
                              "fp32 unless written by xception-quantize)")
@@ -99,8 +99,8 @@ def _main(argv):
         if args.precision != "int8":
             parser.error("--calib-images goes with --precision int8")
         calib = image_files(args.calib_images)
-    results = predict_files(args.prefix, args.images, args.top, args.batch_size, args.labels,
-                            args.epoch, args.precision, calib)
+    results = predict_files(args.prefix, image_files(args.images), args.top, args.batch_size,
+                            args.labels, args.epoch, args.precision, calib)
     print(format_predictions(results))
     return 0
 

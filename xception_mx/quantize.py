@@ -17,8 +17,8 @@ def build_parser():
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="int8 checkpoint")
     parser.add_argument("--calib-images", required=True, nargs="+", metavar="IMAGE",
                         help="calibration images or folders (a dozen representative images)")
-    parser.add_argument("--epoch", type=int, default=0)
-    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     return parser
 
 

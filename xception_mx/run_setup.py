@@ -66,6 +66,10 @@ def check_config(config):
         make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
     if config["amp"]:
         make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
+    make_sure(os.environ.get("DMLC_ROLE") != "worker" or config["kvstore"].startswith("dist"),
+              "started by xception-launch as one worker of a parameter-server job, but "
+              "--kvstore is %s: add --kvstore dist_sync (or dist_device_sync), or run "
+              "xception-finetune without the launcher", config["kvstore"])
     if config["kvstore"].startswith("dist"):
         make_sure(os.environ.get("DMLC_ROLE") == "worker", "--kvstore %s: start the job with "
                   "xception-launch (no DMLC_ROLE=worker in the environment)", config["kvstore"])

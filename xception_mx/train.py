@@ -250,6 +250,11 @@ def average_bn_statistics(net, contexts, kvstore=None):
         elif horovod:
             mean = hvd.allreduce(mean, average=True, name="bn_statistic_%d" % i)
         param.set_data(mean)
+    if distributed or horovod:
+        # Pushes, pulls and allreduces are asynchronous: a worker that went on
+        # without waiting (no validation to run, the last epoch) could exit
+        # with its share still queued, and the others would wait for it forever
+        mx.nd.waitall()
 
 
 Counts = collections.namedtuple("Counts", "loss top1 topk n")

@@ -1,0 +1,41 @@
+"""Every command's --help has a line for each argument and shows the defaults
+(issue #15); xception-launch says where the worker command goes."""
+import argparse
+import importlib
+
+import pytest
+
+from conftest import assert_bad_input, run_tool
+
+PARSERS = {"keras2mxnet": "convert.cli", "mxnet2keras": "convert.mxnet_to_keras",
+           "xception-parity": "validate.cli", "xception-predict": "xception_mx.predict",
+           "xception-finetune": "xception_mx.finetune", "xception-pack": "xception_mx.pack",
+           "xception-quantize": "xception_mx.quantize", "xception-launch": "xception_mx.launch"}
+SHOWN = {"xception-finetune": ["(default: 10)", "(default: 32)", "(default: 0.01)",
+                               "(default: nag)", "(default: cosine)"],
+         "xception-predict": ["(default: 5)", "(default: 8)"],
+         "xception-pack": ["(default: 95)"],
+         "xception-launch": ["(default: 1)", "(default: 30.0)"],
+         "mxnet2keras": [".weights.h5", "[validate]"]}
+
+
+@pytest.mark.parametrize("command", sorted(PARSERS))
+def test_help_has_a_line_for_every_argument_with_its_default(command):
+    parser = importlib.import_module(PARSERS[command]).build_parser()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        assert action.help, (command, action.option_strings or action.dest)
+        default = action.default
+        if action.option_strings and default not in (None, "", argparse.SUPPRESS) and \
+                not isinstance(default, bool):
+            assert "default" in formatter._expand_help(action), (command, action.dest)
+    shown = run_tool(command, "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    for fragment in SHOWN.get(command, []):
+        assert fragment in text, (command, fragment)
+
+
+def test_launch_without_the_double_dash_says_where_the_command_goes():
+    result = run_tool("xception-launch", "-n", "2", "xception-finetune", "data")
+    assert_bad_input(result, "follows --", "xception-launch -n 2 -s 1 -- xception-finetune")

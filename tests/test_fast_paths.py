@@ -10,6 +10,7 @@ from conftest import PHOTOS, run_tool
 from convert import convert_file
 from validate import keras_side
 from xception_mx.fast import load_fast_network, logits_agreement
+from xception_mx.labels import imagenet_classes
 from xception_mx.preprocess import load_images
 from xception_mx.serving import load_network, run_batches
 
@@ -77,3 +78,5 @@ def test_predict_precisions_agree_on_the_top_class(setup):
         tops[precision] = [l.split("  ", 2)[-1] for l in result.stdout.splitlines()
                            if l.startswith("  1.")]
     assert len(tops["fp32"]) == 3 and tops["fp32"] == tops["bf16"] == tops["int8"]
+    keras_top = [imagenet_classes()[i] for i in setup[3][:3].argmax(1)]   # Keras' own logits
+    assert tops["fp32"] == ["%s (%s)" % (name, synset) for synset, name in keras_top]

@@ -5,12 +5,14 @@ import os
 import shutil
 import zipfile
 
+import mxnet as mx
 import numpy as np
 import pytest
 
 import keras_files
 from conftest import run_tool
 from validate import keras_side
+from xception_mx.atomic import sha256_file
 
 
 def files_under(directory):
@@ -71,7 +73,7 @@ def test_default_weights_come_from_keras_models_folder(keras_files_top, tmp_path
 
 def test_no_weights_anywhere_says_how_to_get_them(tmp_path):
     result = _run_with_env("keras2mxnet", {"KERAS_HOME": str(tmp_path / "empty")}, cwd=tmp_path)
-    assert_clean_failure(result, tmp_path / "nothing",
+    assert_clean_failure(result, tmp_path,           # the folder it would have written to
                          "xception_weights_tf_dim_ordering_tf_kernels.h5",
                          "keras.applications.Xception()")
 
@@ -156,15 +158,23 @@ def test_notop_file_asked_for_a_classifier(keras_file_notop, out):
     assert_clean_failure(result, out, "notop", "--classifier-activation")
 
 
-def test_existing_output_needs_force(keras_files_top, out):
+def test_existing_output_needs_force(keras_files_top, keras_file_10_classes, out):
     src = keras_files_top["weights-h5"]
     assert run_tool("keras2mxnet", src, "-o", out / "x").returncode == 0
-    before = {f: (out / f).stat().st_mtime_ns for f in files_under(out)}
-    result = run_tool("keras2mxnet", src, "-o", out / "x")
+    before = {f: (out / f).read_bytes() for f in files_under(out)}
+    result = run_tool("keras2mxnet", keras_file_10_classes[0], "-o", out / "x")
     assert result.returncode == 2 and "x-symbol.json: already exists" in result.stderr
     assert "--force" in result.stderr and "Traceback" not in result.stderr
-    assert {f: (out / f).stat().st_mtime_ns for f in files_under(out)} == before
-    assert run_tool("keras2mxnet", src, "-o", out / "x", "--force").returncode == 0
+    assert {f: (out / f).read_bytes() for f in files_under(out)} == before
+    forced = run_tool("keras2mxnet", keras_file_10_classes[0], "-o", out / "x", "--force")
+    assert forced.returncode == 0, forced.stderr
+    after = {f: (out / f).read_bytes() for f in files_under(out)}
+    assert sorted(after) == sorted(before)                  # the same three files ...
+    assert all(after[f] != before[f] for f in after)        # ... each one replaced
+    saved = mx.nd.load(str(out / "x-0000.params"))
+    assert saved["arg:predictions_weight"].shape == (10, 2048)
+    assert json.loads((out / "x-meta.json").read_text())["files"]["params"]["sha256"] == \
+        sha256_file(str(out / "x-0000.params"))
 
 
 def test_unwritable_output_directory(keras_files_top, tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 
 from .atomic import atomic_path, directory_lock, file_mode, sha256_file
 from .errors import InputError, make_sure
+from .faults import fault_point
 
 
 def checkpoint_paths(prefix, epoch=0):
@@ -89,10 +90,12 @@ def journal_path(prefix):
     return os.path.join(directory, ".%s.commit.json" % name)
 
 
-def _apply_journal(journal):
-    for tmp, final in journal["renames"]:
+def _apply_journal(journal, writer=False):
+    for i, (tmp, final) in enumerate(journal["renames"]):
         if os.path.exists(tmp):
             os.replace(tmp, final)
+        if writer and i == 0:
+            fault_point("checkpoint:first-rename-done")
 
 
 def recover_checkpoint(prefix, clean=True):
@@ -144,8 +147,10 @@ def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, forc
         with directory_lock(directory):
             recover_checkpoint(prefix)
             paths = check_writable(prefix, epoch, force)
+            fault_point("checkpoint:before-temp-files")
             temps = {key: _temp_path(path) for key, path in paths.items()}
             mx.nd.save(temps["params"], params_dict(arg_params, aux_params))
+            fault_point("checkpoint:params-written")
             verify_params_file(temps["params"], arg_params, aux_params)
             symbol.save(temps["symbol"])
             make_sure(mx.sym.load(temps["symbol"]).tojson() == symbol.tojson(),
@@ -163,8 +168,10 @@ def write_checkpoint(prefix, symbol, arg_params, aux_params, meta, epoch=0, forc
             with atomic_path(journal_path(prefix)) as tmp:
                 with open(tmp, "w") as f:
                     json.dump(journal, f)
-            _apply_journal(journal)
+            fault_point("checkpoint:journal-written")
+            _apply_journal(journal, writer=True)
             os.unlink(journal_path(prefix))
+            fault_point("checkpoint:committed")
     except (OSError, mx.base.MXNetError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
             [l for l in str(exc).splitlines() if l.strip()][-1]

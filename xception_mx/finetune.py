@@ -14,6 +14,7 @@ from .atomic import write_text
 from .checkpoint import write_checkpoint
 from .cli import Parser, run
 from .errors import InputError, make_sure
+from .faults import fault_point
 from .labels import labels_path
 from .model import Xception
 from .preprocess import input_convention
@@ -198,6 +199,7 @@ def run_finetune(config, log=print):
             run_dir.save_epoch(epoch, net, trainer, {
                 "epoch": epoch, "metrics": row, "config": config, "classes": data.classes,
                 "history": history, "best": best, "workers": workers})
+            fault_point("epoch-%d:checkpoint-written" % epoch)
             run_dir.write_best(best["epoch"], history[best["epoch"]])
             run_dir.prune(best["epoch"])
             run_dir.write_csv(history)

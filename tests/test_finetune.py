@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import mxnet as mx
@@ -15,6 +14,7 @@ import pytest
 from mxnet import gluon
 
 from conftest import BIN, run_tool
+from rounding import assert_within_rounding, deviation
 from convert import convert_file
 from validate.robustness import TRAINING_ATOL
 from xception_mx.synthetic import write_shapes_dataset
@@ -112,46 +112,15 @@ def _summed_gradients(net, contexts, data, label):
             for name, param in net.collect_params().items() if param.grad_req != "null"}
 
 
-def _deviation(values, reference, origin=None):
-    """max over parameters of ||value - reference|| / ||reference - origin||."""
-    worst = 0.0
-    for name, ref in reference.items():
-        scale = np.linalg.norm(ref - (origin[name] if origin else 0))
-        if scale > 0:
-            worst = max(worst, np.linalg.norm(values[name] - ref) / scale)
-    return worst
-
-
-# Float rounding alone makes two evaluations of the same step differ, and
-# ReLU/max-pool switches turn that into differences of up to ~1e-2 of a
-# parameter's movement within two steps.  How much, depends on the CPU
-# (issue #14: a fixed tolerance passed on an AMD EPYC and failed on an Intel
-# Xeon).  So each comparison is measured against the rounding of this run:
-# the same step on one context with the batch in reverse order, which is the
-# same sum in another order.  Measured on an AMD EPYC (AVX-512), norm-wise:
-# gradients 4 contexts vs 1 context ~2e-4, reversed batch the same; after two
-# NAG steps 1.4e-3 both.  A lost, doubled or averaged share of the batch, or a
-# lost momentum, is a deviation of order 1.
-ROUNDING_FACTOR = 10
-DEVIATION_FLOOR = 1e-4
-DEVIATION_CAP = 5e-2
-
-
-def assert_within_rounding(deviation, rounding, what):
-    bound = min(max(ROUNDING_FACTOR * rounding, DEVIATION_FLOOR), DEVIATION_CAP)
-    assert deviation <= bound, "%s: deviation %.3g > %.3g (rounding measured %.3g)" % (
-        what, deviation, bound, rounding)
-
-
 def test_gradients_on_four_cpu_contexts_sum_to_the_one_context_gradient(work):
     multi, single, reordered = _triplets(str(work / "x71"))
     data, label = _batch(np.random.RandomState(0))
     reference = _summed_gradients(single, [mx.cpu(0)], data, label)
     summed = _summed_gradients(multi, FOUR, data, label)
-    rounding = _deviation(_summed_gradients(reordered, [mx.cpu(0)], data[REVERSED],
+    rounding = deviation(_summed_gradients(reordered, [mx.cpu(0)], data[REVERSED],
                                             label[REVERSED]), reference)
     assert sorted(summed) == sorted(reference)
-    assert_within_rounding(_deviation(summed, reference), rounding, "gradients")
+    assert_within_rounding(deviation(summed, reference), rounding, "gradients")
 
 
 def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work):
@@ -174,10 +143,10 @@ def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work)
                 assert np.array_equal(copy, copies[0]), (step, name)
         values = [{n: p.data(mx.cpu(0)).asnumpy() for n, p in net.collect_params().items()}
                   for net in nets]
-        rounding = _deviation(values[2], values[1], start)
+        rounding = deviation(values[2], values[1], start)
         print("step %d: deviation 4 contexts %.3g, reversed batch %.3g"
-              % (step, _deviation(values[0], values[1], start), rounding))
-        assert_within_rounding(_deviation(values[0], values[1], start), rounding,
+              % (step, deviation(values[0], values[1], start), rounding))
+        assert_within_rounding(deviation(values[0], values[1], start), rounding,
                                "parameters after step %d" % step)
     moved = values[0]["predictions_weight"]
     assert np.abs(moved - start["predictions_weight"]).max() > 1e-4

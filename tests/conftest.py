@@ -97,3 +97,15 @@ def keras_file_10_classes(reference_model, keras_dir):
                 rng.normal(0, 0.5, 10).astype(np.float32)]
     model.set_weights(weights)
     return keras_side.save_keras(model, str(keras_dir / "ten.keras"), "keras"), model
+
+
+@pytest.fixture(scope="session")
+def base(keras_files_top, tmp_path_factory):
+    """A small training job's inputs: the reference converted at 71x71
+    (``base / "x71"``) and 24 synthetic images of 3 classes (``base / "data"``)."""
+    from convert import convert_file
+    from xception_mx.synthetic import write_shapes_dataset
+    directory = tmp_path_factory.mktemp("dist")
+    convert_file(keras_files_top["legacy-h5"], str(directory / "x71"), input_shape=(71, 71))
+    write_shapes_dataset(str(directory / "data"), per_class=8, seed=2, size=(80, 80))
+    return directory

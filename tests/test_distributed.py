@@ -16,7 +16,6 @@ from mxnet import gluon
 
 from conftest import BIN, run_tool
 from rounding import assert_within_rounding, deviation
-from convert import convert_file
 from xception_mx.synthetic import write_shapes_dataset
 from xception_mx.train import build_network, make_trainer, train_step, trainable_params
 
@@ -26,14 +25,6 @@ FAKE_SSH = "%s %s" % (sys.executable, os.path.join(HERE, "fake_ssh.py"))
 LAUNCH = os.path.join(BIN, "xception-launch")
 FINETUNE = os.path.join(BIN, "xception-finetune")
 BOUND = ("--timeout", "400")     # no test can hang the suite
-
-
-@pytest.fixture(scope="module")
-def base(keras_files_top, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("dist")
-    convert_file(keras_files_top["legacy-h5"], str(directory / "x71"), input_shape=(71, 71))
-    write_shapes_dataset(str(directory / "data"), per_class=8, seed=2, size=(80, 80))
-    return directory
 
 
 def single_process_reference(pretrained, steps=2, reverse=False):

@@ -13,9 +13,16 @@ signal landed.  The points:
   ``checkpoint:first-rename-done``, ``checkpoint:committed``;
 - a fine-tuning run: ``epoch-N:checkpoint-written`` (epoch N complete on
   disk, epoch N+1 not started).
+
+And one probe: with ``XCEPTION_MX_BN_DUMP=FOLDER``, a fine-tuning run saves
+every device's copy of the BatchNorm statistics of epoch N before and after
+they are averaged, to ``FOLDER/bn-{before,after}-epochN-rankR.npz`` (keys
+``NAME@DEVICE``), so that a test can check the averaging of a real run.
 """
 import os
 import time
+
+import numpy as np
 
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
@@ -31,3 +38,19 @@ def fault_point(name):
         f.write("%d %s\n" % (os.getpid(), name))
     os.replace(mark + ".tmp", mark)
     time.sleep(WAIT_SECONDS)
+
+
+BN_DUMP = "XCEPTION_MX_BN_DUMP"
+
+
+def dump_bn_statistics(net, epoch, rank, stage):
+    """Save every device's BN running statistics of ``epoch`` at ``stage``
+    (``before``/``after`` averaging), when asked."""
+    folder = os.environ.get(BN_DUMP)
+    if not folder:
+        return
+    arrays = {"%s@%d" % (name, i): copy.asnumpy()
+              for name, param in net.collect_params().items()
+              if name.endswith(("_running_mean", "_running_var"))
+              for i, copy in enumerate(param.list_data())}
+    np.savez(os.path.join(folder, "bn-%s-epoch%d-rank%d.npz" % (stage, epoch, rank)), **arrays)

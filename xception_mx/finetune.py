@@ -14,7 +14,7 @@ from .atomic import write_text
 from .checkpoint import write_checkpoint
 from .cli import Parser, run
 from .errors import InputError, make_sure
-from .faults import fault_point
+from .faults import dump_bn_statistics, fault_point
 from .labels import labels_path
 from .model import Xception
 from .preprocess import input_convention
@@ -182,7 +182,9 @@ def run_finetune(config, log=print):
                                transfer_spec["base"].get("inference_mode", False))
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
                            steps_per_epoch, k, phase, train_mode=bool(transfer_spec))
+        dump_bn_statistics(net, epoch, rank, "before")        # probes for tests only
         average_bn_statistics(net, contexts, kvstore)
+        dump_bn_statistics(net, epoch, rank, "after")
         if data.val_loader is not None:
             val = evaluate(net, data.val_loader, loss_fn, contexts, k)
             row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)

@@ -4,9 +4,12 @@ import numpy as np
 
 
 def deviation(values, reference, origin=None):
-    """max over parameters of ||value - reference|| / ||reference - origin||."""
+    """max over parameters of ||value - reference|| / ||reference - origin||;
+    infinite when either side holds NaN or Inf."""
     worst = 0.0
     for name, ref in reference.items():
+        if not (np.isfinite(values[name]).all() and np.isfinite(ref).all()):
+            return np.inf                       # a diverged run matches nothing
         scale = np.linalg.norm(ref - (origin[name] if origin else 0))
         if scale > 0:
             worst = max(worst, np.linalg.norm(values[name] - ref) / scale)

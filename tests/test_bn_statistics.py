@@ -50,6 +50,7 @@ def test_every_copy_holds_the_mean_of_what_the_devices_computed(job, base, tmp_p
         spread = 0.0
         for name, computed in before.items():
             assert len(computed) == len(after[name]) == 2, name      # two devices
+            assert all(np.isfinite(c).all() for c in computed), name
             spread = max(spread, float(np.abs(computed[0] - computed[1]).max()))
             mean = (computed[0] + computed[1]) / 2
             for copy in after[name]:

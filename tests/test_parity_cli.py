@@ -203,3 +203,17 @@ def test_predict_refuses_a_feature_extractor_pooled_or_not(pooling, keras_file_n
     result = run_tool("xception-predict", prefix, PHOTOS[0])
     assert_bad_input(result, "features", "a feature extractor", "not a classifier")
     assert result.stdout == ""
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(checkpoints):
+    """``xception-predict ... | head -1``: no traceback when the reader is gone."""
+    import os
+    import subprocess
+    from conftest import BIN
+    reader, writer = os.pipe()
+    os.close(reader)                                  # nobody will read
+    result = subprocess.run([os.path.join(BIN, "xception-predict"), checkpoints[(224, 224)],
+                             DATA], stdout=writer, stderr=subprocess.PIPE, text=True,
+                            timeout=300)
+    os.close(writer)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr

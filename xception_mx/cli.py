@@ -1,6 +1,7 @@
 """What every command-line tool of the toolkit shares: one-line errors and
 exit status 2 for bad input, never a traceback for it."""
 import argparse
+import os
 import sys
 
 from .errors import InputError
@@ -42,3 +43,7 @@ def run(prog, body, argv=None):
     except KeyboardInterrupt:
         print("%s: interrupted" % prog, file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, as command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -37,6 +37,9 @@ MIDDLE_CHANNELS = 728
 FEATURE_CHANNELS = 2048
 
 
+HEAD_PREFIX = "predictions_"        # the classifier's parameters: predictions_weight, _bias
+
+
 def min_input_size():
     """Smallest height or width Keras' Xception accepts."""
     return MIN_INPUT_SIZE
@@ -262,7 +265,7 @@ class Xception(HybridBlock):
             if include_top:
                 self.avg_pool = nn.GlobalAvgPool2D(prefix="avg_pool_")
                 self.predictions = nn.Dense(classes, in_units=FEATURE_CHANNELS,
-                                            prefix="predictions_")
+                                            prefix=HEAD_PREFIX)
             elif self.pooling == "avg":
                 self.global_pool = nn.GlobalAvgPool2D(prefix="avg_pool_")
             elif self.pooling == "max":
@@ -291,7 +294,7 @@ class Xception(HybridBlock):
 
     def head_parameter_names(self):
         """Names of the parameters ``--freeze-base-epochs`` leaves trainable."""
-        return [n for n in self.collect_params() if n.startswith("predictions_")]
+        return [n for n in self.collect_params() if n.startswith(HEAD_PREFIX)]
 
     def config(self):
         """The constructor arguments, as JSON-ready data."""

@@ -28,10 +28,9 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from .errors import InputError, make_sure
-from .model import Xception
+from .model import HEAD_PREFIX, Xception
 from .serving import read_params_file
 
-HEAD_PREFIX = "predictions_"
 OPTIMIZERS = ("sgd", "nag", "adam")
 SCHEDULES = ("cosine", "step")
 

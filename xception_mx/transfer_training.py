@@ -86,12 +86,7 @@ def set_base_inference(net, inference):
     """Run the base's BatchNorm layers on their running statistics (or not).
     Takes effect at the next forward pass of a network that is not
     hybridized (the training network is not)."""
-    for block in _descendants(net.base):
+    def switch(block):
         if isinstance(block, mx.gluon.nn.BatchNorm):
             block._kwargs["use_global_stats"] = inference
-
-
-def _descendants(block):
-    for child in block._children.values():
-        yield child
-        yield from _descendants(child)
+    net.base.apply(switch)

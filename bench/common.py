@@ -24,10 +24,22 @@ def machine():
          "tf.__version__, keras.__version__, numpy.__version__, h5py.__version__))"],
         capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     cores = len(os.sched_getaffinity(0))
-    return ("%s, %d cores available, Python %s; %s. Threads: OMP_NUM_THREADS=%s "
+    return ("%s (%s), %d cores available, Python %s; %s. Threads: OMP_NUM_THREADS=%s "
             "(xception-mx entry points set it to the available cores unless set)." % (
-                cpu, cores, platform.python_version(), versions.stdout.strip(),
+                cpu, isa(), cores, platform.python_version(), versions.stdout.strip(),
                 os.environ.get("OMP_NUM_THREADS", "unset")))
+
+
+def isa():
+    """The vector instruction sets oneDNN can use here, from /proc/cpuinfo's flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(l for l in f if l.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "ISA unknown"
+    names = [("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
+             ("avx512_bf16", "AVX-512 BF16"), ("amx_tile", "AMX")]
+    return ", ".join(name for flag, name in names if flag in flags) or "no AVX2"
 
 
 def time_command(argv, env=None):

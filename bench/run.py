@@ -26,8 +26,8 @@ DEPTHWISE_SHAPES = [(64, 147), (128, 147), (128, 74), (256, 74), (256, 37), (728
 REPEATS = 2
 
 
-def workload(name, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def workload(name, env=None, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "workloads.py"), name,
                              json.dumps(kwargs)], capture_output=True, text=True, env=env,
                             cwd=ROOT)
@@ -57,8 +57,10 @@ def inference_section(peak):
                                                                "mode": "plain"}),
             "MXNet hybridized, static allocation": ("infer_mxnet", {"prefix": PREFIX,
                                                                     "mode": "static"}),
-            "MXNet oneDNN-fused (optimize_for)": ("infer_mxnet", {"prefix": PREFIX,
-                                                                  "mode": "fused"})}
+            "MXNet oneDNN-fused, 728 channels (--channel-padding off)": (
+                "infer_mxnet", {"prefix": PREFIX, "mode": "fused-unpadded"}),
+            "MXNet oneDNN-fused, padded to 736 (--channel-padding on)": (
+                "infer_mxnet", {"prefix": PREFIX, "mode": "fused"})}
     results = repeated(runs)
     keras = {b: rate_stats(results["Keras/TF 2.17 (predict_on_batch)"], b)[1]
              for b in ("1", "8", "32")}
@@ -78,6 +80,31 @@ def inference_section(peak):
             "(batch 32 is its largest).\n\n" % (REPEATS, GFLOP_PER_IMAGE, peak))
     return text + table(["network", "batch 1", "batch 8", "batch 32", "share of peak (b8)",
                          "peak RSS MB"], rows), keras
+
+
+def primitives_section():
+    """Share of a fused fp32 forward per oneDNN implementation, 728 against 736 channels."""
+    env = {"MKLDNN_VERBOSE": "1"}
+    runs = {"728": workload("primitives", env=env, prefix=PREFIX, pad_channels=False),
+            "736": workload("primitives", env=env, prefix=PREFIX, pad_channels=True)}
+    tables = {k: r["primitives"] for k, r in runs.items()}
+    totals = {k: sum(ms for _, ms in t.values()) for k, t in tables.items()}
+    keys = sorted(set(tables["728"]) | set(tables["736"]),
+                  key=lambda k: -max(tables[c].get(k, [0, 0])[1] for c in tables))
+    rows = []
+    for key in keys:
+        row = [key]
+        for c in ("728", "736"):
+            calls, ms = tables[c].get(key, [0, 0.0])
+            row.append("%d / %.0f ms / %.0f%%" % (calls, ms, 100 * ms / totals[c]) if calls
+                       else "")
+        rows.append(row)
+    rows.append(["total", "%.0f ms" % totals["728"], "%.0f ms" % totals["736"]])
+    text = ("One fused fp32 forward, batch 8 at 299x299, after two warm-ups, from "
+            "`MKLDNN_VERBOSE=1` (oneDNN inside MXNet 1.9.1): calls / milliseconds / share of the "
+            "forward per primitive and implementation, with the middle flow's 728 channels "
+            "and padded to 736 (`xception_mx/padding.py`).\n\n")
+    return text + table(["primitive implementation", "728 channels", "736 channels"], rows)
 
 
 def precision_section(keras):
@@ -136,25 +163,62 @@ def depthwise_section():
     return text + table(["channels x size", "MXNet ms", "TF ms", "MXNet speed vs TF"], rows)
 
 
+def sections_of(text):
+    """``{title: body}`` of a BENCHMARKS.md."""
+    found, title = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+            found[title] = []
+        elif title:
+            found[title].append(line)
+    return {t: "\n".join(body).strip() for t, body in found.items()}
+
+
 def main():
+    """``bench/run.py``: every section; ``bench/run.py 2 2b``: those, the others kept."""
+    only = sys.argv[1:]
     started = time.time()
     if not os.path.exists(WEIGHTS):
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_keras_reference.py"),
                         "-o", WEIGHTS], check=True)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "keras2mxnet"), WEIGHTS, "-o",
                     PREFIX, "--force"], check=True, capture_output=True)
-    peak = workload("peak_gflops")["gflops"]
-    sections = [("1. Conversion", bench_convert.run(WEIGHTS)[0]),
-                ("1b. Conversion of a transfer model", bench_convert.run_transfer(DEMO)[0])]
-    inference, keras = inference_section(peak)
-    sections.append(("2. Inference, fp32", inference))
-    sections.append(("3. Reduced precision on CPU", precision_section(keras)))
-    training, _ = training_section()
-    sections.append(("4. Training step", training))
-    sections.append(("5. Depthwise convolution micro-benchmark", depthwise_section()))
+    state = {}
+
+    def inference():
+        state["inference"], state["keras"] = inference_section(workload("peak_gflops")["gflops"])
+        return state["inference"]
+
+    def precision():
+        if "keras" not in state:
+            state["keras"] = {b: rate_stats(repeated({"k": ("infer_keras", {})})["k"], b)[1]
+                              for b in ("1", "8", "32")}
+        return precision_section(state["keras"])
+    builders = [("1", "1. Conversion", lambda: bench_convert.run(WEIGHTS)[0]),
+                ("1b", "1b. Conversion of a transfer model",
+                 lambda: bench_convert.run_transfer(DEMO)[0]),
+                ("2", "2. Inference, fp32", inference),
+                ("2b", "2b. Where the time goes: oneDNN primitives", primitives_section),
+                ("3", "3. Reduced precision on CPU", precision),
+                ("4", "4. Training step", lambda: training_section()[0]),
+                ("5", "5. Depthwise convolution micro-benchmark", depthwise_section)]
+    old = {}
+    if only and os.path.exists(os.path.join(ROOT, "BENCHMARKS.md")):
+        with open(os.path.join(ROOT, "BENCHMARKS.md")) as f:
+            old = sections_of(f.read())
+    sections = []
+    for number, title, build in builders:
+        if only and number not in only:
+            sections.append((title, old.get(title, "(not measured yet: `python bench/run.py "
+                                                   "%s`)" % number)))
+        else:
+            sections.append((title, build()))
     text = ["# Benchmarks", "",
-            "Written by `make bench` (`bench/run.py`) on %s in %.0f s." % (
-                datetime.date.today(), time.time() - started), "",
+            "Written by `make bench` (`bench/run.py`) on %s in %.0f s%s." % (
+                datetime.date.today(), time.time() - started,
+                " (sections %s; the others from an earlier run)" % ", ".join(only)
+                if only else ""), "",
             "Machine: " + machine(), "",
             "Memory (benchmark 6) is the peak RSS column of the inference and training tables.",
             ""]

@@ -100,7 +100,8 @@ def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
 
 def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib=None):
     """``mode``: plain (imperative Gluon), static (hybridized, static allocation),
-    fused (oneDNN-fused fp32), bf16, int8."""
+    fused (oneDNN-fused fp32, channels padded to 16), fused-unpadded (728 channels), bf16,
+    int8."""
     import mxnet as mx
     from xception_mx import Xception
     from xception_mx.fast import load_fast_network
@@ -115,8 +116,10 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
         if mode == "int8":
             from xception_mx.preprocess import image_files, load_images
             calibration = load_images(image_files(calib), (size, size))
-        nets = {b: load_fast_network(prefix, precision="fp32" if mode == "fused" else mode,
-                                     batch_size=b, calibration=calibration)[0]
+        precision = "fp32" if mode.startswith("fused") else mode
+        nets = {b: load_fast_network(prefix, precision=precision, batch_size=b,
+                                     calibration=calibration,
+                                     pad_channels=mode != "fused-unpadded")[0]
                 for b in batches}
     rates = {}
     for b in batches:
@@ -194,7 +197,40 @@ def peak_gflops(n=2048, repeats=10):
     return {"gflops": max(rates.values()), "by": rates}
 
 
-WORKLOADS = {"train_mxnet": train_mxnet, "train_keras": train_keras,
+def primitives(prefix, pad_channels, batch=8, size=299):
+    """Milliseconds per oneDNN primitive implementation in one fused fp32 forward, from
+    ``MKLDNN_VERBOSE=1`` (set by the caller before MXNet starts): ``{"kind impl":
+    [calls, ms]}``, the verbose lines of the measured forward only (after two warm-ups)."""
+    import tempfile
+    import mxnet as mx
+    from xception_mx.fast import load_fast_network
+    net = load_fast_network(prefix, precision="fp32", batch_size=batch,
+                            pad_channels=pad_channels)[0]
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size))
+                    .astype(np.float32))
+    net(x).wait_to_read()
+    net(x).wait_to_read()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile("w+") as log:
+        os.dup2(log.fileno(), 1)                  # oneDNN prints from C to file descriptor 1
+        try:
+            net(x).wait_to_read()
+        finally:
+            os.dup2(saved, 1)
+        log.seek(0)
+        lines = log.read().splitlines()
+    table = {}
+    for line in lines:
+        fields = line.split(",")
+        if len(fields) > 5 and fields[1] == "exec":
+            key = "%s %s" % (fields[3], fields[4])
+            calls, ms = table.get(key, [0, 0.0])
+            table[key] = [calls + 1, ms + float(fields[-1])]
+    return {"primitives": table}
+
+
+WORKLOADS = {"primitives": primitives, "train_mxnet": train_mxnet, "train_keras": train_keras,
              "train_keras_on_batch": train_keras_on_batch, "infer_keras": infer_keras,
              "infer_mxnet": infer_mxnet, "fidelity": fidelity, "depthwise": depthwise,
              "peak_gflops": peak_gflops}

@@ -13,7 +13,8 @@ import sys
 from xception_mx.atomic import atomic_path
 from xception_mx.cli import Parser, run
 from xception_mx.labels import labels_path
-from xception_mx.serving import checkpoint_input_size, is_transfer, load_params, read_meta
+from xception_mx.serving import (checkpoint_input_size, is_transfer, load_params, read_meta,
+                                 require_keras_shaped)
 
 from . import layouts
 from .errors import ConversionError, make_sure
@@ -27,8 +28,7 @@ OUTPUT_SUFFIXES = (".weights.h5", ".keras", ".h5")
 def checkpoint_params(prefix, epoch=0):
     """``(meta, {MXNet name: numpy array})`` of an fp32 checkpoint."""
     meta = read_meta(prefix)
-    make_sure(meta.get("precision", "fp32") == "fp32", "%s: a quantized (%s) checkpoint has no "
-              "Keras equivalent; convert the fp32 one", prefix, meta.get("precision"))
+    require_keras_shaped(meta, prefix, "mxnet2keras")
     arg_params, aux_params = load_params(prefix, epoch)
     return meta, {k: v.asnumpy() for k, v in dict(arg_params, **aux_params).items()}
 

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import xception_mx  # noqa: F401  (before MXNet: it sets MXNet's thread count)
 import mxnet  # noqa: F401  (MXNet must be imported before TensorFlow)
 import numpy as np
 import pytest

@@ -39,3 +39,23 @@ def test_help_has_a_line_for_every_argument_with_its_default(command):
 def test_launch_without_the_double_dash_says_where_the_command_goes():
     result = run_tool("xception-launch", "-n", "2", "xception-finetune", "data")
     assert_bad_input(result, "follows --", "xception-launch -n 2 -s 1 -- xception-finetune")
+
+
+def test_output_still_buffered_when_a_command_ends_into_a_closed_pipe_is_dropped_quietly():
+    """``keras2mxnet FILE --print-name-table | head -4`` (a README line) when ``head`` is gone
+    before Python flushes the last of the output at exit: exit 0 and nothing on stderr (was
+    'Exception ignored ... BrokenPipeError' and exit 120, depending on who was faster)."""
+    import os
+    import subprocess
+    import sys
+    body = ("import sys\nfrom xception_mx.cli import run\n"
+            "def body(argv):\n    sys.stdout.write('row\\n' * 10)\n    return 0\n"
+            "sys.exit(run('tool', body))\n")
+    reader, writer = os.pipe()
+    os.close(reader)                 # the small output stays buffered until the command ends
+    # (as it does for users; this shell's PYTHONUNBUFFERED would write it at once)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run([sys.executable, "-c", body], stdout=writer, env=buffered,
+                            stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(writer)
+    assert result.returncode == 0 and result.stderr == "", (result.returncode, result.stderr)

@@ -1,6 +1,7 @@
 """Fast inference paths keep their fidelity: fused fp32 keeps Keras parity,
 bf16 and int8 agree with fp32 on the top-1 class of every sample photo."""
 import json
+import os
 
 import mxnet as mx
 import numpy as np
@@ -80,3 +81,47 @@ def test_predict_precisions_agree_on_the_top_class(setup):
     assert len(tops["fp32"]) == 3 and tops["fp32"] == tops["bf16"] == tops["int8"]
     keras_top = [imagenet_classes()[i] for i in setup[3][:3].argmax(1)]   # Keras' own logits
     assert tops["fp32"] == ["%s (%s)" % (name, synset) for synset, name in keras_top]
+
+
+@pytest.mark.slow
+def test_optimized_fp32_export_loads_in_plain_mxnet_and_keeps_keras_parity(setup, tmp_path):
+    """``xception-quantize --precision fp32``: the padded, oneDNN-fused graph as ordinary
+    files that Module and SymbolBlock.imports load, for serving outside this toolkit."""
+    prefix, x, plain, keras_out = setup
+    out = str(tmp_path / "served")
+    result = run_tool("xception-quantize", prefix, "-o", out, "--precision", "fp32",
+                      "--channel-padding", "on")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(open(out + "-meta.json").read())
+    assert meta["precision"] == "fp32" and meta["optimized"]["padded_convolutions"] > 0
+    graph = json.loads(open(out + "-symbol.json").read())
+    assert any(n["op"].startswith("_sg_mkldnn") for n in graph["nodes"])      # fused
+    symbol, args, aux = mx.model.load_checkpoint(out, 0)
+    assert args["block4_sepconv1_pointwise_weight"].shape[0] == 736          # padded
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=None)
+    module.bind(data_shapes=[("data", x.shape)], for_training=False)
+    module.set_params(args, aux)
+    module.forward(mx.io.DataBatch([mx.nd.array(x)]), is_train=False)
+    served = module.get_outputs()[0].asnumpy()
+    assert np.abs(served - keras_out).max() <= 1e-4
+    net = mx.gluon.SymbolBlock.imports(out + "-symbol.json", ["data"], out + "-0000.params")
+    assert np.abs(net(mx.nd.array(x)).asnumpy() - served).max() <= 1e-5
+    predicted = run_tool("xception-predict", out, PHOTOS[0], "--top", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    from conftest import assert_bad_input
+    assert_bad_input(run_tool("xception-finetune", tmp_path, "--out", tmp_path / "run",
+                              "--pretrained", out), "--pretrained needs the fp32 checkpoint "
+                     "it came from", prefix)
+    assert_bad_input(run_tool("xception-quantize", out, "-o", tmp_path / "again",
+                              "--precision", "fp32"), "already an optimized fp32", prefix)
+    assert not os.path.exists(str(tmp_path / "again-meta.json"))
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--precision", "fp32", "--calib-images", "x.jpg"], "--calib-images goes with"),
+    (["--precision", "int8"], "--calib-images goes with"),
+    (["--precision", "bf16"], "bf16 is converted when the network is loaded")])
+def test_export_flags_that_cannot_work_are_refused(flags, fragment, tmp_path):
+    from conftest import assert_bad_input
+    assert_bad_input(run_tool("xception-quantize", tmp_path / "x", "-o", tmp_path / "y",
+                              *flags), fragment)

@@ -1,6 +1,7 @@
 """The converted checkpoint computes Keras' function: logits within 1e-4 and
 the same top-5 order at 299x299, at an even size where TF pads asymmetrically
-(224x224) and at a non-square size; the notop feature map likewise."""
+(224x224) and at a non-square size, as saved and through the fast path (channels padded
+for oneDNN, fused); the notop feature map likewise."""
 import mxnet as mx
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from conftest import PHOTOS
 from convert import convert_file
 from validate import keras_side
+from xception_mx.fast import load_fast_network
 from xception_mx.preprocess import load_images
 
 ATOL = 1e-4
@@ -38,6 +40,15 @@ def gluon_outputs(prefix, x):
     return net(mx.nd.array(x)).asnumpy()
 
 
+def fast_outputs(prefix, x):
+    """Through the fast fp32 path (xception-predict's, as on Intel AVX-512 CPUs): 728
+    channels padded to 736, fused."""
+    net, _ = load_fast_network(prefix, precision="fp32", batch_size=len(x), pad_channels="on")
+    shapes = [p.data().shape for p in net.collect_params().values()]
+    assert (736, 736, 1, 1) in shapes and not any(728 in s for s in shapes)
+    return net(mx.nd.array(x)).asnumpy()
+
+
 def assert_same_logits(keras_out, mx_out):
     assert keras_out.shape == mx_out.shape
     assert np.abs(keras_out - mx_out).max() <= ATOL
@@ -58,6 +69,7 @@ def test_logits_match_keras_at_any_input_size(shape, reference_model, keras_file
     assert np.abs(keras_out).max() > 0.5   # logits, not a degenerate output
     assert_same_logits(keras_out, module_outputs(prefix, x))
     assert_same_logits(keras_out, gluon_outputs(prefix, x))
+    assert_same_logits(keras_out, fast_outputs(prefix, x))
 
 
 @pytest.mark.slow

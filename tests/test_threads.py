@@ -37,3 +37,25 @@ def test_the_thread_count_is_read_by_mxnet_at_import_so_it_must_be_set_before():
     late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, check=True).stdout.split()[-1]
     assert int(late) == max(len(os.sched_getaffinity(0)) - 1, 1)
+
+
+def test_a_library_user_who_imports_mxnet_first_is_told_how_to_get_every_core():
+    """``import mxnet`` before ``import xception_mx`` leaves MXNet on cores - 1 threads,
+    silently until now: one warning naming the fix; none when the order is right or the
+    user chose the count."""
+    cores = len(os.sched_getaffinity(0))
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+
+    def warnings_of(code, **extra):
+        return subprocess.run([sys.executable, "-W", "default", "-c", code],
+                              capture_output=True, text=True, env=dict(env, **extra),
+                              check=True).stderr
+    late = warnings_of("import mxnet, xception_mx, convert, validate")
+    if cores == 1:
+        assert "RuntimeWarning" not in late           # cores - 1 is every core here
+        return
+    assert late.count("RuntimeWarning") == 1, late
+    assert ("on %d of %d cores" % (cores - 1, cores)) in late
+    assert ("OMP_NUM_THREADS=%d before importing mxnet" % cores) in late
+    assert "RuntimeWarning" not in warnings_of("import xception_mx, mxnet")
+    assert "RuntimeWarning" not in warnings_of("import mxnet, xception_mx", OMP_NUM_THREADS="1")

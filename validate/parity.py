@@ -15,7 +15,7 @@ from xception_mx.errors import InputError
 from xception_mx.model import check_input_shape
 from xception_mx.preprocess import image_files, load_images
 from xception_mx.serving import (checkpoint_input_size, is_transfer, load_network, read_meta,
-                                 run_batches, takes_raw_pixels)
+                                 require_keras_shaped, run_batches, takes_raw_pixels)
 
 from . import keras_side, layers, transfer
 from .metrics import max_deviation, max_magnitude
@@ -129,12 +129,8 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     """Run both models on the same inputs and compare them; with ``per_layer``
     every intermediate output too."""
     meta = read_meta(prefix)
-    if meta.get("precision", "fp32") != "fp32":
-        raise InputError("%s: an %s checkpoint (xception-quantize); parity compares a "
-                         "conversion with Keras: run it on the fp32 checkpoint it came from "
-                         "(%s), and compare %s with fp32 by xception-predict --precision"
-                         % (prefix, meta["precision"], meta.get("source_checkpoint", "?"),
-                            meta["precision"]))
+    require_keras_shaped(meta, prefix, "parity (a conversion against Keras; compare the "
+                         "copy with fp32 by xception-predict --precision)")
     input_size = resolve_input_size(prefix, meta, input_size)
     if is_transfer(meta):
         return run_transfer_parity(keras_path, prefix, meta, images, random_count, seed,

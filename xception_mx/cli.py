@@ -36,7 +36,9 @@ class Parser(argparse.ArgumentParser):
 def run(prog, body, argv=None):
     """Call ``body(argv)``; report ``InputError`` as one line and return 2."""
     try:
-        return body(argv)
+        status = body(argv)
+        sys.stdout.flush()            # a closed pipe shows here, not at exit (status 120)
+        return status
     except InputError as exc:
         print("%s: error: %s" % (prog, exc), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -11,6 +11,9 @@
 - ``int8``: oneDNN post-training quantization (``quantize_model_mkldnn``),
   calibrated (``naive``: min/max) on sample images.
 
+Each can run with its channel counts padded to oneDNN's block of 16 (``padding.py``: 728 ->
+736, the same function; 728 channels fall back to AVX2 kernels), by default where that is
+faster (Intel AVX-512).
 Every network is a Gluon ``SymbolBlock`` hybridized with static allocation,
 taking fp32 NCHW input preprocessed as usual; all of them output logits.
 """
@@ -21,8 +24,9 @@ import numpy as np
 
 from .checkpoint import write_checkpoint
 from .errors import make_sure
-from .serving import (checkpoint_input_size, check_params_fit, load_params, load_symbol,
-                      output_symbol, read_meta, symbol_block)
+from .padding import BLOCK, pad_network, resolve_padding
+from .serving import (checkpoint_input_size, check_params_fit, is_serving_copy, load_params,
+                      load_symbol, output_symbol, read_meta, symbol_block)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -59,10 +63,16 @@ def quantize_int8(symbol, arg_params, aux_params, calibration):
             excluded_op_names=[], logger=None)
 
 
-def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None):
-    """``(symbol, arg_params, aux_params)`` for ``precision``."""
+def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None,
+              pad_channels="auto"):
+    """``(symbol, arg_params, aux_params)`` for ``precision``; with ``pad_channels`` (``on``,
+    ``off``, or ``auto``: where it is faster), channel counts rounded up to oneDNN's block
+    of 16 first (the same function, see padding.py)."""
     make_sure(precision in PRECISIONS, "precision must be one of %s, got %r",
               ", ".join(PRECISIONS), precision)
+    if resolve_padding(pad_channels):
+        symbol, arg_params, aux_params, _ = pad_network(symbol, arg_params, aux_params,
+                                                        tuple(batch_shape))
     if precision == "fp32":
         return fuse_fp32(symbol, batch_shape), arg_params, aux_params
     if precision == "bf16":
@@ -70,7 +80,8 @@ def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibratio
     return quantize_int8(symbol, arg_params, aux_params, calibration)
 
 
-def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration=None):
+def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration=None,
+                      pad_channels="auto"):
     """The checkpoint as a fast network (logits output) and its meta.
 
     ``precision`` defaults to the checkpoint's own (fp32 unless it was written
@@ -83,36 +94,52 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
     arg_params, aux_params = load_params(prefix, epoch)
     stored = meta.get("precision", "fp32")
     precision = precision or stored
-    if stored != "fp32":
-        make_sure(precision == stored, "%s holds a quantized (%s) network; run it with "
+    if is_serving_copy(meta):
+        make_sure(precision == stored, "%s holds an optimized %s network; run it with "
                   "--precision %s", prefix, stored, stored)
         return symbol_block(symbol, arg_params, aux_params, static=True), meta
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
     symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
-                                               (batch_size, 3) + tuple(size), calibration)
+                                               (batch_size, 3) + tuple(size), calibration,
+                                               pad_channels)
     return symbol_block(symbol, arg_params, aux_params, static=True), meta
 
 
-def quantize_checkpoint(prefix, out_prefix, calibration, epoch=0, force=False,
-                        calibration_source=None):
-    """Write an int8 checkpoint (normal symbol/params/meta files, logits output)."""
+def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, epoch=0,
+                      force=False, calibration_source=None, pad_channels="auto"):
+    """Write the fast network of ``precision`` (int8 or fp32; logits output, channels padded
+    as ``pad_channels`` says, oneDNN-fused or quantized) as normal symbol/params/meta files that ``mx.mod.Module`` and
+    ``SymbolBlock.imports`` load; ``calibration`` (NCHW images) for int8 only."""
+    make_sure(precision != "bf16", "bf16 is converted when the network is loaded "
+              "(xception-predict --precision bf16): MXNet 1.9.1 cannot bind a saved AMP bf16 "
+              "graph to float32 input ('This layer requires uniform type'); export int8 or "
+              "fp32")
     meta = read_meta(prefix)
-    make_sure(meta.get("precision", "fp32") == "fp32", "%s is already %s", prefix,
-              meta.get("precision"))
+    make_sure(not is_serving_copy(meta), "%s is already an optimized %s copy; export from "
+              "its source, %s", prefix, meta.get("precision", "fp32"),
+              meta.get("source_checkpoint", "the checkpoint it was made from"))
     size = checkpoint_input_size(meta)
     symbol = output_symbol(load_symbol(prefix), "logits", meta)
     arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
-    qsym, qargs, qaux = quantize_int8(symbol, arg_params, aux_params, calibration)
+    padded = []
+    if resolve_padding(pad_channels):
+        symbol, arg_params, aux_params, padded = pad_network(symbol, arg_params, aux_params,
+                                                             (1, 3) + tuple(size))
+    out_symbol, out_args, out_aux = optimized(symbol, arg_params, aux_params, precision,
+                                              (1, 3) + tuple(size), calibration, "off")
     model = dict(meta.get("model", {}), classifier_activation=None)
-    out_meta = dict(meta, producer="xception-mx xception-quantize", precision="int8",
+    out_meta = dict(meta, producer="xception-mx xception-quantize", precision=precision,
                     model=model, source_checkpoint=os.path.abspath(prefix),
-                    calibration={"images": len(calibration), "mode": "naive",
-                                 "source": calibration_source})
+                    optimized={"oneDNN": "fused" if precision == "fp32" else precision,
+                               "padded_convolutions": len(padded), "channel_block": BLOCK})
+    if precision == "int8":
+        out_meta["calibration"] = {"images": len(calibration), "mode": "naive",
+                                   "source": calibration_source}
     out_meta.pop("name_table", None)
-    as_numpy = {k: v.asnumpy() for k, v in qargs.items()}
-    aux_numpy = {k: v.asnumpy() for k, v in qaux.items()}
-    return write_checkpoint(out_prefix, qsym, as_numpy, aux_numpy, out_meta, force=force)
+    as_numpy = {k: v.asnumpy() for k, v in out_args.items()}
+    aux_numpy = {k: v.asnumpy() for k, v in out_aux.items()}
+    return write_checkpoint(out_prefix, out_symbol, as_numpy, aux_numpy, out_meta, force=force)
 
 
 def logits_agreement(reference, candidate):

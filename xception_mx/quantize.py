@@ -1,9 +1,11 @@
-"""``xception-quantize``: write an int8 (oneDNN) copy of a checkpoint,
-calibrated on sample images; normal symbol/params/meta files."""
+"""``xception-quantize``: write a ready-to-serve copy of a checkpoint (int8 calibrated on
+sample images, bf16, or fused fp32; channels padded for oneDNN) as normal
+symbol/params/meta files."""
 import sys
 
 from .cli import Parser, run
-from .fast import quantize_checkpoint
+from .fast import PRECISIONS, export_checkpoint
+from .padding import PADDING_CHOICES
 from .preprocess import image_files
 from .serving import checkpoint_images, read_meta
 
@@ -11,25 +13,43 @@ PROG = "xception-quantize"
 
 
 def build_parser():
-    parser = Parser(prog=PROG, description="Quantize an Xception checkpoint to int8 with "
-                    "oneDNN, calibrated on sample images (min/max per layer).")
+    parser = Parser(prog=PROG, description="Write the fast network of an Xception checkpoint "
+                    "as a ready-to-serve checkpoint that plain mx.mod.Module and "
+                    "SymbolBlock.imports load: int8 (oneDNN post-training quantization, "
+                    "calibrated on sample images: min/max per layer) or the oneDNN-fused fp32 "
+                    "graph; channel counts padded for oneDNN, logits output.")
     parser.add_argument("prefix", metavar="PREFIX", help="fp32 checkpoint")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="int8 checkpoint")
-    parser.add_argument("--calib-images", required=True, nargs="+", metavar="IMAGE",
-                        help="calibration images or folders (a dozen representative images)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="prefix of the copy written")
+    parser.add_argument("--precision", choices=PRECISIONS, default="int8",
+                        help="what the copy computes in (bf16 is refused: it is converted at "
+                             "load time, by xception-predict --precision bf16)")
+    parser.add_argument("--calib-images", nargs="+", metavar="IMAGE",
+                        help="int8: calibration images or folders (a dozen representative "
+                             "images)")
+    parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
+                        help="pad channel counts to oneDNN's block of 16 (the same function); "
+                             "auto: where that is faster (Intel CPUs with AVX-512)")
     parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     return parser
 
 
 def _main(argv):
-    args = build_parser().parse_args(argv)
-    files = image_files(args.calib_images)
-    calibration = checkpoint_images(files, read_meta(args.prefix))
-    paths = quantize_checkpoint(args.prefix, args.output, calibration, args.epoch, args.force,
-                                calibration_source=[str(f) for f in files])
-    print("%s: int8 checkpoint calibrated on %d images: %s" % (
-        PROG, len(files), ", ".join(paths[k] for k in ("symbol", "params", "meta"))))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.precision == "int8") != bool(args.calib_images):
+        parser.error("--calib-images goes with --precision int8, which needs it")
+    calibration, files = None, []
+    if args.calib_images:
+        files = image_files(args.calib_images)
+        calibration = checkpoint_images(files, read_meta(args.prefix))
+    paths = export_checkpoint(args.prefix, args.output, args.precision, calibration,
+                              args.epoch, args.force, [str(f) for f in files] or None,
+                              args.channel_padding)
+    print("%s: %s checkpoint%s: %s" % (
+        PROG, args.precision, " calibrated on %d images" % len(files) if files else "",
+        ", ".join(paths[k] for k in ("symbol", "params", "meta"))))
     return 0
 
 

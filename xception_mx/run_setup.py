@@ -5,6 +5,7 @@ import os
 
 from .data import EpochBatchSampler, ImageDataset, make_loader, open_source, split_indices
 from .errors import InputError, make_sure
+from .serving import read_meta, require_keras_shaped
 from .model import check_input_shape
 from .train import HOROVOD
 
@@ -64,6 +65,8 @@ def check_config(config):
     if config["pretrained"]:
         path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
         make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
+        require_keras_shaped(read_meta(config["pretrained"]), config["pretrained"],
+                             "--pretrained")
     if config["amp"]:
         make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
     make_sure(os.environ.get("DMLC_ROLE") != "worker" or config["kvstore"].startswith("dist"),

@@ -118,6 +118,21 @@ def is_transfer(meta):
     return (meta or {}).get("model", {}).get("kind") == "transfer"
 
 
+def is_serving_copy(meta):
+    """Whether a checkpoint is an optimized copy written by ``xception-quantize`` (int8,
+    bf16, or fused fp32 with padded channels) rather than a Keras-shaped fp32 checkpoint."""
+    return meta.get("precision", "fp32") != "fp32" or "optimized" in meta
+
+
+def require_keras_shaped(meta, prefix, purpose):
+    """Refuse an optimized serving copy where Keras' shapes and layers are needed."""
+    if is_serving_copy(meta):
+        raise InputError("%s: an optimized %s checkpoint for serving (xception-quantize); %s "
+                         "needs the fp32 checkpoint it came from (%s)"
+                         % (prefix, meta.get("precision", "fp32"), purpose,
+                            meta.get("source_checkpoint", "?")))
+
+
 def takes_raw_pixels(meta):
     """Whether the checkpoint's ``data`` is raw 0..255 pixels (the model
     preprocesses inside) rather than Keras' ``x / 127.5 - 1``."""

@@ -236,22 +236,42 @@ def _read_member(path, archive, name, limit):
     return data
 
 
-def _read_archive(path):
+def _archive_attrs(path, archive):
+    """A .keras archive's Keras version and architecture (``config.json``)."""
+    names = archive.namelist()
+    make_sure(ARCHIVE_WEIGHTS in names, "%s: a zip archive but not a .keras model: no %s "
+              "inside (found %s)", path, ARCHIVE_WEIGHTS, ", ".join(names[:5]) or "nothing")
+    attrs = {}
+    if "metadata.json" in names:
+        metadata = json.loads(_read_member(path, archive, "metadata.json",
+                                           MAX_ARCHIVE_METADATA_BYTES))
+        if isinstance(metadata, dict) and "keras_version" in metadata:
+            attrs["keras_version"] = str(metadata["keras_version"])
+    if ARCHIVE_CONFIG in names:
+        attrs["model_config"] = _read_member(path, archive, ARCHIVE_CONFIG,
+                                             MAX_ARCHIVE_CONFIG_BYTES).decode("utf8")
+    return attrs
+
+
+def _read_archive(path, weights=True):
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        make_sure(ARCHIVE_WEIGHTS in names, "%s: a zip archive but not a .keras model: no %s "
-                  "inside (found %s)", path, ARCHIVE_WEIGHTS, ", ".join(names[:5]) or "nothing")
-        attrs = {}
-        if "metadata.json" in names:
-            metadata = json.loads(_read_member(path, archive, "metadata.json",
-                                               MAX_ARCHIVE_METADATA_BYTES))
-            if isinstance(metadata, dict) and "keras_version" in metadata:
-                attrs["keras_version"] = str(metadata["keras_version"])
-        if ARCHIVE_CONFIG in names:
-            attrs["model_config"] = _read_member(path, archive, ARCHIVE_CONFIG,
-                                                 MAX_ARCHIVE_CONFIG_BYTES).decode("utf8")
+        attrs = _archive_attrs(path, archive)
+        if not weights:
+            return KerasFile(path, KERAS_ARCHIVE, attrs, [])
         data = _read_member(path, archive, ARCHIVE_WEIGHTS, MAX_ARCHIVE_WEIGHTS_BYTES)
     return read_h5(path, io.BytesIO(data), archive_attrs=attrs)
+
+
+def _read_h5_attrs(path):
+    """An HDF5 file's Keras version, backend and architecture (``model_config``), with no
+    weight read."""
+    with h5py.File(path, "r") as f:
+        attrs = _root_attrs(f)
+        if "model_weights" in f and isinstance(f["model_weights"], h5py.Group):
+            attrs.update(_root_attrs(f["model_weights"]))
+        if "model_config" in f.attrs:
+            attrs["model_config"] = _text(f.attrs["model_config"])
+    return KerasFile(path, LEGACY_MODEL if "model_config" in attrs else None, attrs, [])
 
 
 def check_readable(path):
@@ -261,8 +281,9 @@ def check_readable(path):
     make_sure(os.path.getsize(path) > 0, "%s: file is empty (0 bytes)", path)
 
 
-def read_keras_file(path):
-    """Read every weighted layer of a Keras weights or model file.
+def read_keras_file(path, weights=True):
+    """Read every weighted layer of a Keras weights or model file; with ``weights=False``
+    only its attributes (Keras version, ``model_config``), for a look at the architecture.
 
     Raises:
         ConversionError: the file is missing, empty, truncated, damaged, or not
@@ -273,10 +294,10 @@ def read_keras_file(path):
         with open(path, "rb") as f:
             head = f.read(len(ZIP_SIGNATURE))
         if head == ZIP_SIGNATURE:
-            return _read_archive(path)
+            return _read_archive(path, weights)
         make_sure(h5py.is_hdf5(path), "%s: not a Keras weights file: expected HDF5 (.h5, "
                   ".weights.h5) or a .keras zip archive", path)
-        return read_h5(path, path)
+        return read_h5(path, path) if weights else _read_h5_attrs(path)
     except ConversionError:
         raise
     except zipfile.BadZipFile as exc:

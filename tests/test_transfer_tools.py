@@ -155,6 +155,46 @@ def test_finetune_head_phase_keeps_the_base_and_its_statistics_and_trains_the_he
     assert after["out_weight"].shape == (3, 32)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parity_reads_the_architecture_without_the_weights(name, converted):
+    """Parity checks the Keras file's architecture before Keras loads it (weights and all):
+    the look reads the same architecture and no weight."""
+    from convert.keras_reader import read_keras_file
+    from convert.transfer import model_config
+    path, _ = converted[name]
+    look, whole = read_keras_file(path, weights=False), read_keras_file(path)
+    assert look.layers == [] and whole.layers
+    assert model_config(look) == model_config(whole) is not None
+    assert look.attrs.get("keras_version") == whole.attrs.get("keras_version")
+
+
+def test_a_frozen_base_computes_in_training_what_it_computes_at_inference(converted):
+    """The head phase trains the head on the features the base gives at inference, as Keras
+    runs a frozen base.  The running statistics cannot show it (MXNet moves them in backward,
+    which a frozen base never gets), so the features are compared: in a training pass with
+    the base set to inference they equal the inference features; with batch statistics they
+    would not."""
+    from mxnet import autograd
+    from xception_mx.serving import checkpoint_input_size, read_meta
+    from xception_mx.transfer_training import (build_transfer_network,
+                                               pretrained_transfer_spec, set_base_inference)
+    _, prefix = converted["nested"]
+    size = checkpoint_input_size(read_meta(prefix))
+    net = build_transfer_network(pretrained_transfer_spec(prefix), 3, size, [mx.cpu()],
+                                 prefix)[0]
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (4, 3) + tuple(size)))
+    inference = net.base(x).asnumpy()
+    scale = max(1.0, np.abs(inference).max())
+
+    def in_training():
+        with autograd.record(train_mode=True):
+            return net.base(x).asnumpy()
+    set_base_inference(net, True)
+    assert np.abs(in_training() - inference).max() / scale <= 1e-5
+    set_base_inference(net, False)
+    assert np.abs(in_training() - inference).max() / scale > 1e-2   # batch statistics
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     from xception_mx.synthetic import write_shapes_dataset

@@ -46,7 +46,7 @@ def structure(spec):
 
 def read_file_transfer(keras_path, checkpoint_spec, prefix):
     """The ``Transfer`` of ``keras_path``, which must be the checkpoint's model."""
-    config = model_config(read_keras_file(keras_path))
+    config = model_config(read_keras_file(keras_path, weights=False))   # Keras reads them
     if config is None:
         raise InputError("%s: a weights-only file; %s is a transfer model, whose parity needs "
                          "the whole Keras model (model.save('model.keras'))"

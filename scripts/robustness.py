@@ -10,7 +10,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from validate import robustness  # noqa: E402
+from validate import kills as kill_harness, robustness  # noqa: E402
 from validate.keras_side import FORMATS, SUFFIX  # noqa: E402
 
 
@@ -25,11 +25,15 @@ def kill_training_runs(work, weights, kills, seed):
     args = [data, "--pretrained", base, "--val-split", "0.25", "--input-shape", "71", "71",
             "--epochs", "3", "--batch-size", "8", "--workers", "2", "--min-crop", "0.5",
             "--optimizer", "adam", "--lr", "0.001", "--warmup-epochs", "1"]
-    reference = os.path.join(work, "reference")
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "xception-finetune")] + args
-                   + ["--out", reference], check=True, capture_output=True)
-    return robustness.kill_training(args, os.path.join(work, "killed"), kills, seed,
-                                    os.path.join(reference, "epoch-0002.params"))
+    return kill_harness.kill_training(args, os.path.join(work, "killed"), kills, seed,
+                                    os.path.join(work, "reference"))
+
+
+def phases(counts):
+    """``3 in checkpoint:params-written, 1 in ...`` for a table cell."""
+    found = counts.get("phases", {})
+    return ", ".join("%d after `%s`" % (n, name) if ":" in name else "%d %s" % (n, name)
+                     for name, n in sorted(found.items(), key=lambda item: -item[1]))
 
 
 def main(argv=None):
@@ -50,7 +54,7 @@ def main(argv=None):
                     "--notop", "-o", notop, "--seed", "1"], check=True, capture_output=True)
     fuzz, failures = robustness.fuzz_converter(list(files.values()), args.fuzz_cases,
                                                args.seed, work)
-    kills = robustness.kill_conversions(files["legacy-h5"], notop, os.path.join(work, "k"),
+    kills = kill_harness.kill_conversions(files["legacy-h5"], notop, os.path.join(work, "k"),
                                         args.kills, args.seed)
     training = kill_training_runs(work, files["legacy-h5"], args.training_kills, args.seed)
     disk = robustness.full_disk_conversions(files["weights-h5"], os.path.join(work, "d"),
@@ -58,24 +62,34 @@ def main(argv=None):
     lines = [
         "# Robustness", "",
         "Written by `make robustness` (`scripts/robustness.py --fuzz-cases %d --kills %d "
-        "--seed %d`) on %s. The test suite runs short versions of the same harness "
-        "(`tests/test_robustness.py`, `validate/robustness.py`)." % (
-            args.fuzz_cases, args.kills, args.seed, datetime.date.today()), "",
+        "--training-kills %d --seed %d`) on %s. The test suite runs short versions of the same "
+        "harness (`tests/test_robustness.py`, `validate/robustness.py`) and kills at every "
+        "named point (`tests/test_kill_points.py`). Random kills are timed from a traced run "
+        "(`XCEPTION_MX_TRACE`: the time each named point of `xception_mx/faults.py` is "
+        "reached); a killed run's trace names the last point it passed, which is the phase "
+        "given in brackets." % (args.fuzz_cases, args.kills, args.training_kills, args.seed,
+                                datetime.date.today()), "",
         "| what | cases | outcome | lost or corrupted |", "|---|---|---|---|",
         "| damaged Keras files (truncated, overwritten bytes, zeroed blocks, spliced; all four "
         "formats) fed to `keras2mxnet` | %d | %d clean errors (exit 2, one line, no output), "
         "%d still valid and converted | %d |" % (
             fuzz.get("cases", 0), fuzz.get("clean_errors", 0), fuzz.get("converted", 0),
             fuzz.get("failures", 0)),
-        "| SIGKILL at a random moment of a conversion over an existing checkpoint | %d | %d "
+        "| SIGKILL at a random moment of a conversion over an existing checkpoint, drawn over "
+        "the write as a traced run measured it (%.1f-%.1f s after start) | %d kills (%s) | %d "
         "left the previous checkpoint, %d the new one | %d |" % (
-            kills.get("kills", 0), kills.get("old_intact", 0), kills.get("new_complete", 0),
-            kills.get("corrupted", 0)),
-        "| SIGKILL at random moments of a fine-tuning run (3 epochs), each time resumed with "
-        "`--resume` | %d kills | finished: %s; final parameters equal to an uninterrupted "
-        "run's (within 1e-5): %s | %d |" % (training.get("kills", 0), "yes" if training.get("finished") else
-                            "NO", "yes" if training.get("identical") else "NO",
-                            0 if training.get("identical") else 1),
+            kills["measured"]["write_starts"], kills["measured"]["seconds"],
+            kills.get("kills", 0), phases(kills), kills.get("old_intact", 0),
+            kills.get("new_complete", 0), kills.get("corrupted", 0)),
+        "| SIGKILL at a random moment of a fine-tuning run (3 epochs at 71x71), drawn after its "
+        "first checkpoint as a traced run measured it (%.1f-%.1f s after start), then "
+        "`--resume` | %d kills (%s) | %d resumed at the epoch after the last complete "
+        "checkpoint; %d ended with an uninterrupted run's parameters (within 1e-5) | %d |" % (
+            training["measured"]["first_checkpoint"], training["measured"]["seconds"],
+            training.get("kills", 0), phases(training),
+            training.get("resumed_after_last_checkpoint", 0), training.get("identical", 0),
+            training.get("kills", 0) - min(training.get("identical", 0),
+                                           training.get("resumed_after_last_checkpoint", 0))),
         "| full disk (`ulimit -f` at 1, 8, 40, 80 MB) during a conversion over an existing "
         "checkpoint | %d | %d clean errors with the previous files intact, %d completed | %d |"
         % (disk.get("cases", 0), disk.get("clean_errors_previous_intact", 0),
@@ -94,7 +108,8 @@ def main(argv=None):
         f.write("\n".join(lines))
     print("\n".join(lines))
     return 1 if failures or kills.get("corrupted") or disk.get("lost_or_unclear") or \
-        not training.get("identical") else 0
+        min(training.get("identical", 0), training.get("resumed_after_last_checkpoint", 0)) \
+        < training.get("kills", 0) else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import PHOTOS
 from convert import ConversionError, convert
-from validate import robustness
+from validate import kills, robustness
 from validate.robustness import checkpoint_state, clean_failure, outputs_of, run_tool
 
 FUZZ_CASES = int(os.environ.get("XCEPTION_MX_FUZZ_CASES", "3"))
@@ -166,9 +166,14 @@ def test_damaged_checkpoints_give_clean_errors(damage, fragment, checkpoint, tmp
 @pytest.mark.slow
 def test_killed_conversions_leave_the_old_or_the_new_checkpoint(keras_files_top,
                                                                 keras_file_notop, tmp_path):
-    counts = robustness.kill_conversions(keras_files_top["legacy-h5"], keras_file_notop,
+    """Kills drawn over the write of the checkpoint (timed by a traced run); each killed
+    run's trace names where it was: the kills land while the checkpoint is written."""
+    counts = kills.kill_conversions(keras_files_top["legacy-h5"], keras_file_notop,
                                          str(tmp_path / "x"), kills=4, seed=1)
     assert counts["kills"] == 4 and counts.get("corrupted", 0) == 0, counts
+    assert counts["old_intact"] + counts.get("new_complete", 0) == 4, counts
+    assert sum(counts["phases"].values()) == 4, counts
+    assert any(phase.startswith("checkpoint:") for phase in counts["phases"]), counts
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Robustness harness: damaged Keras files, kills during writes, full disks.
+"""Robustness harness: damaged Keras files and full disks (kills: ``kills.py``).
 
 Each function runs a bounded number of cases through the real command-line
 tools (in subprocesses, so a crash or a hang is seen as such) and returns
@@ -9,7 +9,6 @@ import collections
 import os
 import random
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -132,39 +131,6 @@ def checkpoint_state(prefix):
     return (files.get("params", {}).get("sha256"), files.get("symbol", {}).get("sha256"))
 
 
-def kill_conversions(source_a, source_b, prefix, kills, seed, max_delay=2.5):
-    """Convert ``source_a`` to ``prefix``, then convert ``source_b`` over it
-    (``--force``) and SIGKILL that at a random moment, ``kills`` times; after
-    each kill the checkpoint must be exactly A's or B's.
-
-    Returns counts: kills, old (A's intact), new (B's complete), corrupted.
-    """
-    rng = random.Random(seed)
-    counts = collections.Counter()
-    first = run_tool("keras2mxnet", [source_a, "-o", prefix, "--force"])
-    assert first.returncode == 0, first.stderr
-    state_a = checkpoint_state(prefix)
-    run_tool("keras2mxnet", [source_b, "-o", prefix + "_b", "--force"])
-    state_b = checkpoint_state(prefix + "_b")
-    for _ in range(kills):
-        run_tool("keras2mxnet", [source_a, "-o", prefix, "--force"])
-        process = subprocess.Popen([os.path.join(BIN, "keras2mxnet"), source_b, "-o", prefix,
-                                    "--force"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, max_delay))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        counts["kills"] += 1
-        state = checkpoint_state(prefix)
-        if state == state_a:
-            counts["old_intact"] += 1
-        elif state == state_b:
-            counts["new_complete"] += 1
-        else:
-            counts["corrupted"] += 1
-    return dict(counts)
-
-
 # --- full disk ----------------------------------------------------------------
 
 def full_disk_conversions(source, prefix, limits):
@@ -188,42 +154,4 @@ def full_disk_conversions(source, prefix, limits):
             counts["clean_errors_previous_intact"] += 1
         else:
             counts["lost_or_unclear"] += 1
-    return dict(counts)
-
-
-# Two uninterrupted CPU runs of the same configuration can differ by ~1e-8 after a
-# step (oneDNN reductions over threads), which training amplifies a little.
-TRAINING_ATOL = 1e-5
-
-
-def kill_training(args, out, kills, seed, reference_params, min_delay=1.0, max_delay=4.5):
-    """Run ``xception-finetune ARGS --out OUT --resume`` and SIGKILL it at a
-    random moment, ``kills`` times, then let it finish: the final parameters
-    must equal ``reference_params`` (an uninterrupted run's, a ``.params`` path)
-    within ``TRAINING_ATOL``.
-
-    Returns counts: kills, finished, identical (1 if the final parameters match).
-    """
-    import mxnet as mx
-    import numpy as np
-    rng = random.Random(seed)
-    counts = collections.Counter()
-    command = [os.path.join(BIN, "xception-finetune")] + [str(a) for a in args] + [
-        "--out", str(out), "--resume"]
-    for _ in range(kills):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(min_delay, max_delay))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            counts["kills"] += 1
-        process.wait()
-    final = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    counts["finished"] += int(final.returncode == 0)
-    if final.returncode == 0:
-        got = mx.nd.load(os.path.join(str(out), os.path.basename(reference_params)))
-        expected = mx.nd.load(reference_params)
-        counts["identical"] += int(sorted(got) == sorted(expected) and all(
-            np.allclose(got[k].asnumpy(), expected[k].asnumpy(), rtol=0, atol=TRAINING_ATOL)
-            for k in expected))
     return dict(counts)

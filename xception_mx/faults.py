@@ -11,8 +11,13 @@ signal landed.  The points:
   temporary params file exists, not the others), ``checkpoint:journal-written``
   (the commit point passed, nothing renamed yet),
   ``checkpoint:first-rename-done``, ``checkpoint:committed``;
-- a fine-tuning run: ``epoch-N:checkpoint-written`` (epoch N complete on
-  disk, epoch N+1 not started).
+- a fine-tuning run: ``epoch-N:checkpoint-started`` (epoch N trained, its files
+  not written yet), ``epoch-N:checkpoint-written`` (epoch N complete on disk,
+  epoch N+1 not started).
+
+With ``XCEPTION_MX_TRACE=FILE``, every point reached appends ``TIME NAME`` to
+FILE: the robustness harness times a run with it, and after a random kill
+reads which phase the kill landed in.
 
 And one probe: with ``XCEPTION_MX_BN_DUMP=FOLDER``, a fine-tuning run saves
 every device's copy of the BatchNorm statistics of epoch N before and after
@@ -26,11 +31,17 @@ import numpy as np
 
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
+TRACE = "XCEPTION_MX_TRACE"
 WAIT_SECONDS = 60
 
 
 def fault_point(name):
-    """Stop here to be killed when the environment names this point."""
+    """Stop here to be killed when the environment names this point; note the time it was
+    reached when a trace is asked for."""
+    trace = os.environ.get(TRACE)
+    if trace:
+        with open(trace, "a") as f:
+            f.write("%.6f %s\n" % (time.time(), name))
     if os.environ.get(KILL_POINT) != name:
         return
     mark = os.environ[KILL_MARK]

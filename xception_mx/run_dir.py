@@ -27,6 +27,7 @@ import mxnet as mx
 
 from .atomic import atomic_path, sha256_file, write_text
 from .errors import InputError
+from .faults import fault_point
 from .serving import mxnet_error_text
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
@@ -76,6 +77,7 @@ class RunDirectory:
 
     def save_epoch(self, epoch, net, trainer, record):
         """Write params, states, then the JSON that makes the epoch complete."""
+        fault_point("epoch-%d:checkpoint-started" % epoch)
         try:
             os.makedirs(self.path, exist_ok=True)
             with atomic_path(self.epoch_file(epoch, "params")) as params_tmp, \

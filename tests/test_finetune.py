@@ -16,7 +16,7 @@ from mxnet import gluon
 from conftest import BIN, run_tool
 from rounding import assert_within_rounding, deviation
 from convert import convert_file
-from validate.robustness import TRAINING_ATOL
+from validate.kills import TRAINING_ATOL
 from xception_mx.synthetic import write_shapes_dataset
 from xception_mx.train import (build_network, forward_backward, make_trainer, train_step,
                                trainable_params)
@@ -228,14 +228,17 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
 
 
 @pytest.mark.slow
-def test_runs_killed_at_random_moments_resume_to_the_same_parameters(work, uninterrupted,
-                                                                     tmp_path):
-    from validate.robustness import kill_training
+def test_runs_killed_at_random_moments_resume_to_the_same_parameters(work, tmp_path):
+    """Kills drawn after the first checkpoint of a traced run (validate/kills.py): each
+    killed run resumes at the epoch after its last complete checkpoint and ends with the
+    uninterrupted run's parameters."""
+    from validate.kills import kill_training
     args = [work / "small", "--pretrained", work / "x71", *RESUME_ARGS]
     counts = kill_training(args, tmp_path / "run", kills=2, seed=3,
-                           reference_params=str(uninterrupted / "epoch-0002.params"))
-    assert counts.get("kills", 0) >= 1 and counts["finished"] == 1, counts
-    assert counts["identical"] == 1, counts
+                           reference=str(tmp_path / "reference"))
+    assert counts.get("kills", 0) >= 1 and sum(counts["phases"].values()) == counts["kills"]
+    assert counts.get("resumed_after_last_checkpoint", 0) == counts["kills"], counts
+    assert counts.get("identical", 0) == counts["kills"], counts
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import collections
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -158,5 +159,6 @@ def kill_training(args, out, kills, seed, reference):
         counts["identical"] += int(sorted(got) == sorted(expected) and all(
             np.allclose(got[k].asnumpy(), expected[k].asnumpy(), rtol=0, atol=TRAINING_ATOL)
             for k in expected))
+        shutil.rmtree(folder)          # a case's checkpoints take hundreds of MB
     return dict(counts, phases=dict(phases),
                 measured={"seconds": duration, "first_checkpoint": first_checkpoint})

@@ -23,8 +23,9 @@ import numpy as np
 
 BLOCK = 16
 PADDING_CHOICES = ("auto", "on", "off")
-# Operators a padded (all-zero) channel may pass through and stay all zero, channel by
-# channel (zero in, zero out, no mixing of channels except through a padded weight).
+# Operators that never mix channels: whatever a padded channel holds (zero after ReLU,
+# pooling and sums, as in Xception) stays in padded channels until a convolution, whose
+# weights for them are zero.  That, not the zeros, is what keeps the function the same.
 CHANNEL_WISE = {"Convolution", "BatchNorm", "Activation", "relu", "Pooling", "elemwise_add",
                 "_Plus", "broadcast_add", "Dropout", "_copy", "identity"}
 # Value of a padded BatchNorm channel, by input position: gamma, beta, moving mean, variance.

@@ -80,6 +80,13 @@ def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibratio
     return quantize_int8(symbol, arg_params, aux_params, calibration)
 
 
+def logits_checkpoint(prefix, epoch=0):
+    """``(meta, input size, symbol with logits output, arg_params, aux_params)``."""
+    meta = read_meta(prefix)
+    symbol = output_symbol(load_symbol(prefix), "logits", meta)
+    return (meta, checkpoint_input_size(meta), symbol) + tuple(load_params(prefix, epoch))
+
+
 def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration=None,
                       pad_channels="auto"):
     """The checkpoint as a fast network (logits output) and its meta.
@@ -88,10 +95,7 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
     by ``xception-quantize``); ``calibration``: NCHW float32 images for
     ``int8``.  A quantized checkpoint is loaded as it is.
     """
-    meta = read_meta(prefix)
-    size = checkpoint_input_size(meta)
-    symbol = output_symbol(load_symbol(prefix), "logits", meta)
-    arg_params, aux_params = load_params(prefix, epoch)
+    meta, size, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
     stored = meta.get("precision", "fp32")
     precision = precision or stored
     if is_serving_copy(meta):
@@ -108,19 +112,17 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
 def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, epoch=0,
                       force=False, calibration_source=None, pad_channels="auto"):
     """Write the fast network of ``precision`` (int8 or fp32; logits output, channels padded
-    as ``pad_channels`` says, oneDNN-fused or quantized) as normal symbol/params/meta files that ``mx.mod.Module`` and
-    ``SymbolBlock.imports`` load; ``calibration`` (NCHW images) for int8 only."""
+    as ``pad_channels`` says, oneDNN-fused or quantized) as normal symbol/params/meta files
+    that ``mx.mod.Module`` and ``SymbolBlock.imports`` load; ``calibration`` (NCHW images)
+    for int8 only."""
     make_sure(precision != "bf16", "bf16 is converted when the network is loaded "
               "(xception-predict --precision bf16): MXNet 1.9.1 cannot bind a saved AMP bf16 "
               "graph to float32 input ('This layer requires uniform type'); export int8 or "
               "fp32")
-    meta = read_meta(prefix)
+    meta, size, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
     make_sure(not is_serving_copy(meta), "%s is already an optimized %s copy; export from "
               "its source, %s", prefix, meta.get("precision", "fp32"),
               meta.get("source_checkpoint", "the checkpoint it was made from"))
-    size = checkpoint_input_size(meta)
-    symbol = output_symbol(load_symbol(prefix), "logits", meta)
-    arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
     padded = []
     if resolve_padding(pad_channels):

@@ -132,9 +132,9 @@ def padded_graph(symbol, block=BLOCK):
     return graph, changed
 
 
-def pad_parameters(graph, symbol, arg_params, aux_params, input_shape):
-    """The parameters grown to the padded symbol's shapes: zeros, except a BatchNorm's
-    padded moving variance (1)."""
+def pad_parameters(graph, shapes, arg_params, aux_params):
+    """The parameters grown to ``shapes`` (the padded symbol's, by name): zeros, except a
+    BatchNorm's padded moving variance (1)."""
     fill = {}
     nodes = graph["nodes"]
     for node in nodes:
@@ -142,9 +142,6 @@ def pad_parameters(graph, symbol, arg_params, aux_params, input_shape):
             for position, (source, _, _) in enumerate(node["inputs"]):
                 if position in BATCHNORM_PAD:
                     fill[nodes[source]["name"]] = BATCHNORM_PAD[position]
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=input_shape)
-    shapes = dict(zip(symbol.list_arguments(), arg_shapes))
-    shapes.update(zip(symbol.list_auxiliary_states(), aux_shapes))
 
     def grown(params):
         out = {}
@@ -168,7 +165,9 @@ def pad_network(symbol, arg_params, aux_params, input_shape, block=BLOCK):
         return symbol, arg_params, aux_params, []
     padded = mx.sym.load_json(json.dumps(graph))
     _, before, _ = symbol.infer_shape(data=input_shape)
-    _, after, _ = padded.infer_shape(data=input_shape)
+    arg_shapes, after, aux_shapes = padded.infer_shape(data=input_shape)
     assert [tuple(s) for s in before] == [tuple(s) for s in after], (before, after)
-    args, aux = pad_parameters(graph, padded, arg_params, aux_params, input_shape)
+    shapes = dict(zip(padded.list_arguments(), arg_shapes))
+    shapes.update(zip(padded.list_auxiliary_states(), aux_shapes))
+    args, aux = pad_parameters(graph, shapes, arg_params, aux_params)
     return padded, args, aux, changed

@@ -133,7 +133,10 @@ def precision_section(keras):
 
 
 def training_section():
-    runs = {"MXNet Gluon (hybridized, SGD momentum)": ("train_mxnet", {}),
+    runs = {"MXNet Gluon (hybridized, SGD momentum), 728 channels (--channel-padding off)": (
+                "train_mxnet", {}),
+            "MXNet Gluon, padded to 736 channels (--channel-padding on)": (
+                "train_mxnet", {"padded": True}),
             "Keras fit": ("train_keras", {}),
             "Keras train_on_batch": ("train_keras_on_batch", {})}
     results = repeated(runs)

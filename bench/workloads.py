@@ -24,21 +24,23 @@ def _batch(batch, size, seed=0):
     return x, y
 
 
-def train_mxnet(batch=8, size=299, steps=6, warmup=2):
+def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False):
     import mxnet as mx
     from mxnet import gluon
+    from xception_mx.padding import BLOCK
     from xception_mx.train import build_network, make_trainer, train_step, trainable_params
-    net, _ = build_network(1000, (size, size), [mx.cpu()])
+    net, _, shapes = build_network(1000, (size, size), [mx.cpu()],
+                                   channel_block=BLOCK if padded else None)
     net.hybridize(static_alloc=True, static_shape=True)
     trainer = make_trainer(trainable_params(net, False), "sgd", 0.001, 0.9, 1e-4, "device")
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     x, y = _batch(batch, size)
     x, y = mx.nd.array(x), mx.nd.array(y)
     for _ in range(warmup):
-        train_step(net, trainer, loss_fn, x, y, [mx.cpu()])
+        train_step(net, trainer, loss_fn, x, y, [mx.cpu()], shapes=shapes)
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(net, trainer, loss_fn, x, y, [mx.cpu()])
+        train_step(net, trainer, loss_fn, x, y, [mx.cpu()], shapes=shapes)
     mx.nd.waitall()
     return {"images_per_s": batch * steps / (time.perf_counter() - start)}
 

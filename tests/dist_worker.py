@@ -23,7 +23,7 @@ backend, pretrained, out = sys.argv[1:4]
 job = join_job(backend)
 print("rank %d pid %d" % (job.rank, os.getpid()), flush=True)
 # a seed per rank: equal parameters at the end prove that rank 0's were shared
-net, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=job.rank, frozen_bn=True)
+net, _, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=job.rank, frozen_bn=True)
 trainer = make_trainer(trainable_params(net, False), "nag", 0.001, 0.9, 0.0, job.kvstore)
 if sys.argv[4:] == ["die"] and job.rank == 1:
     os.kill(os.getpid(), signal.SIGKILL)

@@ -32,7 +32,7 @@ def single_process_reference(pretrained, steps=2, reverse=False):
     that summing gradients over 2 workers amounts to); with ``reverse`` each
     batch in reverse order (the same sums in another order: this run's
     rounding)."""
-    net, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=0, frozen_bn=True)
+    net, _, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=0, frozen_bn=True)
     trainer = make_trainer(trainable_params(net, False), "nag", 0.002, 0.9, 0.0, "device")
     rng = np.random.RandomState(0)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()

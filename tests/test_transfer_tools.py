@@ -12,6 +12,7 @@ import pytest
 import transfer_models
 from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
+from rounding import assert_within_rounding, deviation
 from xception_mx import load_images
 from xception_mx.checkpoint import write_checkpoint
 from xception_mx.serving import load_params, load_symbol, read_meta
@@ -195,6 +196,38 @@ def test_a_frozen_base_computes_in_training_what_it_computes_at_inference(conver
     assert np.abs(in_training() - inference).max() / scale > 1e-2   # batch statistics
 
 
+def test_a_padded_transfer_model_trains_the_same_function(converted):
+    """Its base's 728 channels padded to 736 (issue #13): the same outputs in a training
+    pass, the same gradients (within the rounding of the batch summed in another order)."""
+    from mxnet import gluon
+    from xception_mx.padding import BLOCK
+    from xception_mx.serving import checkpoint_input_size, read_meta
+    from xception_mx.train import forward_backward
+    from xception_mx.transfer_training import build_transfer_network, pretrained_transfer_spec
+    _, prefix = converted["nested"]
+    size = checkpoint_input_size(read_meta(prefix))
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.uniform(0, 255, (4, 3) + tuple(size)))
+    y = mx.nd.array([0, 1, 2, 0])
+    runs = {}
+    for name, block, order in (("plain", None, [0, 1, 2, 3]), ("padded", BLOCK, [0, 1, 2, 3]),
+                               ("reversed", None, [3, 2, 1, 0])):
+        net, _, _, shapes = build_transfer_network(pretrained_transfer_spec(prefix), 3, size,
+                                                   [mx.cpu()], prefix, channel_block=block)
+        index = mx.nd.array(order)
+        _, outputs = forward_backward(net, gluon.loss.SoftmaxCrossEntropyLoss(), x[index],
+                                      y[index], [mx.cpu()])
+        params = net.collect_params()
+        runs[name] = (outputs[0].asnumpy()[np.argsort(order)], {
+            n: params[n].grad().asnumpy()[tuple(slice(0, k) for k in shapes.keras_shape(
+                n, params[n]))] for n in params if params[n].grad_req != "null"})
+        assert bool(shapes) == (block is not None)
+    plain, padded, reversed_ = runs["plain"], runs["padded"], runs["reversed"]
+    np.testing.assert_allclose(padded[0], plain[0], rtol=0, atol=1e-5)
+    rounding = deviation(reversed_[1], plain[1])
+    assert_within_rounding(deviation(padded[1], plain[1]), rounding, "gradients")
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     from xception_mx.synthetic import write_shapes_dataset
@@ -313,14 +346,17 @@ def test_parity_of_a_checkpoint_converted_at_another_size_than_declared(converte
 
 def test_finetune_of_a_keras2_model_resumes_after_a_stop_and_exports_it(converted, shapes,
                                                                        tmp_path):
+    """Stopped while trained with padded channels, resumed without: checkpoints hold
+    Keras' shapes."""
     _, prefix = converted["keras2_nested"]
     out = tmp_path / "run"
     args = [shapes / "train", "--out", out, "--pretrained", prefix, "--epochs", "2",
             "--batch-size", "16", "--workers", "0", "--lr", "0.001", "--freeze-bn"]
-    first = run_tool("xception-finetune", *args, "--stop-after", "0")
+    first = run_tool("xception-finetune", *args, "--stop-after", "0", "--channel-padding", "on")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "channels padded" in first.stdout
     assert not (out / "model-meta.json").exists()
-    rest = run_tool("xception-finetune", *args, "--resume")
+    rest = run_tool("xception-finetune", *args, "--resume", "--channel-padding", "off")
     assert rest.returncode == 0, rest.stderr[-3000:]
     assert "resuming from epoch 0" in rest.stdout
     meta = read_meta(str(out / "model"))

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from .padded_training import cut
+
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
 TRACE = "XCEPTION_MX_TRACE"
@@ -54,13 +56,14 @@ def fault_point(name):
 BN_DUMP = "XCEPTION_MX_BN_DUMP"
 
 
-def dump_bn_statistics(net, epoch, rank, stage):
+def dump_bn_statistics(net, epoch, rank, stage, shapes):
     """Save every device's BN running statistics of ``epoch`` at ``stage``
-    (``before``/``after`` averaging), when asked."""
+    (``before``/``after`` averaging), in Keras' shapes (``shapes``: the network's
+    padded_training.ShapeMap), when asked."""
     folder = os.environ.get(BN_DUMP)
     if not folder:
         return
-    arrays = {"%s@%d" % (name, i): copy.asnumpy()
+    arrays = {"%s@%d" % (name, i): cut(copy.asnumpy(), shapes.keras_shape(name, param))
               for name, param in net.collect_params().items()
               if name.endswith(("_running_mean", "_running_var"))
               for i, copy in enumerate(param.list_data())}

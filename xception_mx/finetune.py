@@ -17,6 +17,8 @@ from .errors import InputError, make_sure
 from .faults import dump_bn_statistics, fault_point
 from .labels import labels_path
 from .model import Xception
+from .padded_training import channel_block
+from .padding import PADDING_CHOICES
 from .preprocess import input_convention
 from .run_dir import RunDirectory, check_resumable_config
 from .run_setup import Data, available_memory, check_config, check_memory
@@ -80,6 +82,10 @@ def build_parser():
                    "started by xception-launch; horovod: one worker of a job started by "
                    "horovodrun (one device per process)")
     p.add_argument("--amp", action="store_true", help="mixed precision (GPUs only)")
+    p.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
+                   help="train with channel counts padded to oneDNN's block of 16 (728 -> "
+                        "736; the same function, checkpoints keep Keras' shapes); auto: on "
+                        "Intel CPUs with AVX-512, where it is faster"),
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds sample order, crops, flips and a new head")
@@ -143,18 +149,21 @@ def run_finetune(config, log=print):
         from mxnet.contrib import amp
         amp.init()
     export_spec = None
+    padding = config.get("channel_padding", "auto")        # auto: a CPU's choice
+    block = channel_block("off" if config["gpus"] and padding == "auto" else padding)
     if transfer_spec:
-        net, head_loaded, export_spec = build_transfer_network(
+        net, head_loaded, export_spec, shapes = build_transfer_network(
             transfer_spec, num_classes, tuple(config["input_shape"]), contexts,
-            config["pretrained"], config["pretrained_epoch"], config["seed"], config["freeze_bn"])
+            config["pretrained"], config["pretrained_epoch"], config["seed"], config["freeze_bn"],
+            block)
     else:
-        net, head_loaded = build_network(num_classes, tuple(config["input_shape"]), contexts,
-                                         config["pretrained"], config["pretrained_epoch"],
-                                         config["seed"], config["freeze_bn"])
+        net, head_loaded, shapes = build_network(
+            num_classes, tuple(config["input_shape"]), contexts, config["pretrained"],
+            config["pretrained_epoch"], config["seed"], config["freeze_bn"], block)
     history, start_epoch, best = [], 0, None
     if resumed:
         start_epoch, record = resumed
-        net.collect_params().load(run_dir.epoch_file(start_epoch, "params"), ctx=contexts)
+        shapes.load_params(net, run_dir.epoch_file(start_epoch, "params"))
         history, best = record["history"], record["best"]
         start_epoch += 1
         log("%s: resuming from epoch %d of %s" % (PROG, start_epoch - 1, run_dir.path))
@@ -163,6 +172,9 @@ def run_finetune(config, log=print):
         log("%s: %d classes, %d training%s / %d validation images, %s, head %s" % (
             PROG, num_classes, data.n_train, shard, data.n_val, ", ".join(map(str, contexts)),
             "kept" if head_loaded else "new"))
+    if shapes:
+        log("%s: channels padded to oneDNN's block of %d for speed (%d parameters; "
+            "checkpoints keep Keras' shapes)" % (PROG, block, len(shapes.padded)))
     k = min(5, num_classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = len(data.train_sampler)
@@ -173,7 +185,7 @@ def run_finetune(config, log=print):
         from mxnet.contrib import amp
         amp.init_trainer(trainer)
     if resumed:
-        trainer.load_states(run_dir.epoch_file(start_epoch - 1, "states"))
+        shapes.load_states(trainer, run_dir.epoch_file(start_epoch - 1, "states"))
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
         trainable_params(net, phase == "head")
@@ -181,10 +193,10 @@ def run_finetune(config, log=print):
             set_base_inference(net, phase == "head" or config["freeze_bn"] or
                                transfer_spec["base"].get("inference_mode", False))
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
-                           steps_per_epoch, k, phase, train_mode=bool(transfer_spec))
-        dump_bn_statistics(net, epoch, rank, "before")        # probes for tests only
+                           steps_per_epoch, k, phase, bool(transfer_spec), shapes)
+        dump_bn_statistics(net, epoch, rank, "before", shapes)        # probes for tests only
         average_bn_statistics(net, contexts, kvstore)
-        dump_bn_statistics(net, epoch, rank, "after")
+        dump_bn_statistics(net, epoch, rank, "after", shapes)
         if data.val_loader is not None:
             val = evaluate(net, data.val_loader, loss_fn, contexts, k)
             row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
@@ -200,7 +212,7 @@ def run_finetune(config, log=print):
         if lead:
             run_dir.save_epoch(epoch, net, trainer, {
                 "epoch": epoch, "metrics": row, "config": config, "classes": data.classes,
-                "history": history, "best": best, "workers": workers})
+                "history": history, "best": best, "workers": workers}, shapes)
             fault_point("epoch-%d:checkpoint-written" % epoch)
             run_dir.write_best(best["epoch"], history[best["epoch"]])
             run_dir.prune(best["epoch"])
@@ -223,9 +235,10 @@ def run_finetune(config, log=print):
 
 
 def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per_epoch, k,
-                 phase, train_mode=False):
+                 phase, train_mode=False, shapes=None):
     """One epoch; in training mode in the ``all`` phase, or with ``train_mode``
-    (a transfer model, whose frozen base is put in inference mode by itself)."""
+    (a transfer model, whose frozen base is put in inference mode by itself);
+    ``shapes``: a padded network's ShapeMap."""
     from tqdm import tqdm
     data.train_sampler.set_epoch(epoch)
     meter, loss_sum, top1, topk, n = Throughput(), 0.0, 0, 0, 0
@@ -239,7 +252,7 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
                            config["lr_steps"], config["lr_factor"])
         trainer.set_learning_rate(lr)
         losses, outputs = train_step(net, trainer, loss_fn, x, y, contexts, train_mode,
-                                     config["amp"])
+                                     config["amp"], shapes)
         hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
         loss_sum, top1, topk, n = loss_sum + float(losses.sum()), top1 + hits1, topk + hitsk, \
             n + len(losses)

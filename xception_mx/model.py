@@ -18,6 +18,8 @@ Keras semantics kept exactly:
 """
 from mxnet.gluon import HybridBlock, nn
 
+from .padding import padded_count
+
 MIN_INPUT_SIZE = 71
 DEFAULT_INPUT_SIZE = (299, 299)
 CLASSIFIER_ACTIVATIONS = ("softmax", None)
@@ -173,15 +175,14 @@ class DownsamplingBlock(HybridBlock):
 class MiddleBlock(HybridBlock):
     """Blocks 5-12: three ReLU-separable-BN units around an identity shortcut."""
 
-    def __init__(self, name, frozen_bn=False, **kwargs):
+    def __init__(self, name, frozen_bn=False, channels=MIDDLE_CHANNELS, **kwargs):
         super().__init__(prefix=name + "_", **kwargs)
         with self.name_scope():
             self.units = []
             for i in (1, 2, 3):
                 unit = (relu("sepconv%d_act_" % i),
-                        SeparableConv2D(MIDDLE_CHANNELS, MIDDLE_CHANNELS,
-                                        prefix="sepconv%d_" % i),
-                        batch_norm(MIDDLE_CHANNELS, "sepconv%d_bn_" % i, frozen_bn))
+                        SeparableConv2D(channels, channels, prefix="sepconv%d_" % i),
+                        batch_norm(channels, "sepconv%d_bn_" % i, frozen_bn))
                 for j, layer in enumerate(unit):
                     self.register_child(layer, "unit%d_%d" % (i, j))
                 self.units.append(unit)
@@ -227,11 +228,15 @@ class Xception(HybridBlock):
             network reproduces TF's padding for exactly this size.
         frozen_bn: BatchNorm layers use and keep their running statistics in
             training too (for fine-tuning with frozen statistics).
+        channel_block: round every inner channel count up to a multiple of it
+            (16: the middle flow's 728 channels become 736, see padding.py); the
+            network computes Keras' function only with the padded slices of its
+            parameters zero (``padded_training``).  ``None``: Keras' shapes.
     """
 
     def __init__(self, include_top=True, classes=1000, pooling=None,
                  classifier_activation="softmax", input_shape=DEFAULT_INPUT_SIZE,
-                 frozen_bn=False, **kwargs):
+                 frozen_bn=False, channel_block=None, **kwargs):
         kwargs.setdefault("prefix", "")
         super().__init__(**kwargs)
         if classifier_activation not in CLASSIFIER_ACTIVATIONS:
@@ -247,18 +252,24 @@ class Xception(HybridBlock):
         self.pooling = None if include_top else pooling
         self.classifier_activation = classifier_activation if include_top else None
 
+        self.channel_block = channel_block
+
+        def width(channels):
+            return padded_count(channels, channel_block) if channel_block else channels
+
         pads = list(zip(*(map(tf_same_pool_padding, pool_input_sizes(s))
                           for s in self.input_size)))
         with self.name_scope():
             self.block1 = EntryBlock(frozen_bn)
             self.downsampling = []
             for (name, cin, c1, c2, leading_relu), pad in zip(ENTRY_EXIT_BLOCKS, pads):
-                block = DownsamplingBlock(name, cin, c1, c2, leading_relu, pad, frozen_bn)
+                block = DownsamplingBlock(name, width(cin), width(c1), width(c2), leading_relu,
+                                          pad, frozen_bn)
                 self.register_child(block, name)
                 self.downsampling.append(block)
             self.middle = []
             for name in MIDDLE_BLOCKS:
-                block = MiddleBlock(name, frozen_bn)
+                block = MiddleBlock(name, frozen_bn, width(MIDDLE_CHANNELS))
                 self.register_child(block, name)
                 self.middle.append(block)
             self.block14 = ExitBlock(frozen_bn)

@@ -75,15 +75,16 @@ class RunDirectory:
     def has_checkpoints(self):
         return bool(glob.glob(self.file("epoch-*.json")))
 
-    def save_epoch(self, epoch, net, trainer, record):
-        """Write params, states, then the JSON that makes the epoch complete."""
+    def save_epoch(self, epoch, net, trainer, record, shapes):
+        """Write params, states (in Keras' shapes: ``shapes`` is the network's
+        padded_training.ShapeMap), then the JSON that makes the epoch complete."""
         fault_point("epoch-%d:checkpoint-started" % epoch)
         try:
             os.makedirs(self.path, exist_ok=True)
             with atomic_path(self.epoch_file(epoch, "params")) as params_tmp, \
                     atomic_path(self.epoch_file(epoch, "states")) as states_tmp:
-                net.collect_params().save(params_tmp)
-                trainer.save_states(states_tmp)
+                shapes.save_params(net, params_tmp)
+                shapes.save_states(trainer, states_tmp)
                 record = dict(record, sha256={"params": sha256_file(params_tmp),
                                               "states": sha256_file(states_tmp)})
                 _fault_pause(epoch)
@@ -158,8 +159,10 @@ def _fault_pause(epoch):
 
 
 def check_resumable_config(saved, current,
-                           ignore=("epochs", "resume", "workers", "out", "stop_after")):
-    """Resuming needs the same settings but for the number of epochs and the like."""
+                           ignore=("epochs", "resume", "workers", "out", "stop_after",
+                                   "channel_padding")):
+    """Resuming needs the same settings but for the number of epochs and the like
+    (checkpoints hold Keras' shapes: a run resumes padded or not)."""
     differing = sorted(k for k in set(saved) | set(current)
                        if k not in ignore and saved.get(k) != current.get(k))
     if differing:

@@ -29,6 +29,7 @@ from mxnet import autograd, gluon
 
 from .errors import InputError, make_sure
 from .model import HEAD_PREFIX, Xception
+from .padded_training import padded_network
 from .serving import read_params_file
 
 OPTIMIZERS = ("sgd", "nag", "adam")
@@ -70,9 +71,10 @@ def learning_rate(step, steps_per_epoch, epochs, base_lr, warmup_epochs=0.0,
     return base_lr * step_factor ** sum(epoch >= e for e in step_epochs)
 
 
-def load_pretrained(net, prefix, epoch, num_classes, ctx):
+def load_pretrained(net, prefix, epoch, num_classes, shapes):
     """Load an Xception checkpoint (``keras2mxnet`` or ``xception-finetune``
-    export) into ``net``; the head too when its class count matches.
+    export) into ``net`` (padded as ``shapes``, a ShapeMap, says); the head too
+    when its class count matches.
 
     Returns whether the head was loaded.
     """
@@ -86,28 +88,38 @@ def load_pretrained(net, prefix, epoch, num_classes, ctx):
               ", ".join(sorted(saved)[:3]))
     head = saved.get(HEAD_PREFIX + "weight")
     load_head = head is not None and head.shape[0] == num_classes
-    for name in base + ([HEAD_PREFIX + "weight", HEAD_PREFIX + "bias"] if load_head else []):
-        value = saved[name]
-        make_sure(tuple(value.shape) == tuple(params[name].shape), "%s: %s has shape %s, "
-                  "Xception needs %s", path, name, tuple(value.shape), params[name].shape)
-        params[name].set_data(value)
+    chosen = base + ([HEAD_PREFIX + "weight", HEAD_PREFIX + "bias"] if load_head else [])
+    shapes.set_values(net, saved, path, chosen)
     return load_head
 
 
-def build_network(num_classes, input_size, contexts, pretrained=None, pretrained_epoch=0,
-                  seed=0, frozen_bn=False):
-    """Xception with a ``num_classes`` head (logits), initialised on ``contexts``
-    from ``pretrained`` where given; a new head is Xavier-initialised (seeded)."""
+def initialize(net, contexts, seed):
+    """Xavier-initialise ``net`` on ``contexts``, then its head once more from ``seed``
+    alone: channel padding changes how many random numbers the base draws, and must not
+    change a new head."""
     mx.random.seed(seed)
     np.random.seed(seed)
-    net = Xception(classes=num_classes, classifier_activation=None, input_shape=input_size,
-                   frozen_bn=frozen_bn)
     net.initialize(mx.init.Xavier(), ctx=contexts)
+    mx.random.seed(seed)
+    params = net.collect_params()
+    for name in net.head_parameter_names():
+        params[name].initialize(None, contexts, mx.init.Xavier(), force_reinit=True)
+
+
+def build_network(num_classes, input_size, contexts, pretrained=None, pretrained_epoch=0,
+                  seed=0, frozen_bn=False, channel_block=None):
+    """``(net, head_loaded, shapes)``: Xception with a ``num_classes`` head
+    (logits), its channels padded to ``channel_block`` (see padded_training),
+    initialised on ``contexts`` from ``pretrained`` where given; a new head is
+    Xavier-initialised (seeded)."""
+    net, shapes = padded_network(lambda block: Xception(
+        classes=num_classes, classifier_activation=None, input_shape=input_size,
+        frozen_bn=frozen_bn, channel_block=block), channel_block)
+    initialize(net, contexts, seed)
     head_loaded = False
     if pretrained:
-        head_loaded = load_pretrained(net, pretrained, pretrained_epoch, num_classes,
-                                      contexts)
-    return net, head_loaded
+        head_loaded = load_pretrained(net, pretrained, pretrained_epoch, num_classes, shapes)
+    return net, head_loaded, shapes
 
 
 def trainable_params(net, head_only):
@@ -205,7 +217,8 @@ def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_t
     return losses, outputs
 
 
-def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False):
+def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False,
+               shapes=None):
     """One data-parallel step over the global batch ``data``/``label`` (NDArrays
     on the CPU); returns the per-sample losses and outputs (numpy).
 
@@ -213,9 +226,13 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
     no parameter below a BatchNorm trains (the head-only phase): MXNet's
     BatchNorm backward is wrong in inference mode.  Frozen statistics for a
     whole network come from ``Xception(frozen_bn=True)`` instead.
+    ``shapes``: the ShapeMap of a channel-padded network, whose padded slices
+    must not move (their gradients are masked before the update).
     """
     losses, outputs = forward_backward(net, loss_fn, data, label, contexts, train_mode,
                                        trainer if amp else None)
+    if shapes:
+        shapes.mask_gradients(net)
     trainer.step(data.shape[0])
     return (np.concatenate([l.asnumpy() for l in losses]),
             np.concatenate([o.asnumpy() for o in outputs]))

@@ -230,9 +230,9 @@ class TransferNet(HybridBlock):
     """Preprocessing -> Xception base (notop) -> head, from ``spec``.
 
     ``input_shape`` overrides the spec's (refused with a ``Flatten`` head, whose
-    Dense size depends on it)."""
+    Dense size depends on it); ``channel_block``: the base's, see ``Xception``."""
 
-    def __init__(self, spec, input_shape=None, frozen_bn=False, **kwargs):
+    def __init__(self, spec, input_shape=None, frozen_bn=False, channel_block=None, **kwargs):
         kwargs.setdefault("prefix", "")
         super().__init__(**kwargs)
         check_spec(spec)
@@ -260,7 +260,8 @@ class TransferNet(HybridBlock):
                     self.register_child(block, "preprocess%d" % len(self.preprocess))
                     self.preprocess.append(block)
             self.base = Xception(include_top=False, pooling=spec["base"]["pooling"],
-                                 input_shape=self.input_size, frozen_bn=frozen_bn, prefix="")
+                                 input_shape=self.input_size, frozen_bn=frozen_bn,
+                                 channel_block=channel_block, prefix="")
             self.head = []
             for i, (layer, n) in enumerate(zip(spec["head"], units)):
                 block = HeadLayer(layer, n, frozen_bn)

@@ -19,9 +19,10 @@ a base + head Keras model).
   in the checkpoint, so they do not act in training either.
 """
 import mxnet as mx
-import numpy as np
 
 from .errors import InputError, make_sure
+from .padded_training import padded_network
+from .train import initialize
 from .serving import is_transfer, read_meta, read_params_file
 from .transfer import TransferNet
 
@@ -57,29 +58,24 @@ def training_specs(spec, num_classes, where):
 
 
 def build_transfer_network(spec, num_classes, input_size, contexts, prefix, epoch=0, seed=0,
-                           frozen_bn=False):
-    """``(net, head_kept, export_spec)``: the training network (logits) on
-    ``contexts``, filled from checkpoint ``prefix``."""
+                           frozen_bn=False, channel_block=None):
+    """``(net, head_kept, export_spec, shapes)``: the training network (logits) on
+    ``contexts``, its base's channels padded to ``channel_block`` (``shapes``: its
+    ShapeMap, see padded_training), filled from checkpoint ``prefix``."""
     where = "--pretrained %s" % prefix
     train_spec, export_spec, kept = training_specs(spec, num_classes, where)
     try:
-        net = TransferNet(train_spec, input_shape=input_size, frozen_bn=frozen_bn)
+        net, shapes = padded_network(lambda block: TransferNet(
+            train_spec, input_shape=input_size, frozen_bn=frozen_bn, channel_block=block),
+            channel_block)
     except ValueError as exc:
         raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
-    mx.random.seed(seed)
-    np.random.seed(seed)
-    net.initialize(mx.init.Xavier(), ctx=contexts)
+    initialize(net, contexts, seed)
     saved = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
     last = train_spec["head"][-1]["name"]
     fresh = set() if kept else {last + "_weight", last + "_bias"}
-    for name, param in net.collect_params().items():
-        if name in fresh:
-            continue
-        make_sure(name in saved, "%s: the checkpoint lacks %s", where, name)
-        make_sure(tuple(saved[name].shape) == tuple(param.shape), "%s: %s has shape %s, the "
-                  "network needs %s", where, name, tuple(saved[name].shape), param.shape)
-        param.set_data(saved[name])
-    return net, kept, dict(export_spec, input_shape=list(net.input_size))
+    shapes.set_values(net, saved, where, [n for n in net.collect_params() if n not in fresh])
+    return net, kept, dict(export_spec, input_shape=list(net.input_size)), shapes
 
 
 def set_base_inference(net, inference):

@@ -1,0 +1,164 @@
+"""Training on the channel-padded network while everything on disk keeps Keras' shapes.
+
+The training network is built with ``channel_block=16`` (728 -> 736 channels, see padding.py
+for why that is faster and why it computes the same function).  It computes Keras' function
+only while the padded slices of its parameters are zero, so:
+
+- parameters come in with Keras' shapes (a converted checkpoint, a resumed epoch) and are
+  grown with zeros (a BatchNorm's padded moving variance with 1);
+- before every update the gradients of the padded slices are multiplied by zero.  They are
+  zero anyway (zero weights see zero activations and pass back zero gradients), the masks
+  make it hold whatever an operator's backward does: with a zero gradient, a zero weight
+  stays zero under SGD, Nesterov momentum, Adam and weight decay alike (their states start
+  at zero and stay there);
+- parameters and trainer states go out (checkpoints, exports, statistics dumps) cut back to
+  Keras' shapes, so a run can resume padded or not, on another machine.
+
+``ShapeMap`` is the identity when nothing is padded: one code path for both.
+"""
+import os
+import pickle
+import tempfile
+
+import mxnet as mx
+
+from .errors import make_sure
+from .padding import BLOCK, pad_array, resolve_padding
+
+RUNNING_VARIANCE = "_running_var"
+
+
+def cut(value, shape):
+    """The leading ``shape`` corner of an array (NDArray or numpy)."""
+    return value[tuple(slice(0, n) for n in shape)]
+
+
+def fill_of(name):
+    """What a padded slice of parameter ``name`` holds: 1 for a BatchNorm's moving variance
+    (so that it normalises 0 to 0 without dividing by zero), 0 for everything else."""
+    return 1.0 if name.endswith(RUNNING_VARIANCE) else 0.0
+
+
+def channel_block(choice):
+    """``--channel-padding`` (auto / on / off) -> the ``channel_block`` a network is built
+    with: ``padding.BLOCK`` or ``None``."""
+    return BLOCK if resolve_padding(choice) else None
+
+
+def padded_network(build, block):
+    """``(net, shape_map)``: ``build(block)``, and its map to Keras' shapes (from
+    ``build(None)``; the identity when ``block`` is None)."""
+    net = build(block)
+    return net, ShapeMap(net, build(None) if block else net)
+
+
+class ShapeMap:
+    """Keras' shape of every parameter of a (possibly padded) Gluon network ``net``, read
+    off ``keras_net``, the same network built unpadded (never initialised).  Only parameters
+    whose Keras shape is fully known and differs are padded."""
+
+    def __init__(self, net, keras_net):
+        keras_shapes = {n: tuple(p.shape) for n, p in keras_net.collect_params().items()}
+        self.padded = {name: keras_shapes[name] for name, param in net.collect_params().items()
+                       if 0 not in keras_shapes[name] and tuple(param.shape)
+                       != keras_shapes[name]}
+        self._masks = {}
+
+    def __bool__(self):
+        return bool(self.padded)
+
+    def keras_shape(self, name, param):
+        return self.padded.get(name, tuple(param.shape))
+
+    def grow(self, name, value, shape):
+        """``value`` (Keras' shape) as the training network's ``shape``."""
+        if tuple(value.shape) == tuple(shape):
+            return value
+        return mx.nd.array(pad_array(value.asnumpy(), shape, fill_of(name)), dtype=value.dtype)
+
+    def set_values(self, net, values, where, names=None):
+        """Fill ``net``'s parameters (those of ``names``, default all) from ``{name: NDArray}``
+        in Keras' shapes (``where`` names the source in errors)."""
+        params = net.collect_params()
+        for name in (names or params.keys()):
+            param = params[name]
+            make_sure(name in values, "%s: the checkpoint lacks %s", where, name)
+            value, shape = values[name], self.keras_shape(name, param)
+            make_sure(tuple(value.shape) == shape, "%s: %s has shape %s, the network needs %s",
+                      where, name, tuple(value.shape), shape)
+            param.set_data(self.grow(name, value, param.shape))
+
+    def values(self, net, names=None):
+        """``{name: NDArray on the CPU}`` in Keras' shapes (the first device's copy: all
+        devices hold the same parameters)."""
+        params = net.collect_params()
+        return {name: cut(params[name].list_data()[0].copyto(mx.cpu()),
+                          self.keras_shape(name, params[name]))
+                for name in (names or params.keys())}
+
+    def save_params(self, net, path):
+        """``net``'s parameters in Keras' shapes, as ``ParameterDict.save`` writes them."""
+        mx.nd.save(path, self.values(net))
+
+    def load_params(self, net, path):
+        self.set_values(net, mx.nd.load(path), path)
+
+    def mask_gradients(self, net):
+        """Zero the gradients of every padded slice, on every device."""
+        params = net.collect_params()
+        for name in self.padded:
+            param = params[name]
+            if param.grad_req == "null":
+                continue
+            for grad in param.list_grad():
+                key = (name, str(grad.context), grad.dtype)
+                if key not in self._masks:
+                    mask = self.grow("mask", mx.nd.ones(self.padded[name]), grad.shape)
+                    self._masks[key] = mask.astype(grad.dtype).as_in_context(grad.context)
+                grad *= self._masks[key]
+
+    def _map_states(self, trainer, blob, change):
+        """The pickled ``(states, optimizer)`` of ``Trainer.save_states`` with every state
+        array of a padded parameter passed through ``change(name, array, param)``."""
+        states, optimizer = pickle.loads(blob)
+        names = [param.name for param in trainer._params]   # the updater's index -> parameter
+
+        def walk(name, state, param):
+            if isinstance(state, mx.nd.NDArray):
+                return change(name, state, param)
+            if isinstance(state, (tuple, list)):
+                return type(state)(walk(name, s, param) for s in state)
+            return state
+        states = {index: walk(names[index], state, trainer._params[index])
+                  if names[index] in self.padded else state
+                  for index, state in states.items()}
+        return pickle.dumps((states, optimizer))
+
+    def save_states(self, trainer, path):
+        """``trainer.save_states`` with the states of padded parameters in Keras' shapes."""
+        trainer.save_states(path)
+        if not self:
+            return
+        with open(path, "rb") as f:
+            blob = f.read()
+        blob = self._map_states(trainer, blob, lambda name, state, param: cut(
+            state, self.padded[name]) if tuple(state.shape) == tuple(param.shape) else state)
+        with open(path, "wb") as f:
+            f.write(blob)
+
+    def load_states(self, trainer, path):
+        """``trainer.load_states`` from a file in Keras' shapes (padded or not when saved)."""
+        if not self:
+            trainer.load_states(path)
+            return
+        with open(path, "rb") as f:
+            blob = self._map_states(trainer, f.read(), lambda name, state, param: mx.nd.array(
+                pad_array(state.asnumpy(), param.shape), dtype=state.dtype)
+                if tuple(state.shape) == self.padded[name] else state)
+        handle, grown = tempfile.mkstemp(suffix=".states")
+        try:
+            with os.fdopen(handle, "wb") as f:
+                f.write(blob)
+            trainer.load_states(grown)
+        finally:
+            os.unlink(grown)

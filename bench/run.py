@@ -103,7 +103,7 @@ def primitives_section():
     text = ("One fused fp32 forward, batch 8 at 299x299, after two warm-ups, from "
             "`MKLDNN_VERBOSE=1` (oneDNN inside MXNet 1.9.1): calls / milliseconds / share of the "
             "forward per primitive and implementation, with the middle flow's 728 channels "
-            "and padded to 736 (`xception_mx/padding.py`).\n\n")
+            "and padded to 736 (`xception_mx/model/padding.py`).\n\n")
     return text + table(["primitive implementation", "728 channels", "736 channels"], rows)
 
 

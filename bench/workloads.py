@@ -27,8 +27,9 @@ def _batch(batch, size, seed=0):
 def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False):
     import mxnet as mx
     from mxnet import gluon
-    from xception_mx.padding import BLOCK
-    from xception_mx.train import build_network, make_trainer, train_step, trainable_params
+    from xception_mx.model.padding import BLOCK
+    from xception_mx.training.train import (build_network, make_trainer, train_step,
+                                            trainable_params)
     net, _, shapes = build_network(1000, (size, size), [mx.cpu()],
                                    channel_block=BLOCK if padded else None)
     net.hybridize(static_alloc=True, static_shape=True)
@@ -106,7 +107,7 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
     int8."""
     import mxnet as mx
     from xception_mx import Xception
-    from xception_mx.fast import load_fast_network
+    from xception_mx.serving.fast import load_fast_network
     if mode in ("plain", "static"):
         net = Xception(classifier_activation=None, input_shape=(size, size))
         net.collect_params().load(prefix + "-0000.params", ctx=mx.cpu())
@@ -116,7 +117,7 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
     else:
         calibration = None
         if mode == "int8":
-            from xception_mx.preprocess import image_files, load_images
+            from xception_mx.model.preprocess import image_files, load_images
             calibration = load_images(image_files(calib), (size, size))
         precision = "fp32" if mode.startswith("fused") else mode
         nets = {b: load_fast_network(prefix, precision=precision, batch_size=b,
@@ -133,9 +134,9 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
 def fidelity(prefix, calib, size=299):
     """bf16 and int8 against fp32: max logit deviation, top-1/top-5 agreement on
     the photos and on a random batch."""
-    from xception_mx.fast import load_fast_network, logits_agreement
-    from xception_mx.preprocess import image_files, load_images
-    from xception_mx.serving import load_network, run_batches
+    from xception_mx.model.preprocess import image_files, load_images
+    from xception_mx.serving.fast import load_fast_network, logits_agreement
+    from xception_mx.serving.loading import load_network, run_batches
     photos = load_images(image_files(calib), (size, size))
     noise = np.random.RandomState(0).uniform(-1, 1, (8, 3, size, size)).astype(np.float32)
     plain = load_network(prefix, output="logits")[0]
@@ -205,7 +206,7 @@ def primitives(prefix, pad_channels, batch=8, size=299):
     [calls, ms]}``, the verbose lines of the measured forward only (after two warm-ups)."""
     import tempfile
     import mxnet as mx
-    from xception_mx.fast import load_fast_network
+    from xception_mx.serving.fast import load_fast_network
     net = load_fast_network(prefix, precision="fp32", batch_size=batch,
                             pad_channels=pad_channels)[0]
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size))

@@ -15,18 +15,18 @@ head``, in the three ways users write it:
 The result is a ``Transfer``: the input size, the preprocessing operations,
 the base (nested model name or flattened, its pooling) and the head layers,
 each as plain JSON-ready data (recorded in ``PREFIX-meta.json``, from which
-``xception_mx.transfer.TransferNet`` rebuilds the network).
+``xception_mx.model.transfer.TransferNet`` rebuilds the network).
 """
 import collections
 import json
 
-from xception_mx.transfer import (ACTIVATIONS, IDENTITY_LAYERS, check_spec)
+from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS, check_spec
 
 from .errors import ConversionError, make_sure
 
 Transfer = collections.namedtuple("Transfer", "spec base_name base_layers before_base")
 Transfer.__doc__ = """``spec``: the network description (see
-``xception_mx.transfer``); ``base_name``: the nested base model's name (None
+``xception_mx.model.transfer``); ``base_name``: the nested base model's name (None
 when flattened); ``base_layers``: names of the top-level layers that belong
 to a flattened base; ``before_base``: the layers on the way from the input to
 the base, in order (preprocessing and augmentation)."""

@@ -6,9 +6,9 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.atomic import sha256_file
-from xception_mx.checkpoint import check_writable, write_checkpoint
-from xception_mx.model import DEFAULT_INPUT_SIZE, Xception, check_input_shape
-from xception_mx.preprocess import input_convention
+from xception_mx.model.preprocess import input_convention
+from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
+from xception_mx.serving.checkpoint import check_writable, write_checkpoint
 
 from . import layouts
 from .errors import ConversionError, make_sure

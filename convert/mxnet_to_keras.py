@@ -12,9 +12,9 @@ import sys
 
 from xception_mx.atomic import atomic_path
 from xception_mx.cli import Parser, run
-from xception_mx.labels import labels_path
-from xception_mx.serving import (checkpoint_input_size, is_transfer, load_params, read_meta,
-                                 require_keras_shaped)
+from xception_mx.serving.labels import labels_path
+from xception_mx.serving.loading import (checkpoint_input_size, is_transfer, load_params,
+                                         read_meta, require_keras_shaped)
 
 from . import layouts
 from .errors import ConversionError, make_sure

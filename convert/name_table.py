@@ -10,8 +10,8 @@ Print it with ``keras2mxnet --print-name-table`` or ``format_table(...)``.
 """
 import collections
 
-from xception_mx.model import (ENTRY_EXIT_BLOCKS, FEATURE_CHANNELS, MIDDLE_BLOCKS,
-                               MIDDLE_CHANNELS)
+from xception_mx.model.xception import (ENTRY_EXIT_BLOCKS, FEATURE_CHANNELS, MIDDLE_BLOCKS,
+                                        MIDDLE_CHANNELS)
 
 CONV, SEPCONV, BN, DENSE, NORM = "conv", "sepconv", "bn", "dense", "normalization"
 

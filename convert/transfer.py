@@ -14,8 +14,8 @@ import re
 
 import numpy as np
 
-from xception_mx.model import check_input_shape
-from xception_mx.transfer import TransferNet
+from xception_mx.model.transfer import TransferNet
+from xception_mx.model.xception import check_input_shape
 
 from .architecture import load_model_config, read_transfer
 from .errors import ConversionError, make_sure

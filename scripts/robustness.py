@@ -16,7 +16,7 @@ from validate.keras_side import FORMATS, SUFFIX  # noqa: E402
 
 def kill_training_runs(work, weights, kills, seed):
     """Fine-tuning killed ``kills`` times at random moments, then resumed."""
-    from xception_mx.synthetic import write_shapes_dataset
+    from xception_mx.training.synthetic import write_shapes_dataset
     data = os.path.join(work, "shapes")
     write_shapes_dataset(data, per_class=8, seed=2, size=(80, 80))
     base = os.path.join(work, "x71")

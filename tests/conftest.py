@@ -105,7 +105,7 @@ def base(keras_files_top, tmp_path_factory):
     """A small training job's inputs: the reference converted at 71x71
     (``base / "x71"``) and 24 synthetic images of 3 classes (``base / "data"``)."""
     from convert import convert_file
-    from xception_mx.synthetic import write_shapes_dataset
+    from xception_mx.training.synthetic import write_shapes_dataset
     directory = tmp_path_factory.mktemp("dist")
     convert_file(keras_files_top["legacy-h5"], str(directory / "x71"), input_shape=(71, 71))
     write_shapes_dataset(str(directory / "data"), per_class=8, seed=2, size=(80, 80))

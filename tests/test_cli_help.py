@@ -8,9 +8,11 @@ import pytest
 from conftest import assert_bad_input, run_tool
 
 PARSERS = {"keras2mxnet": "convert.cli", "mxnet2keras": "convert.mxnet_to_keras",
-           "xception-parity": "validate.cli", "xception-predict": "xception_mx.predict",
-           "xception-finetune": "xception_mx.finetune", "xception-pack": "xception_mx.pack",
-           "xception-quantize": "xception_mx.quantize", "xception-launch": "xception_mx.launch"}
+           "xception-parity": "validate.cli", "xception-predict": "xception_mx.serving.predict",
+           "xception-finetune": "xception_mx.training.finetune",
+           "xception-pack": "xception_mx.training.pack",
+           "xception-quantize": "xception_mx.serving.quantize",
+           "xception-launch": "xception_mx.training.launch"}
 SHOWN = {"xception-finetune": ["(default: 10)", "(default: 32)", "(default: 0.01)",
                                "(default: nag)", "(default: cosine)"],
          "xception-predict": ["(default: 5)", "(default: 8)"],

@@ -16,8 +16,8 @@ from mxnet import gluon
 
 from conftest import BIN, run_tool
 from rounding import assert_within_rounding, deviation
-from xception_mx.synthetic import write_shapes_dataset
-from xception_mx.train import build_network, make_trainer, train_step, trainable_params
+from xception_mx.training.synthetic import write_shapes_dataset
+from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "dist_worker.py")

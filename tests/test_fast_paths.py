@@ -10,10 +10,10 @@ import pytest
 from conftest import PHOTOS, run_tool
 from convert import convert_file
 from validate import keras_side
-from xception_mx.fast import load_fast_network, logits_agreement
-from xception_mx.labels import imagenet_classes
-from xception_mx.preprocess import load_images
-from xception_mx.serving import load_network, run_batches
+from xception_mx.model.preprocess import load_images
+from xception_mx.serving.fast import load_fast_network, logits_agreement
+from xception_mx.serving.labels import imagenet_classes
+from xception_mx.serving.loading import load_network, run_batches
 
 SHAPE = (299, 299)
 

@@ -17,9 +17,9 @@ from conftest import BIN, run_tool
 from rounding import assert_within_rounding, deviation
 from convert import convert_file
 from validate.kills import TRAINING_ATOL
-from xception_mx.synthetic import write_shapes_dataset
-from xception_mx.train import (build_network, forward_backward, make_trainer, train_step,
-                               trainable_params)
+from xception_mx.training.synthetic import write_shapes_dataset
+from xception_mx.training.train import (build_network, forward_backward, make_trainer, train_step,
+                                        trainable_params)
 
 SIZE = ("--input-shape", "71", "71")
 
@@ -153,7 +153,7 @@ def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work)
 
 
 def test_bn_statistics_are_averaged_over_contexts(work):
-    from xception_mx.train import average_bn_statistics
+    from xception_mx.training.train import average_bn_statistics
     two = [mx.cpu(0), mx.cpu(1)]
     net = _nets(str(work / "x71"), [two])[0]
     trainer = make_trainer(trainable_params(net, False), "sgd", 0.01, 0.0, 0.0, "device")

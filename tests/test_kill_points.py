@@ -82,7 +82,7 @@ def _finetune_args(data, pretrained, out, epochs):
 @pytest.mark.slow
 def test_a_run_killed_after_an_epoch_resumes_at_the_next_and_ends_like_an_uninterrupted_one(
         keras_files_top, tmp_path):
-    from xception_mx.synthetic import write_shapes_dataset
+    from xception_mx.training.synthetic import write_shapes_dataset
     write_shapes_dataset(str(tmp_path / "data"), per_class=8, seed=2, size=(80, 80))
     pretrained = str(tmp_path / "x71")
     convert_file(keras_files_top["legacy-h5"], pretrained, input_shape=(71, 71))

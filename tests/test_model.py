@@ -7,7 +7,7 @@ import pytest
 
 from validate import keras_side
 from xception_mx import Xception, tf_same_pool_padding
-from xception_mx.model import pool_input_sizes
+from xception_mx.model.xception import pool_input_sizes
 
 
 @pytest.fixture(scope="module")

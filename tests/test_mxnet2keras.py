@@ -10,9 +10,9 @@ from conftest import BIN, PHOTOS, run_tool
 from convert import convert_file
 from convert.mxnet_to_keras import write_keras
 from validate import keras_side
-from xception_mx.preprocess import load_images
-from xception_mx.serving import load_network, run_batches
-from xception_mx.synthetic import write_shapes_dataset
+from xception_mx.model.preprocess import load_images
+from xception_mx.serving.loading import load_network, run_batches
+from xception_mx.training.synthetic import write_shapes_dataset
 
 PAIRS = [("legacy-h5", ".h5"), ("legacy-model-h5", ".weights.h5"), ("weights-h5", ".keras"),
          ("keras", ".weights.h5")]

@@ -15,9 +15,9 @@ from conftest import BIN
 from convert import convert_file
 from rounding import assert_within_rounding, deviation
 from validate.kills import TRAINING_ATOL
-from xception_mx.padding import BLOCK
-from xception_mx.synthetic import write_shapes_dataset
-from xception_mx.train import build_network, make_trainer, train_step, trainable_params
+from xception_mx.model.padding import BLOCK
+from xception_mx.training.synthetic import write_shapes_dataset
+from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
 
 REVERSED = mx.nd.array(np.arange(7, -1, -1))
 

@@ -12,8 +12,8 @@ from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
 from validate import keras_side
 from xception_mx.atomic import sha256_file
-from xception_mx.labels import imagenet_classes
-from xception_mx.preprocess import load_images
+from xception_mx.model.preprocess import load_images
+from xception_mx.serving.labels import imagenet_classes
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_imagenet_names_are_in_keras_index_order():
 
 
 def test_predict_does_not_import_tensorflow(checkpoints):
-    code = ("import sys; from xception_mx import predict; "
+    code = ("import sys; from xception_mx.serving import predict; "
             "r = predict.predict_files(%r, [%r], top=1); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('ok')"
             % (checkpoints[(299, 299)], PHOTOS[0]))

@@ -9,8 +9,8 @@ import pytest
 from conftest import PHOTOS
 from convert import convert_file
 from validate import keras_side
-from xception_mx.fast import load_fast_network
-from xception_mx.preprocess import load_images
+from xception_mx.model.preprocess import load_images
+from xception_mx.serving.fast import load_fast_network
 
 ATOL = 1e-4
 # 299: odd pool inputs everywhere; 224: even sizes, TF pads (0, 1); 257x190 mixes both.

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-MODULES = ["convert.cli", "validate.cli", "xception_mx.predict", "xception_mx.finetune",
-           "xception_mx.pack", "xception_mx.quantize"]
+MODULES = ["convert.cli", "validate.cli", "xception_mx.serving.predict",
+           "xception_mx.training.finetune", "xception_mx.training.pack",
+           "xception_mx.serving.quantize"]
 
 
 # MXNet's own OpenMP thread count: the libgomp it links, which MXNet configures when

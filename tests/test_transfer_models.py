@@ -10,7 +10,7 @@ import transfer_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
 from xception_mx import load_images
-from xception_mx.serving import load_network
+from xception_mx.serving.loading import load_network
 
 CASES = {   # name: (builder, file suffix)
     "nested-keras3.keras": (transfer_models.nested, ".keras"),

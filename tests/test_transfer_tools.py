@@ -14,8 +14,8 @@ from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
 from rounding import assert_within_rounding, deviation
 from xception_mx import load_images
-from xception_mx.checkpoint import write_checkpoint
-from xception_mx.serving import load_params, load_symbol, read_meta
+from xception_mx.serving.checkpoint import write_checkpoint
+from xception_mx.serving.loading import load_params, load_symbol, read_meta
 
 MODELS = {   # name: (builder, suffix); input convention and output in the comment
     "nested": (transfer_models.nested, ".keras"),                 # raw pixels, softmax
@@ -176,9 +176,10 @@ def test_a_frozen_base_computes_in_training_what_it_computes_at_inference(conver
     the base set to inference they equal the inference features; with batch statistics they
     would not."""
     from mxnet import autograd
-    from xception_mx.serving import checkpoint_input_size, read_meta
-    from xception_mx.transfer_training import (build_transfer_network,
-                                               pretrained_transfer_spec, set_base_inference)
+    from xception_mx.serving.loading import checkpoint_input_size, read_meta
+    from xception_mx.training.transfer_training import (build_transfer_network,
+                                                        pretrained_transfer_spec,
+                                                        set_base_inference)
     _, prefix = converted["nested"]
     size = checkpoint_input_size(read_meta(prefix))
     net = build_transfer_network(pretrained_transfer_spec(prefix), 3, size, [mx.cpu()],
@@ -200,10 +201,11 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
     """Its base's 728 channels padded to 736 (issue #13): the same outputs in a training
     pass, the same gradients (within the rounding of the batch summed in another order)."""
     from mxnet import gluon
-    from xception_mx.padding import BLOCK
-    from xception_mx.serving import checkpoint_input_size, read_meta
-    from xception_mx.train import forward_backward
-    from xception_mx.transfer_training import build_transfer_network, pretrained_transfer_spec
+    from xception_mx.model.padding import BLOCK
+    from xception_mx.serving.loading import checkpoint_input_size, read_meta
+    from xception_mx.training.train import forward_backward
+    from xception_mx.training.transfer_training import (build_transfer_network,
+                                                        pretrained_transfer_spec)
     _, prefix = converted["nested"]
     size = checkpoint_input_size(read_meta(prefix))
     rng = np.random.RandomState(0)
@@ -230,7 +232,7 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    from xception_mx.synthetic import write_shapes_dataset
+    from xception_mx.training.synthetic import write_shapes_dataset
     root = tmp_path_factory.mktemp("shapes")
     write_shapes_dataset(str(root / "train"), per_class=30, seed=0)
     write_shapes_dataset(str(root / "val"), per_class=10, seed=1)

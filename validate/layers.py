@@ -10,7 +10,7 @@ import collections
 
 import numpy as np
 
-from xception_mx.model import ENTRY_EXIT_BLOCKS
+from xception_mx.model.xception import ENTRY_EXIT_BLOCKS
 
 from .metrics import max_deviation, max_magnitude
 

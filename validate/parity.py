@@ -12,10 +12,11 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.errors import InputError
-from xception_mx.model import check_input_shape
-from xception_mx.preprocess import image_files, load_images
-from xception_mx.serving import (checkpoint_input_size, is_transfer, load_network, read_meta,
-                                 require_keras_shaped, run_batches, takes_raw_pixels)
+from xception_mx.model.preprocess import image_files, load_images
+from xception_mx.model.xception import check_input_shape
+from xception_mx.serving.loading import (checkpoint_input_size, is_transfer, load_network,
+                                         read_meta, require_keras_shaped, run_batches,
+                                         takes_raw_pixels)
 
 from . import keras_side, layers, transfer
 from .metrics import max_deviation, max_magnitude

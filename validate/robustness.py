@@ -119,8 +119,8 @@ def fuzz_converter(files, cases, seed, workdir):
 def checkpoint_state(prefix):
     """Which complete checkpoint ``prefix`` holds: the sha256 of its params
     and symbol, or ``None`` if the files do not form one."""
-    from xception_mx.serving import load_params, load_symbol, read_meta
     from xception_mx.errors import InputError
+    from xception_mx.serving.loading import load_params, load_symbol, read_meta
     try:
         meta = read_meta(prefix)
         load_symbol(prefix)

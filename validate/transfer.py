@@ -12,7 +12,7 @@ from convert.architecture import read_transfer
 from convert.keras_reader import read_keras_file
 from convert.transfer import model_config
 from xception_mx.errors import InputError
-from xception_mx.transfer import PREPROCESSED_OUTPUT, layer_output_name
+from xception_mx.model.transfer import PREPROCESSED_OUTPUT, layer_output_name
 
 from . import keras_side
 from .layers import layer_pairs, probe_model

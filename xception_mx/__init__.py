@@ -1,10 +1,10 @@
 """Keras' Xception as an MXNet Gluon network with Keras' exact semantics."""
-from ._threads import configure_threads
+from xception_mx._threads import configure_threads
 
 configure_threads()
 
-from .model import Xception, min_input_size, tf_same_pool_padding  # noqa: E402
-from .preprocess import load_images, preprocess_input  # noqa: E402
+from xception_mx.model.preprocess import load_images, preprocess_input  # noqa: E402
+from xception_mx.model.xception import Xception, min_input_size, tf_same_pool_padding  # noqa: E402
 
 __all__ = ["Xception", "min_input_size", "tf_same_pool_padding", "load_images",
            "preprocess_input", "configure_threads"]

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from .errors import InputError
+from xception_mx.errors import InputError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -29,8 +29,6 @@ import time
 
 import numpy as np
 
-from .padded_training import cut
-
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
 TRACE = "XCEPTION_MX_TRACE"
@@ -63,7 +61,8 @@ def dump_bn_statistics(net, epoch, rank, stage, shapes):
     folder = os.environ.get(BN_DUMP)
     if not folder:
         return
-    arrays = {"%s@%d" % (name, i): cut(copy.asnumpy(), shapes.keras_shape(name, param))
+    arrays = {"%s@%d" % (name, i): copy.asnumpy()[tuple(
+                  slice(0, n) for n in shapes.keras_shape(name, param))]
               for name, param in net.collect_params().items()
               if name.endswith(("_running_mean", "_running_var"))
               for i, copy in enumerate(param.list_data())}

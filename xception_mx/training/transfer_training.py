@@ -20,11 +20,11 @@ a base + head Keras model).
 """
 import mxnet as mx
 
-from .errors import InputError, make_sure
-from .padded_training import padded_network
-from .train import initialize
-from .serving import is_transfer, read_meta, read_params_file
-from .transfer import TransferNet
+from xception_mx.errors import InputError, make_sure
+from xception_mx.model.transfer import TransferNet
+from xception_mx.serving.loading import is_transfer, read_meta, read_params_file
+from xception_mx.training.padded_training import padded_network
+from xception_mx.training.train import initialize
 
 
 def pretrained_transfer_spec(prefix):

@@ -10,7 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from xception_mx.errors import InputError
 
 RESAMPLE = Image.BILINEAR
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")

@@ -16,14 +16,12 @@ only while the padded slices of its parameters are zero, so:
 
 ``ShapeMap`` is the identity when nothing is padded: one code path for both.
 """
-import os
 import pickle
-import tempfile
 
 import mxnet as mx
 
-from .errors import make_sure
-from .padding import BLOCK, pad_array, resolve_padding
+from xception_mx.errors import make_sure
+from xception_mx.model.padding import BLOCK, pad_array, resolve_padding
 
 RUNNING_VARIANCE = "_running_var"
 
@@ -42,7 +40,7 @@ def fill_of(name):
 def channel_block(choice):
     """``--channel-padding`` (auto / on / off) -> the ``channel_block`` a network is built
     with: ``padding.BLOCK`` or ``None``."""
-    return BLOCK if resolve_padding(choice) else None
+    return BLOCK if resolve_padding(choice, training=True) else None
 
 
 def padded_network(build, block):
@@ -117,22 +115,19 @@ class ShapeMap:
                     self._masks[key] = mask.astype(grad.dtype).as_in_context(grad.context)
                 grad *= self._masks[key]
 
-    def _map_states(self, trainer, blob, change):
-        """The pickled ``(states, optimizer)`` of ``Trainer.save_states`` with every state
-        array of a padded parameter passed through ``change(name, array, param)``."""
-        states, optimizer = pickle.loads(blob)
-        names = [param.name for param in trainer._params]   # the updater's index -> parameter
+    def _map_states(self, trainer, states, change):
+        """``{updater index: state}`` with every array of a padded parameter's state passed
+        through ``change(array, parameter)``."""
+        params = trainer._params                  # the updater's index -> parameter
 
-        def walk(name, state, param):
+        def each_array(state, param):
             if isinstance(state, mx.nd.NDArray):
-                return change(name, state, param)
+                return change(state, param)
             if isinstance(state, (tuple, list)):
-                return type(state)(walk(name, s, param) for s in state)
+                return type(state)(each_array(s, param) for s in state)
             return state
-        states = {index: walk(names[index], state, trainer._params[index])
-                  if names[index] in self.padded else state
-                  for index, state in states.items()}
-        return pickle.dumps((states, optimizer))
+        return {index: each_array(state, params[index]) if params[index].name in self.padded
+                else state for index, state in states.items()}
 
     def save_states(self, trainer, path):
         """``trainer.save_states`` with the states of padded parameters in Keras' shapes."""
@@ -140,25 +135,23 @@ class ShapeMap:
         if not self:
             return
         with open(path, "rb") as f:
-            blob = f.read()
-        blob = self._map_states(trainer, blob, lambda name, state, param: cut(
-            state, self.padded[name]) if tuple(state.shape) == tuple(param.shape) else state)
+            states, optimizer = pickle.loads(f.read())
+        states = self._map_states(trainer, states, lambda state, param: cut(
+            state, self.padded[param.name]) if state.shape == param.shape else state)
         with open(path, "wb") as f:
-            f.write(blob)
+            f.write(pickle.dumps((states, optimizer)))
 
     def load_states(self, trainer, path):
-        """``trainer.load_states`` from a file in Keras' shapes (padded or not when saved)."""
+        """``trainer.load_states`` from a file in Keras' shapes, then the states of padded
+        parameters grown to the network's shapes (in memory: nothing is written)."""
+        trainer.load_states(path)
         if not self:
-            trainer.load_states(path)
             return
-        with open(path, "rb") as f:
-            blob = self._map_states(trainer, f.read(), lambda name, state, param: mx.nd.array(
-                pad_array(state.asnumpy(), param.shape), dtype=state.dtype)
-                if tuple(state.shape) == self.padded[name] else state)
-        handle, grown = tempfile.mkstemp(suffix=".states")
-        try:
-            with os.fdopen(handle, "wb") as f:
-                f.write(blob)
-            trainer.load_states(grown)
-        finally:
-            os.unlink(grown)
+        updaters = list(trainer._updaters)
+        if trainer._update_on_kvstore:
+            updaters.append(trainer._kvstore._updater)
+        for updater in updaters:
+            updater.states = self._map_states(trainer, updater.states, lambda state, param: (
+                mx.nd.array(pad_array(state.asnumpy(), param.shape), dtype=state.dtype)
+                if state.shape == self.padded[param.name] else state))
+            updater.states_synced = dict.fromkeys(updater.states, False)

@@ -7,10 +7,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .atomic import directory_lock, sha256_file
-from .checkpoint import journal_path, recover_checkpoint
-from .errors import InputError
-from .preprocess import load_images
+from xception_mx.atomic import directory_lock, sha256_file
+from xception_mx.errors import InputError
+from xception_mx.model.preprocess import load_images
+from xception_mx.serving.checkpoint import journal_path, recover_checkpoint
 
 LOGITS_OUTPUT = "predictions_fwd_output"
 FEATURES_OUTPUT = "block14_sepconv2_act_fwd_output"

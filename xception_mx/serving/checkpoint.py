@@ -22,9 +22,9 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .atomic import atomic_path, directory_lock, file_mode, sha256_file
-from .errors import InputError, make_sure
-from .faults import fault_point
+from xception_mx.atomic import atomic_path, directory_lock, file_mode, sha256_file
+from xception_mx.errors import InputError, make_sure
+from xception_mx.faults import fault_point
 
 
 def checkpoint_paths(prefix, epoch=0):

@@ -10,25 +10,26 @@ import time
 import mxnet as mx
 from mxnet import gluon
 
-from .atomic import write_text
-from .checkpoint import write_checkpoint
-from .cli import Parser, run
-from .errors import InputError, make_sure
-from .faults import dump_bn_statistics, fault_point
-from .labels import labels_path
-from .model import Xception
-from .padded_training import channel_block
-from .padding import PADDING_CHOICES
-from .preprocess import input_convention
-from .run_dir import RunDirectory, check_resumable_config
-from .run_setup import Data, available_memory, check_config, check_memory
-from .serving import checkpoint_input_size, read_meta
-from .transfer import TransferNet
-from .transfer_training import (build_transfer_network, pretrained_transfer_spec,
-                                set_base_inference)
-from .train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
-                    average_bn_statistics, build_network, count_correct, evaluate, join_job,
-                    learning_rate, make_trainer, parse_contexts, train_step, trainable_params)
+from xception_mx.atomic import write_text
+from xception_mx.cli import Parser, run
+from xception_mx.errors import InputError, make_sure
+from xception_mx.faults import dump_bn_statistics, fault_point
+from xception_mx.model.padding import PADDING_CHOICES
+from xception_mx.model.preprocess import input_convention
+from xception_mx.model.transfer import TransferNet
+from xception_mx.model.xception import Xception
+from xception_mx.serving.checkpoint import write_checkpoint
+from xception_mx.serving.labels import labels_path
+from xception_mx.serving.loading import checkpoint_input_size, read_meta
+from xception_mx.training.padded_training import channel_block
+from xception_mx.training.run_dir import RunDirectory, check_resumable_config
+from xception_mx.training.run_setup import Data, available_memory, check_config, check_memory
+from xception_mx.training.train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
+                                        average_bn_statistics, build_network, count_correct,
+                                        evaluate, join_job, learning_rate, make_trainer,
+                                        parse_contexts, train_step, trainable_params)
+from xception_mx.training.transfer_training import (build_transfer_network,
+                                                    pretrained_transfer_spec, set_base_inference)
 
 PROG = "xception-finetune"
 EXPORT_NAME = "model"
@@ -85,7 +86,7 @@ def build_parser():
     p.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
                    help="train with channel counts padded to oneDNN's block of 16 (728 -> "
                         "736; the same function, checkpoints keep Keras' shapes); auto: on "
-                        "Intel CPUs with AVX-512, where it is faster"),
+                        "CPUs with AVX-512, where it is faster"),
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds sample order, crops, flips and a new head")

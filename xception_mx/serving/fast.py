@@ -22,11 +22,12 @@ import os
 import mxnet as mx
 import numpy as np
 
-from .checkpoint import write_checkpoint
-from .errors import make_sure
-from .padding import BLOCK, pad_network, resolve_padding
-from .serving import (checkpoint_input_size, check_params_fit, is_serving_copy, load_params,
-                      load_symbol, output_symbol, read_meta, symbol_block)
+from xception_mx.errors import make_sure
+from xception_mx.model.padding import BLOCK, pad_network, resolve_padding
+from xception_mx.serving.checkpoint import write_checkpoint
+from xception_mx.serving.loading import (checkpoint_input_size, check_params_fit, is_serving_copy,
+                                         load_params, load_symbol, output_symbol, read_meta,
+                                         symbol_block)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 

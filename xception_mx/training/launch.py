@@ -37,9 +37,9 @@ import sys
 import threading
 import time
 
-from ._threads import USER_ENVIRON
-from .cli import Parser, run
-from .errors import InputError, make_sure
+from xception_mx._threads import USER_ENVIRON
+from xception_mx.cli import Parser, run
+from xception_mx.errors import InputError, make_sure
 
 PROG = "xception-launch"
 SERVER_CODE = "import mxnet"   # with DMLC_ROLE=server/scheduler, importing MXNet runs the role

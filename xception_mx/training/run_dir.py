@@ -25,10 +25,10 @@ import re
 
 import mxnet as mx
 
-from .atomic import atomic_path, sha256_file, write_text
-from .errors import InputError
-from .faults import fault_point
-from .serving import mxnet_error_text
+from xception_mx.atomic import atomic_path, sha256_file, write_text
+from xception_mx.errors import InputError
+from xception_mx.faults import fault_point
+from xception_mx.serving.loading import mxnet_error_text
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
 KEEP_LAST = 2

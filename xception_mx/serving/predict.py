@@ -4,14 +4,14 @@ import sys
 
 import numpy as np
 
-from .cli import Parser, run
-from .errors import InputError
-from .labels import class_names
-from .preprocess import image_files
-from .fast import PRECISIONS, load_fast_network
-from .padding import PADDING_CHOICES
-from .serving import checkpoint_images, is_transfer, read_meta, run_batches
-from .transfer import output_kind
+from xception_mx.cli import Parser, run
+from xception_mx.errors import InputError
+from xception_mx.model.padding import PADDING_CHOICES
+from xception_mx.model.preprocess import image_files
+from xception_mx.model.transfer import output_kind
+from xception_mx.serving.fast import PRECISIONS, load_fast_network
+from xception_mx.serving.labels import class_names
+from xception_mx.serving.loading import checkpoint_images, is_transfer, read_meta, run_batches
 
 PROG = "xception-predict"
 

@@ -3,11 +3,11 @@ sample images, bf16, or fused fp32; channels padded for oneDNN) as normal
 symbol/params/meta files."""
 import sys
 
-from .cli import Parser, run
-from .fast import PRECISIONS, export_checkpoint
-from .padding import PADDING_CHOICES
-from .preprocess import image_files
-from .serving import checkpoint_images, read_meta
+from xception_mx.cli import Parser, run
+from xception_mx.model.padding import PADDING_CHOICES
+from xception_mx.model.preprocess import image_files
+from xception_mx.serving.fast import PRECISIONS, export_checkpoint
+from xception_mx.serving.loading import checkpoint_images, read_meta
 
 PROG = "xception-quantize"
 

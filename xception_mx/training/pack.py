@@ -12,10 +12,10 @@ import sys
 
 import mxnet as mx
 
-from .atomic import atomic_path, write_text
-from .cli import Parser, run
-from .data import FolderSource, labels_file_of_rec
-from .errors import make_sure
+from xception_mx.atomic import atomic_path, write_text
+from xception_mx.cli import Parser, run
+from xception_mx.errors import make_sure
+from xception_mx.training.data import FolderSource, labels_file_of_rec
 
 PROG = "xception-pack"
 

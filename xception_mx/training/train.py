@@ -27,10 +27,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from .errors import InputError, make_sure
-from .model import HEAD_PREFIX, Xception
-from .padded_training import padded_network
-from .serving import read_params_file
+from xception_mx.errors import InputError, make_sure
+from xception_mx.model.xception import HEAD_PREFIX, Xception
+from xception_mx.serving.loading import read_params_file
+from xception_mx.training.padded_training import padded_network
 
 OPTIMIZERS = ("sgd", "nag", "adam")
 SCHEDULES = ("cosine", "step")

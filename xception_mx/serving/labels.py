@@ -6,10 +6,10 @@ fetched at run time.
 """
 import os
 
-from .errors import InputError
+from xception_mx.errors import InputError
 
-IMAGENET_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
-                             "imagenet_classes.tsv")
+IMAGENET_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "data", "imagenet_classes.tsv")
 IMAGENET_CLASSES = 1000
 
 

@@ -18,7 +18,7 @@ Keras semantics kept exactly:
 """
 from mxnet.gluon import HybridBlock, nn
 
-from .padding import padded_count
+from xception_mx.model.padding import padded_count
 
 MIN_INPUT_SIZE = 71
 DEFAULT_INPUT_SIZE = (299, 299)

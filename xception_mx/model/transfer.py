@@ -24,7 +24,8 @@ import math
 
 from mxnet.gluon import HybridBlock, nn
 
-from .model import BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape, pool_input_sizes
+from xception_mx.model.xception import (BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape,
+                                        pool_input_sizes)
 
 # Layers that compute the identity at inference.
 IDENTITY_LAYERS = (

@@ -3,11 +3,12 @@ configuration (``check_config``), a memory guard for batches that cannot fit,
 and the data (``Data``: training and validation sets, loaders, shards)."""
 import os
 
-from .data import EpochBatchSampler, ImageDataset, make_loader, open_source, split_indices
-from .errors import InputError, make_sure
-from .serving import read_meta, require_keras_shaped
-from .model import check_input_shape
-from .train import HOROVOD
+from xception_mx.errors import InputError, make_sure
+from xception_mx.model.xception import check_input_shape
+from xception_mx.serving.loading import read_meta, require_keras_shaped
+from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
+                                       split_indices)
+from xception_mx.training.train import HOROVOD
 
 
 # Training memory measured here (batch 8 at 299x299: about 2.7 GB peak): about 1.2 GB

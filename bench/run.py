@@ -82,29 +82,42 @@ def inference_section(peak):
                          "peak RSS MB"], rows), keras
 
 
+# (column, channels padded, oneDNN ISA cap): the cap removes kernels, not only instructions:
+# AVX512_MIC leaves the avx512_common ones (no brgconv, no brdgmm_dw), AVX2 the AVX2 ones.
+PRIMITIVE_RUNS = [("728 channels", False, None), ("736 channels", True, None),
+                  ("736, `DNNL_MAX_CPU_ISA=AVX512_MIC`", True, "AVX512_MIC"),
+                  ("728, `DNNL_MAX_CPU_ISA=AVX2`", False, "AVX2")]
+
+
 def primitives_section():
-    """Share of a fused fp32 forward per oneDNN implementation, 728 against 736 channels."""
-    env = {"MKLDNN_VERBOSE": "1"}
-    runs = {"728": workload("primitives", env=env, prefix=PREFIX, pad_channels=False),
-            "736": workload("primitives", env=env, prefix=PREFIX, pad_channels=True)}
-    tables = {k: r["primitives"] for k, r in runs.items()}
+    """Share of a fused fp32 forward per oneDNN implementation: 728 against 736 channels, and
+    with oneDNN's ISA capped (which kernels, hence which layouts and reorders, it picks)."""
+    tables = {}
+    for column, padded, isa in PRIMITIVE_RUNS:
+        env = dict({"MKLDNN_VERBOSE": "1"}, **({"DNNL_MAX_CPU_ISA": isa} if isa else {}))
+        tables[column] = workload("primitives", env=env, prefix=PREFIX,
+                                  pad_channels=padded)["primitives"]
     totals = {k: sum(ms for _, ms in t.values()) for k, t in tables.items()}
-    keys = sorted(set(tables["728"]) | set(tables["736"]),
+    keys = sorted(set().union(*tables.values()),
                   key=lambda k: -max(tables[c].get(k, [0, 0])[1] for c in tables))
     rows = []
-    for key in keys:
+    for key in keys + ["total"]:
         row = [key]
-        for c in ("728", "736"):
+        for c in tables:
             calls, ms = tables[c].get(key, [0, 0.0])
-            row.append("%d / %.0f ms / %.0f%%" % (calls, ms, 100 * ms / totals[c]) if calls
-                       else "")
+            if key == "total":
+                row.append("%.0f ms" % totals[c])
+            else:
+                row.append("%d / %.0f ms / %.0f%%" % (calls, ms, 100 * ms / totals[c])
+                           if calls else "")
         rows.append(row)
-    rows.append(["total", "%.0f ms" % totals["728"], "%.0f ms" % totals["736"]])
     text = ("One fused fp32 forward, batch 8 at 299x299, after two warm-ups, from "
             "`MKLDNN_VERBOSE=1` (oneDNN inside MXNet 1.9.1): calls / milliseconds / share of the "
             "forward per primitive and implementation, with the middle flow's 728 channels "
-            "and padded to 736 (`xception_mx/model/padding.py`).\n\n")
-    return text + table(["primitive implementation", "728 channels", "736 channels"], rows)
+            "and padded to 736 (`xception_mx/model/padding.py`), and with oneDNN's ISA capped "
+            "(`DNNL_MAX_CPU_ISA`, set before MXNet starts): one run each, so totals are "
+            "indicative; section 2 has the throughput.\n\n")
+    return text + table(["primitive implementation"] + list(tables), rows)
 
 
 def precision_section(keras):

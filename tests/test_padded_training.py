@@ -3,6 +3,7 @@ nothing more: its steps equal the unpadded network's within rounding, its padded
 exactly zero under momentum and weight decay, and what it writes keeps Keras' shapes, so a run
 resumes padded or not."""
 import os
+import pickle
 import shutil
 import subprocess
 
@@ -99,7 +100,8 @@ def test_padded_slices_stay_exactly_zero_under_momentum_and_weight_decay(work, t
     assert checked > 100
     path = str(tmp_path / "states")
     trainer.save_states(path)                           # the raw, padded states
-    states, _ = __import__("pickle").loads(open(path, "rb").read())
+    with open(path, "rb") as f:
+        states, _ = pickle.loads(f.read())
     names = [p.name for p in trainer._params]
     for index, state in states.items():
         arrays = state if isinstance(state, (tuple, list)) else [state]

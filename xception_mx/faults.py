@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from xception_mx.model.padding import cut_array
+
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
 TRACE = "XCEPTION_MX_TRACE"
@@ -61,8 +63,7 @@ def dump_bn_statistics(net, epoch, rank, stage, shapes):
     folder = os.environ.get(BN_DUMP)
     if not folder:
         return
-    arrays = {"%s@%d" % (name, i): copy.asnumpy()[tuple(
-                  slice(0, n) for n in shapes.keras_shape(name, param))]
+    arrays = {"%s@%d" % (name, i): cut_array(copy.asnumpy(), shapes.keras_shape(name, param))
               for name, param in net.collect_params().items()
               if name.endswith(("_running_mean", "_running_var"))
               for i, copy in enumerate(param.list_data())}

@@ -75,6 +75,11 @@ def pad_array(value, shape, fill=0.0):
     return np.pad(value, widths, constant_values=fill)
 
 
+def cut_array(value, shape):
+    """The leading ``shape`` corner of an array (NDArray or numpy): ``pad_array`` undone."""
+    return value[tuple(slice(0, n) for n in shape)]
+
+
 def _is_depthwise(node):
     attrs = node.get("attrs", {})
     groups = int(attrs.get("num_group", "1"))

@@ -86,7 +86,7 @@ def build_parser():
     p.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
                    help="train with channel counts padded to oneDNN's block of 16 (728 -> "
                         "736; the same function, checkpoints keep Keras' shapes); auto: on "
-                        "CPUs with AVX-512, where it is faster"),
+                        "CPUs with AVX-512, where it is faster")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds sample order, crops, flips and a new head")

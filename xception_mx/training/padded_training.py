@@ -21,14 +21,9 @@ import pickle
 import mxnet as mx
 
 from xception_mx.errors import make_sure
-from xception_mx.model.padding import BLOCK, pad_array, resolve_padding
+from xception_mx.model.padding import BLOCK, cut_array, pad_array, resolve_padding
 
 RUNNING_VARIANCE = "_running_var"
-
-
-def cut(value, shape):
-    """The leading ``shape`` corner of an array (NDArray or numpy)."""
-    return value[tuple(slice(0, n) for n in shape)]
 
 
 def fill_of(name):
@@ -41,6 +36,19 @@ def channel_block(choice):
     """``--channel-padding`` (auto / on / off) -> the ``channel_block`` a network is built
     with: ``padding.BLOCK`` or ``None``."""
     return BLOCK if resolve_padding(choice, training=True) else None
+
+
+def grown(value, shape, fill=0.0):
+    """NDArray ``value`` grown to ``shape``, the new entries ``fill``."""
+    if tuple(value.shape) == tuple(shape):
+        return value
+    return mx.nd.array(pad_array(value.asnumpy(), shape, fill), dtype=value.dtype)
+
+
+def _updaters(trainer):
+    """The updaters holding ``trainer``'s states: the kvstore's when it updates, else one
+    per device (what ``Trainer.save_states``/``load_states`` read and set)."""
+    return [trainer._kvstore._updater] if trainer._update_on_kvstore else trainer._updaters
 
 
 def padded_network(build, block):
@@ -68,12 +76,6 @@ class ShapeMap:
     def keras_shape(self, name, param):
         return self.padded.get(name, tuple(param.shape))
 
-    def grow(self, name, value, shape):
-        """``value`` (Keras' shape) as the training network's ``shape``."""
-        if tuple(value.shape) == tuple(shape):
-            return value
-        return mx.nd.array(pad_array(value.asnumpy(), shape, fill_of(name)), dtype=value.dtype)
-
     def set_values(self, net, values, where, names=None):
         """Fill ``net``'s parameters (those of ``names``, default all) from ``{name: NDArray}``
         in Keras' shapes (``where`` names the source in errors)."""
@@ -84,14 +86,14 @@ class ShapeMap:
             value, shape = values[name], self.keras_shape(name, param)
             make_sure(tuple(value.shape) == shape, "%s: %s has shape %s, the network needs %s",
                       where, name, tuple(value.shape), shape)
-            param.set_data(self.grow(name, value, param.shape))
+            param.set_data(grown(value, param.shape, fill_of(name)))
 
     def values(self, net, names=None):
         """``{name: NDArray on the CPU}`` in Keras' shapes (the first device's copy: all
         devices hold the same parameters)."""
         params = net.collect_params()
-        return {name: cut(params[name].list_data()[0].copyto(mx.cpu()),
-                          self.keras_shape(name, params[name]))
+        return {name: cut_array(params[name].list_data()[0].copyto(mx.cpu()),
+                                self.keras_shape(name, params[name]))
                 for name in (names or params.keys())}
 
     def save_params(self, net, path):
@@ -111,7 +113,7 @@ class ShapeMap:
             for grad in param.list_grad():
                 key = (name, str(grad.context), grad.dtype)
                 if key not in self._masks:
-                    mask = self.grow("mask", mx.nd.ones(self.padded[name]), grad.shape)
+                    mask = grown(mx.nd.ones(self.padded[name]), grad.shape)
                     self._masks[key] = mask.astype(grad.dtype).as_in_context(grad.context)
                 grad *= self._masks[key]
 
@@ -130,16 +132,16 @@ class ShapeMap:
                 else state for index, state in states.items()}
 
     def save_states(self, trainer, path):
-        """``trainer.save_states`` with the states of padded parameters in Keras' shapes."""
-        trainer.save_states(path)
+        """``trainer.save_states`` with the states of padded parameters in Keras' shapes
+        (the same pickled ``(states, optimizer)``, written once)."""
         if not self:
+            trainer.save_states(path)
             return
-        with open(path, "rb") as f:
-            states, optimizer = pickle.loads(f.read())
-        states = self._map_states(trainer, states, lambda state, param: cut(
+        updater = _updaters(trainer)[0]
+        states = self._map_states(trainer, updater.states, lambda state, param: cut_array(
             state, self.padded[param.name]) if state.shape == param.shape else state)
         with open(path, "wb") as f:
-            f.write(pickle.dumps((states, optimizer)))
+            f.write(pickle.dumps((states, updater.optimizer)))
 
     def load_states(self, trainer, path):
         """``trainer.load_states`` from a file in Keras' shapes, then the states of padded
@@ -147,11 +149,8 @@ class ShapeMap:
         trainer.load_states(path)
         if not self:
             return
-        updaters = list(trainer._updaters)
-        if trainer._update_on_kvstore:
-            updaters.append(trainer._kvstore._updater)
-        for updater in updaters:
+        for updater in _updaters(trainer):
             updater.states = self._map_states(trainer, updater.states, lambda state, param: (
-                mx.nd.array(pad_array(state.asnumpy(), param.shape), dtype=state.dtype)
-                if state.shape == self.padded[param.name] else state))
+                grown(state, param.shape) if state.shape == self.padded[param.name]
+                else state))
             updater.states_synced = dict.fromkeys(updater.states, False)

@@ -37,11 +37,12 @@ def workload(name, env=None, **kwargs):
 
 
 def repeated(runs):
-    """``{name: [result, ...]}`` over REPEATS alternating rounds."""
+    """``{name: [result, ...]}`` over REPEATS alternating rounds; ``runs``: ``{name:
+    (workload, kwargs[, environment])}``."""
     results = {name: [] for name in runs}
     for _ in range(REPEATS):
-        for name, (workload_name, kwargs) in runs.items():
-            results[name].append(workload(workload_name, **kwargs))
+        for name, (workload_name, kwargs, *env) in runs.items():
+            results[name].append(workload(workload_name, *env, **kwargs))
     return results
 
 
@@ -51,16 +52,33 @@ def rate_stats(results, key):
     return min(values), statistics.median(values)
 
 
+# The fused fp32 networks: (channels padded, oneDNN ISA cap).  xception-predict's auto picks one.
+FUSED = [(False, None), (True, None), (False, "AVX2"), (True, "AVX512_MIC")]
+
+
+def fused_runs():
+    from xception_mx.cpu import isa_cap_helps_here
+    from xception_mx.model.padding import resolve_padding
+    auto = resolve_padding("auto")
+    auto = (auto, isa_cap_helps_here("fp32", auto))
+    runs = {}
+    for padded, cap in FUSED:
+        name = "MXNet oneDNN-fused, %s (--channel-padding %s --onednn-isa %s)%s" % (
+            "padded to 736" if padded else "728 channels", "on" if padded else "off",
+            cap.lower() if cap else "all",
+            ", xception-predict's auto here" if (padded, cap) == auto else "")
+        runs[name] = ("infer_mxnet", {"prefix": PREFIX, "mode": "fused" if padded
+                                      else "fused-unpadded"}, {"DNNL_MAX_CPU_ISA": cap or "ALL"})
+    return runs
+
+
 def inference_section(peak):
-    runs = {"Keras/TF 2.17 (predict_on_batch)": ("infer_keras", {}),
-            "MXNet plain (imperative Gluon)": ("infer_mxnet", {"prefix": PREFIX,
-                                                               "mode": "plain"}),
-            "MXNet hybridized, static allocation": ("infer_mxnet", {"prefix": PREFIX,
-                                                                    "mode": "static"}),
-            "MXNet oneDNN-fused, 728 channels (--channel-padding off)": (
-                "infer_mxnet", {"prefix": PREFIX, "mode": "fused-unpadded"}),
-            "MXNet oneDNN-fused, padded to 736 (--channel-padding on)": (
-                "infer_mxnet", {"prefix": PREFIX, "mode": "fused"})}
+    runs = dict({"Keras/TF 2.17 (predict_on_batch)": ("infer_keras", {}),
+                 "MXNet plain (imperative Gluon)": ("infer_mxnet", {"prefix": PREFIX,
+                                                                    "mode": "plain"}),
+                 "MXNet hybridized, static allocation": ("infer_mxnet", {"prefix": PREFIX,
+                                                                         "mode": "static"})},
+                **fused_runs())
     results = repeated(runs)
     keras = {b: rate_stats(results["Keras/TF 2.17 (predict_on_batch)"], b)[1]
              for b in ("1", "8", "32")}

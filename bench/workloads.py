@@ -101,10 +101,11 @@ def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
     return {"images_per_s": rates}
 
 
-def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib=None):
+def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib=None,
+                pad_channels=None):
     """``mode``: plain (imperative Gluon), static (hybridized, static allocation),
     fused (oneDNN-fused fp32, channels padded to 16), fused-unpadded (728 channels), bf16,
-    int8."""
+    int8 (``pad_channels``: on, off, default as xception-predict's auto)."""
     import mxnet as mx
     from xception_mx import Xception
     from xception_mx.serving.fast import load_fast_network
@@ -122,7 +123,8 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
         precision = "fp32" if mode.startswith("fused") else mode
         nets = {b: load_fast_network(prefix, precision=precision, batch_size=b,
                                      calibration=calibration,
-                                     pad_channels=mode != "fused-unpadded")[0]
+                                     pad_channels=(pad_channels or "auto") if mode in (
+                                         "bf16", "int8") else mode != "fused-unpadded")[0]
                 for b in batches}
     rates = {}
     for b in batches:

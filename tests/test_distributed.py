@@ -27,11 +27,12 @@ FINETUNE = os.path.join(BIN, "xception-finetune")
 BOUND = ("--timeout", "400")     # no test can hang the suite
 
 
-def single_process_reference(pretrained, steps=2, reverse=False):
+def single_process_reference(pretrained, steps=2, reverse=False, slices=1):
     """One process on the combined batch, learning rate x 2 (the linear scaling
     that summing gradients over 2 workers amounts to); with ``reverse`` each
-    batch in reverse order (the same sums in another order: this run's
-    rounding)."""
+    batch in reverse order, with ``slices`` fed in that many slices on the one
+    device (the same sums evaluated another way: this run's rounding, see
+    rounding.py)."""
     net, _, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=0, frozen_bn=True)
     trainer = make_trainer(trainable_params(net, False), "nag", 0.002, 0.9, 0.0, "device")
     rng = np.random.RandomState(0)
@@ -41,7 +42,7 @@ def single_process_reference(pretrained, steps=2, reverse=False):
         y = rng.randint(0, 3, 8).astype(np.float32)
         order = slice(None, None, -1) if reverse else slice(None)
         train_step(net, trainer, loss_fn, mx.nd.array(x[order]), mx.nd.array(y[order]),
-                   [mx.cpu()])
+                   [mx.cpu()] * slices)
     return {k: p.data().asnumpy() for k, p in net.collect_params().items()}
 
 
@@ -62,8 +63,8 @@ def assert_ranks_equal_one_process(base, tmp_path):
               .items()} for r in (0, 1)]
     reference = single_process_reference(str(base / "x71"))
     start = single_process_reference(str(base / "x71"), steps=0)
-    rounding = deviation(single_process_reference(str(base / "x71"), reverse=True), reference,
-                         start)
+    rounding = max(deviation(single_process_reference(str(base / "x71"), **how), reference, start)
+                   for how in ({"reverse": True}, {"slices": 2}))
     for name, value in ranks[0].items():
         assert np.array_equal(value, ranks[1][name]), name
     # gradients summed as two half-batches instead of one batch: float rounding only,

@@ -2,12 +2,14 @@
 bf16 and int8 agree with fp32 on the top-1 class of every sample photo."""
 import json
 import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import PHOTOS, run_tool
+from conftest import PHOTOS, ROOT, assert_bad_input, run_tool
 from convert import convert_file
 from validate import keras_side
 from xception_mx.model.preprocess import load_images
@@ -16,6 +18,7 @@ from xception_mx.serving.labels import imagenet_classes
 from xception_mx.serving.loading import load_network, run_batches
 
 SHAPE = (299, 299)
+ISA_WORKER = os.path.join(ROOT, "tests", "isa_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,52 @@ def test_quantized_checkpoint_is_a_normal_checkpoint(setup, tmp_path):
     assert refused.returncode == 2 and "--precision int8" in refused.stderr
 
 
+def run_capped(prefix, x, choice, padding, tmp_path):
+    """``(report, logits)`` of ``isa_worker.py``: the fused network in a process of its own
+    under oneDNN's ISA cap ``choice``."""
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out.npy"
+    result = subprocess.run([sys.executable, ISA_WORKER, prefix, choice, padding,
+                             str(tmp_path / "x.npy"), str(out)], capture_output=True, text=True,
+                            env=dict(os.environ, MKLDNN_VERBOSE="1"), timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1]), np.load(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("choice, padding", [("avx2", "off"), ("avx512_mic", "on")])
+def test_onednn_isa_cap_removes_the_depthwise_reorders_and_keeps_keras_parity(
+        choice, padding, setup, tmp_path):
+    """Uncapped on an AVX-512 CPU, oneDNN runs the depthwise convolutions on brdgmm_dw
+    kernels that take NHWC, and MXNet reorders to NHWC and back around them: 58 reorders a
+    forward (BENCHMARKS.md 2b).  Capped, both kinds of kernel share one blocked layout: the
+    only reorder left is the input's, from NCHW."""
+    prefix, x, _, keras_out = setup
+    report, logits = run_capped(prefix, x, choice, padding, tmp_path)
+    assert report["cap"] == report["env"] == choice.upper()
+    assert report["primitives"] > 70 and report["reorders"] <= 1, report
+    assert not [i for i in report["implementations"] if "avx512_core" in i], report
+    assert np.abs(logits - keras_out).max() <= 1e-4
+
+
+def test_onednn_isa_cap_is_refused_for_int8_and_bf16(setup):
+    for precision in ("int8", "bf16"):
+        assert_bad_input(run_tool("xception-predict", setup[0], PHOTOS[0], "--precision",
+                                  precision, "--onednn-isa", "avx2"),
+                         "oneDNN ISA cap avx2 (--onednn-isa) is for fp32", precision)
+
+
+def test_bf16_without_onednn_avx512_kernels_is_refused_in_one_line(setup):
+    """oneDNN 2.4 has bf16 kernels from avx512_core up; below (an AVX2 CPU, or oneDNN capped)
+    a bf16 convolution failed with a traceback ("could not create a primitive descriptor
+    iterator").  The cap stands in for a CPU without AVX-512."""
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "xception-predict"),
+                             setup[0], PHOTOS[0], "--precision", "bf16"], capture_output=True,
+                            text=True, env=dict(os.environ, DNNL_MAX_CPU_ISA="AVX2"), timeout=600)
+    assert_bad_input(result, "bf16 needs oneDNN's AVX-512 kernels", "DNNL_MAX_CPU_ISA=AVX2")
+    assert result.stdout == ""
+
+
 def test_predict_precisions_agree_on_the_top_class(setup):
     prefix = setup[0]
     tops = {}
@@ -108,7 +157,6 @@ def test_optimized_fp32_export_loads_in_plain_mxnet_and_keeps_keras_parity(setup
     assert np.abs(net(mx.nd.array(x)).asnumpy() - served).max() <= 1e-5
     predicted = run_tool("xception-predict", out, PHOTOS[0], "--top", "1")
     assert predicted.returncode == 0, predicted.stderr
-    from conftest import assert_bad_input
     assert_bad_input(run_tool("xception-finetune", tmp_path, "--out", tmp_path / "run",
                               "--pretrained", out), "--pretrained needs the fp32 checkpoint "
                      "it came from", prefix)
@@ -122,6 +170,5 @@ def test_optimized_fp32_export_loads_in_plain_mxnet_and_keeps_keras_parity(setup
     (["--precision", "int8"], "--calib-images goes with"),
     (["--precision", "bf16"], "bf16 is converted when the network is loaded")])
 def test_export_flags_that_cannot_work_are_refused(flags, fragment, tmp_path):
-    from conftest import assert_bad_input
     assert_bad_input(run_tool("xception-quantize", tmp_path / "x", "-o", tmp_path / "y",
                               *flags), fragment)

@@ -53,8 +53,17 @@ def assert_same_params(a, b, atol=TRAINING_ATOL):
         np.testing.assert_allclose(a[name], b[name], rtol=0, atol=atol, err_msg=name)
 
 
+# The demo base is a random Xception whose BatchNorm statistics come from noise: validation
+# (inference mode, running statistics at momentum 0.99) lags the training batches and jumps
+# between epochs.  Measured on an AMD EPYC under three oneDNN ISAs (all, AVX512_MIC, AVX2: other
+# kernels, other rounding): training top-1 0.975-0.988 at the last epoch, best validation top-1
+# 0.77-0.97 (chance: 0.33).  A run that does not learn stays near chance on both.
+LEARNED_TRAIN_TOP1 = 0.9
+LEARNED_VAL_TOP1 = 0.7
+
+
 @pytest.mark.slow
-def test_finetune_from_converted_checkpoint_reaches_90_percent(work, tmp_path):
+def test_finetune_from_converted_checkpoint_learns_the_classes(work, tmp_path):
     out = tmp_path / "run"
     result = finetune(work / "train", "--val", work / "val", "--out", out, "--pretrained",
                       work / "x71", *SIZE, "--epochs", "4", "--batch-size", "16",
@@ -63,23 +72,29 @@ def test_finetune_from_converted_checkpoint_reaches_90_percent(work, tmp_path):
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
-    assert max(float(r["val_top1"]) for r in rows) >= 0.9
+    assert float(rows[-1]["train_top1"]) >= LEARNED_TRAIN_TOP1
+    best_val = max(float(r["val_top1"]) for r in rows)
+    assert best_val >= LEARNED_VAL_TOP1
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert all(float(r["images_per_s"]) > 0 for r in rows)
     best = json.loads((out / "best.json").read_text())
-    assert best["metrics"]["val_top1"] >= 0.9
+    assert best["metrics"]["val_top1"] == best_val      # the best epoch is the one exported
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "model-labels.txt").read_text().split() == [
         "checkerboard", "horizontal_stripes", "vertical_stripes"]
     meta = json.loads((out / "model-meta.json").read_text())
     assert meta["model"]["classes"] == 3 and meta["model"]["input_shape"] == [71, 71]
+    classes = sorted(p.name for p in (work / "val").iterdir())
     predicted = run_tool("xception-predict", out / "model",
-                         *sorted((work / "val" / "vertical_stripes").iterdir())[:3], "--top", "1")
+                         *[work / "val" / c for c in classes], "--top", "1")
     assert predicted.returncode == 0, predicted.stderr
     lines = predicted.stdout.splitlines()       # a path, then "  1. 0.9876  class name"
-    top1 = [lines[i + 1].split(None, 2)[2] for i, line in enumerate(lines)
-            if not line.startswith(" ")]
-    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
+    truth_and_top1 = [(os.path.basename(os.path.dirname(line)), lines[i + 1].split(None, 2)[2])
+                      for i, line in enumerate(lines) if not line.startswith(" ")]
+    assert len(truth_and_top1) == 30 and {t for t, _ in truth_and_top1} == set(classes)
+    # measured 0.80-0.83 under the three ISAs (resized without validation's centre crop)
+    accuracy = np.mean([truth == top1 for truth, top1 in truth_and_top1])
+    assert accuracy >= LEARNED_VAL_TOP1, predicted.stdout
 
 
 def _nets(pretrained, contexts_list, frozen_bn=False):
@@ -88,17 +103,31 @@ def _nets(pretrained, contexts_list, frozen_bn=False):
 
 
 FOUR = [mx.cpu(i) for i in range(4)]
+ONE = [mx.cpu(0)]
+SLICED = [mx.cpu(0)] * 4          # one device fed the batch in the 4 contexts' slices
 REVERSED = mx.nd.array(np.arange(7, -1, -1))
 
 
-def _triplets(pretrained):
-    """The converted checkpoint with BN statistics frozen, three times: on 4 CPU
-    contexts, on 1, and on 1 again (to be fed each batch in reverse order)."""
-    nets = _nets(pretrained, [FOUR, [mx.cpu(0)], [mx.cpu(0)]], frozen_bn=True)
+def _quartet(pretrained):
+    """The converted checkpoint with BN statistics frozen, four times: on 4 CPU contexts, and
+    on 1 context three times, to be fed each batch whole, in reverse order, and in 4 slices
+    of 2 (the gradients summed on the one device)."""
+    nets = _nets(pretrained, [FOUR, ONE, ONE, ONE], frozen_bn=True)
     for net in nets[1:]:                                   # the same new head on all
         for name, param in net.collect_params().items():
             param.set_data(nets[0].collect_params()[name].data(mx.cpu(0)))
     return nets
+
+
+# How each of the three one-context runs is fed: the reference, and two evaluations of the
+# same sum that differ from it by rounding alone.  The reversed batch changes the order of the
+# batch's sum; the slices make oneDNN run batches of 2 instead of 8, with other kernels or
+# blockings and so other rounding in every sample's forward and backward, which the 4
+# contexts' slices of 2 have too.  Measured under three oneDNN ISAs on an AMD EPYC (all,
+# AVX512_MIC, AVX2; AVX2 stands in for another CPU's kernels): the sliced run is the larger
+# measure, and under AVX2 the 4 contexts were 13x the reversed batch's deviation (issue #14's
+# failure on an Intel Xeon), within 2x of the sliced run's.
+FEEDS = ((ONE, False), (ONE, True), (SLICED, False))
 
 
 def _batch(rng):
@@ -106,27 +135,34 @@ def _batch(rng):
             mx.nd.array(rng.randint(0, 3, 8).astype(np.float32)))
 
 
-def _summed_gradients(net, contexts, data, label):
+def _fed(feed, data, label):
+    contexts, reverse = feed
+    return (data[REVERSED], label[REVERSED], contexts) if reverse else (data, label, contexts)
+
+
+def _summed_gradients(net, data, label, contexts):
     forward_backward(net, gluon.loss.SoftmaxCrossEntropyLoss(), data, label, contexts)
     return {name: sum(g.asnumpy() for g in param.list_grad())
             for name, param in net.collect_params().items() if param.grad_req != "null"}
 
 
 def test_gradients_on_four_cpu_contexts_sum_to_the_one_context_gradient(work):
-    multi, single, reordered = _triplets(str(work / "x71"))
+    multi, *singles = _quartet(str(work / "x71"))
     data, label = _batch(np.random.RandomState(0))
-    reference = _summed_gradients(single, [mx.cpu(0)], data, label)
-    summed = _summed_gradients(multi, FOUR, data, label)
-    rounding = deviation(_summed_gradients(reordered, [mx.cpu(0)], data[REVERSED],
-                                            label[REVERSED]), reference)
+    reference, *others = [_summed_gradients(net, *_fed(feed, data, label))
+                          for net, feed in zip(singles, FEEDS)]
+    summed = _summed_gradients(multi, data, label, FOUR)
+    rounding = max(deviation(other, reference) for other in others)
+    print("gradients: deviation 4 contexts %.3g, rounding %.3g"
+          % (deviation(summed, reference), rounding))
     assert sorted(summed) == sorted(reference)
     assert_within_rounding(deviation(summed, reference), rounding, "gradients")
 
 
 def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work):
-    nets = _triplets(str(work / "x71"))
-    multi, single, reordered = nets
-    start = {name: p.data(mx.cpu(0)).asnumpy() for name, p in single.collect_params().items()}
+    nets = _quartet(str(work / "x71"))
+    multi, singles = nets[0], nets[1:]
+    start = {name: p.data(mx.cpu(0)).asnumpy() for name, p in multi.collect_params().items()}
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     trainers = [make_trainer(trainable_params(net, False), "nag", 0.005, 0.9, 1e-4, "device")
                 for net in nets]
@@ -134,19 +170,20 @@ def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work)
     for step in range(2):          # the second step carries momentum
         data, label = _batch(rng)
         train_step(multi, trainers[0], loss_fn, data, label, FOUR)
-        train_step(single, trainers[1], loss_fn, data, label, [mx.cpu(0)])
-        train_step(reordered, trainers[2], loss_fn, data[REVERSED], label[REVERSED],
-                   [mx.cpu(0)])
+        for net, trainer, feed in zip(singles, trainers[1:], FEEDS):
+            train_step(net, trainer, loss_fn, *_fed(feed, data, label))
         for name, param in multi.collect_params().items():
             copies = [c.asnumpy() for c in param.list_data()]
             for copy in copies[1:]:
                 assert np.array_equal(copy, copies[0]), (step, name)
         values = [{n: p.data(mx.cpu(0)).asnumpy() for n, p in net.collect_params().items()}
                   for net in nets]
-        rounding = deviation(values[2], values[1], start)
-        print("step %d: deviation 4 contexts %.3g, reversed batch %.3g"
-              % (step, deviation(values[0], values[1], start), rounding))
-        assert_within_rounding(deviation(values[0], values[1], start), rounding,
+        multi_values, reference, *others = values
+        rounding = max(deviation(other, reference, start) for other in others)
+        print("step %d: deviation 4 contexts %.3g, reversed batch %.3g, slices %.3g"
+              % (step, deviation(multi_values, reference, start),
+                 *[deviation(other, reference, start) for other in others]))
+        assert_within_rounding(deviation(multi_values, reference, start), rounding,
                                "parameters after step %d" % step)
     moved = values[0]["predictions_weight"]
     assert np.abs(moved - start["predictions_weight"]).max() > 1e-4

@@ -21,6 +21,8 @@ import json
 import mxnet as mx
 import numpy as np
 
+from xception_mx.cpu import cpu_fields, has_avx512, is_intel
+
 BLOCK = 16
 PADDING_CHOICES = ("auto", "on", "off")
 # Operators that never mix channels: whatever a padded channel holds (zero after ReLU,
@@ -39,19 +41,8 @@ def padding_helps_here(cpuinfo="/proc/cpuinfo", training=False):
     kernels no faster than the AVX2 ones for 728 channels, so the network stays as it is
     there.  Training: on any CPU with AVX-512 (measured: the training step 1.09x faster
     padded on an AMD EPYC, 1.16x on an Intel Xeon; BENCHMARKS.md section 4)."""
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
-        return False
-    fields = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break                              # the first processor is enough
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    avx512 = "avx512f" in fields.get("flags", "").split()
-    return avx512 and (training or fields.get("vendor_id") == "GenuineIntel")
+    fields = cpu_fields(cpuinfo)
+    return has_avx512(fields) and (training or is_intel(fields))
 
 
 def resolve_padding(choice, training=False):

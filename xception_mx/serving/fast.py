@@ -22,6 +22,7 @@ import os
 import mxnet as mx
 import numpy as np
 
+from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, pad_network, resolve_padding
 from xception_mx.serving.checkpoint import write_checkpoint
@@ -71,6 +72,9 @@ def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibratio
     of 16 first (the same function, see padding.py)."""
     make_sure(precision in PRECISIONS, "precision must be one of %s, got %r",
               ", ".join(PRECISIONS), precision)
+    no_bf16 = precision == "bf16" and why_no_bf16()
+    make_sure(not no_bf16, "bf16 needs oneDNN's AVX-512 kernels (%s): %s; use fp32 or int8",
+              ", ".join(BF16_FLAGS), no_bf16)
     if resolve_padding(pad_channels):
         symbol, arg_params, aux_params, _ = pad_network(symbol, arg_params, aux_params,
                                                         tuple(batch_shape))

@@ -5,13 +5,15 @@ import sys
 import numpy as np
 
 from xception_mx.cli import Parser, run
+from xception_mx.cpu import ISA_CHOICES, cap_isa
 from xception_mx.errors import InputError
-from xception_mx.model.padding import PADDING_CHOICES
+from xception_mx.model.padding import PADDING_CHOICES, resolve_padding
 from xception_mx.model.preprocess import image_files
 from xception_mx.model.transfer import output_kind
 from xception_mx.serving.fast import PRECISIONS, load_fast_network
 from xception_mx.serving.labels import class_names
-from xception_mx.serving.loading import checkpoint_images, is_transfer, read_meta, run_batches
+from xception_mx.serving.loading import (checkpoint_images, is_serving_copy, is_transfer,
+                                         read_meta, run_batches)
 
 PROG = "xception-predict"
 
@@ -31,22 +33,26 @@ def checkpoint_output_kind(meta):
 
 
 def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, precision=None,
-                  calib_files=None, channel_padding="auto"):
+                  calib_files=None, channel_padding="auto", onednn_isa="auto"):
     """``[(file, [(probability, class index, name)...])]`` for each image.
 
     ``precision``: ``fp32`` (oneDNN-fused), ``bf16`` or ``int8`` (calibrated
     on ``calib_files``, default the images themselves); ``channel_padding``: auto, on, off
-    (see ``padding``).
+    (see ``padding``); ``onednn_isa``: oneDNN's ISA cap for this process (see ``cpu``), set
+    before its first computation.
     """
     for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
             raise InputError("%s: no such image file" % path)
     meta = read_meta(prefix)
     kind = checkpoint_output_kind(meta)
+    padded = (meta.get("optimized", {}).get("padded_convolutions", 0) > 0
+              if is_serving_copy(meta)
+              else resolve_padding(channel_padding))
+    cap_isa(onednn_isa, precision or meta.get("precision", "fp32"), padded)
     x = checkpoint_images(files, meta)
     calibration = checkpoint_images(calib_files, meta) if calib_files else x
-    net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration,
-                               channel_padding)
+    net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration, padded)
     outputs = run_batches(net, x, batch_size)
     if outputs.ndim != 2 or kind == "features":
         raise InputError("%s: a feature extractor (output %s), not a classifier"
@@ -90,6 +96,11 @@ def build_parser():
     parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
                         help="pad channel counts to oneDNN's block of 16 (the same function); "
                              "auto: where that is faster (Intel CPUs with AVX-512)")
+    parser.add_argument("--onednn-isa", choices=ISA_CHOICES, default="auto",
+                        help="cap the instruction sets oneDNN may use (fp32 only): its older "
+                             "kernels take one layout throughout, so the depthwise reorders "
+                             "go; auto: where that is faster (AMD CPUs with AVX-512), or "
+                             "DNNL_MAX_CPU_ISA if set")
     return parser
 
 
@@ -107,7 +118,7 @@ def _main(argv):
         calib = image_files(args.calib_images)
     results = predict_files(args.prefix, image_files(args.images), args.top, args.batch_size,
                             args.labels, args.epoch, args.precision, calib,
-                            args.channel_padding)
+                            args.channel_padding, args.onednn_isa)
     print(format_predictions(results))
     return 0
 

@@ -1,0 +1,99 @@
+"""What this CPU is, and the cap on the instruction sets oneDNN may use.
+
+oneDNN (inside MXNet 1.9.1) picks each primitive's kernel from the CPU's instruction sets, and
+the kernels take different memory layouts.  On a CPU with AVX-512 it runs Xception's
+depthwise convolutions on ``brdgmm_dw:avx512_core``, which takes NHWC, while the 1x1
+convolutions around them produce channel-blocked layouts: MXNet reorders to NHWC and back,
+58 reorders in one forward.  Capped at ``AVX512_MIC`` (the ``avx512_common`` kernels) or
+``AVX2``, oneDNN runs the depthwise convolutions in the 1x1 kernels' own blocked layout and the
+reorders fall to 1 (BENCHMARKS.md section 2b).
+
+The cap is oneDNN's ``DNNL_MAX_CPU_ISA``, read once per process, when oneDNN makes its first
+primitive: it can be set after ``import mxnet`` but not after the first computation, and it
+holds for the whole process.  It takes away the VNNI and BF16 kernels that int8 and bf16
+need, so it is for fp32 only.
+"""
+import os
+
+from xception_mx.errors import make_sure
+
+ISA_ENV = "DNNL_MAX_CPU_ISA"
+ISA_CHOICES = ("auto", "all", "avx512_mic", "avx2")
+# oneDNN 2.4 runs bf16 on its avx512_core kernels and above (measured: capped at AVX512_MIC,
+# a bf16 convolution fails with "could not create a primitive descriptor iterator").
+BF16_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
+BELOW_AVX512_CORE = ("SSE41", "AVX", "AVX2", "AVX512_MIC", "AVX512_MIC_4OPS")
+
+
+def cpu_fields(cpuinfo="/proc/cpuinfo"):
+    """The first processor's fields of ``/proc/cpuinfo`` (``{}`` where it cannot be read)."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break                              # the first processor is enough
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def has_avx512(fields):
+    return "avx512f" in fields.get("flags", "").split()
+
+
+def is_intel(fields):
+    return fields.get("vendor_id") == "GenuineIntel"
+
+
+def why_no_bf16(cpuinfo="/proc/cpuinfo", environ=os.environ):
+    """Why oneDNN cannot run bf16 here (None: it can, or the CPU is unknown)."""
+    cap = environ.get(ISA_ENV, "").upper()
+    if cap in BELOW_AVX512_CORE:
+        return "%s=%s caps them away" % (ISA_ENV, cap)
+    fields = cpu_fields(cpuinfo)
+    missing = [flag for flag in BF16_FLAGS if flag not in fields.get("flags", "").split()]
+    if fields and missing:
+        return "this CPU lacks %s" % ", ".join(missing)
+    return None
+
+
+def isa_cap_helps_here(precision, padded, cpuinfo="/proc/cpuinfo"):
+    """The cap that makes this CPU's fused ``precision`` forward faster, or None.
+
+    fp32 on an AMD CPU with AVX-512 (measured on an EPYC, BENCHMARKS.md sections 2 and 2b:
+    the 58 depthwise reorders fall to 1): ``AVX512_MIC`` for a network padded to 16-channel
+    blocks (its kernels run 16 channels at a time), ``AVX2`` for 728 channels.  Not on Intel:
+    there oneDNN's ``brgconv`` kernels, which the cap removes, are the fast path for the
+    padded network, and the cap is not measured.  Never for int8 or bf16."""
+    fields = cpu_fields(cpuinfo)
+    if precision != "fp32" or not has_avx512(fields) or is_intel(fields):
+        return None
+    return "AVX512_MIC" if padded else "AVX2"
+
+
+def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo="/proc/cpuinfo"):
+    """Set oneDNN's ISA cap for this process, before its first computation; returns the cap
+    in force (None: every instruction set the CPU has).
+
+    ``choice``: ``auto`` (where it is faster, see ``isa_cap_helps_here``; a
+    ``DNNL_MAX_CPU_ISA`` the user set is kept), ``all`` (no cap), ``avx512_mic`` or ``avx2``
+    (fp32 only)."""
+    make_sure(choice in ISA_CHOICES, "oneDNN ISA must be one of %s, got %r",
+              ", ".join(ISA_CHOICES), choice)
+    if choice == "auto":
+        if environ.get(ISA_ENV):
+            return environ[ISA_ENV]
+        cap = isa_cap_helps_here(precision, padded, cpuinfo)
+        if cap:
+            environ[ISA_ENV] = cap
+        return cap
+    make_sure(choice == "all" or precision == "fp32", "oneDNN ISA cap %s (--onednn-isa) is "
+              "for fp32 networks: %s needs the VNNI or BF16 kernels it takes away", choice,
+              precision)
+    cap = None if choice == "all" else choice.upper()
+    environ[ISA_ENV] = cap or "ALL"
+    return cap

@@ -199,7 +199,7 @@ def test_a_frozen_base_computes_in_training_what_it_computes_at_inference(conver
 
 def test_a_padded_transfer_model_trains_the_same_function(converted):
     """Its base's 728 channels padded to 736 (issue #13): the same outputs in a training
-    pass, the same gradients (within the rounding of the batch summed in another order)."""
+    pass and the same gradients, within the rounding of the batch in another order."""
     from mxnet import gluon
     from xception_mx.model.padding import BLOCK
     from xception_mx.serving.loading import checkpoint_input_size, read_meta
@@ -225,7 +225,11 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
                 n, params[n]))] for n in params if params[n].grad_req != "null"})
         assert bool(shapes) == (block is not None)
     plain, padded, reversed_ = runs["plain"], runs["padded"], runs["reversed"]
-    np.testing.assert_allclose(padded[0], plain[0], rtol=0, atol=1e-5)
+    # A fixed 1e-5 held on one CPU's kernels only (1.4e-5 with oneDNN capped at AVX512_MIC):
+    # outputs too are bounded by this run's rounding (norm-wise, rounding.py).
+    outputs = [{"outputs": run[0]} for run in (padded, plain, reversed_)]
+    assert_within_rounding(deviation(outputs[0], outputs[1]),
+                           deviation(outputs[2], outputs[1]), "outputs")
     rounding = deviation(reversed_[1], plain[1])
     assert_within_rounding(deviation(padded[1], plain[1]), rounding, "gradients")
 

@@ -30,8 +30,11 @@ PADDING_CHOICES = ("auto", "on", "off")
 # weights for them are zero.  That, not the zeros, is what keeps the function the same.
 CHANNEL_WISE = {"Convolution", "BatchNorm", "Activation", "relu", "Pooling", "elemwise_add",
                 "_Plus", "broadcast_add", "Dropout", "_copy", "identity"}
-# Value of a padded BatchNorm channel, by input position: gamma, beta, moving mean, variance.
-BATCHNORM_PAD = {1: 0.0, 2: 0.0, 3: 0.0, 4: 1.0}
+# A padded BatchNorm channel's moving variance holds 1 (it normalises 0 to 0 without dividing
+# by zero); its gamma, beta and moving mean hold 0.
+PADDED_VARIANCE = 1.0
+# The same by the BatchNorm's input position: gamma, beta, moving mean, moving variance.
+BATCHNORM_PAD = {1: 0.0, 2: 0.0, 3: 0.0, 4: PADDED_VARIANCE}
 
 
 def padding_helps_here(cpuinfo="/proc/cpuinfo", training=False):

@@ -24,13 +24,20 @@ import numpy as np
 
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
-from xception_mx.model.padding import BLOCK, pad_network, resolve_padding
+from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.loading import (checkpoint_input_size, check_params_fit, is_serving_copy,
                                          load_params, load_symbol, output_symbol, read_meta,
                                          symbol_block)
 
 PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def add_padding_argument(parser):
+    """``--channel-padding`` of the commands that run or write a fast network."""
+    parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
+                        help="pad channel counts to oneDNN's block of 16 (the same function); "
+                             "auto: where that is faster (Intel CPUs with AVX-512)")
 
 
 def fuse_fp32(symbol, batch_shape):

@@ -7,10 +7,10 @@ import numpy as np
 from xception_mx.cli import Parser, run
 from xception_mx.cpu import ISA_CHOICES, cap_isa
 from xception_mx.errors import InputError
-from xception_mx.model.padding import PADDING_CHOICES, resolve_padding
+from xception_mx.model.padding import resolve_padding
 from xception_mx.model.preprocess import image_files
 from xception_mx.model.transfer import output_kind
-from xception_mx.serving.fast import PRECISIONS, load_fast_network
+from xception_mx.serving.fast import PRECISIONS, add_padding_argument, load_fast_network
 from xception_mx.serving.labels import class_names
 from xception_mx.serving.loading import (checkpoint_images, is_serving_copy, is_transfer,
                                          read_meta, run_batches)
@@ -93,9 +93,7 @@ def build_parser():
                              "fp32 unless written by xception-quantize)")
     parser.add_argument("--calib-images", metavar="DIR",
                         help="with --precision int8: calibration images (default: IMAGES)")
-    parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
-                        help="pad channel counts to oneDNN's block of 16 (the same function); "
-                             "auto: where that is faster (Intel CPUs with AVX-512)")
+    add_padding_argument(parser)
     parser.add_argument("--onednn-isa", choices=ISA_CHOICES, default="auto",
                         help="cap the instruction sets oneDNN may use (fp32 only): its older "
                              "kernels take one layout throughout, so the depthwise reorders "

@@ -4,9 +4,8 @@ symbol/params/meta files."""
 import sys
 
 from xception_mx.cli import Parser, run
-from xception_mx.model.padding import PADDING_CHOICES
 from xception_mx.model.preprocess import image_files
-from xception_mx.serving.fast import PRECISIONS, export_checkpoint
+from xception_mx.serving.fast import PRECISIONS, add_padding_argument, export_checkpoint
 from xception_mx.serving.loading import checkpoint_images, read_meta
 
 PROG = "xception-quantize"
@@ -27,9 +26,7 @@ def build_parser():
     parser.add_argument("--calib-images", nargs="+", metavar="IMAGE",
                         help="int8: calibration images or folders (a dozen representative "
                              "images)")
-    parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
-                        help="pad channel counts to oneDNN's block of 16 (the same function); "
-                             "auto: where that is faster (Intel CPUs with AVX-512)")
+    add_padding_argument(parser)
     parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
     parser.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     return parser

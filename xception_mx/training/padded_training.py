@@ -21,15 +21,16 @@ import pickle
 import mxnet as mx
 
 from xception_mx.errors import make_sure
-from xception_mx.model.padding import BLOCK, cut_array, pad_array, resolve_padding
+from xception_mx.model.padding import (BLOCK, PADDED_VARIANCE, cut_array, pad_array,
+                                       resolve_padding)
 
 RUNNING_VARIANCE = "_running_var"
 
 
 def fill_of(name):
-    """What a padded slice of parameter ``name`` holds: 1 for a BatchNorm's moving variance
-    (so that it normalises 0 to 0 without dividing by zero), 0 for everything else."""
-    return 1.0 if name.endswith(RUNNING_VARIANCE) else 0.0
+    """What a padded slice of parameter ``name`` holds: ``PADDED_VARIANCE`` for a BatchNorm's
+    moving variance, 0 for everything else."""
+    return PADDED_VARIANCE if name.endswith(RUNNING_VARIANCE) else 0.0
 
 
 def channel_block(choice):

@@ -121,10 +121,10 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
             from xception_mx.model.preprocess import image_files, load_images
             calibration = load_images(image_files(calib), (size, size))
         precision = "fp32" if mode.startswith("fused") else mode
+        if pad_channels is None:
+            pad_channels = "auto" if mode in ("bf16", "int8") else mode != "fused-unpadded"
         nets = {b: load_fast_network(prefix, precision=precision, batch_size=b,
-                                     calibration=calibration,
-                                     pad_channels=(pad_channels or "auto") if mode in (
-                                         "bf16", "int8") else mode != "fused-unpadded")[0]
+                                     calibration=calibration, pad_channels=pad_channels)[0]
                 for b in batches}
     rates = {}
     for b in batches:
@@ -206,8 +206,8 @@ def primitives(prefix, pad_channels, batch=8, size=299):
     """Milliseconds per oneDNN primitive implementation in one fused fp32 forward, from
     ``MKLDNN_VERBOSE=1`` (set by the caller before MXNet starts): ``{"kind impl":
     [calls, ms]}``, the verbose lines of the measured forward only (after two warm-ups)."""
-    import tempfile
     import mxnet as mx
+    from xception_mx.cpu import executed_primitives
     from xception_mx.serving.fast import load_fast_network
     net = load_fast_network(prefix, precision="fp32", batch_size=batch,
                             pad_channels=pad_channels)[0]
@@ -215,23 +215,12 @@ def primitives(prefix, pad_channels, batch=8, size=299):
                     .astype(np.float32))
     net(x).wait_to_read()
     net(x).wait_to_read()
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with tempfile.TemporaryFile("w+") as log:
-        os.dup2(log.fileno(), 1)                  # oneDNN prints from C to file descriptor 1
-        try:
-            net(x).wait_to_read()
-        finally:
-            os.dup2(saved, 1)
-        log.seek(0)
-        lines = log.read().splitlines()
+    _, executed = executed_primitives(lambda: net(x).wait_to_read())
     table = {}
-    for line in lines:
-        fields = line.split(",")
-        if len(fields) > 5 and fields[1] == "exec":
-            key = "%s %s" % (fields[3], fields[4])
-            calls, ms = table.get(key, [0, 0.0])
-            table[key] = [calls + 1, ms + float(fields[-1])]
+    for fields in executed:
+        key = "%s %s" % (fields[3], fields[4])
+        calls, ms = table.get(key, [0, 0.0])
+        table[key] = [calls + 1, ms + float(fields[-1])]
     return {"primitives": table}
 
 

@@ -5,7 +5,6 @@ forward after a warm-up (MKLDNN_VERBOSE=1 must be set by the caller)."""
 import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -13,7 +12,7 @@ import xception_mx  # noqa: E402,F401  (before MXNet: its thread count)
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xception_mx.cpu import ISA_ENV, cap_isa  # noqa: E402
+from xception_mx.cpu import ISA_ENV, cap_isa, executed_primitives  # noqa: E402
 from xception_mx.serving.fast import load_fast_network  # noqa: E402
 
 prefix, choice, padding, x_path, out_path = sys.argv[1:6]
@@ -22,17 +21,7 @@ x = mx.nd.array(np.load(x_path))
 net, _ = load_fast_network(prefix, precision="fp32", batch_size=x.shape[0],
                            pad_channels=padding)
 net(x).wait_to_read()                  # the first forward also reorders the weights, once
-sys.stdout.flush()
-saved = os.dup(1)
-with tempfile.TemporaryFile("w+") as log:
-    os.dup2(log.fileno(), 1)           # oneDNN prints from C to file descriptor 1
-    try:
-        out = net(x).asnumpy()
-    finally:
-        os.dup2(saved, 1)
-    log.seek(0)
-    verbose = [line.split(",") for line in log.read().splitlines()]
-executed = [fields for fields in verbose if len(fields) > 5 and fields[1] == "exec"]
+out, executed = executed_primitives(lambda: net(x).asnumpy())
 np.save(out_path, out)
 print(json.dumps({"cap": cap, "env": os.environ.get(ISA_ENV),
                   "primitives": len(executed),

@@ -14,6 +14,8 @@ holds for the whole process.  It takes away the VNNI and BF16 kernels that int8 
 need, so it is for fp32 only.
 """
 import os
+import sys
+import tempfile
 
 from xception_mx.errors import make_sure
 
@@ -97,3 +99,22 @@ def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo="/proc/cpuinf
     cap = None if choice == "all" else choice.upper()
     environ[ISA_ENV] = cap or "ALL"
     return cap
+
+
+def executed_primitives(run):
+    """``(run()'s result, [fields of each primitive oneDNN executed meanwhile])``, from
+    ``MKLDNN_VERBOSE=1`` (set before the process's first computation), whose lines oneDNN
+    prints from C to file descriptor 1: ``fields[3]`` is the primitive kind, ``fields[4]`` its
+    implementation, ``fields[-1]`` its milliseconds."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile("w+") as log:
+        os.dup2(log.fileno(), 1)
+        try:
+            result = run()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        lines = [line.split(",") for line in log.read().splitlines()]
+    return result, [fields for fields in lines if len(fields) > 5 and fields[1] == "exec"]

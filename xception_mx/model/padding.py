@@ -69,6 +69,14 @@ def pad_array(value, shape, fill=0.0):
     return np.pad(value, widths, constant_values=fill)
 
 
+def grown(value, shape, fill=0.0):
+    """NDArray ``value`` grown to ``shape`` (itself when it has that shape already), the new
+    entries ``fill``."""
+    if tuple(value.shape) == tuple(shape):
+        return value
+    return mx.nd.array(pad_array(value.asnumpy(), shape, fill), dtype=value.dtype)
+
+
 def cut_array(value, shape):
     """The leading ``shape`` corner of an array (NDArray or numpy): ``pad_array`` undone."""
     return value[tuple(slice(0, n) for n in shape)]
@@ -144,18 +152,8 @@ def pad_parameters(graph, shapes, arg_params, aux_params):
             for position, (source, _, _) in enumerate(node["inputs"]):
                 if position in BATCHNORM_PAD:
                     fill[nodes[source]["name"]] = BATCHNORM_PAD[position]
-
-    def grown(params):
-        out = {}
-        for name, value in params.items():
-            shape = tuple(shapes[name])
-            if tuple(value.shape) == shape:
-                out[name] = value
-            else:
-                out[name] = mx.nd.array(pad_array(value.asnumpy(), shape, fill.get(name, 0.0)),
-                                        dtype=value.dtype)
-        return out
-    return grown(arg_params), grown(aux_params)
+    return tuple({name: grown(value, shapes[name], fill.get(name, 0.0))
+                  for name, value in params.items()} for params in (arg_params, aux_params))
 
 
 def pad_network(symbol, arg_params, aux_params, input_shape, block=BLOCK):

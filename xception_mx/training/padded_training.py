@@ -21,7 +21,7 @@ import pickle
 import mxnet as mx
 
 from xception_mx.errors import make_sure
-from xception_mx.model.padding import (BLOCK, PADDED_VARIANCE, cut_array, pad_array,
+from xception_mx.model.padding import (BLOCK, PADDED_VARIANCE, cut_array, grown,
                                        resolve_padding)
 
 RUNNING_VARIANCE = "_running_var"
@@ -37,13 +37,6 @@ def channel_block(choice):
     """``--channel-padding`` (auto / on / off) -> the ``channel_block`` a network is built
     with: ``padding.BLOCK`` or ``None``."""
     return BLOCK if resolve_padding(choice, training=True) else None
-
-
-def grown(value, shape, fill=0.0):
-    """NDArray ``value`` grown to ``shape``, the new entries ``fill``."""
-    if tuple(value.shape) == tuple(shape):
-        return value
-    return mx.nd.array(pad_array(value.asnumpy(), shape, fill), dtype=value.dtype)
 
 
 def _updaters(trainer):

@@ -23,7 +23,7 @@ PHOTOS = os.path.join(ROOT, "tests", "data")
 GFLOP_PER_IMAGE = 2 * 8.4     # Xception: about 8.4 G multiply-adds per 299x299 image
 DEPTHWISE_SHAPES = [(64, 147), (128, 147), (128, 74), (256, 74), (256, 37), (728, 37),
                     (728, 19), (1024, 19), (1024, 10), (1536, 10)]
-REPEATS = 2
+REPEATS = 3
 
 
 def workload(name, env=None, **kwargs):
@@ -72,6 +72,12 @@ def fused_runs():
     return runs
 
 
+def ceiling(peak_ops, keras_rate):
+    """The best ratio to Keras any network can reach on this machine: the practical peak over
+    Keras' rate, both in operations per second."""
+    return peak_ops / (keras_rate * GFLOP_PER_IMAGE)
+
+
 def inference_section(peak):
     runs = dict({"Keras/TF 2.17 (predict_on_batch)": ("infer_keras", {}),
                  "MXNet plain (imperative Gluon)": ("infer_mxnet", {"prefix": PREFIX,
@@ -95,7 +101,9 @@ def inference_section(peak):
             "the same batch. Share of peak: batch-8 median x %.1f GFLOP per image / %.0f "
             "GFLOP/s (the machine's practical peak: the faster of numpy sgemm and MXNet's oneDNN "
             "inner product on 2048x2048 matrices). Peak RSS: the whole process "
-            "(batch 32 is its largest).\n\n" % (REPEATS, GFLOP_PER_IMAGE, peak))
+            "(batch 32 is its largest). Keras' share of peak sets the ceiling: no fp32 "
+            "network can run faster than %.2fx Keras at batch 8 here.\n\n"
+            % (REPEATS, GFLOP_PER_IMAGE, peak, ceiling(peak, keras["8"])))
     return text + table(["network", "batch 1", "batch 8", "batch 32", "share of peak (b8)",
                          "peak RSS MB"], rows), keras
 
@@ -138,7 +146,7 @@ def primitives_section():
     return text + table(["primitive implementation"] + list(tables), rows)
 
 
-def precision_section(keras):
+def precision_section(keras, int8_peak):
     runs = {"MXNet bf16 (AMP, oneDNN)": ("infer_mxnet", {"prefix": PREFIX, "mode": "bf16",
                                                          "batches": [8]}),
             "MXNet int8 (oneDNN, naive calibration on the 5 photos)": (
@@ -151,14 +159,19 @@ def precision_section(keras):
         low, med = rate_stats(rs, "8")
         f = fid[precision]
         rows.append([name, "%.1f / %.1f" % (low, med), "%.2fx" % (med / keras["8"]),
+                     "%.0f%%" % (100 * med * GFLOP_PER_IMAGE / int8_peak),
                      "%.3g" % f["photos"]["max_abs"], "%.0f%% / %.0f%%" % (
                          100 * f["photos"]["top1"], 100 * f["photos"]["top5"]),
                      "%.3g" % f["random"]["max_abs"], "%.0f%% / %.0f%%" % (
                          100 * f["random"]["top1"], 100 * f["random"]["top5"])])
     text = ("Batch 8, 299x299; fidelity against the fp32 checkpoint (logits) on the 5 sample "
             "photos and 8 random inputs. The demo model has random weights, so its logits are "
-            "close together: a hard case for top-5 agreement.\n\n")
-    return text + table(["network", "images/s min / median", "vs Keras",
+            "close together: a hard case for top-5 agreement. Share of int8 peak: median x "
+            "%.1f G operations per image / %.0f G int8 operations/s (the machine's practical "
+            "int8 peak: oneDNN's int8 inner product, uint8 or int8 data times int8 weights, on "
+            "2048x2048 matrices); the ceiling for int8 here is %.2fx Keras' fp32 batch 8.\n\n"
+            % (GFLOP_PER_IMAGE, int8_peak, ceiling(int8_peak, keras["8"])))
+    return text + table(["network", "images/s min / median", "vs Keras", "share of int8 peak",
                          "max |dev| photos", "top-1 / top-5 photos", "max |dev| random",
                          "top-1 / top-5 random"], rows)
 
@@ -220,15 +233,20 @@ def main():
                     PREFIX, "--force"], check=True, capture_output=True)
     state = {}
 
+    def peaks():
+        if "peaks" not in state:
+            state["peaks"] = workload("peak_gflops")
+        return state["peaks"]
+
     def inference():
-        state["inference"], state["keras"] = inference_section(workload("peak_gflops")["gflops"])
+        state["inference"], state["keras"] = inference_section(peaks()["gflops"])
         return state["inference"]
 
     def precision():
         if "keras" not in state:
             state["keras"] = {b: rate_stats(repeated({"k": ("infer_keras", {})})["k"], b)[1]
                               for b in ("1", "8", "32")}
-        return precision_section(state["keras"])
+        return precision_section(state["keras"], peaks()["int8_gops"])
     builders = [("1", "1. Conversion", lambda: bench_convert.run(WEIGHTS)[0]),
                 ("1b", "1b. Conversion of a transfer model",
                  lambda: bench_convert.run_transfer(DEMO)[0]),

@@ -185,8 +185,8 @@ def _ms(run, iterations):
 
 
 def peak_gflops(n=2048, repeats=10):
-    """Practical peak: the faster of numpy's float32 matrix multiply and MXNet's
-    oneDNN inner product (FullyConnected) on the same matrices."""
+    """Practical peaks: float32, the faster of numpy's matrix multiply and MXNet's oneDNN
+    inner product (FullyConnected) on the same matrices; int8, oneDNN's int8 inner product."""
     import mxnet as mx
     a = np.random.rand(n, n).astype(np.float32)
     x = mx.nd.array(a)
@@ -199,7 +199,29 @@ def peak_gflops(n=2048, repeats=10):
     flop = 2 * n ** 3
     rates = {name: flop / (_ms(run, repeats) / 1000) / 1e9
              for name, run in (("numpy", numpy_mm), ("onednn_fc", onednn_fc))}
-    return {"gflops": max(rates.values()), "by": rates}
+    int8 = {dtype: flop / (_ms(run, repeats) / 1000) / 1e9
+            for dtype, run in int8_products(n).items()}
+    return {"gflops": max(rates.values()), "by": rates, "int8_gops": max(int8.values()),
+            "int8_by": int8}
+
+
+def int8_products(n):
+    """oneDNN's int8 inner product (``quantized_fully_connected``: uint8 or int8 data times
+    int8 weights, int32 sums, the arithmetic of the int8 network's convolutions) on n x n
+    matrices, as ``{data dtype: run}``."""
+    import mxnet as mx
+    rng = np.random.RandomState(0)
+    weight = mx.nd.array(rng.randint(-127, 128, (n, n)), dtype="int8")
+    low, high = mx.nd.array([-1.0]), mx.nd.array([1.0])
+    runs = {}
+    for dtype, lowest in (("uint8", 0), ("int8", -127)):
+        data = mx.nd.array(rng.randint(lowest, 128, (n, n)), dtype=dtype)
+
+        def run(data=data):
+            mx.nd.contrib.quantized_fully_connected(data, weight, low, high, low, high,
+                                                     num_hidden=n, no_bias=True)[0].wait_to_read()
+        runs[dtype] = run
+    return runs
 
 
 def primitives(prefix, pad_channels, batch=8, size=299):

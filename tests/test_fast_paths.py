@@ -118,6 +118,27 @@ def test_bf16_without_onednn_avx512_kernels_is_refused_in_one_line(setup):
     assert result.stdout == ""
 
 
+def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks(setup):
+    """Unpadded, oneDNN has no bf16 kernel for the middle flow's 728-channel blocks and runs
+    those convolutions on gemm (x64:gemm:jit), half the speed (BENCHMARKS.md section 3), on
+    any AVX-512 CPU: xception-predict's auto pads bf16 networks there, so every convolution
+    of a forward but the one reading the image's 3 channels runs on a blocked bf16 kernel
+    (MKLDNN_VERBOSE's exec lines)."""
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "xception-predict"),
+                             setup[0], PHOTOS[0], "--precision", "bf16"], capture_output=True,
+                            text=True, env=dict(os.environ, MKLDNN_VERBOSE="1"), timeout=600)
+    assert result.returncode == 0, result.stderr
+    convolutions = [line.split(",") for line in result.stdout.splitlines()
+                    if line.startswith("dnnl_verbose,exec,cpu,convolution,")]
+    # (implementation, problem) of each; the first reads the image's 3 channels, a gemm too
+    convolutions = [(fields[4], fields[-2]) for fields in convolutions]
+    assert len(convolutions) >= 74, convolutions
+    gemm = [c for c in convolutions if "gemm" in c[0] and "_ic3oc" not in c[1]]
+    assert not gemm, gemm
+    assert {i.split(":")[-1] for i, _ in convolutions if "gemm" not in i} <= {
+        "avx512_core_bf16", "avx512_core_amx", "avx512_core"}, set(convolutions)
+
+
 def test_predict_precisions_agree_on_the_top_class(setup):
     prefix = setup[0]
     tops = {}

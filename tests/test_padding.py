@@ -91,8 +91,8 @@ def cpu_file(directory, vendor, flags):
 
 
 def test_padding_is_the_default_where_it_was_measured_faster(tmp_path):
-    """Inference: Intel AVX-512 gains (1.48x at batch 8), AMD's AVX-512 does not.  Training:
-    any AVX-512 CPU gains."""
+    """Inference: Intel AVX-512 gains (1.48x at batch 8), AMD's AVX-512 does not, except in
+    bf16.  Training: any AVX-512 CPU gains."""
     def cpu(vendor, flags):
         return cpu_file(tmp_path, vendor, flags)
     assert padding_helps_here(cpu("GenuineIntel", "fpu sse2 avx2 avx512f avx512bw"))
@@ -104,6 +104,11 @@ def test_padding_is_the_default_where_it_was_measured_faster(tmp_path):
     assert padding_helps_here(cpu("GenuineIntel", "fpu avx2 avx512f"), training=True)
     assert not padding_helps_here(cpu("AuthenticAMD", "fpu sse2 avx2 fma"), training=True)
     assert not padding_helps_here(str(tmp_path / "missing"), training=True)
+    # bf16: unpadded, 728 channels fall back to gemm convolutions (AMD EPYC measured 2.0x).
+    assert padding_helps_here(cpu("AuthenticAMD", "fpu avx2 avx512f"), precision="bf16")
+    assert not padding_helps_here(cpu("AuthenticAMD", "fpu avx2 avx512f"), precision="int8")
+    assert padding_helps_here(cpu("GenuineIntel", "fpu avx2 avx512f"), precision="int8")
+    assert not padding_helps_here(cpu("AuthenticAMD", "fpu sse2 avx2 fma"), precision="bf16")
 
 
 def test_onednn_isa_cap_is_the_default_where_it_was_measured_faster(tmp_path):

@@ -37,24 +37,29 @@ PADDED_VARIANCE = 1.0
 BATCHNORM_PAD = {1: 0.0, 2: 0.0, 3: 0.0, 4: PADDED_VARIANCE}
 
 
-def padding_helps_here(cpuinfo="/proc/cpuinfo", training=False):
-    """Whether padding speeds this CPU up.  Inference: on Intel with AVX-512, where oneDNN
-    2.4's 1x1 kernels for 16-channel blocks run at full vector width (measured on a Xeon:
-    the whole network 1.48x at batch 8); AMD's AVX-512 (EPYC, measured) runs the forward
-    kernels no faster than the AVX2 ones for 728 channels, so the network stays as it is
-    there.  Training: on any CPU with AVX-512 (measured: the training step 1.09x faster
-    padded on an AMD EPYC, 1.16x on an Intel Xeon; BENCHMARKS.md section 4)."""
+def padding_helps_here(cpuinfo="/proc/cpuinfo", training=False, precision="fp32"):
+    """Whether padding speeds this CPU up.  fp32 and int8 inference: on Intel with AVX-512,
+    where oneDNN 2.4's 1x1 kernels for 16-channel blocks run at full vector width (measured
+    on a Xeon: the whole network 1.48x at batch 8); AMD's AVX-512 (EPYC, measured) runs the
+    forward kernels no faster than the AVX2 ones for 728 channels, so the network stays as
+    it is there.  bf16 inference: on any CPU with AVX-512, since oneDNN has no bf16 kernel
+    for 728-channel blocks and falls back to gemm convolutions and a plain BatchNorm
+    (measured on an AMD EPYC at batch 8: 9.4 images/s unpadded, 19.4 padded).  Training: on
+    any CPU with AVX-512 (measured: the training step 1.09x faster padded on an AMD EPYC,
+    1.16x on an Intel Xeon; BENCHMARKS.md section 4)."""
     fields = cpu_fields(cpuinfo)
-    return has_avx512(fields) and (training or is_intel(fields))
+    return has_avx512(fields) and (training or precision == "bf16" or is_intel(fields))
 
 
-def resolve_padding(choice, training=False):
-    """``auto`` / ``on`` / ``off`` (or a bool) -> whether to pad (for inference, or for
-    ``training``)."""
+def resolve_padding(choice, training=False, precision="fp32"):
+    """``auto`` / ``on`` / ``off`` (or a bool) -> whether to pad (for inference at
+    ``precision``, or for ``training``)."""
     if isinstance(choice, bool):
         return choice
     assert choice in PADDING_CHOICES, choice
-    return padding_helps_here(training=training) if choice == "auto" else choice == "on"
+    if choice == "auto":
+        return padding_helps_here(training=training, precision=precision)
+    return choice == "on"
 
 
 def padded_count(channels, block=BLOCK):

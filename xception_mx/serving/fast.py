@@ -13,7 +13,7 @@
 
 Each can run with its channel counts padded to oneDNN's block of 16 (``padding.py``: 728 ->
 736, the same function; 728 channels fall back to AVX2 kernels), by default where that is
-faster (Intel AVX-512).
+faster (Intel AVX-512; bf16 on any AVX-512).
 Every network is a Gluon ``SymbolBlock`` hybridized with static allocation,
 taking fp32 NCHW input preprocessed as usual; all of them output logits.
 """
@@ -37,7 +37,8 @@ def add_padding_argument(parser):
     """``--channel-padding`` of the commands that run or write a fast network."""
     parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
                         help="pad channel counts to oneDNN's block of 16 (the same function); "
-                             "auto: where that is faster (Intel CPUs with AVX-512)")
+                             "auto: where that is faster (Intel CPUs with AVX-512; for bf16, any "
+                             "CPU with AVX-512)")
 
 
 def fuse_fp32(symbol, batch_shape):
@@ -82,7 +83,7 @@ def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibratio
     no_bf16 = precision == "bf16" and why_no_bf16()
     make_sure(not no_bf16, "bf16 needs oneDNN's AVX-512 kernels (%s): %s; use fp32 or int8",
               ", ".join(BF16_FLAGS), no_bf16)
-    if resolve_padding(pad_channels):
+    if resolve_padding(pad_channels, precision=precision):
         symbol, arg_params, aux_params, _ = pad_network(symbol, arg_params, aux_params,
                                                         tuple(batch_shape))
     if precision == "fp32":
@@ -137,7 +138,7 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
               meta.get("source_checkpoint", "the checkpoint it was made from"))
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
     padded = []
-    if resolve_padding(pad_channels):
+    if resolve_padding(pad_channels, precision=precision):
         symbol, arg_params, aux_params, padded = pad_network(symbol, arg_params, aux_params,
                                                              (1, 3) + tuple(size))
     out_symbol, out_args, out_aux = optimized(symbol, arg_params, aux_params, precision,

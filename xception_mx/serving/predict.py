@@ -46,10 +46,11 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
             raise InputError("%s: no such image file" % path)
     meta = read_meta(prefix)
     kind = checkpoint_output_kind(meta)
+    precision = precision or meta.get("precision", "fp32")
     padded = (meta.get("optimized", {}).get("padded_convolutions", 0) > 0
               if is_serving_copy(meta)
-              else resolve_padding(channel_padding))
-    cap_isa(onednn_isa, precision or meta.get("precision", "fp32"), padded)
+              else resolve_padding(channel_padding, precision=precision))
+    cap_isa(onednn_isa, precision, padded)
     x = checkpoint_images(files, meta)
     calibration = checkpoint_images(calib_files, meta) if calib_files else x
     net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration, padded)

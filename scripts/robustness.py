@@ -63,8 +63,8 @@ def main(argv=None):
         "# Robustness", "",
         "Written by `make robustness` (`scripts/robustness.py --fuzz-cases %d --kills %d "
         "--training-kills %d --seed %d`) on %s. The test suite runs short versions of the same "
-        "harness (`tests/test_robustness.py`, `validate/robustness.py`) and kills at every "
-        "named point (`tests/test_kill_points.py`). Random kills are timed from a traced run "
+        "harness (`tests/robustness/test_robustness.py`, `validate/robustness.py`) and kills at every "
+        "named point (`tests/robustness/test_kill_points.py`). Random kills are timed from a traced run "
         "(`XCEPTION_MX_TRACE`: the time each named point of `xception_mx/faults.py` is "
         "reached); a killed run's trace names the last point it passed, which is the phase "
         "given in brackets." % (args.fuzz_cases, args.kills, args.training_kills, args.seed,

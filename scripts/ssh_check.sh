@@ -1,6 +1,6 @@
 #!/bin/sh
 # Check `xception-launch --launcher ssh` against real ssh servers (CI has none; its
-# tests use tests/fake_ssh.py): a 2-worker fine-tuning over ssh, one worker killed
+# tests use tests/training/fake_ssh.py): a 2-worker fine-tuning over ssh, one worker killed
 # after the first checkpoint, the job must fail, no worker may be left running,
 # and the same command with --resume must complete the run.
 #

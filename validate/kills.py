@@ -1,7 +1,7 @@
 """Random kills timed by traced runs: conversions killed while they write, fine-tuning runs
 killed after their first checkpoint, each kill's phase read from the killed run's trace
 (``XCEPTION_MX_TRACE``, see ``xception_mx/faults.py``).  ``scripts/robustness.py`` runs long
-versions, ``tests/test_robustness.py`` a short one."""
+versions, ``tests/robustness/test_robustness.py`` a short one."""
 import collections
 import os
 import random

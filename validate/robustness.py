@@ -2,7 +2,7 @@
 
 Each function runs a bounded number of cases through the real command-line
 tools (in subprocesses, so a crash or a hang is seen as such) and returns
-counts; ``tests/test_robustness.py`` runs short versions and ``scripts/
+counts; ``tests/robustness/test_robustness.py`` runs short versions and ``scripts/
 robustness.py`` long ones that write ``ROBUSTNESS.md``.
 """
 import collections

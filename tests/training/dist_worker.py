@@ -9,7 +9,7 @@ import sys
 
 THREADS = os.environ.get("OMP_NUM_THREADS")     # as the launcher passed it
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import xception_mx  # noqa: E402,F401  (before MXNet: its thread count)
 import mxnet as mx  # noqa: E402

@@ -17,9 +17,13 @@ import os
 import sys
 import tempfile
 
-from xception_mx.errors import make_sure
+from xception_mx.errors import InputError, make_sure
 
 ISA_ENV = "DNNL_MAX_CPU_ISA"
+# A cpuinfo file read instead of /proc/cpuinfo: the CPU the defaults (padding, the ISA cap, bf16
+# refusal) are chosen for.  For seeing this toolkit take another CPU's default paths (the test
+# suite with tests/data/cpuinfo-intel-xeon); oneDNN's kernels stay this CPU's.
+CPUINFO_ENV = "XCEPTION_MX_CPUINFO"
 ISA_CHOICES = ("auto", "all", "avx512_mic", "avx2")
 # oneDNN 2.4 runs bf16 on its avx512_core kernels and above (measured: capped at AVX512_MIC,
 # a bf16 convolution fails with "could not create a primitive descriptor iterator").
@@ -27,12 +31,17 @@ BF16_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
 BELOW_AVX512_CORE = ("SSE41", "AVX", "AVX2", "AVX512_MIC", "AVX512_MIC_4OPS")
 
 
-def cpu_fields(cpuinfo="/proc/cpuinfo"):
-    """The first processor's fields of ``/proc/cpuinfo`` (``{}`` where it cannot be read)."""
+def cpu_fields(cpuinfo=None):
+    """The first processor's fields of ``cpuinfo`` (default: the file ``XCEPTION_MX_CPUINFO``
+    names, else ``/proc/cpuinfo``; ``{}`` where it cannot be read)."""
+    named = None if cpuinfo else os.environ.get(CPUINFO_ENV)
     try:
-        with open(cpuinfo) as f:
+        with open(cpuinfo or named or "/proc/cpuinfo") as f:
             text = f.read()
-    except OSError:
+    except OSError as e:
+        if named:
+            raise InputError("%s=%s: cannot read it (%s); unset it to use this CPU's "
+                             "/proc/cpuinfo" % (CPUINFO_ENV, named, e.strerror))
         return {}
     fields = {}
     for line in text.splitlines():
@@ -51,7 +60,7 @@ def is_intel(fields):
     return fields.get("vendor_id") == "GenuineIntel"
 
 
-def why_no_bf16(cpuinfo="/proc/cpuinfo", environ=os.environ):
+def why_no_bf16(cpuinfo=None, environ=os.environ):
     """Why oneDNN cannot run bf16 here (None: it can, or the CPU is unknown)."""
     cap = environ.get(ISA_ENV, "").upper()
     if cap in BELOW_AVX512_CORE:
@@ -63,7 +72,7 @@ def why_no_bf16(cpuinfo="/proc/cpuinfo", environ=os.environ):
     return None
 
 
-def isa_cap_helps_here(precision, padded, cpuinfo="/proc/cpuinfo"):
+def isa_cap_helps_here(precision, padded, cpuinfo=None):
     """The cap that makes this CPU's fused ``precision`` forward faster, or None.
 
     fp32 on an AMD CPU with AVX-512 (measured on an EPYC, BENCHMARKS.md sections 2 and 2b:
@@ -77,7 +86,7 @@ def isa_cap_helps_here(precision, padded, cpuinfo="/proc/cpuinfo"):
     return "AVX512_MIC" if padded else "AVX2"
 
 
-def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo="/proc/cpuinfo"):
+def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None):
     """Set oneDNN's ISA cap for this process, before its first computation; returns the cap
     in force (None: every instruction set the CPU has).
 

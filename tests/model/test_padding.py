@@ -1,11 +1,14 @@
 """Channel padding for oneDNN computes the same function, and is left out where the padding
 could reach an output (Keras' parity of the padded Xception: test_parity_with_keras.py); where
 padding and oneDNN's ISA cap are the defaults."""
+import os
+
 import mxnet as mx
 import numpy as np
 import pytest
 
-from xception_mx.cpu import ISA_ENV, cap_isa, isa_cap_helps_here, why_no_bf16
+from conftest import DATA
+from xception_mx.cpu import CPUINFO_ENV, ISA_ENV, cap_isa, isa_cap_helps_here, why_no_bf16
 from xception_mx.errors import InputError
 from xception_mx.model.padding import pad_array, pad_network, padded_count, padding_helps_here
 
@@ -143,3 +146,17 @@ def test_bf16_is_known_unavailable_without_avx512_core_kernels(tmp_path):
     assert why_no_bf16(cpu_file(tmp_path, "AuthenticAMD", "avx2 fma"), {}) == (
         "this CPU lacks avx512f, avx512bw, avx512vl, avx512dq")
     assert why_no_bf16(str(tmp_path / "missing"), {}) is None       # unknown: let oneDNN try
+
+
+def test_the_cpu_the_defaults_are_chosen_for_can_be_named(tmp_path, monkeypatch):
+    """XCEPTION_MX_CPUINFO puts another CPU's /proc/cpuinfo behind the defaults (how the suite
+    takes an Intel Xeon's default paths on an AMD machine, README); a file it names that cannot
+    be read is an error, not an unknown CPU."""
+    monkeypatch.setenv(CPUINFO_ENV, os.path.join(DATA, "cpuinfo-intel-xeon"))
+    assert padding_helps_here() and padding_helps_here(precision="int8")
+    assert isa_cap_helps_here("fp32", True) is None and why_no_bf16(environ={}) is None
+    monkeypatch.setenv(CPUINFO_ENV, cpu_file(tmp_path, "AuthenticAMD", "avx2 avx512f"))
+    assert not padding_helps_here() and isa_cap_helps_here("fp32", False) == "AVX2"
+    monkeypatch.setenv(CPUINFO_ENV, str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="XCEPTION_MX_CPUINFO=.*missing: cannot read it"):
+        padding_helps_here()

@@ -37,7 +37,7 @@ PADDED_VARIANCE = 1.0
 BATCHNORM_PAD = {1: 0.0, 2: 0.0, 3: 0.0, 4: PADDED_VARIANCE}
 
 
-def padding_helps_here(cpuinfo="/proc/cpuinfo", training=False, precision="fp32"):
+def padding_helps_here(cpuinfo=None, training=False, precision="fp32"):
     """Whether padding speeds this CPU up.  fp32 and int8 inference: on Intel with AVX-512,
     where oneDNN 2.4's 1x1 kernels for 16-channel blocks run at full vector width (measured
     on a Xeon: the whole network 1.48x at batch 8); AMD's AVX-512 (EPYC, measured) runs the

@@ -23,16 +23,25 @@ def read_trace(path, start):
     return [(float(t) - start, name) for t, name in rows]
 
 
-def traced_run(command, trace, env=None, kill_after=None, timeout=900):
-    """Run COMMAND with a fault-point trace, SIGKILLed after ``kill_after`` seconds if still
-    alive.  Returns ``(killed, seconds, trace rows, returncode)``; ``killed`` is True only if
-    the process was alive when the signal was sent."""
+def wait_for_point(process, trace, point, start):
+    """Wait until the traced ``process`` has passed ``point`` (or has ended)."""
+    while process.poll() is None and point not in [n for _, n in read_trace(trace, start)]:
+        time.sleep(0.005)
+
+
+def traced_run(command, trace, env=None, kill_after=None, timeout=900, after_point=None):
+    """Run COMMAND with a fault-point trace, SIGKILLed after ``kill_after`` seconds (counted
+    from when it passes ``after_point``, if given) if still alive.  Returns ``(killed,
+    seconds, trace rows, returncode)``; ``killed`` is True only if the process was alive
+    when the signal was sent."""
     if os.path.exists(trace):
         os.remove(trace)
     start = time.time()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, XCEPTION_MX_TRACE=trace, **(env or {})))
     killed = False
+    if after_point and kill_after is not None:
+        wait_for_point(process, trace, after_point, start)
     try:
         process.wait(timeout=timeout if kill_after is None else kill_after)
     except subprocess.TimeoutExpired:
@@ -60,8 +69,9 @@ def kill_conversions(source_a, source_b, prefix, kills, seed):
     """Convert ``source_a`` to ``prefix``, then convert ``source_b`` over it (``--force``)
     and SIGKILL that at a random moment, ``kills`` times; after each kill the checkpoint
     must be exactly A's or B's.  The moments are drawn over the write of the checkpoint as
-    a traced run measured it (from its first point to its end), and the trace of each
-    killed run says which phase the kill landed in.
+    a traced run measured it (from its first point to its end), counted from when the
+    killed run reaches that point, and the trace of each killed run says which phase the
+    kill landed in.
 
     Returns counts: kills (processes alive when killed), old (A's intact), new (B's
     complete), corrupted, and ``phases``: ``{last point passed: kills}``.
@@ -82,8 +92,11 @@ def kill_conversions(source_a, source_b, prefix, kills, seed):
     while counts["kills"] < kills and attempts < 3 * kills:
         attempts += 1
         run_tool("keras2mxnet", [source_a, "-o", prefix, "--force"])
+        # drawn over the write, counted from when this run starts it: the time to read and
+        # convert varies from run to run more than the write lasts
         killed, _, rows, code = traced_run(command, trace,
-                                           kill_after=rng.uniform(write_starts, duration))
+                                           kill_after=rng.uniform(0, duration - write_starts),
+                                           after_point="checkpoint:before-temp-files")
         if not killed:
             assert code == 0, "a conversion failed before the kill (exit %s)" % code
             counts["finished_first"] += 1

@@ -196,11 +196,10 @@ def peak_gflops(n=2048, repeats=10):
 
     def onednn_fc():
         mx.nd.FullyConnected(x, x, num_hidden=n, no_bias=True).wait_to_read()
-    flop = 2 * n ** 3
-    rates = {name: flop / (_ms(run, repeats) / 1000) / 1e9
-             for name, run in (("numpy", numpy_mm), ("onednn_fc", onednn_fc))}
-    int8 = {dtype: flop / (_ms(run, repeats) / 1000) / 1e9
-            for dtype, run in int8_products(n).items()}
+    def giga_per_s(run):
+        return 2 * n ** 3 / (_ms(run, repeats) / 1000) / 1e9
+    rates = {"numpy": giga_per_s(numpy_mm), "onednn_fc": giga_per_s(onednn_fc)}
+    int8 = {dtype: giga_per_s(run) for dtype, run in int8_products(n).items()}
     return {"gflops": max(rates.values()), "by": rates, "int8_gops": max(int8.values()),
             "int8_by": int8}
 

@@ -24,10 +24,12 @@ SWAPPED_AUTO_NAMES = {"conv2d": "conv2d_3", "conv2d_3": "conv2d",
                       "batch_normalization_2": "batch_normalization"}
 
 
-def run_tool(name, *args, cwd=None):
-    """Run an installed console script; return the CompletedProcess."""
+def run_tool(name, *args, cwd=None, env=None):
+    """Run an installed console script (``env``: variables added to this environment);
+    return the CompletedProcess."""
     return subprocess.run([os.path.join(BIN, name)] + [str(a) for a in args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **(env or {})))
 
 
 def assert_bad_input(result, *fragments):

@@ -117,9 +117,8 @@ def test_bf16_without_onednn_avx512_kernels_is_refused_in_one_line(setup):
     """oneDNN 2.4 has bf16 kernels from avx512_core up; below (an AVX2 CPU, or oneDNN capped)
     a bf16 convolution failed with a traceback ("could not create a primitive descriptor
     iterator").  The cap stands in for a CPU without AVX-512."""
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "xception-predict"),
-                             setup[0], PHOTOS[0], "--precision", "bf16"], capture_output=True,
-                            text=True, env=dict(os.environ, DNNL_MAX_CPU_ISA="AVX2"), timeout=600)
+    result = run_tool("xception-predict", setup[0], PHOTOS[0], "--precision", "bf16",
+                      env={"DNNL_MAX_CPU_ISA": "AVX2"})
     assert_bad_input(result, "bf16 needs oneDNN's AVX-512 kernels", "DNNL_MAX_CPU_ISA=AVX2")
     assert result.stdout == ""
 
@@ -130,9 +129,8 @@ def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks(setup):
     any AVX-512 CPU: xception-predict's auto pads bf16 networks there, so every convolution
     of a forward but the one reading the image's 3 channels runs on a blocked bf16 kernel
     (MKLDNN_VERBOSE's exec lines)."""
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "xception-predict"),
-                             setup[0], PHOTOS[0], "--precision", "bf16"], capture_output=True,
-                            text=True, env=dict(os.environ, MKLDNN_VERBOSE="1"), timeout=600)
+    result = run_tool("xception-predict", setup[0], PHOTOS[0], "--precision", "bf16",
+                      env={"MKLDNN_VERBOSE": "1"})
     assert result.returncode == 0, result.stderr
     convolutions = [line.split(",") for line in result.stdout.splitlines()
                     if line.startswith("dnnl_verbose,exec,cpu,convolution,")]

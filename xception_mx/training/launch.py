@@ -39,9 +39,8 @@ import time
 
 from xception_mx.cli import Parser, run
 from xception_mx.errors import InputError, make_sure
-from xception_mx.training.remote import Host, forwarded_env, read_hosts, ssh_argv
+from xception_mx.training.remote import PROG, Host, forwarded_env, read_hosts, ssh_argv
 
-PROG = "xception-launch"
 SERVER_CODE = "import mxnet"   # with DMLC_ROLE=server/scheduler, importing MXNet runs the role
 Process = collections.namedtuple("Process", "label host argv env")
 

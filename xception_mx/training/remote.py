@@ -8,7 +8,7 @@ import socket
 from xception_mx._threads import USER_ENVIRON
 from xception_mx.errors import InputError, make_sure
 
-NAME = "xception-launch"    # the watchdog shell's $0, shown by ps on the remote machine
+PROG = "xception-launch"    # also the watchdog shell's $0, shown by ps on the remote machine
 # what dmlc_tracker/ssh.py forwards to remote processes, and ps-lite's log level
 FORWARDED_ENV = ("OMP_NUM_THREADS", "KMP_AFFINITY", "LD_LIBRARY_PATH", "DMLC_INTERFACE",
                  "PS_VERBOSE")
@@ -68,7 +68,7 @@ def remote_command(process, workdir, forwarded):
     set the ``forwarded`` and ``DMLC_*`` variables, run under the watchdog."""
     env = dict(forwarded, **process.env)
     words = ["env"] + ["%s=%s" % item for item in sorted(env.items())]
-    words += ["sh", "-c", REMOTE_WATCHDOG, NAME] + list(process.argv)
+    words += ["sh", "-c", REMOTE_WATCHDOG, PROG] + list(process.argv)
     return "cd %s && exec %s" % (shlex.quote(workdir), " ".join(shlex.quote(w) for w in words))
 
 

@@ -15,7 +15,8 @@ from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux, keras_layers
-from .transfer import convert_transfer, fill_missing_bn, is_plain_xception, model_config
+from .transfer.keras_config import is_plain_xception, model_config
+from .transfer.weights import convert_transfer, fill_missing_bn
 
 STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
                   "xception_weights_tf_dim_ordering_tf_kernels_notop.h5")

@@ -1,5 +1,5 @@
 """``mxnet2keras``: an MXNet Xception checkpoint back to Keras (a transfer
-model's too, see ``transfer_to_keras``).
+model's too, see ``transfer.to_keras``).
 
 The inverse of ``keras2mxnet``, through the same name table and the inverse
 layout transforms (``layouts.INVERSE``).  Keras itself builds the model and
@@ -19,7 +19,7 @@ from xception_mx.serving.loading import (checkpoint_input_size, is_transfer, loa
 from . import layouts
 from .errors import ConversionError, make_sure
 from .name_table import ROLES, build_name_table
-from .transfer_to_keras import build_keras_transfer
+from .transfer.to_keras import build_keras_transfer
 
 PROG = "mxnet2keras"
 OUTPUT_SUFFIXES = (".weights.h5", ".keras", ".h5")

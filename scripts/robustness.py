@@ -63,12 +63,13 @@ def main(argv=None):
         "# Robustness", "",
         "Written by `make robustness` (`scripts/robustness.py --fuzz-cases %d --kills %d "
         "--training-kills %d --seed %d`) on %s. The test suite runs short versions of the same "
-        "harness (`tests/robustness/test_robustness.py`, `validate/robustness.py`) and kills at every "
-        "named point (`tests/robustness/test_kill_points.py`). Random kills are timed from a traced run "
-        "(`XCEPTION_MX_TRACE`: the time each named point of `xception_mx/faults.py` is "
-        "reached); a killed run's trace names the last point it passed, which is the phase "
-        "given in brackets." % (args.fuzz_cases, args.kills, args.training_kills, args.seed,
-                                datetime.date.today()), "",
+        "harness (`tests/robustness/test_robustness.py`, `validate/robustness.py`) and kills "
+        "at every named point (`tests/robustness/test_kill_points.py`). Random kills are timed "
+        "from a traced run (`XCEPTION_MX_TRACE`: the time each named point of "
+        "`xception_mx/faults.py` is reached); a killed run's trace names the last point it "
+        "passed, which is the phase given in brackets." % (
+            args.fuzz_cases, args.kills, args.training_kills, args.seed, datetime.date.today()),
+        "",
         "| what | cases | outcome | lost or corrupted |", "|---|---|---|---|",
         "| damaged Keras files (truncated, overwritten bytes, zeroed blocks, spliced; all four "
         "formats) fed to `keras2mxnet` | %d | %d clean errors (exit 2, one line, no output), "
@@ -76,17 +77,20 @@ def main(argv=None):
             fuzz.get("cases", 0), fuzz.get("clean_errors", 0), fuzz.get("converted", 0),
             fuzz.get("failures", 0)),
         "| SIGKILL at a random moment of a conversion over an existing checkpoint, drawn over "
-        "the write as a traced run measured it (%.1f-%.1f s after start) | %d kills (%s) | %d "
+        "the %.1f s a traced run took to write it, counted from when the killed run starts "
+        "writing | %d kills (%s) | %d "
         "left the previous checkpoint, %d the new one | %d |" % (
-            kills["measured"]["write_starts"], kills["measured"]["seconds"],
+            kills["measured"]["seconds"] - kills["measured"]["write_starts"],
             kills.get("kills", 0), phases(kills), kills.get("old_intact", 0),
             kills.get("new_complete", 0), kills.get("corrupted", 0)),
-        "| SIGKILL at a random moment of a fine-tuning run (3 epochs at 71x71), drawn after its "
-        "first checkpoint as a traced run measured it (%.1f-%.1f s after start), then "
-        "`--resume` | %d kills (%s) | %d resumed at the epoch after the last complete "
+        "| SIGKILL at a random moment of a fine-tuning run (3 epochs at 71x71), drawn over the "
+        "%.1f s a traced run lasted after its first checkpoint, counted from when the killed "
+        "run writes its own; then `--resume` | %d kills (%s; %d with a checkpoint written) | "
+        "%d resumed at the epoch after the last complete "
         "checkpoint; %d ended with an uninterrupted run's parameters (within 1e-5) | %d |" % (
-            training["measured"]["first_checkpoint"], training["measured"]["seconds"],
+            training["measured"]["seconds"] - training["measured"]["first_checkpoint"],
             training.get("kills", 0), phases(training),
+            training.get("after_first_checkpoint", 0),
             training.get("resumed_after_last_checkpoint", 0), training.get("identical", 0),
             training.get("kills", 0) - min(training.get("identical", 0),
                                            training.get("resumed_after_last_checkpoint", 0))),

@@ -125,9 +125,11 @@ def kill_training(args, out, kills, seed, reference):
     after its last complete checkpoint and end with the parameters of the uninterrupted,
     traced run in ``reference`` (its folder; final epoch's params compared within
     ``TRAINING_ATOL``).  The moments are drawn over the reference run's duration after its
-    first checkpoint; each killed run's trace says where the kill landed.
+    first checkpoint, counted from when the killed run writes its own; each killed run's
+    trace says where the kill landed.
 
-    Returns counts: kills, resumed_after_last_checkpoint, identical, and ``phases``.
+    Returns counts: kills, after_first_checkpoint (killed runs whose trace shows it),
+    resumed_after_last_checkpoint, identical, and ``phases``.
     """
     import glob
     import json
@@ -148,8 +150,12 @@ def kill_training(args, out, kills, seed, reference):
     while counts["kills"] < kills and case < 3 * kills:    # a run may end before its kill
         case += 1
         folder = os.path.join(str(out), "case%d" % case)
-        killed, _, rows, code = traced_run(finetune + ["--out", folder], folder + ".trace",
-                                           kill_after=rng.uniform(first_checkpoint, duration))
+        # drawn over what follows the first checkpoint, counted from when this run writes
+        # it: how long the start takes varies from run to run (as in kill_conversions)
+        killed, _, rows, code = traced_run(
+            finetune + ["--out", folder], folder + ".trace",
+            kill_after=rng.uniform(0, duration - first_checkpoint),
+            after_point="epoch-0:checkpoint-written")
         if not killed:
             assert code == 0, "fine-tuning case %d failed before the kill (exit %s)" % (case,
                                                                                       code)
@@ -157,6 +163,8 @@ def kill_training(args, out, kills, seed, reference):
             continue
         counts["kills"] += 1
         phases[phase_of(rows)] += 1
+        counts["after_first_checkpoint"] += int(
+            "epoch-0:checkpoint-written" in [name for _, name in rows])
         complete = sorted(json.load(open(p))["epoch"] for p in
                           glob.glob(os.path.join(folder, "epoch-*.json")))
         resumed = subprocess.run(finetune + ["--out", folder, "--resume"], capture_output=True,

@@ -13,6 +13,7 @@ primitive: it can be set after ``import mxnet`` but not after the first computat
 holds for the whole process.  It takes away the VNNI and BF16 kernels that int8 and bf16
 need, so it is for fp32 only.
 """
+import contextlib
 import os
 import sys
 import tempfile
@@ -108,6 +109,21 @@ def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None):
     cap = None if choice == "all" else choice.upper()
     environ[ISA_ENV] = cap or "ALL"
     return cap
+
+
+@contextlib.contextmanager
+def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None):
+    """``cap_isa`` for the block, which must hold the process's first computation; the
+    environment is given back after it.  oneDNN has read the cap by then and keeps it for
+    the whole process, while the processes this one starts later do not inherit it."""
+    before = environ.get(ISA_ENV)
+    try:
+        yield cap_isa(choice, precision, padded, environ, cpuinfo)
+    finally:
+        if before is None:
+            environ.pop(ISA_ENV, None)
+        else:
+            environ[ISA_ENV] = before
 
 
 def executed_primitives(run):

@@ -74,7 +74,8 @@ def test_corrupted_layer_fails_and_is_named_first_divergent(checkpoints, keras_f
     data = json.loads(report.read_text())
     assert data["first_divergent_layer"] == "block5_sepconv2_bn" and data["passed"] is False
     layers = {r["keras_layer"]: r for r in data["layers"]}
-    assert layers["block5_sepconv2"]["scaled"] <= 1e-4 < float(layers["block5_sepconv2_bn"]["scaled"])
+    assert layers["block5_sepconv2"]["scaled"] <= 1e-4 < float(
+        layers["block5_sepconv2_bn"]["scaled"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

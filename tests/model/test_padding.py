@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from xception_mx.cpu import CPUINFO_ENV, ISA_ENV, cap_isa, isa_cap_helps_here, why_no_bf16
+from xception_mx.cpu import (CPUINFO_ENV, ISA_ENV, cap_isa, isa_cap_helps_here, isa_capped,
+                             why_no_bf16)
 from xception_mx.errors import InputError
 from xception_mx.model.padding import pad_array, pad_network, padded_count, padding_helps_here
 
@@ -136,6 +137,11 @@ def test_onednn_isa_cap_is_the_default_where_it_was_measured_faster(tmp_path):
     assert cap_isa("avx512_mic", "fp32", False, environ, intel) == "AVX512_MIC"
     with pytest.raises(InputError, match="avx2 .--onednn-isa. is for fp32 networks: int8"):
         cap_isa("avx2", "int8", False, {}, amd)
+    for before in ({}, {ISA_ENV: "AVX512_CORE"}):
+        environ = dict(before)
+        with isa_capped("avx2", "fp32", False, environ, amd) as cap:
+            assert cap == "AVX2" == environ[ISA_ENV]
+        assert environ == before
 
 
 def test_bf16_is_known_unavailable_without_avx512_core_kernels(tmp_path):

@@ -100,7 +100,10 @@ def test_onednn_isa_cap_removes_the_depthwise_reorders_and_keeps_keras_parity(
     only reorder left is the input's, from NCHW."""
     prefix, x, _, keras_out = setup
     report, logits = run_capped(prefix, x, choice, padding, tmp_path)
-    assert report["cap"] == report["env"] == choice.upper()
+    assert report["cap"] == choice.upper()
+    # given back after the first computation, so processes the caller starts later are not
+    # capped; the kernels below show the cap still holds
+    assert report["env"] == os.environ.get("DNNL_MAX_CPU_ISA"), report
     assert report["primitives"] > 70 and report["reorders"] <= 1, report
     assert not [i for i in report["implementations"] if "avx512_core" in i], report
     assert np.abs(logits - keras_out).max() <= 1e-4

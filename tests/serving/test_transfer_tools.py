@@ -161,7 +161,7 @@ def test_parity_reads_the_architecture_without_the_weights(name, converted):
     """Parity checks the Keras file's architecture before Keras loads it (weights and all):
     the look reads the same architecture and no weight."""
     from convert.keras_reader import read_keras_file
-    from convert.transfer import model_config
+    from convert.transfer.keras_config import model_config
     path, _ = converted[name]
     look, whole = read_keras_file(path, weights=False), read_keras_file(path)
     assert look.layers == [] and whole.layers

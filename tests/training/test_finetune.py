@@ -274,6 +274,7 @@ def test_runs_killed_at_random_moments_resume_to_the_same_parameters(work, tmp_p
     counts = kill_training(args, tmp_path / "run", kills=2, seed=3,
                            reference=str(tmp_path / "reference"))
     assert counts.get("kills", 0) >= 1 and sum(counts["phases"].values()) == counts["kills"]
+    assert counts.get("after_first_checkpoint", 0) == counts["kills"], counts
     assert counts.get("resumed_after_last_checkpoint", 0) == counts["kills"], counts
     assert counts.get("identical", 0) == counts["kills"], counts
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 
 from xception_mx.cli import Parser, run
-from xception_mx.cpu import ISA_CHOICES, cap_isa
+from xception_mx.cpu import ISA_CHOICES, isa_capped
 from xception_mx.errors import InputError
 from xception_mx.model.padding import resolve_padding
 from xception_mx.model.preprocess import image_files
@@ -38,8 +38,9 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
 
     ``precision``: ``fp32`` (oneDNN-fused), ``bf16`` or ``int8`` (calibrated
     on ``calib_files``, default the images themselves); ``channel_padding``: auto, on, off
-    (see ``padding``); ``onednn_isa``: oneDNN's ISA cap for this process (see ``cpu``), set
-    before its first computation.
+    (see ``padding``); ``onednn_isa``: oneDNN's ISA cap for this process (see ``cpu``), which
+    holds only if this is the process's first computation; the environment variable is
+    given back afterwards.
     """
     for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
@@ -50,11 +51,11 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     padded = (meta.get("optimized", {}).get("padded_convolutions", 0) > 0
               if is_serving_copy(meta)
               else resolve_padding(channel_padding, precision=precision))
-    cap_isa(onednn_isa, precision, padded)
-    x = checkpoint_images(files, meta)
-    calibration = checkpoint_images(calib_files, meta) if calib_files else x
-    net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration, padded)
-    outputs = run_batches(net, x, batch_size)
+    with isa_capped(onednn_isa, precision, padded):
+        x = checkpoint_images(files, meta)
+        calibration = checkpoint_images(calib_files, meta) if calib_files else x
+        net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration, padded)
+        outputs = run_batches(net, x, batch_size)
     if outputs.ndim != 2 or kind == "features":
         raise InputError("%s: a feature extractor (output %s), not a classifier"
                          % (prefix, outputs.shape[1:]))

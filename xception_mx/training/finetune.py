@@ -12,7 +12,7 @@ from mxnet import gluon
 
 from xception_mx.atomic import write_text
 from xception_mx.cli import Parser, run
-from xception_mx.errors import InputError, make_sure
+from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
 from xception_mx.model.preprocess import input_convention
@@ -20,10 +20,10 @@ from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import Xception
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.labels import labels_path
-from xception_mx.serving.loading import checkpoint_input_size, read_meta
 from xception_mx.training.padded_training import channel_block
-from xception_mx.training.run_dir import RunDirectory, check_resumable_config
-from xception_mx.training.run_setup import Data, available_memory, check_config, check_memory
+from xception_mx.training.run_dir import RunDirectory, resume_point
+from xception_mx.training.run_setup import (Data, available_memory, check_config, check_memory,
+                                            config_from_args)
 from xception_mx.training.train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
                                         average_bn_statistics, build_network, count_correct,
                                         evaluate, join_job, learning_rate, make_trainer,
@@ -97,19 +97,6 @@ def build_parser():
     return p
 
 
-def config_from_args(args):
-    """The run configuration as JSON-ready data (stored with every checkpoint)."""
-    config = {k: v for k, v in vars(args).items()}
-    config["input_shape"] = list(args.input_shape or checkpoint_input_size(
-        read_meta(args.pretrained) if args.pretrained else {}))
-    try:
-        config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
-    except ValueError:
-        raise InputError("--lr-steps %s: expected comma-separated epochs, e.g. 30,60"
-                         % args.lr_steps)
-    return config
-
-
 def _phase(config, epoch):
     return "head" if epoch < config["freeze_base_epochs"] else "all"
 
@@ -140,7 +127,7 @@ def run_finetune(config, log=print):
         check_memory(config["batch_size"], config["input_shape"], len(contexts),
                      available_memory())
     run_dir = RunDirectory(config["out"])
-    resumed = _resume_point(run_dir, config, lead)
+    resumed = resume_point(run_dir, config, lead)
     transfer_spec = pretrained_transfer_spec(config["pretrained"])
     data = Data(config, rank, workers, raw=bool(transfer_spec and transfer_spec["preprocess"]))
     num_classes = config["num_classes"] or len(data.classes)
@@ -263,22 +250,6 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
     return {"epoch": epoch, "phase": phase, "lr": lr, "train_loss": loss_sum / n,
             "train_top1": top1 / n, "train_topk": topk / n, "images_per_s": meter.rate,
             "seconds": time.perf_counter() - meter.start}
-
-
-def _resume_point(run_dir, config, lead=True):
-    """``(epoch, record)`` to resume from, ``None`` for a fresh run."""
-    if not config["resume"]:
-        make_sure(not run_dir.has_checkpoints(), "%s: holds checkpoints of an earlier run; "
-                  "pass --resume to continue it or choose another --out", run_dir.path)
-        return None
-    if lead:
-        run_dir.remove_stale_temps()
-    complete = run_dir.complete_epochs()
-    if not complete:
-        return None
-    epoch, record = complete[0]
-    check_resumable_config(record["config"], config)
-    return epoch, record
 
 
 def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None):

@@ -26,7 +26,7 @@ import re
 import mxnet as mx
 
 from xception_mx.atomic import atomic_path, sha256_file, write_text
-from xception_mx.errors import InputError
+from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import fault_point
 from xception_mx.serving.loading import mxnet_error_text
 
@@ -170,3 +170,19 @@ def check_resumable_config(saved, current,
         raise InputError("--resume: the run in this folder used %s=%r, now %r (%d settings "
                          "differ: %s)" % (key, saved.get(key), current.get(key), len(differing),
                                           ", ".join(differing)))
+
+
+def resume_point(run_dir, config, lead=True):
+    """``(epoch, record)`` to resume from, ``None`` for a fresh run."""
+    if not config["resume"]:
+        make_sure(not run_dir.has_checkpoints(), "%s: holds checkpoints of an earlier run; "
+                  "pass --resume to continue it or choose another --out", run_dir.path)
+        return None
+    if lead:
+        run_dir.remove_stale_temps()
+    complete = run_dir.complete_epochs()
+    if not complete:
+        return None
+    epoch, record = complete[0]
+    check_resumable_config(record["config"], config)
+    return epoch, record

@@ -1,11 +1,12 @@
 """What a fine-tuning run is made of, checked before it starts: the
-configuration (``check_config``), a memory guard for batches that cannot fit,
-and the data (``Data``: training and validation sets, loaders, shards)."""
+configuration (``config_from_args``, ``check_config``), a memory guard for
+batches that cannot fit, and the data (``Data``: training and validation sets,
+loaders, shards)."""
 import os
 
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.xception import check_input_shape
-from xception_mx.serving.loading import read_meta, require_keras_shaped
+from xception_mx.serving.loading import checkpoint_input_size, read_meta, require_keras_shaped
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
                                        split_indices)
 from xception_mx.training.train import HOROVOD
@@ -43,6 +44,20 @@ def check_memory(batch_size, input_shape, devices, available):
                          "available; try --batch-size %d or less" % (
                              batch_size, input_shape[0], input_shape[1], need / 1e9,
                              available / 1e9, max(fits, devices)))
+
+
+def config_from_args(args):
+    """The run configuration as JSON-ready data (stored with every checkpoint)."""
+    config = {k: v for k, v in vars(args).items()}
+    config["input_shape"] = list(args.input_shape or checkpoint_input_size(
+        read_meta(args.pretrained) if args.pretrained else {}))
+    try:
+        config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
+    except ValueError:
+        raise InputError("--lr-steps %s: expected comma-separated epochs, e.g. 30,60"
+                         % args.lr_steps)
+    return config
+
 
 
 def check_config(config):

@@ -8,11 +8,10 @@ not hold is not rebuilt: layers that are the identity at inference
 comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
 ``Rescaling``, a ``Normalization`` with its mean and variance in its config.
 """
-from . import layouts
-from .errors import make_sure
-from .name_table import BN, DENSE, ROLES, TARGET
-
-HEAD_KINDS = {"Dense": DENSE, "BatchNormalization": BN}
+from .. import layouts
+from ..errors import make_sure
+from ..name_table import BN, DENSE, ROLES, TARGET
+from .weights import HEAD_KINDS
 
 
 def head_weights(spec, params, where):

@@ -17,32 +17,13 @@ import numpy as np
 from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import check_input_shape
 
-from .architecture import load_model_config, read_transfer
-from .errors import ConversionError, make_sure
-from .matching import Match, match_layers
-from .name_table import BN, BY_NAME, DENSE, NORM, ROLES, TARGET, Row, build_name_table
+from ..errors import ConversionError, make_sure
+from ..matching import Match, match_layers
+from ..name_table import BN, BY_NAME, DENSE, NORM, ROLES, TARGET, Row, build_name_table
+from .architecture import read_transfer
 
-XCEPTION_LAYER_PREFIXES = ("block", "conv2d", "convolution2d", "batch_normalization",
-                           "batchnormalization", "add", "input", "avg_pool", "max_pool",
-                           "global_average_pooling2d", "global_max_pooling2d", "predictions")
 HEAD_KINDS = {"Dense": DENSE, "BatchNormalization": BN}
 UNUSED_ROLES = {NORM: ("count",)}
-
-
-def model_config(keras_file):
-    """The file's architecture as a dict, or ``None`` for a weights-only file."""
-    text = keras_file.attrs.get("model_config")
-    return load_model_config(text, keras_file.path) if text else None
-
-
-def is_plain_xception(config):
-    """Whether the architecture is ``keras.applications.Xception`` itself."""
-    layers = config.get("config", {}).get("layers") or []
-    if config.get("class_name") not in ("Functional", "Model"):
-        return False
-    names = [l.get("name") or l.get("config", {}).get("name") for l in layers]
-    return bool(names) and all(str(n).startswith(XCEPTION_LAYER_PREFIXES) for n in names) and \
-        not any(l.get("class_name") in ("Functional", "Model", "Sequential") for l in layers)
 
 
 def _snake_case(class_name):

@@ -1,0 +1,188 @@
+"""A user's transfer-learning model, read from the architecture JSON Keras
+stores in the file (``keras_config``), one layer at a time (``layers``).
+
+What is understood is a chain ``input -> preprocessing -> Xception base ->
+head``, in the three ways users write it:
+
+- nested: the base is a Functional model inside the model (the keras.io
+  transfer-learning guide), or inside a ``Sequential``;
+- flattened: ``Model(base.input, head(base.output))``, the Xception layers at
+  the top level next to the head;
+- ``Sequential([Xception(include_top=False, ...), ...])``.
+
+The result is a ``Transfer``: the input size, the preprocessing operations,
+the base (nested model name or flattened, its pooling) and the head layers,
+each as plain JSON-ready data (recorded in ``PREFIX-meta.json``, from which
+``xception_mx.model.transfer.TransferNet`` rebuilds the network).
+"""
+import collections
+
+from xception_mx.model.transfer import check_spec
+
+from ..errors import make_sure
+from .keras_config import (INPUT_CLASSES, MODEL_CLASSES, called_in_inference_mode, inbound,
+                           layer_name)
+from .layers import SUPPORTED_TEXT, head_entry, preprocess_ops
+
+Transfer = collections.namedtuple("Transfer", "spec base_name base_layers before_base")
+Transfer.__doc__ = """``spec``: the network description (see
+``xception_mx.model.transfer``); ``base_name``: the nested base model's name (None
+when flattened); ``base_layers``: names of the top-level layers that belong
+to a flattened base; ``before_base``: the layers on the way from the input to
+the base, in order (preprocessing and augmentation)."""
+
+BASE_FIRST, BASE_FEATURES = "block1_conv1", "block14_sepconv2_act"
+BASE_POOLS = {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}
+
+
+def _is_xception(config):
+    names = {layer_name(l) for l in config.get("config", {}).get("layers", [])}
+    return BASE_FIRST in names and "block14_sepconv2" in names
+
+
+def _input_size(layer):
+    cfg = layer.get("config", {})
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    if shape and len(shape) == 4:
+        return shape[1:3]
+    return None
+
+
+def _base_pooling(path, base_config):
+    """``None``/``'avg'``/``'max'`` of a nested Xception; refuses one with its top."""
+    layers = base_config["config"]["layers"]
+    make_sure("predictions" not in {layer_name(l) for l in layers}, "%s: layer '%s' (%s): "
+              "the nested Xception has its own classifier ('predictions'); build the base "
+              "with include_top=False", path, layer_name(base_config),
+              base_config.get("class_name"))
+    outputs = base_config["config"].get("output_layers") or []
+    last = outputs[0] if outputs and isinstance(outputs[0], str) else \
+        (outputs[-1][0] if outputs else BASE_FEATURES)
+    cls = {layer_name(l): l.get("class_name") for l in layers}.get(last)
+    return BASE_POOLS.get(cls)
+
+
+def _chain(path, layers, output_name):
+    """Walk back from ``output_name`` to the input through single inbounds;
+    returns the layers from the input to the output."""
+    by_name = {layer_name(l): l for l in layers}
+    chain, name = [], output_name
+    while True:
+        layer = by_name.get(name)
+        make_sure(layer is not None, "%s: the architecture names a layer '%s' it does not "
+                  "define", path, name)
+        chain.append(layer)
+        if layer.get("class_name") in INPUT_CLASSES:
+            break
+        if layer.get("class_name") in MODEL_CLASSES and _is_xception(layer) or \
+                layer_name(layer) == BASE_FEATURES:
+            chain.extend(_preprocessing_chain(path, by_name, layer))
+            break
+        tensors, _ = inbound(layer)
+        make_sure(len(tensors) == 1, "%s: layer '%s' (%s) takes %d inputs: the head must be a "
+                  "chain (no branches or merges); %s", path, name, layer.get("class_name"),
+                  len(tensors), SUPPORTED_TEXT)
+        name = tensors[0]
+    return list(reversed(chain))
+
+
+def _preprocessing_chain(path, by_name, base_end):
+    """From the base's first layer back to the model input."""
+    start = base_end
+    if layer_name(base_end) == BASE_FEATURES:
+        start = by_name.get(BASE_FIRST)
+        make_sure(start is not None, "%s: no layer %s before %s", path, BASE_FIRST,
+                  BASE_FEATURES)
+    chain = []
+    tensors, _ = inbound(start)
+    while tensors:
+        make_sure(len(tensors) == 1, "%s: layer '%s' takes %d inputs before the base", path,
+                  layer_name(start), len(tensors))
+        layer = by_name[tensors[0]]
+        chain.append(layer)
+        tensors, _ = inbound(layer)
+    return chain
+
+
+def read_transfer(path, config, declared_size=None):
+    """Turn a model config into a ``Transfer``.
+
+    Raises:
+        ConversionError: the model is not a chain around one Xception base, or
+            holds a layer that is not supported (named, with its class).
+    """
+    cls, cfg = config.get("class_name"), config.get("config", {})
+    make_sure(cls in MODEL_CLASSES, "%s: the file's model is a %s, expected a Functional or "
+              "Sequential model", path, cls)
+    layers = cfg.get("layers") or []
+    if cls == "Sequential":
+        chain = [l for l in layers if l.get("class_name") not in INPUT_CLASSES]
+        inputs = [l for l in layers if l.get("class_name") in INPUT_CLASSES]
+        size = _input_size(inputs[0]) if inputs else None
+        size = size or (cfg.get("build_input_shape") or [None] * 4)[1:3]
+        if chain and not size[0]:
+            size = _input_size(chain[0])
+    else:
+        outputs = cfg.get("output_layers") or []
+        outputs = [outputs] if outputs and not isinstance(outputs[0], list) else outputs
+        make_sure(len(outputs) == 1, "%s: the model has %d outputs; only one is supported",
+                  path, len(outputs))
+        inputs_cfg = cfg.get("input_layers") or []
+        inputs_cfg = [inputs_cfg] if inputs_cfg and not isinstance(inputs_cfg[0], list) \
+            else inputs_cfg
+        make_sure(len(inputs_cfg) == 1, "%s: the model has %d inputs; only one is supported",
+                  path, len(inputs_cfg))
+        chain = _chain(path, layers, outputs[0][0])
+        size = _input_size(chain[0]) if chain[0].get("class_name") in INPUT_CLASSES else None
+        chain = [l for l in chain if l.get("class_name") not in INPUT_CLASSES]
+
+    bases = [i for i, l in enumerate(chain)
+             if (l.get("class_name") in MODEL_CLASSES and _is_xception(l)) or
+             layer_name(l) == BASE_FEATURES]
+    make_sure(bases, "%s: no Xception base in the model (no nested model or layers named "
+              "%s ... %s)", path, BASE_FIRST, BASE_FEATURES)
+    make_sure(len(bases) == 1, "%s: layer '%s' (%s): a second Xception base; one is supported",
+              path, layer_name(chain[bases[-1]]), chain[bases[-1]].get("class_name"))
+    at = bases[0]
+    base = chain[at]
+    preprocessing = []
+    for layer in chain[:at]:
+        preprocessing += preprocess_ops(path, layer)
+    base_layers = ()
+    inference_base = False
+    if layer_name(base) == BASE_FEATURES:
+        base_name, pooling = None, None
+        base_layers = _flattened_base_layers(path, layers, chain[:at])
+    else:
+        base_name, pooling = layer_name(base), _base_pooling(path, base)
+        inference_base = called_in_inference_mode(base)
+        if not (size and size[0]):
+            inner = [l for l in base["config"]["layers"]
+                     if l.get("class_name") in INPUT_CLASSES]
+            size = _input_size(inner[0]) if inner else None
+    head = [h for h in (head_entry(path, l) for l in chain[at + 1:]) if h is not None]
+    if cls != "Sequential":
+        used = {layer_name(l) for l in chain} | set(base_layers)
+        extra = [l for l in layers if layer_name(l) not in used and
+                 l.get("class_name") not in INPUT_CLASSES]
+        make_sure(not extra, "%s: layer '%s' (%s) is not on the path from the input through "
+                  "the base to the output (branches and extra outputs are not supported)",
+                  path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
+    spec = {"input_shape": list(declared_size or size or (299, 299)),
+            "declared_input_shape": list(size) if size and size[0] else None,
+            "preprocess": preprocessing,
+            "base": {"name": base_name, "pooling": pooling, "inference_mode": inference_base},
+            "head": head}
+    check_spec(spec)
+    return Transfer(spec, base_name, tuple(base_layers),
+                    tuple(layer_name(l) for l in chain[:at]))
+
+
+def _flattened_base_layers(path, layers, before_base):
+    """Names of the top-level layers of a flattened base: everything that is
+    neither the input, nor preprocessing, nor after the base."""
+    names = [layer_name(l) for l in layers]
+    end = names.index(BASE_FEATURES)
+    skip = {layer_name(l) for l in before_base}
+    return [layer_name(l) for l in layers[:end + 1]
+            if l.get("class_name") not in INPUT_CLASSES and layer_name(l) not in skip]

@@ -1,0 +1,102 @@
+"""The model config Keras stores in a file (``config.json`` of a ``.keras``
+archive, the ``model_config`` attribute of a full-model ``.h5``), read with
+``json`` alone: nothing from the file is imported or executed.  Keras 2 and
+Keras 3 write a layer's calls ("inbound nodes") in two formats; the helpers
+here read both.
+"""
+import json
+
+from ..errors import ConversionError, make_sure
+
+INPUT_CLASSES = ("InputLayer",)
+MODEL_CLASSES = ("Functional", "Model", "Sequential")
+XCEPTION_LAYER_PREFIXES = ("block", "conv2d", "convolution2d", "batch_normalization",
+                           "batchnormalization", "add", "input", "avg_pool", "max_pool",
+                           "global_average_pooling2d", "global_max_pooling2d", "predictions")
+
+
+def load_model_config(text, path):
+    """The model config dict from its JSON text."""
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise ConversionError("%s: the model architecture is not readable JSON (%s)"
+                              % (path, exc))
+    make_sure(isinstance(config, dict) and "class_name" in config and "config" in config,
+              "%s: the model architecture has no class_name/config", path)
+    return config
+
+
+
+def layer_name(layer):
+    return layer.get("name") or layer.get("config", {}).get("name")
+
+
+
+def inbound(layer):
+    """``[(source layer name, constant arguments)]`` of a layer's first call,
+    for both the Keras 2 and the Keras 3 node formats."""
+    nodes = layer.get("inbound_nodes") or []
+    if not nodes:
+        return [], []
+    node = nodes[0]
+    if isinstance(node, dict):                              # Keras 3
+        tensors, constants = [], []
+        for arg in node.get("args", []):
+            for item in (arg if isinstance(arg, list) else [arg]):
+                if isinstance(item, dict) and item.get("class_name") == "__keras_tensor__":
+                    tensors.append(item["config"]["keras_history"][0])
+                else:
+                    constants.append(item)
+        constants += [v for k, v in node.get("kwargs", {}).items()
+                      if k in ("y", "x2") and not isinstance(v, dict)]
+        return tensors, constants
+    tensors, constants = [], []                             # Keras 2
+    if node and isinstance(node[0], str):                   # TFOpLambda: one flat entry
+        node = [node]
+    for entry in node:
+        tensors.append(entry[0])
+        kwargs = entry[3] if len(entry) > 3 and isinstance(entry[3], dict) else {}
+        constants += [v for k, v in kwargs.items() if k == "y"]
+    return tensors, constants
+
+
+
+def called_in_inference_mode(layer):
+    """Whether the layer's first call passed ``training=False`` (the keras.io
+    guide's ``base(x, training=False)``), in either node format."""
+    nodes = layer.get("inbound_nodes") or []
+    if not nodes:
+        return False
+    node = nodes[0]
+    if isinstance(node, dict):                              # Keras 3
+        return node.get("kwargs", {}).get("training") is False
+    entry = node if node and isinstance(node[0], str) else node[0]    # Keras 2
+    kwargs = entry[3] if len(entry) > 3 and isinstance(entry[3], dict) else {}
+    return kwargs.get("training") is False
+
+
+
+def first_arg_is_tensor(layer):
+    node = (layer.get("inbound_nodes") or [None])[0]
+    if isinstance(node, dict):
+        args = node.get("args", [])
+        return bool(args) and isinstance(args[0], dict) and \
+            args[0].get("class_name") == "__keras_tensor__"
+    return True                 # Keras 2 TFOpLambda: the tensor is x, the constant y
+
+
+def model_config(keras_file):
+    """The file's architecture as a dict, or ``None`` for a weights-only file."""
+    text = keras_file.attrs.get("model_config")
+    return load_model_config(text, keras_file.path) if text else None
+
+
+def is_plain_xception(config):
+    """Whether the architecture is ``keras.applications.Xception`` itself."""
+    layers = config.get("config", {}).get("layers") or []
+    if config.get("class_name") not in ("Functional", "Model"):
+        return False
+    names = [layer_name(l) for l in layers]
+    return bool(names) and all(str(n).startswith(XCEPTION_LAYER_PREFIXES) for n in names) and \
+        not any(l.get("class_name") in MODEL_CLASSES for l in layers)

@@ -1,0 +1,129 @@
+"""One layer of a transfer model's config, translated into an entry of the
+network description (``xception_mx.model.transfer``): a head layer, or the
+preprocessing operations of a layer before the base.  Anything else is
+refused with the layer's name and class.
+"""
+from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS
+
+from ..errors import ConversionError, make_sure
+from .keras_config import INPUT_CLASSES, first_arg_is_tensor, inbound, layer_name
+
+# Scalar arithmetic on the symbolic input (``preprocess_input``): Keras 2
+# records ``TFOpLambda`` layers named after the TF function, Keras 3 operation
+# layers named after the op class.
+SCALAR_OPS = {
+    "math.truediv": "divide", "math.divide": "divide", "__operators__.truediv": "divide",
+    "math.subtract": "subtract", "__operators__.sub": "subtract",
+    "math.multiply": "multiply", "__operators__.mul": "multiply",
+    "math.add": "add", "__operators__.add": "add",
+    "TrueDivide": "divide", "Divide": "divide", "Subtract": "subtract",
+    "Multiply": "multiply", "Add": "add",
+}
+COMMUTATIVE = ("add", "multiply")
+SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, preprocess_input "
+                  "arithmetic, identity augmentation layers; the Xception base; "
+                  "GlobalAverage/MaxPooling2D, Flatten, Dense, Activation, ReLU, LeakyReLU, "
+                  "Softmax, BatchNormalization, Dropout-like layers")
+
+
+def refuse(path, layer, why):
+    raise ConversionError("%s: layer '%s' (%s): %s; %s" % (
+        path, layer_name(layer), layer.get("class_name"), why, SUPPORTED_TEXT))
+
+
+
+def activation(path, layer, name):
+    make_sure(name in ACTIVATIONS, "%s: layer '%s' (%s): activation '%s' is not supported "
+              "(supported: %s)", path, layer_name(layer), layer.get("class_name"), name,
+              ", ".join(sorted(ACTIVATIONS)))
+    return name
+
+
+
+def head_entry(path, layer):
+    """The head spec entry of one layer (``None`` for identity layers)."""
+    cls, cfg, name = layer.get("class_name"), layer.get("config", {}), layer_name(layer)
+    if cls in IDENTITY_LAYERS:
+        return None
+    if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        make_sure(not cfg.get("keepdims"), "%s: layer '%s' (%s): keepdims=True is not "
+                  "supported", path, name, cls)
+        return {"class": cls, "name": name}
+    if cls == "Flatten":
+        return {"class": cls, "name": name}
+    if cls == "Dense":
+        return {"class": cls, "name": name, "units": int(cfg["units"]),
+                "use_bias": bool(cfg.get("use_bias", True)),
+                "activation": activation(path, layer, cfg.get("activation") or "linear")}
+    if cls == "Activation":
+        return {"class": cls, "name": name,
+                "activation": activation(path, layer, cfg.get("activation"))}
+    if cls == "ReLU":
+        return {"class": cls, "name": name, "max_value": cfg.get("max_value"),
+                "negative_slope": float(cfg.get("negative_slope") or 0.0),
+                "threshold": float(cfg.get("threshold") or 0.0)}
+    if cls == "LeakyReLU":
+        slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
+        return {"class": cls, "name": name, "negative_slope": float(slope)}
+    if cls == "Softmax":
+        axis = cfg.get("axis", -1)
+        make_sure(axis in (-1, [-1]), "%s: layer '%s' (Softmax): only axis -1 is supported, "
+                  "got %s", path, name, axis)
+        return {"class": cls, "name": name}
+    if cls == "BatchNormalization":
+        axis = cfg.get("axis", -1)
+        make_sure(axis in (-1, [-1], 3, [3], 1, [1]), "%s: layer '%s' (BatchNormalization): "
+                  "only the channel axis is supported, got %s", path, name, axis)
+        return {"class": cls, "name": name, "epsilon": float(cfg.get("epsilon", 1e-3)),
+                "momentum": float(cfg.get("momentum", 0.99)),
+                "center": bool(cfg.get("center", True)), "scale": bool(cfg.get("scale", True)),
+                "axis": -1}                     # the channel axis, however the file says it
+    refuse(path, layer, "not a layer a head may hold")
+
+
+
+def preprocess_ops(path, layer):
+    """The preprocessing operations of one layer before the base."""
+    cls, cfg, name = layer.get("class_name"), layer.get("config", {}), layer_name(layer)
+    if cls in IDENTITY_LAYERS:
+        return []
+    if cls == "Sequential":
+        ops = []
+        for inner in cfg.get("layers", []):
+            if inner.get("class_name") in INPUT_CLASSES:
+                continue
+            make_sure(inner.get("class_name") in IDENTITY_LAYERS or
+                      inner.get("class_name") in ("Rescaling", "Normalization"),
+                      "%s: layer '%s' (%s) inside '%s': not a preprocessing layer; %s", path,
+                      layer_name(inner), inner.get("class_name"), name, SUPPORTED_TEXT)
+            ops += preprocess_ops(path, inner)
+        return ops
+    if cls == "Rescaling":
+        scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+        make_sure(isinstance(scale, (int, float)) and isinstance(offset, (int, float)),
+                  "%s: layer '%s' (Rescaling): only scalar scale and offset are supported",
+                  path, name)
+        return [{"op": "multiply", "value": float(scale)}, {"op": "add", "value": float(offset)}]
+    if cls == "Normalization":
+        make_sure(not cfg.get("invert"), "%s: layer '%s' (Normalization): invert=True is not "
+                  "supported", path, name)
+        axis = cfg.get("axis", -1)
+        make_sure(axis in (-1, [-1], 3, [3]), "%s: layer '%s' (Normalization): only the "
+                  "channel axis is supported, got %s", path, name, axis)
+        return [{"op": "normalize", "name": name, "mean": cfg.get("mean"),
+                 "variance": cfg.get("variance")}]
+    function = cfg.get("function") if cls == "TFOpLambda" else cls
+    if function in SCALAR_OPS:
+        op = SCALAR_OPS[function]
+        tensors, constants = inbound(layer)
+        first_is_tensor = first_arg_is_tensor(layer)
+        make_sure(len(tensors) == 1 and len(constants) == 1 and
+                  isinstance(constants[0], (int, float)),
+                  "%s: layer '%s' (%s): only arithmetic of the input with one number is "
+                  "supported", path, name, cls)
+        make_sure(first_is_tensor or op in COMMUTATIVE, "%s: layer '%s' (%s): a number %s the "
+                  "input is not supported (only input %s number)", path, name, cls,
+                  {"subtract": "minus", "divide": "divided by"}.get(op, op),
+                  {"subtract": "-", "divide": "/"}.get(op, op))
+        return [{"op": op, "value": float(constants[0])}]
+    refuse(path, layer, "not a layer that may come before the Xception base")

@@ -77,8 +77,8 @@ def main(argv=None):
             fuzz.get("cases", 0), fuzz.get("clean_errors", 0), fuzz.get("converted", 0),
             fuzz.get("failures", 0)),
         "| SIGKILL at a random moment of a conversion over an existing checkpoint, drawn over "
-        "the %.1f s a traced run took to write it, counted from when the killed run starts "
-        "writing | %d kills (%s) | %d "
+        "the %.1f s a traced run lasted from the start of its write, counted from when the "
+        "killed run starts writing | %d kills (%s) | %d "
         "left the previous checkpoint, %d the new one | %d |" % (
             kills["measured"]["seconds"] - kills["measured"]["write_starts"],
             kills.get("kills", 0), phases(kills), kills.get("old_intact", 0),

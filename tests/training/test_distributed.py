@@ -94,13 +94,16 @@ def process_gone(pid):
         return True
 
 
-def assert_processes_gone(output):
-    """Every worker that printed its pid is gone."""
+def assert_processes_gone(output, within=10):
+    """Every worker that printed its pid is gone, at the latest ``within`` seconds after the
+    launcher returned (a remote worker dies when its watchdog sees the connection close)."""
     pids = [int(p) for p in re.findall(r"^\[rank \d\] rank \d pid (\d+)$", output, re.M)]
     assert len(pids) == 2, output[-2000:]
-    time.sleep(1)
+    deadline = time.time() + within
+    while not all(process_gone(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.05)
     for pid in pids:
-        assert process_gone(pid), "worker pid %d still runs" % pid
+        assert process_gone(pid), "worker pid %d still runs %d s later" % (pid, within)
 
 
 def start_until_first_checkpoint(argv, out, log_path):

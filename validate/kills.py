@@ -13,6 +13,10 @@ import time
 
 from .robustness import BIN, checkpoint_state, run_tool
 
+# the named points (xception_mx/faults.py) random kills are counted from
+WRITE_STARTS = "checkpoint:before-temp-files"
+FIRST_CHECKPOINT = "epoch-0:checkpoint-written"
+
 
 def read_trace(path, start):
     """``[(seconds since start, point name)]`` from a fault-point trace (faults.py)."""
@@ -87,7 +91,7 @@ def kill_conversions(source_a, source_b, prefix, kills, seed):
     trace = prefix + ".trace"
     _, duration, rows, code = traced_run(command, trace)
     assert code == 0, "the measured conversion failed"
-    write_starts = point_time(rows, "checkpoint:before-temp-files")
+    write_starts = point_time(rows, WRITE_STARTS)
     attempts = 0
     while counts["kills"] < kills and attempts < 3 * kills:
         attempts += 1
@@ -96,7 +100,7 @@ def kill_conversions(source_a, source_b, prefix, kills, seed):
         # convert varies from run to run more than the write lasts
         killed, _, rows, code = traced_run(command, trace,
                                            kill_after=rng.uniform(0, duration - write_starts),
-                                           after_point="checkpoint:before-temp-files")
+                                           after_point=WRITE_STARTS)
         if not killed:
             assert code == 0, "a conversion failed before the kill (exit %s)" % code
             counts["finished_first"] += 1
@@ -141,7 +145,7 @@ def kill_training(args, out, kills, seed, reference):
     _, duration, rows, code = traced_run(finetune + ["--out", reference],
                                          os.path.join(reference + ".trace"))
     assert code == 0, "the reference fine-tuning run failed"
-    first_checkpoint = point_time(rows, "epoch-0:checkpoint-written")
+    first_checkpoint = point_time(rows, FIRST_CHECKPOINT)
     epochs = sum(name.endswith(":checkpoint-written") for _, name in rows)
     last = sorted(glob.glob(os.path.join(reference, "epoch-*.params")))[-1]
     expected = mx.nd.load(last)
@@ -155,7 +159,7 @@ def kill_training(args, out, kills, seed, reference):
         killed, _, rows, code = traced_run(
             finetune + ["--out", folder], folder + ".trace",
             kill_after=rng.uniform(0, duration - first_checkpoint),
-            after_point="epoch-0:checkpoint-written")
+            after_point=FIRST_CHECKPOINT)
         if not killed:
             assert code == 0, "fine-tuning case %d failed before the kill (exit %s)" % (case,
                                                                                       code)
@@ -163,8 +167,7 @@ def kill_training(args, out, kills, seed, reference):
             continue
         counts["kills"] += 1
         phases[phase_of(rows)] += 1
-        counts["after_first_checkpoint"] += int(
-            "epoch-0:checkpoint-written" in [name for _, name in rows])
+        counts["after_first_checkpoint"] += int(FIRST_CHECKPOINT in [name for _, name in rows])
         complete = sorted(json.load(open(p))["epoch"] for p in
                           glob.glob(os.path.join(folder, "epoch-*.json")))
         resumed = subprocess.run(finetune + ["--out", folder, "--resume"], capture_output=True,

@@ -70,11 +70,13 @@ def _summary(conversion, paths, seconds):
         head = "classifier, %d classes, %s" % (net.classes, net.classifier_activation or "logits")
     else:
         head = "features, pooling %s" % (net.pooling or "none")
+    size = "input 3x%dx%d" % tuple(net.input_size)
+    if hasattr(net, "spec") and not net.spec.get("declared_input_shape"):
+        size += " (the model takes any size; --input-shape H W sets another)"
     version = source.attrs.get("keras_version", "unknown")
     return "\n".join([
         "%s: %s (%s, Keras %s)" % (PROG, source.path, source.format, version),
-        "  %d tensors, %d values -> %s, input 3x%dx%d" % (
-            len(conversion.rows), n_values, head, *net.input_size),
+        "  %d tensors, %d values -> %s, %s" % (len(conversion.rows), n_values, head, size),
         "  wrote %s" % ", ".join(paths[k] for k in ("symbol", "params", "meta")),
         "  verified: reloaded parameters equal the converted ones (%.2f s)" % seconds,
     ])

@@ -277,6 +277,10 @@ def _read_h5_attrs(path):
 def check_readable(path):
     """Fail with a clear message unless ``path`` is a non-empty regular file."""
     make_sure(os.path.exists(path), "%s: no such file", path)
+    make_sure(not os.path.isfile(os.path.join(path, "saved_model.pb")), "%s: a TensorFlow "
+              "SavedModel folder, which this converter does not read; load it with the Keras "
+              "that saved it and save it again as .keras or .h5 (model.save('model.keras'))",
+              path)
     make_sure(not os.path.isdir(path), "%s: is a directory, expected a Keras weights file", path)
     make_sure(os.path.getsize(path) > 0, "%s: file is empty (0 bytes)", path)
 

@@ -71,6 +71,21 @@ def sequential(seed=0, size=(71, 71), keras=None):
     return randomize_head(model, seed)
 
 
+def any_size(seed=0):
+    """A base built for any input size (``input_shape=(None, None, 3)``), as
+    fully convolutional models are: nested, a pooling head."""
+    keras = import_keras()
+    layers = keras.layers
+    keras.utils.set_random_seed(seed)
+    base = keras.applications.Xception(weights=None, include_top=False,
+                                       input_shape=(None, None, 3))
+    randomize_batchnorm(base, seed, size=(71, 71))
+    inputs = keras.Input((None, None, 3))
+    x = layers.GlobalAveragePooling2D()(base(inputs, training=False))
+    outputs = layers.Dense(4, name="out")(layers.Dense(16, activation="relu", name="fc1")(x))
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
 def keras2_nested(seed=0, size=(71, 71)):
     """The guide's model as Keras 2 writes it (preprocess_input as TFOpLambda)."""
     tf_keras = import_tf_keras()

@@ -4,7 +4,9 @@ each format users hold, and their outputs.
 TensorFlow must be imported after MXNet (the other order crashes the process
 with these wheels), so Keras is only ever imported through ``import_keras``.
 """
+import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -34,7 +36,7 @@ def keras_xception(include_top=True, classes=1000, pooling=None, classifier_acti
         classifier_activation=classifier_activation, input_shape=tuple(input_shape) + (3,))
 
 
-def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0):
+def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0, size=None):
     """Give every BatchNorm non-trivial gamma, beta and moving statistics.
 
     With mean 0, variance 1, gamma 1 and beta 0 a swapped or dropped BN tensor
@@ -42,7 +44,8 @@ def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0):
     beta are drawn at random, then the moving statistics are set to the batch
     statistics of a seeded random batch drawn in ``[low, high]`` (the range the
     model's input takes; one training-mode pass with momentum 0), which keeps
-    activations at a sane scale through all 36 layers.
+    activations at a sane scale through all 36 layers.  ``size``: the batch's
+    height and width, for a model built for any input size.
     """
     rng = np.random.RandomState(seed)
     bns = [layer for layer in model.layers      # Keras 3 or tf-keras layers
@@ -54,7 +57,7 @@ def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0):
     momenta = [layer.momentum for layer in bns]
     for layer in bns:
         layer.momentum = 0.0
-    height, width = model.input_shape[1:3]
+    height, width = size or model.input_shape[1:3]
     batch = rng.uniform(low, high, (calibration_batch, height, width, 3)).astype(np.float32)
     model(batch, training=True)
     for layer, momentum in zip(bns, momenta):
@@ -172,12 +175,19 @@ def keras_predict(model, x_nchw, batch_size=8):
 
 
 def written_by_keras2(path):
-    """Whether ``path`` is an HDF5 model file Keras 2 wrote (``keras_version`` 2.x)."""
+    """Whether Keras 2 wrote ``path`` (``keras_version`` 2.x): the HDF5 file's
+    attribute, or the ``metadata.json`` of a ``.keras`` archive (tf-keras
+    writes that format too, and Keras 3 cannot load its archives)."""
     import h5py
-    if path.endswith(".keras"):
-        return False
-    with h5py.File(path, "r") as f:
-        version = f.attrs.get("keras_version", b"")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            try:
+                version = json.loads(archive.read("metadata.json")).get("keras_version", "")
+            except (KeyError, ValueError, AttributeError):
+                return False
+    else:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version", b"")
     version = version.decode() if isinstance(version, bytes) else str(version)
     return version.startswith("2.")
 
@@ -191,5 +201,7 @@ def load_user_model(path):
     keras = import_keras()
     if written_by_keras2(path):
         import tf_keras
+        if zipfile.is_zipfile(path):
+            return tf_keras.models.load_model(path, compile=False, safe_mode=True)
         return tf_keras.models.load_model(path, compile=False)
     return keras.models.load_model(path, compile=False, safe_mode=True)

@@ -168,8 +168,9 @@ def read_transfer(path, config, declared_size=None):
         make_sure(not extra, "%s: layer '%s' (%s) is not on the path from the input through "
                   "the base to the output (branches and extra outputs are not supported)",
                   path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
+    size = list(size) if size and all(size) else None      # (None, None): any size
     spec = {"input_shape": list(declared_size or size or (299, 299)),
-            "declared_input_shape": list(size) if size and size[0] else None,
+            "declared_input_shape": size,
             "preprocess": preprocessing,
             "base": {"name": base_name, "pooling": pooling, "inference_mode": inference_base},
             "head": head}

@@ -91,6 +91,9 @@ def build_keras_transfer(spec, params, where, fill_xception):
     from validate.keras_side import import_keras
     keras = import_keras()
     size = tuple(spec["input_shape"]) + (3,)
+    if "declared_input_shape" in spec and not spec["declared_input_shape"] and \
+            not any(layer["class"] == "Flatten" for layer in spec["head"]):
+        size = (None, None, 3)                       # the Keras model took any size
     inputs = keras.Input(size)
     x = _preprocess(keras, inputs, spec, params, where)
     base_spec = spec["base"]

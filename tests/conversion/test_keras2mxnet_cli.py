@@ -135,6 +135,17 @@ def test_zip_that_is_not_a_keras_archive(tmp_path, out):
                          "model.weights.h5")
 
 
+def test_savedmodel_folder_says_to_save_a_keras_file(tmp_path, out):
+    import transfer_models
+    tf_keras = transfer_models.import_tf_keras()
+    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)])
+    folder = tmp_path / "exported_model"
+    model.save(str(folder), save_format="tf")          # TF 2.x's default before 2.13
+    assert (folder / "saved_model.pb").is_file()
+    assert_clean_failure(run_tool("keras2mxnet", folder, "-o", out / "x"), out,
+                         "exported_model", "SavedModel", "model.save('model.keras')")
+
+
 def test_weights_of_another_architecture(keras_dir, out):
     keras = keras_side.import_keras()
     resnet = keras_side.save_keras(keras.applications.ResNet50(weights=None),

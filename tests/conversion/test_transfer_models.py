@@ -9,6 +9,7 @@ import pytest
 import transfer_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
+from validate import keras_side
 from xception_mx import load_images
 from xception_mx.serving.loading import load_network
 
@@ -159,6 +160,36 @@ def test_input_shape_overrides_the_declared_size_of_a_pooling_head(tmp_path):
     expected = same_at_99.predict(x, verbose=0)
     got = net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy()
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_a_model_built_for_any_input_size_converts_at_299_or_the_size_asked(tmp_path):
+    model = transfer_models.built(transfer_models.any_size)
+    assert model.input_shape == (None, None, None, 3)
+    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    rng = np.random.RandomState(3)
+    for size in [None, (96, 80)]:
+        prefix = tmp_path / ("mx%s" % (size and size[0]))
+        flags = ["--input-shape", str(size[0]), str(size[1])] if size else []
+        result = run_tool("keras2mxnet", path, "-o", prefix, *flags)
+        assert result.returncode == 0, result.stderr
+        height, width = size or (299, 299)
+        assert "input 3x%dx%d (the model takes any size" % (height, width) in result.stdout
+        net, meta = load_network(str(prefix))
+        assert meta["model"]["input_shape"] == [height, width]
+        assert meta["model"]["transfer"]["declared_input_shape"] is None
+        x = rng.uniform(-1, 1, (2, height, width, 3)).astype(np.float32)
+        expected = model.predict(x, verbose=0)
+        got = net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy()
+        assert np.abs(expected[0] - expected[1]).max() > 1e-3      # not constants
+        assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    result = run_tool("mxnet2keras", tmp_path / "mxNone", "-o", tmp_path / "back.keras")
+    assert result.returncode == 0, result.stderr
+    back = keras_side.load_user_model(str(tmp_path / "back.keras"))
+    assert back.input_shape == (None, None, None, 3)        # any size again, as written
+    x = rng.uniform(-1, 1, (2, 75, 90, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
+        1.0, float(np.abs(expected).max()))
 
 
 def test_input_shape_is_refused_for_a_head_that_flattens(tmp_path):

@@ -20,6 +20,7 @@ from xception_mx.serving.loading import load_params, load_symbol, read_meta
 MODELS = {   # name: (builder, suffix); input convention and output in the comment
     "nested": (transfer_models.nested, ".keras"),                 # raw pixels, softmax
     "keras2_nested": (transfer_models.keras2_nested, ".h5"),      # raw pixels, TFOpLambda
+    "keras2_archive": (transfer_models.keras2_nested, ".keras"),  # the same, tf-keras' .keras
     "keras2_flattened": (transfer_models.keras2_flattened, ".h5"),  # [-1, 1], sigmoid
 }
 

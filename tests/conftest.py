@@ -74,6 +74,8 @@ def keras_files_top(reference_model, keras_dir):
         reference_model, str(keras_dir / "top_tf_keras_weights.h5"), whole_model=False)
     files["tf-keras-model-h5"] = keras_files.save_with_keras2(
         reference_model, str(keras_dir / "top_tf_keras_model.h5"), whole_model=True)
+    files["tf-keras-archive"] = keras_files.save_with_keras2(
+        reference_model, str(keras_dir / "top_tf_keras.keras"), whole_model=True)
     files["weights-h5-unnamed"] = keras_files.strip_keras3_names(
         files["weights-h5"], str(keras_dir / "top_unnamed.weights.h5"))
     return files

@@ -108,14 +108,15 @@ def replace_dataset(path, dataset_path, new_value):
 def save_with_keras2(model, path, whole_model):
     """``model``'s weights in Keras 2's own Xception, saved by Keras 2 itself
     (tf-keras): ``save_weights`` to legacy HDF5, or with ``whole_model`` the
-    full-model ``.h5`` Keras 2 writes."""
+    whole model, as the ``.h5`` or (``path`` ending in ``.keras``) the
+    ``.keras`` archive Keras 2 writes."""
     from validate.keras_side import import_keras
     import_keras()                                # MXNet first, TensorFlow quiet
     import tf_keras
     keras2 = tf_keras.applications.Xception(weights=None, classifier_activation=None)
     keras2.set_weights(model.get_weights())
     if whole_model:
-        keras2.save(path, save_format="h5")
+        keras2.save(path, save_format="keras" if path.endswith(".keras") else "h5")
     else:
         keras2.save_weights(path, save_format="h5")
     return path

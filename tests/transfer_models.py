@@ -86,6 +86,42 @@ def any_size(seed=0):
     return randomize_head(keras.Model(inputs, outputs), seed)
 
 
+def integer_input(seed=0, size=(71, 71), keras=None):
+    """``Input(dtype="uint8")`` then ``Rescaling``, as models that take the
+    image bytes are built: Keras casts what it is fed (fractions truncated)."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, size)
+    inputs = keras.Input(tuple(size) + (3,), dtype="uint8")
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="to_unit_range")(inputs)
+    x = layers.GlobalAveragePooling2D()(base(x, training=False))
+    x = layers.Dense(8, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(5, activation="softmax", name="out")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def keras2_integer_input(seed=0, size=(71, 71)):
+    """The same in Keras 2 (tf-keras), saved as tf-keras' ``.keras`` archive."""
+    return integer_input(seed, size, keras=import_tf_keras())
+
+
+def mixed_precision(seed=0, size=(71, 71)):
+    """The keras.io guide's model trained in mixed precision (``mixed_float16``
+    policy; the float32 output layer the Keras guide asks for): weights float32,
+    computation float16."""
+    keras = import_keras()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        base = _base(keras, seed, size)
+        inputs = keras.Input(tuple(size) + (3,))
+        x = keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))
+        x = keras.layers.Dense(8, activation="relu", name="fc1")(x)
+        outputs = keras.layers.Dense(4, activation="softmax", dtype="float32", name="out")(x)
+        return randomize_head(keras.Model(inputs, outputs), seed)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def keras2_nested(seed=0, size=(71, 71)):
     """The guide's model as Keras 2 writes it (preprocess_input as TFOpLambda)."""
     tf_keras = import_tf_keras()

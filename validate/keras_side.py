@@ -157,11 +157,11 @@ def save_keras(model, path, fmt):
 def load_keras_model(path, include_top, classes, pooling=None, classifier_activation=None,
                      input_shape=(299, 299)):
     """A Keras Xception of the given head and input shape with the weights of
-    ``path`` (any format ``save_keras`` writes), loaded by Keras itself."""
-    keras = import_keras()
+    ``path`` (any format ``save_keras`` writes, or tf-keras' ``.keras``),
+    loaded by Keras itself."""
     model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape)
-    if path.endswith(".keras"):
-        model.set_weights(keras.models.load_model(path, compile=False).get_weights())
+    if path.endswith(".keras"):        # Keras 3's or tf-keras' archive, loaded in safe mode
+        model.set_weights(load_user_model(path).get_weights())
     else:
         model.load_weights(path)
     return model

@@ -90,17 +90,41 @@ def _set_input_sizes(config, size):
             _set_input_sizes(value, size)
 
 
-def at_input_size(model, size):
-    """``model``, or for a checkpoint converted at another size than the model
-    declares (``keras2mxnet --input-shape``), the same model and weights
-    rebuilt by Keras for ``size`` (from the config already checked)."""
-    if tuple(model.input_shape[1:3]) == tuple(size):
-        return model
-    config = model.get_config()
+def _float32_policies(config, found):
+    """Every mixed-precision dtype policy in a model config (Keras 3's
+    ``DTypePolicy``, Keras 2's ``Policy``, or a policy name) set to float32;
+    the names replaced are added to ``found``."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "dtype" and isinstance(value, str) and value.startswith("mixed_"):
+                found.add(value)
+                config[key] = "float32"
+            elif key == "dtype" and isinstance(value, dict) and str(
+                    value.get("config", {}).get("name", "")).startswith("mixed_"):
+                found.add(value["config"]["name"])
+                value["config"]["name"] = "float32"
+            else:
+                _float32_policies(value, found)
+    elif isinstance(config, list):
+        for value in config:
+            _float32_policies(value, found)
+
+
+def as_converted(model, size):
+    """``(model, mixed)``: ``model``, or the same model and weights rebuilt by
+    Keras (from the config already checked) to compute what the checkpoint
+    computes: at ``size`` when the checkpoint was converted at another size
+    than the model declares (``keras2mxnet --input-shape``), and in float32
+    when the model computes in mixed precision (its weights are float32, the
+    checkpoint's too).  ``mixed``: the mixed policy's name, or ``None``."""
+    config, found = model.get_config(), set()
+    _float32_policies(config, found)
+    if tuple(model.input_shape[1:3]) == tuple(size) and not found:
+        return model, None
     _set_input_sizes(config, size)
-    resized = type(model).from_config(config)
-    resized.set_weights(model.get_weights())
-    return resized
+    rebuilt = type(model).from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt, ", ".join(sorted(found)) or None
 
 
 def _operation(model, name):

@@ -22,7 +22,7 @@ from xception_mx.model.transfer import check_spec
 from ..errors import make_sure
 from .keras_config import (INPUT_CLASSES, MODEL_CLASSES, called_in_inference_mode, inbound,
                            layer_name)
-from .layers import SUPPORTED_TEXT, head_entry, preprocess_ops
+from .layers import SUPPORTED_TEXT, head_entry, input_ops, preprocess_ops
 
 Transfer = collections.namedtuple("Transfer", "spec base_name base_layers before_base")
 Transfer.__doc__ = """``spec``: the network description (see
@@ -118,7 +118,8 @@ def read_transfer(path, config, declared_size=None):
     if cls == "Sequential":
         chain = [l for l in layers if l.get("class_name") not in INPUT_CLASSES]
         inputs = [l for l in layers if l.get("class_name") in INPUT_CLASSES]
-        size = _input_size(inputs[0]) if inputs else None
+        model_input = inputs[0] if inputs else None
+        size = _input_size(model_input) if inputs else None
         size = size or (cfg.get("build_input_shape") or [None] * 4)[1:3]
         if chain and not size[0]:
             size = _input_size(chain[0])
@@ -133,7 +134,8 @@ def read_transfer(path, config, declared_size=None):
         make_sure(len(inputs_cfg) == 1, "%s: the model has %d inputs; only one is supported",
                   path, len(inputs_cfg))
         chain = _chain(path, layers, outputs[0][0])
-        size = _input_size(chain[0]) if chain[0].get("class_name") in INPUT_CLASSES else None
+        model_input = chain[0] if chain[0].get("class_name") in INPUT_CLASSES else None
+        size = _input_size(model_input) if model_input else None
         chain = [l for l in chain if l.get("class_name") not in INPUT_CLASSES]
 
     bases = [i for i, l in enumerate(chain)
@@ -145,7 +147,7 @@ def read_transfer(path, config, declared_size=None):
               path, layer_name(chain[bases[-1]]), chain[bases[-1]].get("class_name"))
     at = bases[0]
     base = chain[at]
-    preprocessing = []
+    preprocessing = input_ops(path, model_input) if model_input else []
     for layer in chain[:at]:
         preprocessing += preprocess_ops(path, layer)
     base_layers = ()

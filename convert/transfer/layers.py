@@ -3,7 +3,7 @@ network description (``xception_mx.model.transfer``): a head layer, or the
 preprocessing operations of a layer before the base.  Anything else is
 refused with the layer's name and class.
 """
-from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS
+from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS, INTEGER_RANGES
 
 from ..errors import ConversionError, make_sure
 from .keras_config import INPUT_CLASSES, first_arg_is_tensor, inbound, layer_name
@@ -38,6 +38,21 @@ def activation(path, layer, name):
               ", ".join(sorted(ACTIVATIONS)))
     return name
 
+
+
+def input_ops(path, input_layer):
+    """The model input's own operation: Keras casts what it is fed to an
+    integer-typed input (``Input(dtype="uint8")``); float32 (and float64,
+    computed in float32) take the value as it is."""
+    dtype = input_layer.get("config", {}).get("dtype") or "float32"
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config", {}).get("name", "float32")
+    if dtype in INTEGER_RANGES:
+        return [{"op": "cast", "dtype": dtype}]
+    make_sure(dtype in ("float32", "float64"), "%s: layer '%s' (%s): input dtype %s is not "
+              "supported (supported: float32, float64, %s)", path, layer_name(input_layer),
+              input_layer.get("class_name"), dtype, ", ".join(INTEGER_RANGES))
+    return []
 
 
 def head_entry(path, layer):

@@ -42,7 +42,7 @@ def _preprocess(keras, x, spec, params, where):
     """Division and subtraction as Keras operations (``preprocess_input``'s),
     a multiplication and/or addition as ``Rescaling`` (``x * scale + offset``:
     the same float32 arithmetic)."""
-    ops = list(spec["preprocess"])
+    ops = [op for op in spec["preprocess"] if op["op"] != "cast"]    # the Input's dtype
     while ops:
         op = ops.pop(0)
         if op["op"] in ("divide", "subtract"):
@@ -94,7 +94,8 @@ def build_keras_transfer(spec, params, where, fill_xception):
     if "declared_input_shape" in spec and not spec["declared_input_shape"] and \
             not any(layer["class"] == "Flatten" for layer in spec["head"]):
         size = (None, None, 3)                       # the Keras model took any size
-    inputs = keras.Input(size)
+    casts = [op["dtype"] for op in spec["preprocess"] if op["op"] == "cast"]
+    inputs = keras.Input(size, dtype=casts[0] if casts else None)
     x = _preprocess(keras, inputs, spec, params, where)
     base_spec = spec["base"]
     if base_spec["name"]:

@@ -7,7 +7,7 @@ from convert.name_table import build_name_table
 
 FORMATS = ["legacy-h5", "legacy-model-h5", "weights-h5", "keras", "keras2-h5", "keras1-h5",
            "split-names-shuffled-h5", "weights-h5-unnamed", "tf-keras-weights-h5",
-           "tf-keras-model-h5"]
+           "tf-keras-model-h5", "tf-keras-archive"]
 
 
 @pytest.fixture(scope="module")

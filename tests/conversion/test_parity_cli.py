@@ -28,11 +28,13 @@ def checkpoints(keras_files_top, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", [(299, 299), (224, 224)], ids=["299", "224"])
-def test_parity_holds_on_photos_and_a_random_batch(shape, checkpoints, keras_files_top,
+@pytest.mark.parametrize("shape, fmt", [((299, 299), "weights-h5"),
+                                        ((224, 224), "tf-keras-archive")],
+                         ids=["299-weights-h5", "224-tf-keras-archive"])
+def test_parity_holds_on_photos_and_a_random_batch(shape, fmt, checkpoints, keras_files_top,
                                                    tmp_path):
     report = tmp_path / "parity.json"
-    result = run_tool("xception-parity", "--keras", keras_files_top["weights-h5"], "--mxnet",
+    result = run_tool("xception-parity", "--keras", keras_files_top[fmt], "--mxnet",
                       checkpoints[shape], DATA, "--random", "3", "--seed", "7", "--report",
                       report)
     assert result.returncode == 0, result.stdout + result.stderr

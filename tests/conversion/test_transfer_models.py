@@ -22,6 +22,8 @@ CASES = {   # name: (builder, file suffix)
     "sequential-keras3.h5": (transfer_models.sequential, ".h5"),
     "nested-keras2.h5": (transfer_models.keras2_nested, ".h5"),
     "flattened-keras2.h5": (transfer_models.keras2_flattened, ".h5"),
+    "uint8-input-keras3.keras": (transfer_models.integer_input, ".keras"),
+    "uint8-input-keras2.keras": (transfer_models.keras2_integer_input, ".keras"),
 }
 def inputs_for(model, preprocessed_inside):
     """The photos and random images at the model's input size, NHWC, as the
@@ -81,8 +83,10 @@ def test_weights_of_head_layers_keep_keras_names(tmp_path):
 def _unsupported_model(keras, edit):
     layers = keras.layers
     base = keras.applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3))
-    inputs = keras.Input((71, 71, 3))
+    inputs = keras.Input((71, 71, 3), dtype="float16" if edit == "float16_input" else None)
     x = layers.GlobalAveragePooling2D()(base(inputs))
+    if edit == "float16_input":
+        return keras.Model(inputs, layers.Dense(2, name="out")(x))
     if edit == "lambda":
         return keras.Model(inputs, layers.Lambda(lambda t: t * 2, name="double")(x))
     if edit == "two_outputs":
@@ -109,6 +113,7 @@ def _unsupported_model(keras, edit):
     ("custom_class", ["'scale'", "Scale", "supported"]),
     ("branches", ["'merge'", "Add", "supported"]),
     ("two_bases", ["'both'", "Concatenate", "supported"]),
+    ("float16_input", ["InputLayer", "input dtype float16", "supported: float32"]),
 ])
 def test_unsupported_models_are_refused_in_one_line(edit, fragments, tmp_path):
     model = _unsupported_model(transfer_models.import_keras(), edit)
@@ -189,6 +194,28 @@ def test_a_model_built_for_any_input_size_converts_at_299_or_the_size_asked(tmp_
     x = rng.uniform(-1, 1, (2, 75, 90, 3)).astype(np.float32)
     expected = model.predict(x, verbose=0)
     assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
+        1.0, float(np.abs(expected).max()))
+
+
+def test_a_uint8_input_truncates_fractional_values_as_keras_and_comes_back_as_uint8(
+        tmp_path):
+    model = transfer_models.built(transfer_models.integer_input)
+    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    convert_file(path, str(tmp_path / "mx"))
+    net, meta = load_network(str(tmp_path / "mx"))
+    assert meta["model"]["transfer"]["preprocess"][0] == {"op": "cast", "dtype": "uint8"}
+    assert "truncate to uint8" in meta["input"]["scale"]
+    pixels = np.random.RandomState(5).randint(0, 255, (1, 71, 71, 3)).astype(np.float32)
+    fractions = pixels + 0.9                  # Keras casts these down to the same pixels
+    expected = model.predict(pixels, verbose=0)
+    assert np.array_equal(model.predict(fractions, verbose=0), expected)
+    got = net(mx.nd.array(fractions.transpose(0, 3, 1, 2))).asnumpy()
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    result = run_tool("mxnet2keras", tmp_path / "mx", "-o", tmp_path / "back.keras")
+    assert result.returncode == 0, result.stderr
+    back = keras_side.load_user_model(str(tmp_path / "back.keras"))
+    assert back.inputs[0].dtype == "uint8"
+    assert np.abs(back.predict(fractions, verbose=0) - expected).max() <= 1e-5 * max(
         1.0, float(np.abs(expected).max()))
 
 

@@ -15,7 +15,7 @@ from convert import convert_file
 from rounding import assert_within_rounding, deviation
 from xception_mx import load_images
 from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.loading import load_params, load_symbol, read_meta
+from xception_mx.serving.loading import load_network, load_params, load_symbol, read_meta
 
 MODELS = {   # name: (builder, suffix); input convention and output in the comment
     "nested": (transfer_models.nested, ".keras"),                 # raw pixels, softmax
@@ -59,6 +59,25 @@ def test_parity_compares_outputs_and_every_layer_of_a_transfer_model(name, conve
     assert len(layers) >= 125 + len(head)
     if raw:           # what enters the base, after preprocess_input's subtraction
         assert "subtract" in layers[0]
+
+
+def test_parity_runs_a_mixed_precision_model_in_float32_and_says_so(tmp_path):
+    model = transfer_models.built(transfer_models.mixed_precision)
+    path = transfer_models.save(model, str(tmp_path / "mixed.keras"))
+    convert_file(path, str(tmp_path / "mx"))
+    report = tmp_path / "report.json"
+    result = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx", DATA,
+                      "--random", "2", "--report", report)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "computes in mixed_float16; compared in float32" in result.stdout
+    found = json.loads(report.read_text())
+    assert found["keras_policy"] == "float32 (the file's mixed_float16)"
+    assert all(r["max_abs"] <= 1e-4 for r in found["inputs"])
+    # what the note is about: Keras' own float16 computation is not within 1e-4
+    x = np.random.RandomState(0).uniform(-1, 1, (2, 71, 71, 3)).astype(np.float32)
+    net = load_network(str(tmp_path / "mx"))[0]
+    got = net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy()
+    assert np.abs(model.predict(x, verbose=0) - got).max() > 1e-4
 
 
 def test_parity_names_the_head_layer_a_damaged_checkpoint_gets_wrong(converted, tmp_path):

@@ -20,6 +20,14 @@ PREPROCESSING = {"input_name": "data", "layout": "NCHW", "dtype": "float32", "co
                  "scale": "x / 127.5 - 1", "range": [-1.0, 1.0]}
 
 
+def _step_text(op):
+    if op["op"] == "normalize":
+        return "normalize by %s's mean and variance" % op["name"]
+    if op["op"] == "cast":
+        return "truncate to %s" % op["dtype"]
+    return "%s %g" % (op["op"], op["value"])
+
+
 def input_convention(input_size, spec=None):
     """What a checkpoint's ``data`` input is (``PREFIX-meta.json``'s ``input``):
     Keras' preprocessed range, or for a transfer model ``spec`` that
@@ -27,8 +35,7 @@ def input_convention(input_size, spec=None):
     shape = [1, 3] + list(input_size)
     if spec is None or not spec["preprocess"]:
         return dict(PREPROCESSING, shape=shape)
-    steps = ["normalize by %s's mean and variance" % op["name"] if op["op"] == "normalize"
-             else "%s %g" % (op["op"], op["value"]) for op in spec["preprocess"]]
+    steps = [_step_text(op) for op in spec["preprocess"]]
     return dict(PREPROCESSING, scale="raw pixels; inside the network: " + ", then ".join(steps),
                 range=[0.0, 255.0], shape=shape)
 

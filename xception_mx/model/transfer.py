@@ -5,7 +5,8 @@ and a head, rebuilt from a JSON-ready ``spec`` (recorded in
 The spec::
 
     {"input_shape": [H, W],
-     "preprocess": [{"op": "divide", "value": 127.5}, {"op": "subtract", "value": 1.0},
+     "preprocess": [{"op": "cast", "dtype": "uint8"},   # an integer-typed Keras input
+                    {"op": "divide", "value": 127.5}, {"op": "subtract", "value": 1.0},
                     {"op": "normalize", "name": "normalization"}, ...],
      "base": {"name": "xception" or None (flattened), "pooling": None | "avg" | "max",
               "inference_mode": true when called as base(x, training=False)},
@@ -69,6 +70,11 @@ ACTIVATIONS = {
     "gelu": _gelu,
 }
 SCALAR_OPS = ("multiply", "divide", "add", "subtract")
+# An integer-typed Keras input casts what it is fed: toward zero, here saturated
+# at the type's range (None: no clipping within float32's reach).
+INTEGER_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535),
+                  "int16": (-32768, 32767), "int32": None, "int64": None, "uint32": None,
+                  "uint64": None}
 HEAD_CLASSES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense",
                 "Activation", "ReLU", "LeakyReLU", "Softmax", "BatchNormalization")
 
@@ -76,7 +82,8 @@ HEAD_CLASSES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dens
 def check_spec(spec):
     """Refuse a spec this module cannot build (``ValueError`` naming the entry)."""
     for op in spec["preprocess"]:
-        if op["op"] not in SCALAR_OPS + ("normalize",):
+        if op["op"] not in SCALAR_OPS + ("normalize", "cast") or \
+                op["op"] == "cast" and op.get("dtype") not in INTEGER_RANGES:
             raise ValueError("unknown preprocessing op %r" % (op,))
     if spec["base"]["pooling"] not in (None, "avg", "max"):
         raise ValueError("base pooling must be None, 'avg' or 'max'")
@@ -118,6 +125,19 @@ class ScalarOps(HybridBlock):
             else:
                 x = x - value
         return x
+
+
+class IntegerCast(HybridBlock):
+    """What Keras does to a value fed to an integer-typed input: truncated
+    toward zero, saturated at the type's range."""
+
+    def __init__(self, dtype, **kwargs):
+        super().__init__(**kwargs)
+        self.range = INTEGER_RANGES[dtype]
+
+    def hybrid_forward(self, F, x):
+        x = F.trunc(x)
+        return F.clip(x, *self.range) if self.range else x
 
 
 class Normalization(HybridBlock):
@@ -257,7 +277,8 @@ class TransferNet(HybridBlock):
                     self.preprocess.append(block)
                     scalars = []
                 if op is not None:
-                    block = Normalization(op["name"])
+                    block = IntegerCast(op["dtype"]) if op["op"] == "cast" else \
+                        Normalization(op["name"])
                     self.register_child(block, "preprocess%d" % len(self.preprocess))
                     self.preprocess.append(block)
             self.base = Xception(include_top=False, pooling=spec["base"]["pooling"],

@@ -58,6 +58,9 @@ def _main(argv):
                         args.input_shape and tuple(args.input_shape), args.epoch,
                         args.batch_size, args.per_layer)
     ok = within_tolerance(parity.records, args.atol)
+    if parity.details.get("keras_mixed_precision"):
+        print("note: %s computes in %s; compared in float32 (its weights are float32), as the "
+              "checkpoint computes" % (args.keras, parity.details["keras_mixed_precision"]))
     if parity.layers is not None:
         print(format_layers(parity.layers, args.atol))
         print()

@@ -194,9 +194,6 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
     names, x = build_inputs(images, random_count, seed, input_size, raw)
     keras_model, mixed = transfer.as_converted(transfer.load_transfer_model(keras_path),
                                                input_size)
-    if mixed:
-        print("note: %s computes in %s; compared in float32 (its weights are float32), as the "
-              "checkpoint computes" % (keras_path, mixed))
     net, _ = load_network(prefix, epoch, input_size=input_size)
     records, layer_records = compare_both(
         keras_model, net, names, x,
@@ -206,5 +203,6 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
                "input_size": list(input_size), "kind": "transfer",
                "input_range": [0.0, 255.0] if raw else [-1.0, 1.0],
                "classes": meta["model"].get("classes"),
-               "keras_policy": "float32 (the file's %s)" % mixed if mixed else "float32"}
+               "keras_policy": "float32 (the file's %s)" % mixed if mixed else "float32",
+               "keras_mixed_precision": mixed}
     return Parity(records, layer_records, details)

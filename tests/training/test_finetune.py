@@ -4,16 +4,19 @@ RecordIO as from the folder, and refuses bad input before training."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
+import h5py
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import gluon
 
-from conftest import BIN, run_tool
+import keras_files
+from conftest import BIN, assert_bad_input, run_tool
 from rounding import assert_within_rounding, deviation
 from convert import convert_file
 from validate.kills import TRAINING_ATOL
@@ -367,3 +370,53 @@ def test_a_run_without_validation_data_says_its_best_epoch_is_scored_on_training
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("best epoch 0 (training (no validation data") and \
         "validation top-1" not in result.stdout, result.stdout
+
+
+def test_a_diverging_run_stops_in_one_line_and_writes_nothing_of_that_epoch(work, tmp_path):
+    out = tmp_path / "run"
+    result = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *SIZE,
+                      "--epochs", "2", "--batch-size", "8", "--lr", "1e30")
+    assert_bad_input(result, "epoch 0, batch", "the training loss is", "diverged",
+                     "lower --lr", "epoch 0 is not written")
+    assert not out.exists() or not list(out.glob("epoch-*"))
+    assert not (out / "model-0000.params").exists()
+
+
+def keras_file_with(keras_files_top, path, dataset, change):
+    """A copy of the reference file with ``change(array)`` done to one weight."""
+    shutil.copy(keras_files_top["legacy-h5"], path)
+    with h5py.File(path, "r") as f:
+        value = f[dataset][()]
+    change(value)
+    keras_files.replace_dataset(str(path), dataset, value)
+    return path
+
+
+def test_tools_refuse_a_checkpoint_whose_keras_file_held_nan(work, keras_files_top, tmp_path):
+    source = keras_file_with(keras_files_top, tmp_path / "nan.h5",
+                             "block1_conv1/block1_conv1/kernel",
+                             lambda a: a.__setitem__((1, 2, 0, 5), np.nan))
+    converted = run_tool("keras2mxnet", source, "-o", tmp_path / "nan", *SIZE)
+    assert converted.returncode == 0 and "1 NaN/Inf values" in converted.stderr   # a warning
+    fragments = ("parameter block1_conv1_weight holds 1 NaN/Inf values", "--strict")
+    out = tmp_path / "run"
+    result = finetune(work / "small", "--out", out, "--pretrained", tmp_path / "nan", *SIZE,
+                      "--epochs", "1", "--batch-size", "8")
+    assert_bad_input(result, "--pretrained", "training from it gives NaN", *fragments)
+    assert not out.exists()
+    image = str(work / "val" / "checkerboard" / "000.png")
+    for precision in ("fp32", "int8"):
+        result = run_tool("xception-predict", tmp_path / "nan", image, "--precision", precision)
+        assert_bad_input(result, "nan-0000.params", "its outputs would be NaN", *fragments)
+
+
+def test_predict_names_the_image_whose_output_overflows(work, keras_files_top, tmp_path):
+    source = keras_file_with(keras_files_top, tmp_path / "huge.h5",
+                             "predictions/predictions/kernel",
+                             lambda a: a.__setitem__((slice(None), 7), 3e38))  # finite
+    converted = run_tool("keras2mxnet", source, "-o", tmp_path / "huge", *SIZE)
+    assert converted.returncode == 0 and "NaN" not in converted.stderr
+    image = str(work / "val" / "checkerboard" / "000.png")
+    result = run_tool("xception-predict", tmp_path / "huge", image)
+    assert_bad_input(result, "huge: the output for %s holds NaN or infinity" % image,
+                     "the fp32 computation overflowed")

@@ -26,9 +26,9 @@ from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
 from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.loading import (checkpoint_input_size, check_params_fit, is_serving_copy,
-                                         load_params, load_symbol, output_symbol, read_meta,
-                                         symbol_block)
+from xception_mx.serving.loading import (check_finite, check_params_fit, checkpoint_input_size,
+                                         is_serving_copy, load_params, load_symbol,
+                                         output_symbol, read_meta, symbol_block)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -116,6 +116,8 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
                   "--precision %s", prefix, stored, stored)
         return symbol_block(symbol, arg_params, aux_params, static=True), meta
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
+    check_finite(dict(arg_params, **aux_params), "%s-%04d.params" % (prefix, epoch),
+                 "its outputs would be NaN")
     symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
                                                (batch_size, 3) + tuple(size), calibration,
                                                pad_channels)
@@ -137,6 +139,8 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
               "its source, %s", prefix, meta.get("precision", "fp32"),
               meta.get("source_checkpoint", "the checkpoint it was made from"))
     check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
+    check_finite(dict(arg_params, **aux_params), "%s-%04d.params" % (prefix, epoch),
+                 "its outputs would be NaN")
     padded = []
     if resolve_padding(pad_channels, precision=precision):
         symbol, arg_params, aux_params, padded = pad_network(symbol, arg_params, aux_params,

@@ -113,6 +113,27 @@ def load_params(prefix, epoch):
     return arg_params, aux_params
 
 
+def first_non_finite(arrays):
+    """``(name, count)`` of the first array (by name) holding NaN or infinity,
+    or ``None``; ``arrays``: name -> NDArray or numpy array."""
+    for name in sorted(arrays):
+        value = arrays[name]
+        value = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            return name, bad
+    return None
+
+
+def check_finite(arrays, where, consequence):
+    """Refuse parameters holding NaN or infinity (a Keras file's own, which
+    keras2mxnet converts with a warning) where they give nonsense."""
+    bad = first_non_finite(arrays)
+    if bad:
+        raise InputError("%s: parameter %s holds %d NaN/Inf values; %s (keras2mxnet warns of "
+                         "such weights, --strict refuses them)" % ((where,) + bad + (consequence,)))
+
+
 def is_transfer(meta):
     """Whether the checkpoint is a user's transfer model (base + head)."""
     return (meta or {}).get("model", {}).get("kind") == "transfer"

@@ -32,6 +32,15 @@ def checkpoint_output_kind(meta):
     return "logits" if meta.get("model", {}).get("include_top", True) else "features"
 
 
+def check_finite_outputs(prefix, files, outputs, precision):
+    """Refuse to rank NaN or infinite outputs (the parameters were checked
+    when loaded: the computation overflowed), naming the image."""
+    finite = np.isfinite(outputs).all(axis=1)
+    if not finite.all():
+        raise InputError("%s: the output for %s holds NaN or infinity: the %s computation "
+                         "overflowed" % (prefix, files[int(np.argmin(finite))], precision))
+
+
 def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, precision=None,
                   calib_files=None, channel_padding="auto", onednn_isa="auto"):
     """``[(file, [(probability, class index, name)...])]`` for each image.
@@ -59,6 +68,7 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     if outputs.ndim != 2 or kind == "features":
         raise InputError("%s: a feature extractor (output %s), not a classifier"
                          % (prefix, outputs.shape[1:]))
+    check_finite_outputs(prefix, files, outputs, precision)
     names = class_names(prefix, outputs.shape[1], labels)
     # logits go through softmax; a model's own probabilities or scores (a
     # sigmoid multi-label head, say) are shown as the model gives them

@@ -22,8 +22,9 @@ from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.labels import labels_path
 from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
-from xception_mx.training.run_setup import (Data, available_memory, check_config, check_memory,
-                                            config_from_args)
+from xception_mx.training.run_setup import (Data, available_memory, check_config,
+                                            check_finite_loss, check_finite_start,
+                                            check_memory, config_from_args)
 from xception_mx.training.train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
                                         average_bn_statistics, build_network, count_correct,
                                         evaluate, join_job, learning_rate, make_trainer,
@@ -160,6 +161,8 @@ def run_finetune(config, log=print):
         log("%s: %d classes, %d training%s / %d validation images, %s, head %s" % (
             PROG, num_classes, data.n_train, shard, data.n_val, ", ".join(map(str, contexts)),
             "kept" if head_loaded else "new"))
+    check_finite_start(net, contexts[0], run_dir.epoch_file(start_epoch - 1, "params")
+                       if resumed else "--pretrained %s" % config["pretrained"])
     if shapes:
         log("%s: channels padded to oneDNN's block of %d for speed (%d parameters; "
             "checkpoints keep Keras' shapes)" % (PROG, block, len(shapes.padded)))
@@ -242,7 +245,9 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
         losses, outputs = train_step(net, trainer, loss_fn, x, y, contexts, train_mode,
                                      config["amp"], shapes)
         hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
-        loss_sum, top1, topk, n = loss_sum + float(losses.sum()), top1 + hits1, topk + hitsk, \
+        batch_loss = float(losses.sum())
+        check_finite_loss(batch_loss, epoch, i, lr)
+        loss_sum, top1, topk, n = loss_sum + batch_loss, top1 + hits1, topk + hitsk, \
             n + len(losses)
         meter.add(len(losses))
         bar.set_postfix(img_s="%.1f" % meter.rate, loss="%.3f" % (loss_sum / n))

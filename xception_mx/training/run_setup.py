@@ -2,11 +2,13 @@
 configuration (``config_from_args``, ``check_config``), a memory guard for
 batches that cannot fit, and the data (``Data``: training and validation sets,
 loaders, shards)."""
+import math
 import os
 
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.xception import check_input_shape
-from xception_mx.serving.loading import checkpoint_input_size, read_meta, require_keras_shaped
+from xception_mx.serving.loading import (check_finite, checkpoint_input_size, read_meta,
+                                         require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
                                        split_indices)
 from xception_mx.training.train import HOROVOD
@@ -138,3 +140,16 @@ class Data:
             self.val_loader = make_loader(val_set, EpochBatchSampler(len(val_idx), batch, False),
                                           config["workers"])
         self.n_train, self.n_val = len(train_idx), len(val_idx)
+
+
+def check_finite_start(net, context, source):
+    """Refuse to train from parameters holding NaN or infinity."""
+    check_finite({n: p.data(context) for n, p in net.collect_params().items()}, source,
+                 "training from it gives NaN")
+
+
+def check_finite_loss(loss, epoch, batch, lr):
+    """Stop a run whose loss is no longer a number, before it writes the epoch."""
+    make_sure(math.isfinite(loss), "epoch %d, batch %d: the training loss is %s: the run "
+              "diverged at learning rate %g; start again with a lower --lr (epoch %d is not "
+              "written)", epoch, batch, loss, lr, epoch)

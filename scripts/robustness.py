@@ -100,7 +100,10 @@ def main(argv=None):
            disk.get("completed", 0), disk.get("lost_or_unclear", 0)),
         "",
         "Also covered by tests (one case each): datasets claiming 10^9 values, object and "
-        "reference dtypes, NaN/Inf weights (warning naming the layer, error with `--strict`), "
+        "reference dtypes, NaN/Inf weights (warning naming the layer, error with `--strict`; "
+        "the converted checkpoint refused by predict, quantize and fine-tuning, naming the "
+        "parameter), a fine-tuning that diverges (stops at the batch, writes nothing of the "
+        "epoch), "
         "a zip bomb and path-traversal members in `.keras` archives, truncated/garbage/mismatched "
         "`.params`, `-symbol.json` and `-meta.json` given to `xception-predict` and "
         "`xception-parity`, SIGKILL while a training checkpoint is written (`--resume` "

@@ -26,7 +26,14 @@ SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, preprocess_i
                   "Softmax, BatchNormalization, Dropout-like layers")
 
 
+LAMBDA_HINT = ("a Lambda layer holds Python code, which is never run from a file; for "
+               "preprocess_input use Rescaling(1 / 127.5, offset=-1), or call preprocess_input "
+               "on the symbolic input")
+
+
 def refuse(path, layer, why):
+    if layer.get("class_name") == "Lambda":
+        why = LAMBDA_HINT
     raise ConversionError("%s: layer '%s' (%s): %s; %s" % (
         path, layer_name(layer), layer.get("class_name"), why, SUPPORTED_TEXT))
 

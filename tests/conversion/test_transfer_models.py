@@ -108,7 +108,7 @@ def _unsupported_model(keras, edit):
 
 
 @pytest.mark.parametrize("edit, fragments", [
-    ("lambda", ["'double'", "Lambda"]),
+    ("lambda", ["'double'", "Lambda", "Python code, which is never run", "Rescaling("]),
     ("two_outputs", ["2 outputs"]),
     ("custom_class", ["'scale'", "Scale", "supported"]),
     ("branches", ["'merge'", "Add", "supported"]),

@@ -408,6 +408,10 @@ def test_tools_refuse_a_checkpoint_whose_keras_file_held_nan(work, keras_files_t
     for precision in ("fp32", "int8"):
         result = run_tool("xception-predict", tmp_path / "nan", image, "--precision", precision)
         assert_bad_input(result, "nan-0000.params", "its outputs would be NaN", *fragments)
+    result = run_tool("xception-quantize", tmp_path / "nan", "-o", tmp_path / "q8",
+                      "--calib-images", image)
+    assert_bad_input(result, "nan-0000.params", "its outputs would be NaN", *fragments)
+    assert not list(tmp_path.glob("q8*"))
 
 
 def test_predict_names_the_image_whose_output_overflows(work, keras_files_top, tmp_path):

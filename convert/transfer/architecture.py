@@ -119,7 +119,7 @@ def read_transfer(path, config, declared_size=None):
         chain = [l for l in layers if l.get("class_name") not in INPUT_CLASSES]
         inputs = [l for l in layers if l.get("class_name") in INPUT_CLASSES]
         model_input = inputs[0] if inputs else None
-        size = _input_size(model_input) if inputs else None
+        size = _input_size(model_input) if model_input else None
         size = size or (cfg.get("build_input_shape") or [None] * 4)[1:3]
         if chain and not size[0]:
             size = _input_size(chain[0])

@@ -8,6 +8,8 @@ not hold is not rebuilt: layers that are the identity at inference
 comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
 ``Rescaling``, a ``Normalization`` with its mean and variance in its config.
 """
+from xception_mx.model.transfer import head_has_flatten
+
 from .. import layouts
 from ..errors import make_sure
 from ..name_table import BN, DENSE, ROLES, TARGET
@@ -92,7 +94,7 @@ def build_keras_transfer(spec, params, where, fill_xception):
     keras = import_keras()
     size = tuple(spec["input_shape"]) + (3,)
     if "declared_input_shape" in spec and not spec["declared_input_shape"] and \
-            not any(layer["class"] == "Flatten" for layer in spec["head"]):
+            not head_has_flatten(spec):
         size = (None, None, 3)                       # the Keras model took any size
     casts = [op["dtype"] for op in spec["preprocess"] if op["op"] == "cast"]
     inputs = keras.Input(size, dtype=casts[0] if casts else None)

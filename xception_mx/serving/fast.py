@@ -100,6 +100,13 @@ def logits_checkpoint(prefix, epoch=0):
     return (meta, checkpoint_input_size(meta), symbol) + tuple(load_params(prefix, epoch))
 
 
+def check_source_params(prefix, epoch, symbol, arg_params, aux_params, size):
+    """The fp32 checkpoint's parameters fit its symbol and are finite."""
+    where = "%s-%04d.params" % (prefix, epoch)
+    check_params_fit(symbol, arg_params, aux_params, size, where)
+    check_finite(dict(arg_params, **aux_params), where, "its outputs would be NaN")
+
+
 def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration=None,
                       pad_channels="auto"):
     """The checkpoint as a fast network (logits output) and its meta.
@@ -115,9 +122,7 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
         make_sure(precision == stored, "%s holds an optimized %s network; run it with "
                   "--precision %s", prefix, stored, stored)
         return symbol_block(symbol, arg_params, aux_params, static=True), meta
-    check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
-    check_finite(dict(arg_params, **aux_params), "%s-%04d.params" % (prefix, epoch),
-                 "its outputs would be NaN")
+    check_source_params(prefix, epoch, symbol, arg_params, aux_params, size)
     symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
                                                (batch_size, 3) + tuple(size), calibration,
                                                pad_channels)
@@ -138,9 +143,7 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
     make_sure(not is_serving_copy(meta), "%s is already an optimized %s copy; export from "
               "its source, %s", prefix, meta.get("precision", "fp32"),
               meta.get("source_checkpoint", "the checkpoint it was made from"))
-    check_params_fit(symbol, arg_params, aux_params, size, "%s-%04d.params" % (prefix, epoch))
-    check_finite(dict(arg_params, **aux_params), "%s-%04d.params" % (prefix, epoch),
-                 "its outputs would be NaN")
+    check_source_params(prefix, epoch, symbol, arg_params, aux_params, size)
     padded = []
     if resolve_padding(pad_channels, precision=precision):
         symbol, arg_params, aux_params, padded = pad_network(symbol, arg_params, aux_params,

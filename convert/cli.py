@@ -33,8 +33,9 @@ def build_parser():
     parser.add_argument("-o", "--output", metavar="PREFIX",
                         help="checkpoint prefix (default: the weights file name without suffix)")
     parser.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
-                        help="input height and width, each >= 71 (default: the size a model "
-                             "file declares, else 299 299)")
+                        help="input height and width, each >= 71, or any for a model that "
+                             "resizes inside (default: the size a model file declares, else "
+                             "its Resizing's, else 299 299)")
     parser.add_argument("--classifier-activation", choices=("softmax", "none"),
                         help="output of a file with the top: probabilities (default) or logits")
     parser.add_argument("--pooling", choices=("none", "avg", "max"),

@@ -86,6 +86,49 @@ def any_size(seed=0):
     return randomize_head(keras.Model(inputs, outputs), seed)
 
 
+def resizing(seed=0, size=(40, 56), keras=None):
+    """Small photos upsampled inside the model (a base at 71x71 fed 40x56
+    images): ``Resizing``, ``Rescaling``, a ``Flatten`` head."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, (71, 71))
+    inputs = keras.Input(tuple(size) + (3,))
+    x = layers.Resizing(71, 71, name="upsample")(inputs)
+    x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = layers.Flatten()(base(x, training=False))
+    x = layers.Dense(8, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(5, activation="softmax", name="out")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def keras2_resizing(seed=0, size=(100, 130)):
+    """Keras 2: larger photos downsampled inside (bilinear, no antialiasing),
+    then ``preprocess_input`` on the symbolic input."""
+    tf_keras = import_tf_keras()
+    layers = tf_keras.layers
+    base = _base(tf_keras, seed, (71, 71))
+    inputs = tf_keras.Input(tuple(size) + (3,))
+    x = layers.Resizing(71, 71)(inputs)
+    x = tf_keras.applications.xception.preprocess_input(x)
+    x = layers.GlobalAveragePooling2D()(base(x, training=False))
+    x = layers.Dense(16, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(4, activation="softmax", name="out")(x)
+    return randomize_head(tf_keras.Model(inputs, outputs), seed)
+
+
+def any_size_resizing(seed=0):
+    """A model that takes any size and resizes it to 80x90 itself, fed Keras'
+    preprocessed input (no rescaling inside)."""
+    keras = import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, (80, 90))
+    inputs = keras.Input((None, None, 3))
+    x = layers.Resizing(80, 90, name="to_base_size")(inputs)
+    x = layers.GlobalAveragePooling2D()(base(x, training=False))
+    outputs = layers.Dense(4, name="out")(layers.Dense(16, activation="relu", name="fc1")(x))
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
 def integer_input(seed=0, size=(71, 71), keras=None):
     """``Input(dtype="uint8")`` then ``Rescaling``, as models that take the
     image bytes are built: Keras casts what it is fed (fractions truncated)."""

@@ -13,6 +13,7 @@ from convert.keras_reader import read_keras_file
 from convert.transfer.keras_config import model_config
 from xception_mx.errors import InputError
 from xception_mx.model.transfer import PREPROCESSED_OUTPUT, layer_output_name
+from xception_mx.model.transfer_inputs import base_input_size
 
 from . import keras_side
 from .layers import layer_pairs, probe_model
@@ -76,18 +77,20 @@ def load_transfer_model(keras_path):
                          % (keras_path, text, hint))
 
 
-def _set_input_sizes(config, size):
-    """Every ``InputLayer`` in a model config (nested models' too) at ``size``."""
+def _set_input_sizes(config, size, nested_size=None):
+    """Every ``InputLayer`` in a model config's layers at ``size``; nested
+    models' (the base's) at ``nested_size`` (the size the model's own
+    ``Resizing`` gives them)."""
     if isinstance(config, dict):
         if config.get("class_name") == "InputLayer":
             for key in ("batch_shape", "batch_input_shape"):
                 if key in config.get("config", {}):
                     config["config"][key] = [None, size[0], size[1], 3]
         for value in config.values():
-            _set_input_sizes(value, size)
+            _set_input_sizes(value, nested_size or size)
     elif isinstance(config, list):
         for value in config:
-            _set_input_sizes(value, size)
+            _set_input_sizes(value, size, nested_size)
 
 
 def _float32_policies(config, found):
@@ -110,7 +113,7 @@ def _float32_policies(config, found):
             _float32_policies(value, found)
 
 
-def as_converted(model, size):
+def as_converted(model, spec, size):
     """``(model, mixed)``: ``model``, or the same model and weights rebuilt by
     Keras (from the config already checked) to compute what the checkpoint
     computes: at ``size`` when the checkpoint was converted at another size
@@ -121,7 +124,7 @@ def as_converted(model, size):
     _float32_policies(config, found)
     if tuple(model.input_shape[1:3]) == tuple(size) and not found:
         return model, None
-    _set_input_sizes(config, size)
+    _set_input_sizes(config.get("layers", []), size, base_input_size(spec, size))
     rebuilt = type(model).from_config(config)
     rebuilt.set_weights(model.get_weights())
     return rebuilt, ", ".join(sorted(found)) or None

@@ -3,7 +3,9 @@ network description (``xception_mx.model.transfer``): a head layer, or the
 preprocessing operations of a layer before the base.  Anything else is
 refused with the layer's name and class.
 """
-from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS, INTEGER_RANGES
+from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS
+from xception_mx.model.transfer_inputs import INTEGER_RANGES, RESIZE_INTERPOLATIONS
+from xception_mx.model.xception import MIN_INPUT_SIZE
 
 from ..errors import ConversionError, make_sure
 from .keras_config import INPUT_CLASSES, first_arg_is_tensor, inbound, layer_name
@@ -20,7 +22,8 @@ SCALAR_OPS = {
     "Multiply": "multiply", "Add": "add",
 }
 COMMUTATIVE = ("add", "multiply")
-SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, preprocess_input "
+PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing")
+SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, Resizing, preprocess_input "
                   "arithmetic, identity augmentation layers; the Xception base; "
                   "GlobalAverage/MaxPooling2D, Flatten, Dense, Activation, ReLU, LeakyReLU, "
                   "Softmax, BatchNormalization, Dropout-like layers")
@@ -60,6 +63,27 @@ def input_ops(path, input_layer):
               "supported (supported: float32, float64, %s)", path, layer_name(input_layer),
               input_layer.get("class_name"), dtype, ", ".join(INTEGER_RANGES))
     return []
+
+
+def resize_op(path, layer):
+    """Keras ``Resizing``: bilinear, without antialiasing or aspect-ratio
+    cropping/padding (what TF's ``tf.image.resize`` computes by default)."""
+    cfg, name = layer.get("config", {}), layer_name(layer)
+    interpolation = cfg.get("interpolation", "bilinear")
+    make_sure(interpolation in RESIZE_INTERPOLATIONS, "%s: layer '%s' (Resizing): interpolation "
+              "'%s' is not supported (supported: %s)", path, name, interpolation,
+              ", ".join(RESIZE_INTERPOLATIONS))
+    for option in ("crop_to_aspect_ratio", "pad_to_aspect_ratio", "antialias"):
+        make_sure(not cfg.get(option), "%s: layer '%s' (Resizing): %s=True is not supported",
+                  path, name, option)
+    make_sure(cfg.get("data_format") in (None, "channels_last"), "%s: layer '%s' (Resizing): "
+              "data_format %s is not supported (channels_last)", path, name,
+              cfg.get("data_format"))
+    size = [cfg.get("height"), cfg.get("width")]
+    make_sure(all(isinstance(s, int) and s >= MIN_INPUT_SIZE for s in size), "%s: layer '%s' "
+              "(Resizing): resizes to %sx%s; the Xception base needs height and width >= %d",
+              path, name, size[0], size[1], MIN_INPUT_SIZE)
+    return {"op": "resize", "name": name, "size": size, "interpolation": interpolation}
 
 
 def head_entry(path, layer):
@@ -115,7 +139,7 @@ def preprocess_ops(path, layer):
             if inner.get("class_name") in INPUT_CLASSES:
                 continue
             make_sure(inner.get("class_name") in IDENTITY_LAYERS or
-                      inner.get("class_name") in ("Rescaling", "Normalization"),
+                      inner.get("class_name") in PREPROCESSING_CLASSES,
                       "%s: layer '%s' (%s) inside '%s': not a preprocessing layer; %s", path,
                       layer_name(inner), inner.get("class_name"), name, SUPPORTED_TEXT)
             ops += preprocess_ops(path, inner)
@@ -134,6 +158,8 @@ def preprocess_ops(path, layer):
                   "channel axis is supported, got %s", path, name, axis)
         return [{"op": "normalize", "name": name, "mean": cfg.get("mean"),
                  "variance": cfg.get("variance")}]
+    if cls == "Resizing":
+        return [resize_op(path, layer)]
     function = cfg.get("function") if cls == "TFOpLambda" else cls
     if function in SCALAR_OPS:
         op = SCALAR_OPS[function]

@@ -6,9 +6,11 @@ Layer names and weights are the original model's.  What the checkpoint does
 not hold is not rebuilt: layers that are the identity at inference
 (augmentation, Dropout, GaussianNoise...).  ``preprocess_input``'s arithmetic
 comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
-``Rescaling``, a ``Normalization`` with its mean and variance in its config.
+``Rescaling``, ``Resizing`` as ``Resizing``, a ``Normalization`` with its mean
+and variance in its config.
 """
 from xception_mx.model.transfer import head_has_flatten
+from xception_mx.model.transfer_inputs import resized_size
 
 from .. import layouts
 from ..errors import make_sure
@@ -57,6 +59,10 @@ def _preprocess(keras, x, spec, params, where):
                 offset = ops.pop(0)["value"]
             x = keras.layers.Rescaling(scale, offset)(x)
             continue
+        if op["op"] == "resize":
+            x = keras.layers.Resizing(*op["size"], interpolation=op["interpolation"],
+                                      name=op.get("name"))(x)
+            continue
         stats = []
         for stat in ("mean", "variance"):
             name = "%s_%s" % (op["name"], stat)
@@ -94,14 +100,16 @@ def build_keras_transfer(spec, params, where, fill_xception):
     keras = import_keras()
     size = tuple(spec["input_shape"]) + (3,)
     if "declared_input_shape" in spec and not spec["declared_input_shape"] and \
-            not head_has_flatten(spec):
+            (resized_size(spec) or not head_has_flatten(spec)):
         size = (None, None, 3)                       # the Keras model took any size
     casts = [op["dtype"] for op in spec["preprocess"] if op["op"] == "cast"]
     inputs = keras.Input(size, dtype=casts[0] if casts else None)
     x = _preprocess(keras, inputs, spec, params, where)
     base_spec = spec["base"]
     if base_spec["name"]:
-        base = keras.applications.Xception(include_top=False, weights=None, input_shape=size,
+        base_size = tuple(resized_size(spec) or size[:2]) + (3,)
+        base = keras.applications.Xception(include_top=False, weights=None,
+                                           input_shape=base_size,
                                            pooling=base_spec["pooling"], name=base_spec["name"])
         x = base(x, training=False) if base_spec.get("inference_mode") else base(x)
     else:

@@ -14,8 +14,8 @@ import re
 
 import numpy as np
 
-from xception_mx.model.transfer import TransferNet
-from xception_mx.model.xception import check_input_shape
+from xception_mx.model.transfer import TransferNet, head_has_flatten
+from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 
 from ..errors import ConversionError, make_sure
 from ..matching import Match, match_layers
@@ -141,11 +141,11 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
     spec = transfer.spec
     if input_shape is not None:
         try:
-            size = check_input_shape(tuple(input_shape))
+            size = check_model_input(spec, tuple(input_shape))
         except ValueError as exc:
             raise ConversionError("--input-shape: %s" % exc)
-        make_sure(not any(l["class"] == "Flatten" for l in spec["head"]) or
-                  list(size) == spec["input_shape"],
+        make_sure(not head_has_flatten(spec) or base_input_size(spec, size) ==
+                  base_input_size(spec, spec["input_shape"]),
                   "%s: --input-shape %d %d: the model's head flattens the feature map, so "
                   "its Dense layer fits only its own input size %dx%d", path, size[0], size[1],
                   *spec["input_shape"])

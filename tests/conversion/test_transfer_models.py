@@ -24,6 +24,8 @@ CASES = {   # name: (builder, file suffix)
     "flattened-keras2.h5": (transfer_models.keras2_flattened, ".h5"),
     "uint8-input-keras3.keras": (transfer_models.integer_input, ".keras"),
     "uint8-input-keras2.keras": (transfer_models.keras2_integer_input, ".keras"),
+    "resizing-40x56-keras3.keras": (transfer_models.resizing, ".keras"),
+    "resizing-100x130-keras2.h5": (transfer_models.keras2_resizing, ".h5"),
 }
 def inputs_for(model, preprocessed_inside):
     """The photos and random images at the model's input size, NHWC, as the
@@ -44,9 +46,8 @@ def test_transfer_model_converts_to_the_same_function(case, tmp_path):
     path = transfer_models.save(model, str(tmp_path / ("model" + suffix)))
     convert_file(path, str(tmp_path / "mx"))
     net, meta = load_network(str(tmp_path / "mx"))
-    spec = meta["model"]["transfer"]
     assert meta["model"]["input_shape"] == list(model.input_shape[1:3])
-    x = inputs_for(model, bool(spec["preprocess"]))
+    x = inputs_for(model, meta["input"]["range"] == [0.0, 255.0])
     expected = model.predict(x, verbose=0)
     got = net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy()
     assert got.shape == expected.shape

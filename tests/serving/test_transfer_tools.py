@@ -22,6 +22,7 @@ MODELS = {   # name: (builder, suffix); input convention and output in the comme
     "keras2_nested": (transfer_models.keras2_nested, ".h5"),      # raw pixels, TFOpLambda
     "keras2_archive": (transfer_models.keras2_nested, ".keras"),  # the same, tf-keras' .keras
     "keras2_flattened": (transfer_models.keras2_flattened, ".h5"),  # [-1, 1], sigmoid
+    "keras2_resizing": (transfer_models.keras2_resizing, ".h5"),  # 100x130 resized to 71x71
 }
 
 
@@ -59,6 +60,7 @@ def test_parity_compares_outputs_and_every_layer_of_a_transfer_model(name, conve
     assert len(layers) >= 125 + len(head)
     if raw:           # what enters the base, after preprocess_input's subtraction
         assert "subtract" in layers[0]
+        assert found["layers"][0]["shape"] == [71, 71, 3]       # after a Resizing too
 
 
 def test_parity_runs_a_mixed_precision_model_in_float32_and_says_so(tmp_path):
@@ -285,6 +287,34 @@ def test_finetune_of_a_transfer_model_learns_and_exports_the_model_with_its_own_
     assert [l["name"] for l in head][1:] == ["fc1", "fc1_bn", "out"]
     assert head[-1]["units"] == 3 and head[-1]["activation"] == "softmax"
     assert meta["input"]["range"] == [0.0, 255.0] and meta["model"]["input_shape"] == [71, 71]
+    stripes = sorted((shapes / "val" / "vertical_stripes").iterdir())[:3]
+    predicted = run_tool("xception-predict", out / "model", *stripes, "--top", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    top1 = [line.split(None, 2)[2] for line in predicted.stdout.splitlines()
+            if line.startswith(" ")]
+    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
+
+
+@pytest.mark.slow
+def test_finetune_of_a_model_that_resizes_inside_trains_below_71_pixels_and_exports_it(
+        converted, shapes, tmp_path):
+    """The model's own Resizing sets the size its base computes at, so the run may take
+    --input-shape 64 80 (below Xception's 71x71): images cropped to 64x80, resized to
+    71x71 inside; the export takes 64x80 and resizes as the Keras model does."""
+    _, prefix = converted["keras2_resizing"]
+    out = tmp_path / "run"
+    result = run_tool("xception-finetune", shapes / "train", "--val", shapes / "val", "--out",
+                      out, "--pretrained", prefix, "--epochs", "4", "--freeze-base-epochs", "1",
+                      "--batch-size", "16", "--min-crop", "0.3", "--lr", "0.001",
+                      "--freeze-bn", "--input-shape", "64", "80")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((out / "best.json").read_text())
+    assert best["metrics"]["val_top1"] >= 0.9, best
+    meta = read_meta(str(out / "model"))
+    assert meta["model"]["input_shape"] == [64, 80] and meta["input"]["shape"] == [1, 3, 64, 80]
+    assert meta["input"]["range"] == [0.0, 255.0]
+    resize = meta["model"]["transfer"]["preprocess"][0]
+    assert resize["op"] == "resize" and resize["size"] == [71, 71]
     stripes = sorted((shapes / "val" / "vertical_stripes").iterdir())[:3]
     predicted = run_tool("xception-predict", out / "model", *stripes, "--top", "1")
     assert predicted.returncode == 0, predicted.stderr

@@ -25,7 +25,15 @@ def _step_text(op):
         return "normalize by %s's mean and variance" % op["name"]
     if op["op"] == "cast":
         return "truncate to %s" % op["dtype"]
+    if op["op"] == "resize":
+        return "resize to %dx%d (%s)" % (op["size"][0], op["size"][1], op["interpolation"])
     return "%s %g" % (op["op"], op["value"])
+
+
+def takes_raw_pixels(spec):
+    """Whether a transfer model ``spec`` takes raw 0..255 pixels: it scales
+    them inside (a ``resize`` alone keeps Keras' ``x / 127.5 - 1``)."""
+    return bool(spec) and any(op["op"] != "resize" for op in spec["preprocess"])
 
 
 def input_convention(input_size, spec=None):
@@ -33,10 +41,11 @@ def input_convention(input_size, spec=None):
     Keras' preprocessed range, or for a transfer model ``spec`` that
     preprocesses inside, raw pixels."""
     shape = [1, 3] + list(input_size)
-    if spec is None or not spec["preprocess"]:
-        return dict(PREPROCESSING, shape=shape)
-    steps = [_step_text(op) for op in spec["preprocess"]]
-    return dict(PREPROCESSING, scale="raw pixels; inside the network: " + ", then ".join(steps),
+    steps = ", then ".join(_step_text(op) for op in (spec or {}).get("preprocess", []))
+    if not takes_raw_pixels(spec):
+        scale = PREPROCESSING["scale"] + ("; inside the network: " + steps if steps else "")
+        return dict(PREPROCESSING, scale=scale, shape=shape)
+    return dict(PREPROCESSING, scale="raw pixels; inside the network: " + steps,
                 range=[0.0, 255.0], shape=shape)
 
 

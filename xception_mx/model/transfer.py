@@ -6,6 +6,8 @@ The spec::
 
     {"input_shape": [H, W],
      "preprocess": [{"op": "cast", "dtype": "uint8"},   # an integer-typed Keras input
+                    {"op": "resize", "name": "resizing", "size": [299, 299],
+                     "interpolation": "bilinear"},
                     {"op": "divide", "value": 127.5}, {"op": "subtract", "value": 1.0},
                     {"op": "normalize", "name": "normalization"}, ...],
      "base": {"name": "xception" or None (flattened), "pooling": None | "avg" | "max",
@@ -17,7 +19,9 @@ The spec::
               ...]}
 
 The input is the model's own input, NCHW: raw pixels when the model rescales
-inside, Keras' ``x / 127.5 - 1`` when it expects preprocessed input.
+inside, Keras' ``x / 127.5 - 1`` when it expects preprocessed input.  A
+``resize`` (Keras ``Resizing``) sets the size the base computes at, whatever
+size the input has; without one, the base computes at the input's size.
 Parameters are named after the Keras layers (``fc1_weight``,
 ``fc1_bn_gamma``, ``normalization_mean``); the base keeps Xception's names.
 """
@@ -25,6 +29,8 @@ import math
 
 from mxnet.gluon import HybridBlock, nn
 
+from xception_mx.model.transfer_inputs import (base_input_size, check_model_input, known_op,
+                                               preprocess_blocks)
 from xception_mx.model.xception import (BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape,
                                         pool_input_sizes)
 
@@ -37,7 +43,6 @@ IDENTITY_LAYERS = (
 )
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-NORMALIZATION_EPSILON = 1e-7          # keras.backend.epsilon(), Normalization's floor
 
 
 def _linear(F, x):
@@ -69,12 +74,6 @@ ACTIVATIONS = {
     "silu": lambda F, x: x * F.sigmoid(x),
     "gelu": _gelu,
 }
-SCALAR_OPS = ("multiply", "divide", "add", "subtract")
-# An integer-typed Keras input casts what it is fed: toward zero, here saturated
-# at the type's range (None: no clipping within float32's reach).
-INTEGER_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535),
-                  "int16": (-32768, 32767), "int32": None, "int64": None, "uint32": None,
-                  "uint64": None}
 HEAD_CLASSES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense",
                 "Activation", "ReLU", "LeakyReLU", "Softmax", "BatchNormalization")
 
@@ -82,8 +81,7 @@ HEAD_CLASSES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dens
 def check_spec(spec):
     """Refuse a spec this module cannot build (``ValueError`` naming the entry)."""
     for op in spec["preprocess"]:
-        if op["op"] not in SCALAR_OPS + ("normalize", "cast") or \
-                op["op"] == "cast" and op.get("dtype") not in INTEGER_RANGES:
+        if not known_op(op):
             raise ValueError("unknown preprocessing op %r" % (op,))
     if spec["base"]["pooling"] not in (None, "avg", "max"):
         raise ValueError("base pooling must be None, 'avg' or 'max'")
@@ -100,62 +98,12 @@ def head_has_flatten(spec):
 
 
 def feature_shape(spec, input_size):
-    """(C, H, W) or (C,) of what the base gives the head."""
-    spatial = tuple(-(-pool_input_sizes(s)[-1] // 2) for s in input_size)
+    """(C, H, W) or (C,) of what the base gives the head (for a model input of
+    ``input_size``)."""
+    spatial = tuple(-(-pool_input_sizes(s)[-1] // 2) for s in base_input_size(spec, input_size))
     if spec["base"]["pooling"]:
         return (FEATURE_CHANNELS,)
     return (FEATURE_CHANNELS,) + spatial
-
-
-class ScalarOps(HybridBlock):
-    """Scalar arithmetic, in Keras' order (``x / 127.5``, then ``- 1``...)."""
-
-    def __init__(self, ops, **kwargs):
-        super().__init__(**kwargs)
-        self.ops = [(op["op"], float(op["value"])) for op in ops]
-
-    def hybrid_forward(self, F, x):
-        for op, value in self.ops:
-            if op == "multiply":
-                x = x * value
-            elif op == "divide":
-                x = x / value
-            elif op == "add":
-                x = x + value
-            else:
-                x = x - value
-        return x
-
-
-class IntegerCast(HybridBlock):
-    """What Keras does to a value fed to an integer-typed input: truncated
-    toward zero, saturated at the type's range."""
-
-    def __init__(self, dtype, **kwargs):
-        super().__init__(**kwargs)
-        self.range = INTEGER_RANGES[dtype]
-
-    def hybrid_forward(self, F, x):
-        x = F.trunc(x)
-        return F.clip(x, *self.range) if self.range else x
-
-
-class Normalization(HybridBlock):
-    """Keras ``Normalization`` over channels: ``(x - mean) / max(sqrt(var), 1e-7)``;
-    parameters ``<name>_mean`` and ``<name>_variance`` of shape ``(C,)``."""
-
-    def __init__(self, name, channels=3, **kwargs):
-        super().__init__(prefix=name + "_", **kwargs)
-        with self.name_scope():
-            self.mean = self.params.get("mean", shape=(channels,), grad_req="null",
-                                        differentiable=False, init="zeros")
-            self.variance = self.params.get("variance", shape=(channels,), grad_req="null",
-                                            differentiable=False, init="ones")
-
-    def hybrid_forward(self, F, x, mean, variance):
-        mean = F.reshape(mean, (1, -1, 1, 1))
-        std = F.maximum(F.sqrt(F.reshape(variance, (1, -1, 1, 1))), NORMALIZATION_EPSILON)
-        return F.broadcast_div(F.broadcast_sub(x, mean), std)
 
 
 def layer_output_name(name):
@@ -251,7 +199,8 @@ class TransferNet(HybridBlock):
     """Preprocessing -> Xception base (notop) -> head, from ``spec``.
 
     ``input_shape`` overrides the spec's (refused with a ``Flatten`` head, whose
-    Dense size depends on it); ``channel_block``: the base's, see ``Xception``."""
+    Dense size depends on it, unless the model resizes inside);
+    ``channel_block``: the base's, see ``Xception``."""
 
     def __init__(self, spec, input_shape=None, frozen_bn=False, channel_block=None, **kwargs):
         kwargs.setdefault("prefix", "")
@@ -259,30 +208,19 @@ class TransferNet(HybridBlock):
         check_spec(spec)
         self.spec = spec
         size = tuple(input_shape or spec["input_shape"])
-        if head_has_flatten(spec) and tuple(size) != tuple(spec["input_shape"]):
+        if head_has_flatten(spec) and base_input_size(spec, size) != base_input_size(
+                spec, spec["input_shape"]):
             raise ValueError("the head flattens the feature map, so its Dense layer fits only "
                              "the model's own input size %dx%d" % tuple(spec["input_shape"]))
-        self.input_size = check_input_shape(size)
+        self.input_size = check_model_input(spec, size)
+        self.base_size = check_input_shape(base_input_size(spec, self.input_size))
         units, self.output_shape = head_units(spec, self.input_size)
         with self.name_scope():
-            self.preprocess = []
-            scalars = []
-            for op in spec["preprocess"] + [None]:
-                if op is not None and op["op"] in SCALAR_OPS:
-                    scalars.append(op)
-                    continue
-                if scalars:
-                    block = ScalarOps(scalars, prefix="preprocess%d_" % len(self.preprocess))
-                    self.register_child(block, "preprocess%d" % len(self.preprocess))
-                    self.preprocess.append(block)
-                    scalars = []
-                if op is not None:
-                    block = IntegerCast(op["dtype"]) if op["op"] == "cast" else \
-                        Normalization(op["name"])
-                    self.register_child(block, "preprocess%d" % len(self.preprocess))
-                    self.preprocess.append(block)
+            self.preprocess = preprocess_blocks(spec["preprocess"])
+            for i, block in enumerate(self.preprocess):
+                self.register_child(block, "preprocess%d" % i)
             self.base = Xception(include_top=False, pooling=spec["base"]["pooling"],
-                                 input_shape=self.input_size, frozen_bn=frozen_bn,
+                                 input_shape=self.base_size, frozen_bn=frozen_bn,
                                  channel_block=channel_block, prefix="")
             self.head = []
             for i, (layer, n) in enumerate(zip(spec["head"], units)):

@@ -15,6 +15,7 @@ from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
+from xception_mx.model.preprocess import takes_raw_pixels
 from xception_mx.model.preprocess import input_convention
 from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import Xception
@@ -112,7 +113,7 @@ def run_finetune(config, log=print):
     With a ``dist_*`` kvstore or Horovod this process is one worker: it trains
     on its shard, and only rank 0 logs, writes checkpoints and exports.
     """
-    check_config(config)
+    compute_size = check_config(config)
     contexts = parse_contexts(config["gpus"], config["cpus"])
     kvstore, rank, workers, local_rank = join_job(config["kvstore"])
     if kvstore == HOROVOD and len(contexts) > 1:     # --gpus: each process takes its own
@@ -125,12 +126,12 @@ def run_finetune(config, log=print):
     make_sure(config["batch_size"] % len(contexts) == 0, "--batch-size %d must be a multiple "
               "of the %d devices", config["batch_size"], len(contexts))
     if not config["gpus"]:
-        check_memory(config["batch_size"], config["input_shape"], len(contexts),
+        check_memory(config["batch_size"], compute_size, len(contexts),
                      available_memory())
     run_dir = RunDirectory(config["out"])
     resumed = resume_point(run_dir, config, lead)
     transfer_spec = pretrained_transfer_spec(config["pretrained"])
-    data = Data(config, rank, workers, raw=bool(transfer_spec and transfer_spec["preprocess"]))
+    data = Data(config, rank, workers, raw=takes_raw_pixels(transfer_spec))
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
               "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))

@@ -6,9 +6,10 @@ import math
 import os
 
 from xception_mx.errors import InputError, make_sure
+from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 from xception_mx.model.xception import check_input_shape
-from xception_mx.serving.loading import (check_finite, checkpoint_input_size, read_meta,
-                                         require_keras_shaped)
+from xception_mx.serving.loading import (check_finite, checkpoint_input_size, is_transfer,
+                                         read_meta, require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
                                        split_indices)
 from xception_mx.training.train import HOROVOD
@@ -63,10 +64,8 @@ def config_from_args(args):
 
 
 def check_config(config):
-    try:
-        check_input_shape(tuple(config["input_shape"]))
-    except ValueError as exc:
-        raise InputError("--input-shape: %s" % exc)
+    """Refuse a configuration that cannot run; returns the size the base
+    computes at (a transfer model's own ``Resizing`` sets it)."""
     for key in ("epochs", "batch_size"):
         make_sure(config[key] >= 1, "--%s must be >= 1, got %s", key.replace("_", "-"),
                   config[key])
@@ -80,11 +79,19 @@ def check_config(config):
     make_sure(config["workers"] >= 0, "--workers must be >= 0")
     make_sure(0 <= config["freeze_base_epochs"] <= config["epochs"],
               "--freeze-base-epochs must be between 0 and --epochs (%d)", config["epochs"])
+    meta = {}
     if config["pretrained"]:
         path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
         make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
-        require_keras_shaped(read_meta(config["pretrained"]), config["pretrained"],
-                             "--pretrained")
+        meta = read_meta(config["pretrained"])
+        require_keras_shaped(meta, config["pretrained"], "--pretrained")
+    spec = meta["model"]["transfer"] if is_transfer(meta) else None
+    try:
+        size = tuple(config["input_shape"])
+        size = base_input_size(spec, check_model_input(spec, size)) if spec else \
+            check_input_shape(size)
+    except ValueError as exc:
+        raise InputError("--input-shape: %s" % exc)
     if config["amp"]:
         make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
     make_sure(os.environ.get("DMLC_ROLE") != "worker" or config["kvstore"].startswith("dist"),
@@ -101,6 +108,7 @@ def check_config(config):
         make_sure(not config["cpus"] or config["cpus"] == 1, "--kvstore horovod: one device "
                   "per process (--cpus %d); start more processes with horovodrun -np",
                   config["cpus"])
+    return size
 
 
 class Data:

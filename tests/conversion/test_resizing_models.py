@@ -1,0 +1,93 @@
+"""Models that resize their input themselves (Keras ``Resizing`` before the
+base): the checkpoint resizes as TF does (bilinear, half-pixel centres), so it
+takes the model's own input size, or any size when the model takes any; what
+MXNet cannot compute the same way is refused in one line."""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import transfer_models
+from conftest import assert_bad_input, run_tool
+from validate import keras_side
+from xception_mx.serving.loading import load_network
+
+
+def close(got, expected):
+    """Within float32 rounding of a 71-layer network (measured: 1e-5 of the
+    largest output), and the outputs differ between inputs (not constants)."""
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3
+    return np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_or_below_71(
+        tmp_path):
+    """Its base computes at the Resizing's 80x90 whatever the input: converted by default
+    at 80x90, or at 30x45 (smaller than Xception's 71x71 minimum) when asked; Keras'
+    preprocessed input convention (nothing rescales inside); the way back is a Keras model
+    that takes any size and holds the same Resizing."""
+    model = transfer_models.built(transfer_models.any_size_resizing)
+    assert model.input_shape == (None, None, None, 3)
+    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    rng = np.random.RandomState(5)
+    for size in [None, (30, 45)]:
+        prefix = tmp_path / ("mx%s" % (size and size[0]))
+        flags = ["--input-shape", str(size[0]), str(size[1])] if size else []
+        result = run_tool("keras2mxnet", path, "-o", prefix, *flags)
+        assert result.returncode == 0, result.stderr
+        height, width = size or (80, 90)
+        assert "input 3x%dx%d (the model takes any size" % (height, width) in result.stdout
+        net, meta = load_network(str(prefix))
+        assert meta["model"]["input_shape"] == [height, width]
+        assert meta["input"]["range"] == [-1.0, 1.0]
+        assert "resize to 80x90 (bilinear)" in meta["input"]["scale"]
+        x = rng.uniform(-1, 1, (2, height, width, 3)).astype(np.float32)
+        expected = model.predict(x, verbose=0)
+        assert close(net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy(), expected)
+    report = tmp_path / "report.json"
+    parity = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx30",
+                      "--random", "2", "--report", report)
+    assert parity.returncode == 0, parity.stdout[-2000:] + parity.stderr[-2000:]
+    found = json.loads(report.read_text())
+    assert found["passed"] and found["input_size"] == [30, 45]
+    result = run_tool("mxnet2keras", tmp_path / "mxNone", "-o", tmp_path / "back.keras")
+    assert result.returncode == 0, result.stderr
+    back = keras_side.load_user_model(str(tmp_path / "back.keras"))
+    assert back.input_shape == (None, None, None, 3)
+    resizing = back.get_layer("to_base_size")
+    assert type(resizing).__name__ == "Resizing"
+    assert (resizing.height, resizing.width) == (80, 90)
+    x = rng.uniform(-1, 1, (2, 50, 33, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
+        1.0, float(np.abs(expected).max()))
+
+
+def _resizing_model(keras, **options):
+    base = keras.applications.Xception(weights=None, include_top=False,
+                                       input_shape=(None, None, 3))
+    inputs = keras.Input((64, 64, 3))
+    size = options.pop("size", (71, 71))
+    x = keras.layers.Resizing(*size, name="resize_me", **options)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(base(x))
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+@pytest.mark.parametrize("options, fragments", [
+    ({"interpolation": "nearest"}, ["interpolation 'nearest' is not supported",
+                                    "supported: bilinear"]),
+    ({"interpolation": "bicubic"}, ["interpolation 'bicubic'"]),
+    ({"crop_to_aspect_ratio": True}, ["crop_to_aspect_ratio=True is not supported"]),
+    ({"pad_to_aspect_ratio": True}, ["pad_to_aspect_ratio=True is not supported"]),
+    ({"antialias": True}, ["antialias=True is not supported"]),
+    ({"size": (32, 48)}, ["resizes to 32x48", "needs height and width >= 71"]),
+], ids=["nearest", "bicubic", "crop", "pad", "antialias", "too-small"])
+def test_a_resizing_the_checkpoint_cannot_compute_alike_is_refused_in_one_line(
+        options, fragments, tmp_path):
+    model = _resizing_model(transfer_models.import_keras(), **options)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
+    assert_bad_input(result, "m.keras", "layer 'resize_me' (Resizing)", *fragments)
+    assert not list(tmp_path.glob("mx*"))

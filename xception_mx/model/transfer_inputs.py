@@ -1,0 +1,139 @@
+"""The preprocessing a transfer model does inside the network, before its
+base (``spec["preprocess"]``, see ``xception_mx.model.transfer``), with
+Keras' semantics: scalar arithmetic (``Rescaling``, ``preprocess_input``),
+the cast of an integer-typed input, ``Resizing`` and ``Normalization``.
+
+A ``resize`` sets the size the base computes at: the model then takes any
+input size (``check_model_input``), its base the resized one
+(``base_input_size``).
+"""
+from mxnet.gluon import HybridBlock
+
+from xception_mx.model.xception import check_input_shape
+
+NORMALIZATION_EPSILON = 1e-7          # keras.backend.epsilon(), Normalization's floor
+SCALAR_OPS = ("multiply", "divide", "add", "subtract")
+# An integer-typed Keras input casts what it is fed: toward zero, here saturated
+# at the type's range (None: no clipping within float32's reach).
+INTEGER_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535),
+                  "int16": (-32768, 32767), "int32": None, "int64": None, "uint32": None,
+                  "uint64": None}
+RESIZE_INTERPOLATIONS = ("bilinear",)
+
+
+def known_op(op):
+    """Whether ``op`` is a preprocessing operation this module builds."""
+    if op["op"] == "cast":
+        return op.get("dtype") in INTEGER_RANGES
+    if op["op"] == "resize":
+        size = op.get("size") or []
+        return op.get("interpolation") in RESIZE_INTERPOLATIONS and len(size) == 2 and \
+            all(isinstance(s, int) and s >= 1 for s in size)
+    return op["op"] in SCALAR_OPS + ("normalize",)
+
+
+def resized_size(spec):
+    """The size the model's own ``Resizing`` gives the base, or ``None``."""
+    sizes = [tuple(op["size"]) for op in spec["preprocess"] if op["op"] == "resize"]
+    return sizes[-1] if sizes else None
+
+
+def check_model_input(spec, input_shape):
+    """``(height, width)`` of an input the model takes: any size when it
+    resizes inside, else a size the base takes (``check_input_shape``)."""
+    shape = tuple(input_shape)
+    if resized_size(spec) is None:
+        return check_input_shape(shape)
+    shape = shape[:2] if len(shape) == 3 and shape[2] == 3 else shape
+    if len(shape) != 2 or not all(isinstance(s, int) and s >= 1 for s in shape):
+        raise ValueError("input_shape must be (height, width) of at least 1 pixel, got %r"
+                         % (input_shape,))
+    return shape
+
+
+def base_input_size(spec, input_size):
+    """The size the base computes at for a model input of ``input_size``."""
+    return resized_size(spec) or tuple(input_size)
+
+
+class ScalarOps(HybridBlock):
+    """Scalar arithmetic, in Keras' order (``x / 127.5``, then ``- 1``...)."""
+
+    def __init__(self, ops, **kwargs):
+        super().__init__(**kwargs)
+        self.ops = [(op["op"], float(op["value"])) for op in ops]
+
+    def hybrid_forward(self, F, x):
+        for op, value in self.ops:
+            if op == "multiply":
+                x = x * value
+            elif op == "divide":
+                x = x / value
+            elif op == "add":
+                x = x + value
+            else:
+                x = x - value
+        return x
+
+
+class IntegerCast(HybridBlock):
+    """What Keras does to a value fed to an integer-typed input: truncated
+    toward zero, saturated at the type's range."""
+
+    def __init__(self, dtype, **kwargs):
+        super().__init__(**kwargs)
+        self.range = INTEGER_RANGES[dtype]
+
+    def hybrid_forward(self, F, x):
+        x = F.trunc(x)
+        return F.clip(x, *self.range) if self.range else x
+
+
+class Resize(HybridBlock):
+    """Keras ``Resizing`` (bilinear, TF's half-pixel centres, no antialiasing):
+    MXNet's ``BilinearResize2D`` without ``align_corners`` computes the same
+    sampling positions and weights."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(size)
+
+    def hybrid_forward(self, F, x):
+        return F.contrib.BilinearResize2D(x, height=self.size[0], width=self.size[1],
+                                          align_corners=False)
+
+
+class Normalization(HybridBlock):
+    """Keras ``Normalization`` over channels: ``(x - mean) / max(sqrt(var), 1e-7)``;
+    parameters ``<name>_mean`` and ``<name>_variance`` of shape ``(C,)``."""
+
+    def __init__(self, name, channels=3, **kwargs):
+        super().__init__(prefix=name + "_", **kwargs)
+        with self.name_scope():
+            self.mean = self.params.get("mean", shape=(channels,), grad_req="null",
+                                        differentiable=False, init="zeros")
+            self.variance = self.params.get("variance", shape=(channels,), grad_req="null",
+                                            differentiable=False, init="ones")
+
+    def hybrid_forward(self, F, x, mean, variance):
+        mean = F.reshape(mean, (1, -1, 1, 1))
+        std = F.maximum(F.sqrt(F.reshape(variance, (1, -1, 1, 1))), NORMALIZATION_EPSILON)
+        return F.broadcast_div(F.broadcast_sub(x, mean), std)
+
+
+def preprocess_blocks(ops):
+    """The blocks computing ``ops`` in order (consecutive scalar operations in
+    one block)."""
+    blocks, scalars = [], []
+    for op in list(ops) + [None]:
+        if op is not None and op["op"] in SCALAR_OPS:
+            scalars.append(op)
+            continue
+        if scalars:
+            blocks.append(ScalarOps(scalars, prefix="preprocess%d_" % len(blocks)))
+            scalars = []
+        if op is not None:
+            blocks.append(IntegerCast(op["dtype"]) if op["op"] == "cast" else
+                          Resize(op["size"]) if op["op"] == "resize" else
+                          Normalization(op["name"]))
+    return blocks

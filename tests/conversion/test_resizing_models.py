@@ -38,6 +38,7 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
         assert result.returncode == 0, result.stderr
         height, width = size or (80, 90)
         assert "input 3x%dx%d (the model takes any size" % (height, width) in result.stdout
+        assert ("resized to 80x90 inside" in result.stdout) == (size is not None)
         net, meta = load_network(str(prefix))
         assert meta["model"]["input_shape"] == [height, width]
         assert meta["input"]["range"] == [-1.0, 1.0]

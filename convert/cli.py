@@ -75,7 +75,7 @@ def _summary(conversion, paths, seconds):
     if hasattr(net, "spec") and not net.spec.get("declared_input_shape"):
         size += " (the model takes any size; --input-shape H W sets another)"
     if hasattr(net, "spec") and tuple(net.base_size) != tuple(net.input_size):
-        size += ", resized to %dx%d inside" % tuple(net.base_size)
+        size += ", %dx%d at the base (the model resizes or crops it)" % tuple(net.base_size)
     version = source.attrs.get("keras_version", "unknown")
     return "\n".join([
         "%s: %s (%s, Keras %s)" % (PROG, source.path, source.format, version),

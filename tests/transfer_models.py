@@ -101,19 +101,24 @@ def resizing(seed=0, size=(40, 56), keras=None):
     return randomize_head(keras.Model(inputs, outputs), seed)
 
 
-def keras2_resizing(seed=0, size=(100, 130)):
-    """Keras 2: larger photos downsampled inside (bilinear, no antialiasing),
-    then ``preprocess_input`` on the symbolic input."""
+def _keras2_sized(seed, size, sizing, base_size, pooling, classes):
+    """Keras 2: ``sizing`` (a layer class) to ``base_size``, ``preprocess_input``
+    on the symbolic input, the base, ``pooling``, fc1 and a softmax."""
     tf_keras = import_tf_keras()
     layers = tf_keras.layers
-    base = _base(tf_keras, seed, (71, 71))
+    base = _base(tf_keras, seed, base_size)
     inputs = tf_keras.Input(tuple(size) + (3,))
-    x = layers.Resizing(71, 71)(inputs)
+    x = getattr(layers, sizing)(*base_size)(inputs)
     x = tf_keras.applications.xception.preprocess_input(x)
-    x = layers.GlobalAveragePooling2D()(base(x, training=False))
+    x = getattr(layers, pooling)()(base(x, training=False))
     x = layers.Dense(16, activation="relu", name="fc1")(x)
-    outputs = layers.Dense(4, activation="softmax", name="out")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="out")(x)
     return randomize_head(tf_keras.Model(inputs, outputs), seed)
+
+
+def keras2_resizing(seed=0, size=(100, 130)):
+    """Keras 2: larger photos downsampled inside (bilinear, no antialiasing)."""
+    return _keras2_sized(seed, size, "Resizing", (71, 71), "GlobalAveragePooling2D", 4)
 
 
 def any_size_resizing(seed=0):
@@ -127,6 +132,27 @@ def any_size_resizing(seed=0):
     x = layers.GlobalAveragePooling2D()(base(x, training=False))
     outputs = layers.Dense(4, name="out")(layers.Dense(16, activation="relu", name="fc1")(x))
     return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def evaluation_crop(seed=0):
+    """ImageNet's evaluation transform inside a model that takes any size:
+    ``Resizing`` to 90x100, ``CenterCrop`` to 75x80, ``Rescaling``."""
+    keras = import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, (75, 80))
+    inputs = keras.Input((None, None, 3))
+    x = layers.Resizing(90, 100, name="resize_larger")(inputs)
+    x = layers.CenterCrop(75, 80, name="crop")(x)
+    x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = layers.GlobalAveragePooling2D()(base(x, training=False))
+    x = layers.Dense(8, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(5, activation="softmax", name="out")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def keras2_center_crop(seed=0, size=(96, 120)):
+    """Keras 2: a 96x120 input center-cropped to 71x80 (odd margins)."""
+    return _keras2_sized(seed, size, "CenterCrop", (71, 80), "GlobalMaxPooling2D", 5)
 
 
 def integer_input(seed=0, size=(71, 71), keras=None):

@@ -19,7 +19,7 @@ each as plain JSON-ready data (recorded in ``PREFIX-meta.json``, from which
 import collections
 
 from xception_mx.model.transfer import check_spec
-from xception_mx.model.transfer_inputs import resized_size
+from xception_mx.model.transfer_inputs import preprocessed_size
 
 from ..errors import make_sure
 from .keras_config import (INPUT_CLASSES, MODEL_CLASSES, called_in_inference_mode, inbound,
@@ -160,7 +160,7 @@ def read_transfer(path, config, declared_size=None):
     else:
         base_name, pooling = layer_name(base), _base_pooling(path, base)
         inference_base = called_in_inference_mode(base)
-        if not (size and size[0]) and not resized_size({"preprocess": preprocessing}):
+        if not (size and size[0]) and not preprocessed_size({"preprocess": preprocessing}):
             inner = [l for l in base["config"]["layers"]
                      if l.get("class_name") in INPUT_CLASSES]
             size = _input_size(inner[0]) if inner else None
@@ -173,7 +173,7 @@ def read_transfer(path, config, declared_size=None):
                   "the base to the output (branches and extra outputs are not supported)",
                   path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
     size = list(size) if size and all(size) else None      # (None, None): any size
-    default = resized_size({"preprocess": preprocessing}) or (299, 299)
+    default = preprocessed_size({"preprocess": preprocessing}) or (299, 299)
     spec = {"input_shape": list(declared_size or size or default),
             "declared_input_shape": size,
             "preprocess": preprocessing,

@@ -22,8 +22,9 @@ SCALAR_OPS = {
     "Multiply": "multiply", "Add": "add",
 }
 COMMUTATIVE = ("add", "multiply")
-PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing")
-SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, Resizing, preprocess_input "
+PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
+SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, Resizing, CenterCrop, "
+                  "preprocess_input "
                   "arithmetic, identity augmentation layers; the Xception base; "
                   "GlobalAverage/MaxPooling2D, Flatten, Dense, Activation, ReLU, LeakyReLU, "
                   "Softmax, BatchNormalization, Dropout-like layers")
@@ -65,6 +66,20 @@ def input_ops(path, input_layer):
     return []
 
 
+def _sizing_target(path, layer):
+    """``[height, width]`` a ``Resizing`` or ``CenterCrop`` gives, which the
+    base must take (channels last)."""
+    cfg, name, cls = layer.get("config", {}), layer_name(layer), layer.get("class_name")
+    make_sure(cfg.get("data_format") in (None, "channels_last"), "%s: layer '%s' (%s): "
+              "data_format %s is not supported (channels_last)", path, name, cls,
+              cfg.get("data_format"))
+    size = [cfg.get("height"), cfg.get("width")]
+    make_sure(all(isinstance(s, int) and s >= MIN_INPUT_SIZE for s in size), "%s: layer '%s' "
+              "(%s): gives %sx%s images; the Xception base needs height and width >= %d",
+              path, name, cls, size[0], size[1], MIN_INPUT_SIZE)
+    return size
+
+
 def resize_op(path, layer):
     """Keras ``Resizing``: bilinear, without antialiasing or aspect-ratio
     cropping/padding (what TF's ``tf.image.resize`` computes by default)."""
@@ -76,14 +91,8 @@ def resize_op(path, layer):
     for option in ("crop_to_aspect_ratio", "pad_to_aspect_ratio", "antialias"):
         make_sure(not cfg.get(option), "%s: layer '%s' (Resizing): %s=True is not supported",
                   path, name, option)
-    make_sure(cfg.get("data_format") in (None, "channels_last"), "%s: layer '%s' (Resizing): "
-              "data_format %s is not supported (channels_last)", path, name,
-              cfg.get("data_format"))
-    size = [cfg.get("height"), cfg.get("width")]
-    make_sure(all(isinstance(s, int) and s >= MIN_INPUT_SIZE for s in size), "%s: layer '%s' "
-              "(Resizing): resizes to %sx%s; the Xception base needs height and width >= %d",
-              path, name, size[0], size[1], MIN_INPUT_SIZE)
-    return {"op": "resize", "name": name, "size": size, "interpolation": interpolation}
+    return {"op": "resize", "name": name, "size": _sizing_target(path, layer),
+            "interpolation": interpolation}
 
 
 def head_entry(path, layer):
@@ -160,6 +169,8 @@ def preprocess_ops(path, layer):
                  "variance": cfg.get("variance")}]
     if cls == "Resizing":
         return [resize_op(path, layer)]
+    if cls == "CenterCrop":
+        return [{"op": "center_crop", "name": name, "size": _sizing_target(path, layer)}]
     function = cfg.get("function") if cls == "TFOpLambda" else cls
     if function in SCALAR_OPS:
         op = SCALAR_OPS[function]

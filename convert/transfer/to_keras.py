@@ -6,11 +6,11 @@ Layer names and weights are the original model's.  What the checkpoint does
 not hold is not rebuilt: layers that are the identity at inference
 (augmentation, Dropout, GaussianNoise...).  ``preprocess_input``'s arithmetic
 comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
-``Rescaling``, ``Resizing`` as ``Resizing``, a ``Normalization`` with its mean
+``Rescaling``, ``Resizing`` and ``CenterCrop`` as themselves, a ``Normalization`` with its mean
 and variance in its config.
 """
 from xception_mx.model.transfer import head_has_flatten
-from xception_mx.model.transfer_inputs import resized_size
+from xception_mx.model.transfer_inputs import preprocessed_size
 
 from .. import layouts
 from ..errors import make_sure
@@ -63,6 +63,9 @@ def _preprocess(keras, x, spec, params, where):
             x = keras.layers.Resizing(*op["size"], interpolation=op["interpolation"],
                                       name=op.get("name"))(x)
             continue
+        if op["op"] == "center_crop":
+            x = keras.layers.CenterCrop(*op["size"], name=op.get("name"))(x)
+            continue
         stats = []
         for stat in ("mean", "variance"):
             name = "%s_%s" % (op["name"], stat)
@@ -100,14 +103,14 @@ def build_keras_transfer(spec, params, where, fill_xception):
     keras = import_keras()
     size = tuple(spec["input_shape"]) + (3,)
     if "declared_input_shape" in spec and not spec["declared_input_shape"] and \
-            (resized_size(spec) or not head_has_flatten(spec)):
+            (preprocessed_size(spec) or not head_has_flatten(spec)):
         size = (None, None, 3)                       # the Keras model took any size
     casts = [op["dtype"] for op in spec["preprocess"] if op["op"] == "cast"]
     inputs = keras.Input(size, dtype=casts[0] if casts else None)
     x = _preprocess(keras, inputs, spec, params, where)
     base_spec = spec["base"]
     if base_spec["name"]:
-        base_size = tuple(resized_size(spec) or size[:2]) + (3,)
+        base_size = tuple(preprocessed_size(spec) or size[:2]) + (3,)
         base = keras.applications.Xception(include_top=False, weights=None,
                                            input_shape=base_size,
                                            pooling=base_spec["pooling"], name=base_spec["name"])

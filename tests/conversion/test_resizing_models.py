@@ -1,7 +1,8 @@
-"""Models that resize their input themselves (Keras ``Resizing`` before the
-base): the checkpoint resizes as TF does (bilinear, half-pixel centres), so it
-takes the model's own input size, or any size when the model takes any; what
-MXNet cannot compute the same way is refused in one line."""
+"""Models that resize or crop their input themselves (Keras ``Resizing``,
+``CenterCrop`` before the base): the checkpoint resizes as TF does (bilinear,
+half-pixel centres) and crops where Keras does, so it takes the model's own
+input size, or any size when the model takes any; what MXNet cannot compute
+the same way is refused in one line."""
 import json
 
 import mxnet as mx
@@ -38,7 +39,7 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
         assert result.returncode == 0, result.stderr
         height, width = size or (80, 90)
         assert "input 3x%dx%d (the model takes any size" % (height, width) in result.stdout
-        assert ("resized to 80x90 inside" in result.stdout) == (size is not None)
+        assert ("80x90 at the base (the model resizes" in result.stdout) == (size is not None)
         net, meta = load_network(str(prefix))
         assert meta["model"]["input_shape"] == [height, width]
         assert meta["input"]["range"] == [-1.0, 1.0]
@@ -65,6 +66,59 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
         1.0, float(np.abs(expected).max()))
 
 
+def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(tmp_path):
+    """Resizing to 90x100 then CenterCrop to 75x80: converted at the crop's size by default,
+    at 150x120 (downsampled) and 40x300 (stretched) when asked, each giving Keras' outputs;
+    mxnet2keras gives back both layers, named, with the same outputs."""
+    model = transfer_models.built(transfer_models.evaluation_crop)
+    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    rng = np.random.RandomState(6)
+    for size in [None, (150, 120), (40, 300)]:
+        prefix = tmp_path / ("mx%s" % (size and size[0]))
+        flags = ["--input-shape", str(size[0]), str(size[1])] if size else []
+        result = run_tool("keras2mxnet", path, "-o", prefix, *flags)
+        assert result.returncode == 0, result.stderr
+        net, meta = load_network(str(prefix))
+        height, width = size or (75, 80)
+        assert meta["model"]["input_shape"] == [height, width]
+        assert "resize to 90x100 (bilinear), then center crop to 75x80" in meta["input"]["scale"]
+        x = rng.uniform(0, 255, (2, height, width, 3)).astype(np.float32)
+        expected = model.predict(x, verbose=0)
+        assert close(net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy(), expected)
+    result = run_tool("mxnet2keras", tmp_path / "mx150", "-o", tmp_path / "back.keras")
+    assert result.returncode == 0, result.stderr
+    back = keras_side.load_user_model(str(tmp_path / "back.keras"))
+    crop = back.get_layer("crop")
+    assert type(crop).__name__ == "CenterCrop" and (crop.height, crop.width) == (75, 80)
+    assert type(back.get_layer("resize_larger")).__name__ == "Resizing"
+    x = rng.uniform(0, 255, (2, 150, 120, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
+        1.0, float(np.abs(expected).max()))
+
+
+def test_a_center_crop_larger_than_its_input_is_refused_in_one_line(tmp_path):
+    """Keras resizes an input smaller than the crop (smart_resize) instead of cropping: not
+    computed here, so refused, for the size the model declares and for --input-shape."""
+    keras = transfer_models.import_keras()
+    base = keras.applications.Xception(weights=None, include_top=False,
+                                       input_shape=(None, None, 3))
+    for declared, asked in [((72, 90), None), ((None, None), (100, 70))]:
+        inputs = keras.Input(declared + (3,))
+        x = keras.layers.CenterCrop(80, 80, name="crop_me")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(base(x))
+        path = str(tmp_path / "m.keras")
+        keras.Model(inputs, keras.layers.Dense(2, name="out")(x)).save(path)
+        flags = ["--input-shape", str(asked[0]), str(asked[1])] if asked else []
+        result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx", *flags)
+        size = "%dx%d" % (asked or declared)
+        assert_bad_input(result, "layer 'crop_me' (CenterCrop) crops 80x80 from a %s image"
+                         % size, "smaller one instead, which is not supported")
+        if asked:
+            assert "--input-shape" in result.stderr
+        assert not list(tmp_path.glob("mx*"))
+
+
 def _resizing_model(keras, **options):
     base = keras.applications.Xception(weights=None, include_top=False,
                                        input_shape=(None, None, 3))
@@ -82,7 +136,7 @@ def _resizing_model(keras, **options):
     ({"crop_to_aspect_ratio": True}, ["crop_to_aspect_ratio=True is not supported"]),
     ({"pad_to_aspect_ratio": True}, ["pad_to_aspect_ratio=True is not supported"]),
     ({"antialias": True}, ["antialias=True is not supported"]),
-    ({"size": (32, 48)}, ["resizes to 32x48", "needs height and width >= 71"]),
+    ({"size": (32, 48)}, ["gives 32x48 images", "needs height and width >= 71"]),
 ], ids=["nearest", "bicubic", "crop", "pad", "antialias", "too-small"])
 def test_a_resizing_the_checkpoint_cannot_compute_alike_is_refused_in_one_line(
         options, fragments, tmp_path):

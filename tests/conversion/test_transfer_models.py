@@ -26,6 +26,7 @@ CASES = {   # name: (builder, file suffix)
     "uint8-input-keras2.keras": (transfer_models.keras2_integer_input, ".keras"),
     "resizing-40x56-keras3.keras": (transfer_models.resizing, ".keras"),
     "resizing-100x130-keras2.h5": (transfer_models.keras2_resizing, ".h5"),
+    "center-crop-96x120-keras2.h5": (transfer_models.keras2_center_crop, ".h5"),
 }
 def inputs_for(model, preprocessed_inside):
     """The photos and random images at the model's input size, NHWC, as the

@@ -27,13 +27,16 @@ def _step_text(op):
         return "truncate to %s" % op["dtype"]
     if op["op"] == "resize":
         return "resize to %dx%d (%s)" % (op["size"][0], op["size"][1], op["interpolation"])
+    if op["op"] == "center_crop":
+        return "center crop to %dx%d" % tuple(op["size"])
     return "%s %g" % (op["op"], op["value"])
 
 
 def takes_raw_pixels(spec):
     """Whether a transfer model ``spec`` takes raw 0..255 pixels: it scales
-    them inside (a ``resize`` alone keeps Keras' ``x / 127.5 - 1``)."""
-    return bool(spec) and any(op["op"] != "resize" for op in spec["preprocess"])
+    them inside (resizing and cropping alone keep Keras' ``x / 127.5 - 1``)."""
+    return bool(spec) and any(op["op"] not in ("resize", "center_crop")
+                              for op in spec["preprocess"])
 
 
 def input_convention(input_size, spec=None):

@@ -6,8 +6,9 @@ The spec::
 
     {"input_shape": [H, W],
      "preprocess": [{"op": "cast", "dtype": "uint8"},   # an integer-typed Keras input
-                    {"op": "resize", "name": "resizing", "size": [299, 299],
+                    {"op": "resize", "name": "resizing", "size": [320, 320],
                      "interpolation": "bilinear"},
+                    {"op": "center_crop", "name": "crop", "size": [299, 299]},
                     {"op": "divide", "value": 127.5}, {"op": "subtract", "value": 1.0},
                     {"op": "normalize", "name": "normalization"}, ...],
      "base": {"name": "xception" or None (flattened), "pooling": None | "avg" | "max",
@@ -20,8 +21,9 @@ The spec::
 
 The input is the model's own input, NCHW: raw pixels when the model rescales
 inside, Keras' ``x / 127.5 - 1`` when it expects preprocessed input.  A
-``resize`` (Keras ``Resizing``) sets the size the base computes at, whatever
-size the input has; without one, the base computes at the input's size.
+``resize`` or ``center_crop`` (Keras ``Resizing``, ``CenterCrop``) sets the
+size the base computes at (``transfer_inputs``); without one, the base
+computes at the input's size.
 Parameters are named after the Keras layers (``fc1_weight``,
 ``fc1_bn_gamma``, ``normalization_mean``); the base keeps Xception's names.
 """
@@ -216,7 +218,7 @@ class TransferNet(HybridBlock):
         self.base_size = check_input_shape(base_input_size(spec, self.input_size))
         units, self.output_shape = head_units(spec, self.input_size)
         with self.name_scope():
-            self.preprocess = preprocess_blocks(spec["preprocess"])
+            self.preprocess = preprocess_blocks(spec, self.input_size)
             for i, block in enumerate(self.preprocess):
                 self.register_child(block, "preprocess%d" % i)
             self.base = Xception(include_top=False, pooling=spec["base"]["pooling"],

@@ -136,14 +136,16 @@ def any_size_resizing(seed=0):
 
 def evaluation_crop(seed=0):
     """ImageNet's evaluation transform inside a model that takes any size:
-    ``Resizing`` to 90x100, ``CenterCrop`` to 75x80, ``Rescaling``."""
+    augmentation, then a ``Sequential`` of ``Resizing`` to 90x100,
+    ``CenterCrop`` to 75x80 and ``Rescaling``."""
     keras = import_keras()
     layers = keras.layers
     base = _base(keras, seed, (75, 80))
     inputs = keras.Input((None, None, 3))
-    x = layers.Resizing(90, 100, name="resize_larger")(inputs)
-    x = layers.CenterCrop(75, 80, name="crop")(x)
-    x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = keras.Sequential([layers.RandomFlip("horizontal")], name="augmentation")(inputs)
+    x = keras.Sequential([layers.Resizing(90, 100, name="resize_larger"),
+                          layers.CenterCrop(75, 80, name="crop"),
+                          layers.Rescaling(1 / 127.5, offset=-1)], name="preprocessing")(x)
     x = layers.GlobalAveragePooling2D()(base(x, training=False))
     x = layers.Dense(8, activation="relu", name="fc1")(x)
     outputs = layers.Dense(5, activation="softmax", name="out")(x)

@@ -195,7 +195,7 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
     raw = takes_raw_pixels(meta)
     names, x = build_inputs(images, random_count, seed, input_size, raw)
     keras_model, mixed = transfer.as_converted(transfer.load_transfer_model(keras_path),
-                                               spec, input_size)
+                                               input_size)
     net, _ = load_network(prefix, epoch, input_size=input_size)
     records, layer_records = compare_both(
         keras_model, net, names, x,

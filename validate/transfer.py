@@ -13,7 +13,6 @@ from convert.keras_reader import read_keras_file
 from convert.transfer.keras_config import model_config
 from xception_mx.errors import InputError
 from xception_mx.model.transfer import PREPROCESSED_OUTPUT, layer_output_name
-from xception_mx.model.transfer_inputs import base_input_size
 
 from . import keras_side
 from .layers import layer_pairs, probe_model
@@ -77,20 +76,27 @@ def load_transfer_model(keras_path):
                          % (keras_path, text, hint))
 
 
-def _set_input_sizes(config, size, nested_size=None):
-    """Every ``InputLayer`` in a model config's layers at ``size``; nested
-    models' (the base's) at ``nested_size`` (the size the model's own
-    ``Resizing`` gives them)."""
+def _input_shapes(config, shape):
+    """Every ``InputLayer`` in ``config`` (a layer's or a list's) at ``shape``."""
     if isinstance(config, dict):
         if config.get("class_name") == "InputLayer":
             for key in ("batch_shape", "batch_input_shape"):
                 if key in config.get("config", {}):
-                    config["config"][key] = [None, size[0], size[1], 3]
+                    config["config"][key] = [None, shape[0], shape[1], 3]
         for value in config.values():
-            _set_input_sizes(value, nested_size or size)
+            _input_shapes(value, shape)
     elif isinstance(config, list):
         for value in config:
-            _set_input_sizes(value, size, nested_size)
+            _input_shapes(value, shape)
+
+
+def _set_input_sizes(layers, size):
+    """The model's own ``InputLayer`` (in its config's ``layers``) at ``size``;
+    those of nested models (the base, preprocessing ``Sequential``s) at any
+    size, so that each takes what reaches it (the model's own ``Resizing`` or
+    ``CenterCrop`` changes the size on the way)."""
+    for layer in layers:
+        _input_shapes(layer, size if layer.get("class_name") == "InputLayer" else (None, None))
 
 
 def _float32_policies(config, found):
@@ -113,7 +119,7 @@ def _float32_policies(config, found):
             _float32_policies(value, found)
 
 
-def as_converted(model, spec, size):
+def as_converted(model, size):
     """``(model, mixed)``: ``model``, or the same model and weights rebuilt by
     Keras (from the config already checked) to compute what the checkpoint
     computes: at ``size`` when the checkpoint was converted at another size
@@ -124,7 +130,7 @@ def as_converted(model, spec, size):
     _float32_policies(config, found)
     if tuple(model.input_shape[1:3]) == tuple(size) and not found:
         return model, None
-    _set_input_sizes(config.get("layers", []), size, base_input_size(spec, size))
+    _set_input_sizes(config.get("layers", []), size)
     rebuilt = type(model).from_config(config)
     rebuilt.set_weights(model.get_weights())
     return rebuilt, ", ".join(sorted(found)) or None

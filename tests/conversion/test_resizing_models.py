@@ -22,6 +22,16 @@ def close(got, expected):
     return np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
+def assert_parity_passes(keras_path, prefix, size):
+    """xception-parity passes, comparing at ``size`` (Keras rebuilt at that size)."""
+    report = prefix.parent / (prefix.name + "-report.json")
+    parity = run_tool("xception-parity", "--keras", keras_path, "--mxnet", prefix,
+                      "--random", "2", "--report", report)
+    assert parity.returncode == 0, parity.stdout[-2000:] + parity.stderr[-2000:]
+    found = json.loads(report.read_text())
+    assert found["passed"] and found["input_size"] == size
+
+
 def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_or_below_71(
         tmp_path):
     """Its base computes at the Resizing's 80x90 whatever the input: converted by default
@@ -47,12 +57,7 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
         x = rng.uniform(-1, 1, (2, height, width, 3)).astype(np.float32)
         expected = model.predict(x, verbose=0)
         assert close(net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy(), expected)
-    report = tmp_path / "report.json"
-    parity = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx30",
-                      "--random", "2", "--report", report)
-    assert parity.returncode == 0, parity.stdout[-2000:] + parity.stderr[-2000:]
-    found = json.loads(report.read_text())
-    assert found["passed"] and found["input_size"] == [30, 45]
+    assert_parity_passes(path, tmp_path / "mx30", [30, 45])
     result = run_tool("mxnet2keras", tmp_path / "mxNone", "-o", tmp_path / "back.keras")
     assert result.returncode == 0, result.stderr
     back = keras_side.load_user_model(str(tmp_path / "back.keras"))
@@ -67,9 +72,10 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
 
 
 def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(tmp_path):
-    """Resizing to 90x100 then CenterCrop to 75x80: converted at the crop's size by default,
-    at 150x120 (downsampled) and 40x300 (stretched) when asked, each giving Keras' outputs;
-    mxnet2keras gives back both layers, named, with the same outputs."""
+    """Resizing to 90x100 then CenterCrop to 75x80 (in a Sequential, after augmentation):
+    converted at the crop's size by default, at 150x120 (downsampled) and 40x300 (stretched)
+    when asked, each giving Keras' outputs; xception-parity compares at 150x120; mxnet2keras
+    gives back both layers, named, with the same outputs."""
     model = transfer_models.built(transfer_models.evaluation_crop)
     path = transfer_models.save(model, str(tmp_path / "m.keras"))
     rng = np.random.RandomState(6)
@@ -85,6 +91,7 @@ def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(t
         x = rng.uniform(0, 255, (2, height, width, 3)).astype(np.float32)
         expected = model.predict(x, verbose=0)
         assert close(net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy(), expected)
+    assert_parity_passes(path, tmp_path / "mx150", [150, 120])
     result = run_tool("mxnet2keras", tmp_path / "mx150", "-o", tmp_path / "back.keras")
     assert result.returncode == 0, result.stderr
     back = keras_side.load_user_model(str(tmp_path / "back.keras"))

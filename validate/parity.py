@@ -14,7 +14,6 @@ import numpy as np
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import image_files, load_images
 from xception_mx.model.transfer_inputs import check_model_input
-from xception_mx.model.xception import check_input_shape
 from xception_mx.serving.loading import (checkpoint_input_size, is_transfer, load_network,
                                          read_meta, require_keras_shaped, run_batches,
                                          takes_raw_pixels)
@@ -97,8 +96,8 @@ def resolve_input_size(prefix, meta, input_size):
     if input_size is None:
         return tuple(built or (299, 299))
     try:
-        input_size = check_model_input(meta["model"]["transfer"], tuple(input_size)) \
-            if is_transfer(meta) else check_input_shape(tuple(input_size))
+        spec = meta["model"]["transfer"] if is_transfer(meta) else None
+        input_size = check_model_input(spec, tuple(input_size))
     except ValueError as exc:
         raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
     if built is not None and tuple(input_size) != tuple(built):

@@ -152,6 +152,7 @@ def read_transfer(path, config, declared_size=None):
     preprocessing = input_ops(path, model_input) if model_input else []
     for layer in chain[:at]:
         preprocessing += preprocess_ops(path, layer)
+    sized = preprocessed_size({"preprocess": preprocessing})     # by Resizing/CenterCrop
     base_layers = ()
     inference_base = False
     if layer_name(base) == BASE_FEATURES:
@@ -160,7 +161,7 @@ def read_transfer(path, config, declared_size=None):
     else:
         base_name, pooling = layer_name(base), _base_pooling(path, base)
         inference_base = called_in_inference_mode(base)
-        if not (size and size[0]) and not preprocessed_size({"preprocess": preprocessing}):
+        if not (size and size[0]) and not sized:
             inner = [l for l in base["config"]["layers"]
                      if l.get("class_name") in INPUT_CLASSES]
             size = _input_size(inner[0]) if inner else None
@@ -173,8 +174,7 @@ def read_transfer(path, config, declared_size=None):
                   "the base to the output (branches and extra outputs are not supported)",
                   path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
     size = list(size) if size and all(size) else None      # (None, None): any size
-    default = preprocessed_size({"preprocess": preprocessing}) or (299, 299)
-    spec = {"input_shape": list(declared_size or size or default),
+    spec = {"input_shape": list(declared_size or size or sized or (299, 299)),
             "declared_input_shape": size,
             "preprocess": preprocessing,
             "base": {"name": base_name, "pooling": pooling, "inference_mode": inference_base},

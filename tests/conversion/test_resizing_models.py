@@ -32,6 +32,21 @@ def assert_parity_passes(keras_path, prefix, size):
     assert found["passed"] and found["input_size"] == size
 
 
+def back_in_keras(prefix):
+    """The Keras model mxnet2keras writes from checkpoint ``prefix``."""
+    path = prefix.parent / (prefix.name + "-back.keras")
+    result = run_tool("mxnet2keras", prefix, "-o", path)
+    assert result.returncode == 0, result.stderr
+    return keras_side.load_user_model(str(path))
+
+
+def assert_computes_alike(back, model, x):
+    """The way back computes the original model's outputs (within 1e-5)."""
+    expected = model.predict(x, verbose=0)
+    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
+        1.0, float(np.abs(expected).max()))
+
+
 def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_or_below_71(
         tmp_path):
     """Its base computes at the Resizing's 80x90 whatever the input: converted by default
@@ -58,17 +73,12 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
         expected = model.predict(x, verbose=0)
         assert close(net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy(), expected)
     assert_parity_passes(path, tmp_path / "mx30", [30, 45])
-    result = run_tool("mxnet2keras", tmp_path / "mxNone", "-o", tmp_path / "back.keras")
-    assert result.returncode == 0, result.stderr
-    back = keras_side.load_user_model(str(tmp_path / "back.keras"))
+    back = back_in_keras(tmp_path / "mxNone")
     assert back.input_shape == (None, None, None, 3)
     resizing = back.get_layer("to_base_size")
     assert type(resizing).__name__ == "Resizing"
     assert (resizing.height, resizing.width) == (80, 90)
-    x = rng.uniform(-1, 1, (2, 50, 33, 3)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
-        1.0, float(np.abs(expected).max()))
+    assert_computes_alike(back, model, rng.uniform(-1, 1, (2, 50, 33, 3)).astype(np.float32))
 
 
 def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(tmp_path):
@@ -92,16 +102,11 @@ def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(t
         expected = model.predict(x, verbose=0)
         assert close(net(mx.nd.array(x.transpose(0, 3, 1, 2))).asnumpy(), expected)
     assert_parity_passes(path, tmp_path / "mx150", [150, 120])
-    result = run_tool("mxnet2keras", tmp_path / "mx150", "-o", tmp_path / "back.keras")
-    assert result.returncode == 0, result.stderr
-    back = keras_side.load_user_model(str(tmp_path / "back.keras"))
+    back = back_in_keras(tmp_path / "mx150")
     crop = back.get_layer("crop")
     assert type(crop).__name__ == "CenterCrop" and (crop.height, crop.width) == (75, 80)
     assert type(back.get_layer("resize_larger")).__name__ == "Resizing"
-    x = rng.uniform(0, 255, (2, 150, 120, 3)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    assert np.abs(back.predict(x, verbose=0) - expected).max() <= 1e-5 * max(
-        1.0, float(np.abs(expected).max()))
+    assert_computes_alike(back, model, rng.uniform(0, 255, (2, 150, 120, 3)).astype(np.float32))
 
 
 def test_a_center_crop_larger_than_its_input_is_refused_in_one_line(tmp_path):

@@ -32,9 +32,11 @@ def _step_text(op):
     return "%s %g" % (op["op"], op["value"])
 
 
-def takes_raw_pixels(spec):
-    """Whether a transfer model ``spec`` takes raw 0..255 pixels: it scales
-    them inside (resizing and cropping alone keep Keras' ``x / 127.5 - 1``)."""
+def rescales_inside(spec):
+    """Whether a transfer model ``spec`` changes pixel values inside, and so
+    takes raw 0..255 pixels (resizing and cropping alone keep Keras'
+    ``x / 127.5 - 1``).  A checkpoint's meta records the answer
+    (``serving.loading.takes_raw_pixels``)."""
     return bool(spec) and any(op["op"] not in ("resize", "center_crop")
                               for op in spec["preprocess"])
 
@@ -45,7 +47,7 @@ def input_convention(input_size, spec=None):
     preprocesses inside, raw pixels."""
     shape = [1, 3] + list(input_size)
     steps = ", then ".join(_step_text(op) for op in (spec or {}).get("preprocess", []))
-    if not takes_raw_pixels(spec):
+    if not rescales_inside(spec):
         scale = PREPROCESSING["scale"] + ("; inside the network: " + steps if steps else "")
         return dict(PREPROCESSING, scale=scale, shape=shape)
     return dict(PREPROCESSING, scale="raw pixels; inside the network: " + steps,

@@ -37,8 +37,10 @@ def known_op(op):
 
 def preprocessed_size(spec):
     """The size the model's own ``Resizing`` or ``CenterCrop`` (the last of
-    them) gives the base whatever the input's, or ``None``."""
-    sizes = [tuple(op["size"]) for op in spec["preprocess"] if op["op"] in SIZING_OPS]
+    them) gives the base whatever the input's, or ``None`` (none, or
+    ``spec=None``: plain Xception)."""
+    sizes = [tuple(op["size"]) for op in (spec or {}).get("preprocess", [])
+             if op["op"] in SIZING_OPS]
     return sizes[-1] if sizes else None
 
 
@@ -68,8 +70,8 @@ def crop_offsets(spec, input_size):
 
 def check_model_input(spec, input_shape):
     """``(height, width)`` of an input the model takes: any size when it
-    resizes inside, at least its crop's when it crops, else a size the base
-    takes (``check_input_shape``)."""
+    resizes inside, at least its crop's when it crops, else (plain Xception:
+    ``spec=None``) a size the base takes (``check_input_shape``)."""
     shape = tuple(input_shape)
     if preprocessed_size(spec) is None:
         return check_input_shape(shape)

@@ -15,8 +15,7 @@ from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
-from xception_mx.model.preprocess import takes_raw_pixels
-from xception_mx.model.preprocess import input_convention
+from xception_mx.model.preprocess import input_convention, rescales_inside
 from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import Xception
 from xception_mx.serving.checkpoint import write_checkpoint
@@ -131,7 +130,7 @@ def run_finetune(config, log=print):
     run_dir = RunDirectory(config["out"])
     resumed = resume_point(run_dir, config, lead)
     transfer_spec = pretrained_transfer_spec(config["pretrained"])
-    data = Data(config, rank, workers, raw=takes_raw_pixels(transfer_spec))
+    data = Data(config, rank, workers, raw=rescales_inside(transfer_spec))
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
               "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))

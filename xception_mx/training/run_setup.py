@@ -7,7 +7,6 @@ import os
 
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
-from xception_mx.model.xception import check_input_shape
 from xception_mx.serving.loading import (check_finite, checkpoint_input_size, is_transfer,
                                          read_meta, require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
@@ -87,9 +86,7 @@ def check_config(config):
         require_keras_shaped(meta, config["pretrained"], "--pretrained")
     spec = meta["model"]["transfer"] if is_transfer(meta) else None
     try:
-        size = tuple(config["input_shape"])
-        size = base_input_size(spec, check_model_input(spec, size)) if spec else \
-            check_input_shape(size)
+        size = base_input_size(spec, check_model_input(spec, tuple(config["input_shape"])))
     except ValueError as exc:
         raise InputError("--input-shape: %s" % exc)
     if config["amp"]:

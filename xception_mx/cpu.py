@@ -80,7 +80,8 @@ def isa_cap_helps_here(precision, padded, cpuinfo=None):
     the 58 depthwise reorders fall to 1): ``AVX512_MIC`` for a network padded to 16-channel
     blocks (its kernels run 16 channels at a time), ``AVX2`` for 728 channels.  Not on Intel:
     there oneDNN's ``brgconv`` kernels, which the cap removes, are the fast path for the
-    padded network, and the cap is not measured.  Never for int8 or bf16."""
+    padded network (measured on a Xeon: 1.05x Keras capped against 1.10x uncapped at batch 8,
+    1.21x against 1.32x at batch 1).  Never for int8 or bf16."""
     fields = cpu_fields(cpuinfo)
     if precision != "fp32" or not has_avx512(fields) or is_intel(fields):
         return None

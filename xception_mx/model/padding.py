@@ -46,7 +46,7 @@ def padding_helps_here(cpuinfo=None, training=False, precision="fp32"):
     for 728-channel blocks and falls back to gemm convolutions and a plain BatchNorm
     (measured on an AMD EPYC at batch 8: 9.4 images/s unpadded, 19.4 padded).  Training: on
     any CPU with AVX-512 (measured: the training step 1.09x faster padded on an AMD EPYC,
-    1.16x on an Intel Xeon; BENCHMARKS.md section 4)."""
+    1.32x on an Intel Xeon; BENCHMARKS.md section 4)."""
     fields = cpu_fields(cpuinfo)
     return has_avx512(fields) and (training or precision == "bf16" or is_intel(fields))
 

@@ -37,7 +37,7 @@ demo: setup
 		tests/data --random 4
 
 test: setup setup-horovod
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean:
 	rm -rf $(VENV) $(DEMO)

@@ -115,14 +115,8 @@ PRIMITIVE_RUNS = [("728 channels", False, None), ("736 channels", True, None),
                   ("728, `DNNL_MAX_CPU_ISA=AVX2`", False, "AVX2")]
 
 
-def primitives_section():
-    """Share of a fused fp32 forward per oneDNN implementation: 728 against 736 channels, and
-    with oneDNN's ISA capped (which kernels, hence which layouts and reorders, it picks)."""
-    tables = {}
-    for column, padded, isa in PRIMITIVE_RUNS:
-        env = dict({"MKLDNN_VERBOSE": "1"}, **({"DNNL_MAX_CPU_ISA": isa} if isa else {}))
-        tables[column] = workload("primitives", env=env, prefix=PREFIX,
-                                  pad_channels=padded)["primitives"]
+def primitive_table(tables):
+    """Rows of calls / ms / share per primitive implementation, one column per run."""
     totals = {k: sum(ms for _, ms in t.values()) for k, t in tables.items()}
     keys = sorted(set().union(*tables.values()),
                   key=lambda k: -max(tables[c].get(k, [0, 0])[1] for c in tables))
@@ -137,27 +131,75 @@ def primitives_section():
                 row.append("%d / %.0f ms / %.0f%%" % (calls, ms, 100 * ms / totals[c])
                            if calls else "")
         rows.append(row)
+    return table(["primitive implementation"] + list(tables), rows)
+
+
+def primitives_section():
+    """Share of a fused fp32 forward per oneDNN implementation: 728 against 736 channels, and
+    with oneDNN's ISA capped (which kernels, hence which layouts and reorders, it picks)."""
+    tables = {}
+    for column, padded, isa in PRIMITIVE_RUNS:
+        env = dict({"MKLDNN_VERBOSE": "1"}, **({"DNNL_MAX_CPU_ISA": isa} if isa else {}))
+        tables[column] = workload("primitives", env=env, prefix=PREFIX,
+                                  pad_channels=padded)["primitives"]
     text = ("One fused fp32 forward, batch 8 at 299x299, after two warm-ups, from "
             "`MKLDNN_VERBOSE=1` (oneDNN inside MXNet 1.9.1): calls / milliseconds / share of the "
             "forward per primitive and implementation, with the middle flow's 728 channels "
             "and padded to 736 (`xception_mx/model/padding.py`), and with oneDNN's ISA capped "
             "(`DNNL_MAX_CPU_ISA`, set before MXNet starts): one run each, so totals are "
             "indicative; section 2 has the throughput.\n\n")
-    return text + table(["primitive implementation"] + list(tables), rows)
+    return text + primitive_table(tables)
+
+
+def reduced_caps():
+    """``{precision: [(label, DNNL_MAX_CPU_ISA)]}``: each precision without AMX, and with it
+    where xception-predict's auto raises oneDNN's ceiling to AMX on this machine."""
+    from xception_mx.cpu import AMX_ISA, isa_cap_helps_here
+    caps = {}
+    for precision in ("bf16", "int8"):
+        caps[precision] = [("no AMX (--onednn-isa all)", "ALL")]
+        if isa_cap_helps_here(precision, True) == AMX_ISA:
+            caps[precision].append(("AMX (--onednn-isa amx, auto here)", AMX_ISA))
+    return caps
+
+
+def reduced_primitives_section():
+    """Share of an int8 and a bf16 forward per oneDNN implementation, with and without AMX."""
+    tables = {}
+    for precision, caps in reduced_caps().items():
+        for label, isa in caps:
+            tables["%s, %s" % (precision, label)] = workload(
+                "primitives", env={"MKLDNN_VERBOSE": "1", "DNNL_MAX_CPU_ISA": isa},
+                prefix=PREFIX, pad_channels="auto", precision=precision,
+                calib=PHOTOS if precision == "int8" else None)["primitives"]
+    text = ("One int8 (calibrated on the 5 photos) and one bf16 forward, batch 8 at 299x299, "
+            "channels padded as xception-predict's auto does, after two warm-ups, from "
+            "`MKLDNN_VERBOSE=1`: calls / milliseconds / share per primitive and "
+            "implementation, without AMX and, where this CPU has it, with oneDNN's AMX "
+            "kernels (`DNNL_MAX_CPU_ISA=AVX512_CORE_AMX`; `xception_mx/cpu.py`). One run each; "
+            "section 3 has the throughput.\n\n")
+    return text + primitive_table(tables)
 
 
 def precision_section(keras, int8_peak):
-    runs = {"MXNet bf16 (AMP, oneDNN)": ("infer_mxnet", {"prefix": PREFIX, "mode": "bf16",
-                                                         "batches": [8]}),
-            "MXNet int8 (oneDNN, naive calibration on the 5 photos)": (
-                "infer_mxnet", {"prefix": PREFIX, "mode": "int8", "batches": [8],
-                                "calib": PHOTOS})}
+    runs = {}
+    for precision, caps in reduced_caps().items():
+        for label, isa in caps:
+            name = "MXNet %s%s, %s" % (precision, {"bf16": " (AMP, oneDNN)",
+                                                  "int8": " (oneDNN, naive calibration on the "
+                                                          "5 photos)"}[precision], label)
+            runs[name] = ("infer_mxnet", {"prefix": PREFIX, "mode": precision, "batches": [8],
+                                          "calib": PHOTOS if precision == "int8" else None},
+                          {"DNNL_MAX_CPU_ISA": isa})
     results = repeated(runs)
-    fid = workload("fidelity", prefix=PREFIX, calib=PHOTOS)
+    fidelity = {isa: workload("fidelity", env={"DNNL_MAX_CPU_ISA": isa}, prefix=PREFIX,
+                              calib=PHOTOS)
+                for isa in {isa for caps in reduced_caps().values() for _, isa in caps}}
     rows = []
-    for (name, rs), precision in zip(results.items(), ("bf16", "int8")):
+    for (name, rs), (_, _, env) in zip(results.items(), runs.values()):
+        precision = runs[name][1]["mode"]
         low, med = rate_stats(rs, "8")
-        f = fid[precision]
+        f = fidelity[env["DNNL_MAX_CPU_ISA"]][precision]
         rows.append([name, "%.1f / %.1f" % (low, med), "%.2fx" % (med / keras["8"]),
                      "%.0f%%" % (100 * med * GFLOP_PER_IMAGE / int8_peak),
                      "%.3g" % f["photos"]["max_abs"], "%.0f%% / %.0f%%" % (
@@ -165,11 +207,13 @@ def precision_section(keras, int8_peak):
                      "%.3g" % f["random"]["max_abs"], "%.0f%% / %.0f%%" % (
                          100 * f["random"]["top1"], 100 * f["random"]["top5"])])
     text = ("Batch 8, 299x299; fidelity against the fp32 checkpoint (logits) on the 5 sample "
-            "photos and 8 random inputs. The demo model has random weights, so its logits are "
+            "photos and 8 random inputs, computed with the same oneDNN kernels (AMX or not). "
+            "The demo model has random weights, so its logits are "
             "close together: a hard case for top-5 agreement. Share of int8 peak: median x "
             "%.1f G operations per image / %.0f G int8 operations/s (the machine's practical "
-            "int8 peak: oneDNN's int8 inner product, uint8 or int8 data times int8 weights, on "
-            "2048x2048 matrices); the ceiling for int8 here is %.2fx Keras' fp32 batch 8.\n\n"
+            "int8 peak without AMX: oneDNN's int8 inner product, uint8 or int8 data times int8 "
+            "weights, on 2048x2048 matrices); the ceiling for int8 without AMX here is %.2fx "
+            "Keras' fp32 batch 8.\n\n"
             % (GFLOP_PER_IMAGE, int8_peak, ceiling(int8_peak, keras["8"])))
     return text + table(["network", "images/s min / median", "vs Keras", "share of int8 peak",
                          "max |dev| photos", "top-1 / top-5 photos", "max |dev| random",
@@ -253,6 +297,8 @@ def main():
                 ("2", "2. Inference, fp32", inference),
                 ("2b", "2b. Where the time goes: oneDNN primitives", primitives_section),
                 ("3", "3. Reduced precision on CPU", precision),
+                ("3b", "3b. Where the int8 and bf16 time goes: oneDNN primitives",
+                 reduced_primitives_section),
                 ("4", "4. Training step", lambda: training_section()[0]),
                 ("5", "5. Depthwise convolution micro-benchmark", depthwise_section)]
     old = {}

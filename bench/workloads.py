@@ -223,15 +223,20 @@ def int8_products(n):
     return runs
 
 
-def primitives(prefix, pad_channels, batch=8, size=299):
-    """Milliseconds per oneDNN primitive implementation in one fused fp32 forward, from
+def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=None):
+    """Milliseconds per oneDNN primitive implementation in one ``precision`` forward (fused
+    fp32; int8 calibrated on the images ``calib``), from
     ``MKLDNN_VERBOSE=1`` (set by the caller before MXNet starts): ``{"kind impl":
     [calls, ms]}``, the verbose lines of the measured forward only (after two warm-ups)."""
     import mxnet as mx
     from xception_mx.cpu import executed_primitives
     from xception_mx.serving.fast import load_fast_network
-    net = load_fast_network(prefix, precision="fp32", batch_size=batch,
-                            pad_channels=pad_channels)[0]
+    calibration = None
+    if calib:
+        from xception_mx.model.preprocess import image_files, load_images
+        calibration = load_images(image_files(calib), (size, size))
+    net = load_fast_network(prefix, precision=precision, batch_size=batch,
+                            calibration=calibration, pad_channels=pad_channels)[0]
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size))
                     .astype(np.float32))
     net(x).wait_to_read()

@@ -12,6 +12,7 @@ import pytest
 from conftest import PHOTOS, assert_bad_input, run_tool
 from convert import convert_file
 from validate import keras_side
+from xception_mx.cpu import cpu_fields, has_amx
 from xception_mx.model.preprocess import load_images
 from xception_mx.serving.fast import load_fast_network, logits_agreement
 from xception_mx.serving.labels import imagenet_classes
@@ -145,6 +146,47 @@ def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks(setup):
     # bf16 kernels of oneDNN's AVX-512 families (avx512_core, _bf16, Intel's _amx...)
     assert all(i.split(":")[-1].startswith("avx512_core") for i, _ in convolutions
                if "gemm" not in i), set(convolutions)
+
+
+def predict_top1_and_kernels(prefix, *args, env=None):
+    """xception-predict's top class of the first 3 photos, and the convolution kernels
+    oneDNN ran (MKLDNN_VERBOSE's exec lines, which go to stdout too)."""
+    result = run_tool("xception-predict", prefix, *PHOTOS[:3], "--top", "1", *args,
+                      env=dict({"MKLDNN_VERBOSE": "1"}, **(env or {})))
+    assert result.returncode == 0, result.stderr
+    tops = [line.split("  ", 2)[-1] for line in result.stdout.splitlines()
+            if line.startswith("  1.")]
+    kernels = {line.split(",")[4] for line in result.stdout.splitlines()
+               if line.startswith("dnnl_verbose,exec,cpu,convolution,")}
+    assert len(tops) == 3 and kernels, result.stdout[-2000:]
+    return tops, kernels
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_int8_and_bf16_run_on_amx_where_the_cpu_has_it_and_agree_with_fp32(precision, setup):
+    """On a CPU with AMX (Intel Xeon, Sapphire Rapids on), xception-predict runs int8 and bf16
+    on oneDNN's AMX kernels, which oneDNN 2.4 leaves out unless asked, and a user's own
+    DNNL_MAX_CPU_ISA=AVX512_CORE_AMX works too (it died of SIGILL: nobody asked Linux for
+    the AMX tile state).  Elsewhere no AMX kernel runs and --onednn-isa amx is refused in one
+    line.  Either way the top class is fp32's."""
+    prefix = setup[0]
+    fp32, _ = predict_top1_and_kernels(prefix, "--precision", "fp32")
+    tops, kernels = predict_top1_and_kernels(prefix, "--precision", precision)
+    amx = [k for k in kernels if "_amx" in k]
+    assert tops == fp32
+    if has_amx(cpu_fields(), precision):
+        assert amx, kernels
+        tops, kernels = predict_top1_and_kernels(prefix, "--precision", precision,
+                                                 "--onednn-isa", "all")
+        assert tops == fp32 and not [k for k in kernels if "_amx" in k], kernels
+        tops, kernels = predict_top1_and_kernels(prefix, "--precision", precision,
+                                                 env={"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"})
+        assert tops == fp32 and [k for k in kernels if "_amx" in k], kernels
+    else:
+        assert not amx, kernels
+        assert_bad_input(run_tool("xception-predict", prefix, PHOTOS[0], "--precision",
+                                  precision, "--onednn-isa", "amx"),
+                         "--onednn-isa amx: this CPU lacks amx_tile and amx_")
 
 
 def test_predict_precisions_agree_on_the_top_class(setup):

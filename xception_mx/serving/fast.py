@@ -13,7 +13,9 @@
 
 Each can run with its channel counts padded to oneDNN's block of 16 (``padding.py``: 728 ->
 736, the same function; 728 channels fall back to AVX2 kernels), by default where that is
-faster (Intel AVX-512; bf16 on any AVX-512).
+faster (Intel AVX-512; bf16 on any AVX-512).  int8 and bf16 run on oneDNN's AMX kernels
+where the caller raised oneDNN's ceiling to them (``cpu.cap_isa``; xception-predict does so
+by default on CPUs with AMX).
 Every network is a Gluon ``SymbolBlock`` hybridized with static allocation,
 taking fp32 NCHW input preprocessed as usual; all of them output logits.
 """

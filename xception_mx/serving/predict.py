@@ -107,10 +107,12 @@ def build_parser():
                         help="with --precision int8: calibration images (default: IMAGES)")
     add_padding_argument(parser)
     parser.add_argument("--onednn-isa", choices=ISA_CHOICES, default="auto",
-                        help="cap the instruction sets oneDNN may use (fp32 only): its older "
-                             "kernels take one layout throughout, so the depthwise reorders "
-                             "go; auto: where that is faster (AMD CPUs with AVX-512), or "
-                             "DNNL_MAX_CPU_ISA if set")
+                        help="the instruction sets oneDNN may use: avx512_mic, avx2 cap "
+                             "fp32 to older kernels that take one layout throughout, so the "
+                             "depthwise reorders go; amx lets int8 and bf16 run on Intel's "
+                             "AMX kernels, which oneDNN leaves out unless asked; auto: where "
+                             "that is faster (the cap on AMD CPUs with AVX-512, AMX where the "
+                             "CPU has it), or DNNL_MAX_CPU_ISA if set")
     return parser
 
 

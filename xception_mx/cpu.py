@@ -17,9 +17,9 @@ AMX (Intel's matrix units, Sapphire Rapids and later) is the other way round: on
 AMX kernels for int8 and bf16 but leaves them out unless ``DNNL_MAX_CPU_ISA`` raises the
 ceiling to ``AVX512_CORE_AMX`` (they were a preview then), and it never asks Linux (5.16 and
 later) for the AMX tile state, so with that setting alone the process dies of SIGILL at the
-first AMX instruction.  ``request_amx`` asks for it; ``import xception_mx`` does so on any
-CPU that has AMX, and ``auto`` raises the ceiling for int8 and bf16 there (measured on a
-Xeon: bf16 2.7x, int8 about 1.2x faster, BENCHMARKS.md section 3).
+first AMX instruction.  ``request_amx`` asks for it, and ``import xception_mx`` calls it
+(elsewhere Linux says no, harmlessly); ``auto`` raises the ceiling for int8 and bf16 where the
+CPU has AMX (measured on a Xeon: bf16 2.6x, int8 1.08x faster, BENCHMARKS.md section 3).
 """
 import contextlib
 import ctypes
@@ -124,8 +124,7 @@ def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None):
 
     int8 and bf16 where the CPU has AMX for them and Linux grants it: ``AVX512_CORE_AMX``,
     which raises oneDNN 2.4's ceiling to its AMX kernels (measured on a Xeon, batch 8: bf16
-    15-17 images/s against 5.5-6.3, int8 34-36 against 24-34; ``amx_refused``: see
-    ``why_no_amx``).
+    14.9 images/s against 5.7, int8 35.0 against 32.3; ``amx_refused``: see ``why_no_amx``).
 
     fp32 on an AMD CPU with AVX-512 (measured on an EPYC, BENCHMARKS.md sections 2 and 2b:
     the 58 depthwise reorders fall to 1): ``AVX512_MIC`` for a network padded to 16-channel

@@ -147,7 +147,7 @@ def test_onednn_isa_cap_is_the_default_where_it_was_measured_faster(tmp_path):
 def test_amx_is_the_default_for_int8_and_bf16_where_the_cpu_has_it_and_linux_grants_it(
         tmp_path):
     """oneDNN 2.4 leaves its AMX kernels out unless DNNL_MAX_CPU_ISA=AVX512_CORE_AMX (measured
-    on a Xeon: bf16 2.7x, int8 about 1.2x faster with them), and without Linux's permission
+    on a Xeon: bf16 2.6x, int8 1.08x faster with them), and without Linux's permission
     the first AMX instruction kills the process (SIGILL): auto raises the ceiling only for
     the precisions the CPU's AMX serves, only when the permission was granted; an explicit
     amx or a user's own setting that cannot work is refused in one line."""

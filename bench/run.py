@@ -194,12 +194,11 @@ def precision_section(keras, int8_peak):
     results = repeated(runs)
     fidelity = {isa: workload("fidelity", env={"DNNL_MAX_CPU_ISA": isa}, prefix=PREFIX,
                               calib=PHOTOS)
-                for isa in {isa for caps in reduced_caps().values() for _, isa in caps}}
+                for isa in {env["DNNL_MAX_CPU_ISA"] for _, _, env in runs.values()}}
     rows = []
-    for (name, rs), (_, _, env) in zip(results.items(), runs.values()):
-        precision = runs[name][1]["mode"]
-        low, med = rate_stats(rs, "8")
-        f = fidelity[env["DNNL_MAX_CPU_ISA"]][precision]
+    for name, (_, kwargs, env) in runs.items():
+        low, med = rate_stats(results[name], "8")
+        f = fidelity[env["DNNL_MAX_CPU_ISA"]][kwargs["mode"]]
         rows.append([name, "%.1f / %.1f" % (low, med), "%.2fx" % (med / keras["8"]),
                      "%.0f%%" % (100 * med * GFLOP_PER_IMAGE / int8_peak),
                      "%.3g" % f["photos"]["max_abs"], "%.0f%% / %.0f%%" % (

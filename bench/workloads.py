@@ -24,6 +24,12 @@ def _batch(batch, size, seed=0):
     return x, y
 
 
+def _photos(calib, size):
+    """The images of ``calib`` (files or folders) at ``size`` x ``size``, NCHW."""
+    from xception_mx.model.preprocess import image_files, load_images
+    return load_images(image_files(calib), (size, size))
+
+
 def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False):
     import mxnet as mx
     from mxnet import gluon
@@ -116,10 +122,7 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
             net.hybridize(static_alloc=True, static_shape=True)
         nets = {b: net for b in batches}
     else:
-        calibration = None
-        if mode == "int8":
-            from xception_mx.model.preprocess import image_files, load_images
-            calibration = load_images(image_files(calib), (size, size))
+        calibration = _photos(calib, size) if mode == "int8" else None
         precision = "fp32" if mode.startswith("fused") else mode
         if pad_channels is None:
             pad_channels = "auto" if mode in ("bf16", "int8") else mode != "fused-unpadded"
@@ -136,10 +139,9 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
 def fidelity(prefix, calib, size=299):
     """bf16 and int8 against fp32: max logit deviation, top-1/top-5 agreement on
     the photos and on a random batch."""
-    from xception_mx.model.preprocess import image_files, load_images
     from xception_mx.serving.fast import load_fast_network, logits_agreement
     from xception_mx.serving.loading import load_network, run_batches
-    photos = load_images(image_files(calib), (size, size))
+    photos = _photos(calib, size)
     noise = np.random.RandomState(0).uniform(-1, 1, (8, 3, size, size)).astype(np.float32)
     plain = load_network(prefix, output="logits")[0]
     out = {}
@@ -231,10 +233,7 @@ def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=
     import mxnet as mx
     from xception_mx.cpu import executed_primitives
     from xception_mx.serving.fast import load_fast_network
-    calibration = None
-    if calib:
-        from xception_mx.model.preprocess import image_files, load_images
-        calibration = load_images(image_files(calib), (size, size))
+    calibration = _photos(calib, size) if calib else None
     net = load_fast_network(prefix, precision=precision, batch_size=batch,
                             calibration=calibration, pad_channels=pad_channels)[0]
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size))

@@ -192,13 +192,8 @@ def test_int8_and_bf16_run_on_amx_where_the_cpu_has_it_and_agree_with_fp32(preci
 
 def test_predict_precisions_agree_on_the_top_class(setup):
     prefix = setup[0]
-    tops = {}
-    for precision in ("fp32", "bf16", "int8"):
-        result = run_tool("xception-predict", prefix, *PHOTOS[:3], "--top", "1",
-                          "--precision", precision)
-        assert result.returncode == 0, result.stderr
-        tops[precision] = [l.split("  ", 2)[-1] for l in result.stdout.splitlines()
-                           if l.startswith("  1.")]
+    tops = {precision: predict_top1_and_kernels(prefix, "--precision", precision)[0]
+            for precision in ("fp32", "bf16", "int8")}
     assert len(tops["fp32"]) == 3 and tops["fp32"] == tops["bf16"] == tops["int8"]
     keras_top = [imagenet_classes()[i] for i in setup[3][:3].argmax(1)]   # Keras' own logits
     assert tops["fp32"] == ["%s (%s)" % (name, synset) for synset, name in keras_top]

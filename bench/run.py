@@ -181,6 +181,33 @@ def reduced_primitives_section():
     return text + primitive_table(tables)
 
 
+# (label, channels, size): the int8 1x1 convolution on the middle flow's shape (batch 8), and on
+# one oneDNN 2.4's AMX 1x1 kernel takes whole (16x16 positions, channels in blocks of 64).
+INT8_CONV_SHAPES = [("the middle flow's shape (736 channels, 19x19, batch 8)", 736, 19),
+                    ("a shape oneDNN's AMX 1x1 kernel is built for (768 channels, 16x16)",
+                     768, 16)]
+
+
+def int8_conv_text(caps, keras):
+    """A paragraph: the int8 1x1 convolution's rate with each of ``caps`` ([(label, ISA)]) and
+    the ceiling the middle flow's best rate sets."""
+    runs = {(shape, label): ("int8_conv_rate", {"channels": channels, "size": size},
+                             {"DNNL_MAX_CPU_ISA": isa})
+            for shape, channels, size in INT8_CONV_SHAPES for label, isa in caps}
+    rates = {key: statistics.median(r["gops"] for r in rs) for key, rs in repeated(runs).items()}
+    parts = ["on %s: %s" % (shape, ", ".join("%.0f %s" % (rates[shape, label], label)
+                                              for label, _ in caps))
+             for shape, _, _ in INT8_CONV_SHAPES]
+    best = max(rates[INT8_CONV_SHAPES[0][0], label] for label, _ in caps)
+    return ("The int8 network's kernel, oneDNN's int8 1x1 convolution with its ReLU (section 3b: "
+            "about three quarters of the int8 forward), in G operations/s, median of %d runs "
+            "(`int8_conv_rate` in bench/workloads.py): %s. A network that ran its whole forward "
+            "at its middle flow's best rate (%.0f) would reach %.2fx Keras' fp32 batch 8; 5x "
+            "needs %.0f G operations/s over the whole forward.\n\n"
+            % (REPEATS, "; ".join(parts), best, ceiling(best, keras["8"]),
+               5 * keras["8"] * GFLOP_PER_IMAGE))
+
+
 def precision_section(keras, int8_peak):
     runs = {}
     for precision, caps in reduced_caps().items():
@@ -214,6 +241,7 @@ def precision_section(keras, int8_peak):
             "weights, on 2048x2048 matrices); the ceiling for int8 without AMX here is %.2fx "
             "Keras' fp32 batch 8.\n\n"
             % (GFLOP_PER_IMAGE, int8_peak, ceiling(int8_peak, keras["8"])))
+    text += int8_conv_text(reduced_caps()["int8"], keras)
     return text + table(["network", "images/s min / median", "vs Keras", "share of int8 peak",
                          "max |dev| photos", "top-1 / top-5 photos", "max |dev| random",
                          "top-1 / top-5 random"], rows)

@@ -225,6 +225,28 @@ def int8_products(n):
     return runs
 
 
+def int8_conv_rate(channels=736, size=19, batch=8, convs=4, repeats=20):
+    """G operations/s of oneDNN's int8 1x1 convolution (with its fused ReLU) on the middle
+    flow's shape by default: a chain of ``convs`` of them, channels x size x size, quantized
+    as the int8 network is (``quantize_int8``, naive calibration), hybridized with static
+    allocation; whether it runs on AMX is the caller's ``DNNL_MAX_CPU_ISA``."""
+    import mxnet as mx
+    from xception_mx.serving.fast import quantize_int8
+    from xception_mx.serving.loading import symbol_block
+    rng = np.random.RandomState(0)
+    x, weights = mx.sym.var("data"), {}
+    for i in range(convs):
+        x = mx.sym.Activation(mx.sym.Convolution(x, kernel=(1, 1), num_filter=channels,
+                                                 no_bias=True, name="pw%d" % i), act_type="relu")
+        weights["pw%d_weight" % i] = mx.nd.array(
+            rng.normal(0, channels ** -0.5, (channels, channels, 1, 1)).astype(np.float32))
+    data = rng.uniform(0, 1, (batch, channels, size, size)).astype(np.float32)
+    net = symbol_block(*quantize_int8(x, weights, {}, data), static=True)
+    data = mx.nd.array(data)
+    ms = _ms(lambda: net(data).wait_to_read(), repeats)
+    return {"gops": convs * 2 * batch * size * size * channels ** 2 / (ms / 1000) / 1e9}
+
+
 def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=None):
     """Milliseconds per oneDNN primitive implementation in one ``precision`` forward (fused
     fp32; int8 calibrated on the images ``calib``), from
@@ -252,7 +274,7 @@ def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=
 WORKLOADS = {"primitives": primitives, "train_mxnet": train_mxnet, "train_keras": train_keras,
              "train_keras_on_batch": train_keras_on_batch, "infer_keras": infer_keras,
              "infer_mxnet": infer_mxnet, "fidelity": fidelity, "depthwise": depthwise,
-             "peak_gflops": peak_gflops}
+             "peak_gflops": peak_gflops, "int8_conv_rate": int8_conv_rate}
 
 if __name__ == "__main__":
     name, kwargs = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}

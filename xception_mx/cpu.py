@@ -130,8 +130,8 @@ def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None):
     the 58 depthwise reorders fall to 1): ``AVX512_MIC`` for a network padded to 16-channel
     blocks (its kernels run 16 channels at a time), ``AVX2`` for 728 channels.  Not on Intel:
     there oneDNN's ``brgconv`` kernels, which the cap removes, are the fast path for the
-    padded network (measured on a Xeon in two runs: 1.21x and 1.36x Keras capped against 1.32x
-    and 1.54x uncapped at batch 1; at batch 8 1.05x and 1.17x against 1.10x and 0.99x).  The
+    padded network (measured on a Xeon in three runs: 1.21-1.37x Keras capped against
+    1.32-1.56x uncapped at batch 1; at batch 8 0.82-1.17x against 0.99-1.10x).  The
     caps never apply to int8 or bf16."""
     if precision in AMX_FLAGS:
         return None if why_no_amx(precision, cpuinfo, amx_refused) else AMX_ISA

@@ -182,15 +182,15 @@ def reduced_primitives_section():
 
 
 # (label, channels, size): the int8 1x1 convolution on the middle flow's shape (batch 8), and on
-# one oneDNN 2.4's AMX 1x1 kernel takes whole (16x16 positions, channels in blocks of 64).
+# a shape oneDNN 2.4's AMX 1x1 kernel takes (16x16 positions, channels in blocks of 64).
 INT8_CONV_SHAPES = [("the middle flow's shape (736 channels, 19x19, batch 8)", 736, 19),
                     ("a shape oneDNN's AMX 1x1 kernel is built for (768 channels, 16x16)",
                      768, 16)]
 
 
 def int8_conv_text(caps, keras):
-    """A paragraph: the int8 1x1 convolution's rate with each of ``caps`` ([(label, ISA)]) and
-    the ceiling the middle flow's best rate sets."""
+    """A paragraph: the int8 1x1 convolution's rate with each of ``caps`` ([(label, ISA)]), and
+    the ratio to Keras a whole forward at the middle flow's best rate would reach."""
     runs = {(shape, label): ("int8_conv_rate", {"channels": channels, "size": size},
                              {"DNNL_MAX_CPU_ISA": isa})
             for shape, channels, size in INT8_CONV_SHAPES for label, isa in caps}

@@ -209,8 +209,8 @@ def int8_conv_text(caps, keras):
 
 
 def precision_section(keras, int8_peak):
-    runs = {}
-    for precision, caps in reduced_caps().items():
+    runs, caps_of = {}, reduced_caps()
+    for precision, caps in caps_of.items():
         for label, isa in caps:
             name = "MXNet %s%s, %s" % (precision, {"bf16": " (AMP, oneDNN)",
                                                   "int8": " (oneDNN, naive calibration on the "
@@ -241,7 +241,7 @@ def precision_section(keras, int8_peak):
             "weights, on 2048x2048 matrices); the ceiling for int8 without AMX here is %.2fx "
             "Keras' fp32 batch 8.\n\n"
             % (GFLOP_PER_IMAGE, int8_peak, ceiling(int8_peak, keras["8"])))
-    text += int8_conv_text(reduced_caps()["int8"], keras)
+    text += int8_conv_text(caps_of["int8"], keras)
     return text + table(["network", "images/s min / median", "vs Keras", "share of int8 peak",
                          "max |dev| photos", "top-1 / top-5 photos", "max |dev| random",
                          "top-1 / top-5 random"], rows)

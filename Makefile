@@ -18,9 +18,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	touch $@
 
 # Horovod built from source against the venv's MXNet, with Gloo and without MPI,
-# TensorFlow or PyTorch (about 3 minutes; needs g++ and cmake).
+# TensorFlow or PyTorch (about 3 minutes; needs g++ and cmake).  Where the venv's MXNet is a
+# CUDA build (mxnet-cu117...), Horovod's GPU operations are built too, on NCCL (which needs the
+# CUDA toolkit and NCCL): without them Horovod sends GPU arrays down its CPU path.  A CUDA
+# toolkit alone decides nothing (a CPU MXNet cannot use it); HOROVOD_GPU_OPERATIONS=NCCL
+# (or empty) on the command line overrides.
+MXNET_HAS_CUDA = $(BIN)/python -c "import mxnet.runtime as r; \
+	print('NCCL' if r.Features().is_enabled('CUDA') else '')" 2>/dev/null
+HOROVOD_GPU_OPERATIONS ?= $(shell $(MXNET_HAS_CUDA))
 HOROVOD_FLAGS := HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
-	HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1
+	HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
+	$(if $(HOROVOD_GPU_OPERATIONS),HOROVOD_GPU_OPERATIONS=$(HOROVOD_GPU_OPERATIONS),)
 setup-horovod: $(VENV)/.horovod
 
 $(VENV)/.horovod: $(VENV)/.installed

@@ -252,8 +252,12 @@ def training_section():
                 "train_mxnet", {}),
             "MXNet Gluon, padded to 736 channels (--channel-padding on)": (
                 "train_mxnet", {"padded": True}),
+            "MXNet Gluon, padded, --amp (bfloat16 compute, float32 parameters)": (
+                "train_mxnet", {"padded": True, "amp": True}),
             "Keras fit": ("train_keras", {}),
-            "Keras train_on_batch": ("train_keras_on_batch", {})}
+            "Keras train_on_batch": ("train_keras_on_batch", {}),
+            "Keras train_on_batch, mixed_bfloat16 policy": (
+                "train_keras_on_batch", {"policy": "mixed_bfloat16"})}
     results = repeated(runs)
     keras = rate_stats(results["Keras train_on_batch"], None)[1]
     rows = []

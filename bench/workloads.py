@@ -30,32 +30,43 @@ def _photos(calib, size):
     return load_images(image_files(calib), (size, size))
 
 
-def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False):
+def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False, amp=False):
+    """Training steps as xception-finetune takes them; ``amp``: its ``--amp`` on a CPU
+    (MXNet's AMP in bfloat16, float32 parameters)."""
     import mxnet as mx
     from mxnet import gluon
     from xception_mx.model.padding import BLOCK
     from xception_mx.training.train import (build_network, make_trainer, train_step,
                                             trainable_params)
+    if amp:
+        from mxnet.contrib import amp as mx_amp
+        mx_amp.init(target_dtype="bfloat16")
     net, _, shapes = build_network(1000, (size, size), [mx.cpu()],
                                    channel_block=BLOCK if padded else None)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = make_trainer(trainable_params(net, False), "sgd", 0.001, 0.9, 1e-4, "device")
+    trainer = make_trainer(trainable_params(net, False), "sgd", 0.001, 0.9, 1e-4, "device",
+                           amp=amp)
+    if amp:
+        mx_amp.init_trainer(trainer)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     x, y = _batch(batch, size)
     x, y = mx.nd.array(x), mx.nd.array(y)
     for _ in range(warmup):
-        train_step(net, trainer, loss_fn, x, y, [mx.cpu()], shapes=shapes)
+        train_step(net, trainer, loss_fn, x, y, [mx.cpu()], amp=amp, shapes=shapes)
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(net, trainer, loss_fn, x, y, [mx.cpu()], shapes=shapes)
+        train_step(net, trainer, loss_fn, x, y, [mx.cpu()], amp=amp, shapes=shapes)
     mx.nd.waitall()
     return {"images_per_s": batch * steps / (time.perf_counter() - start)}
 
 
-def _keras_training(batch, size):
-    """A compiled Keras Xception (SGD momentum, logits) and an NHWC batch."""
-    from validate.keras_side import import_keras
+def _keras_training(batch, size, policy=None):
+    """A compiled Keras Xception (SGD momentum, logits) and an NHWC batch; ``policy``: a
+    Keras dtype policy (``mixed_bfloat16``)."""
+    from xception_mx.validation.keras_side import import_keras
     keras = import_keras()
+    if policy:
+        keras.mixed_precision.set_global_policy(policy)
     model = keras.applications.Xception(weights=None, classifier_activation=None,
                                         input_shape=(size, size, 3))
     model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
@@ -73,8 +84,8 @@ def train_keras(batch=8, size=299, steps=6, warmup=2):
     return {"images_per_s": batch * steps / (time.perf_counter() - start)}
 
 
-def train_keras_on_batch(batch=8, size=299, steps=6, warmup=2):
-    model, x, y = _keras_training(batch, size)
+def train_keras_on_batch(batch=8, size=299, steps=6, warmup=2, policy=None):
+    model, x, y = _keras_training(batch, size, policy)
     for _ in range(warmup):
         model.train_on_batch(x, y)
     start = time.perf_counter()
@@ -98,7 +109,7 @@ def _time_inference(run, batches, size, iterations):
 
 
 def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
-    from validate.keras_side import import_keras
+    from xception_mx.validation.keras_side import import_keras
     keras = import_keras()
     model = keras.applications.Xception(weights=None, classifier_activation=None,
                                         input_shape=(size, size, 3))
@@ -166,7 +177,7 @@ def depthwise(framework, shapes, batch=8, iterations=10):
                                   num_group=channels, no_bias=True).wait_to_read()
             out["%dx%d" % (channels, size)] = _ms(run, iterations)
     else:
-        from validate.keras_side import import_keras
+        from xception_mx.validation.keras_side import import_keras
         import_keras()
         import tensorflow as tf
         for channels, size in shapes:

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from validate import keras_side  # noqa: E402
+from xception_mx.validation import keras_side  # noqa: E402
 
 
 def main(argv=None):

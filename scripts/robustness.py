@@ -10,8 +10,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from validate import kills as kill_harness, robustness  # noqa: E402
-from validate.keras_side import FORMATS, SUFFIX  # noqa: E402
+from xception_mx.validation import kills as kill_harness, robustness  # noqa: E402
+from xception_mx.validation.keras_side import FORMATS, SUFFIX  # noqa: E402
 
 
 def kill_training_runs(work, weights, kills, seed):
@@ -63,7 +63,7 @@ def main(argv=None):
         "# Robustness", "",
         "Written by `make robustness` (`scripts/robustness.py --fuzz-cases %d --kills %d "
         "--training-kills %d --seed %d`) on %s. The test suite runs short versions of the same "
-        "harness (`tests/robustness/test_robustness.py`, `validate/robustness.py`) and kills "
+        "harness (`tests/robustness/test_robustness.py`, `xception_mx/validation/robustness.py`) and kills "
         "at every named point (`tests/robustness/test_kill_points.py`). Random kills are timed "
         "from a traced run (`XCEPTION_MX_TRACE`: the time each named point of "
         "`xception_mx/faults.py` is reached); a killed run's trace names the last point it "

@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras_files  # noqa: E402
-from validate import keras_side  # noqa: E402
+from xception_mx.progress import without_progress  # noqa: E402
+from xception_mx.validation import keras_side  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
@@ -33,8 +34,9 @@ def run_tool(name, *args, cwd=None, env=None):
 
 
 def assert_bad_input(result, *fragments):
-    """Exit status 2 and one line on stderr holding every fragment, no traceback."""
-    lines = result.stderr.strip().splitlines()
+    """Exit status 2 and one line on stderr holding every fragment (besides the progress
+    lines of work done before the failure), no traceback."""
+    lines = without_progress(result.stderr).strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
@@ -108,7 +110,7 @@ def keras_file_10_classes(reference_model, keras_dir):
 def base(keras_files_top, tmp_path_factory):
     """A small training job's inputs: the reference converted at 71x71
     (``base / "x71"``) and 24 synthetic images of 3 classes (``base / "data"``)."""
-    from convert import convert_file
+    from xception_mx.conversion import convert_file
     from xception_mx.training.synthetic import write_shapes_dataset
     directory = tmp_path_factory.mktemp("dist")
     convert_file(keras_files_top["legacy-h5"], str(directory / "x71"), input_shape=(71, 71))

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import assert_bad_input, run_tool
 
-PARSERS = {"keras2mxnet": "convert.cli", "mxnet2keras": "convert.mxnet_to_keras",
-           "xception-parity": "validate.cli", "xception-predict": "xception_mx.serving.predict",
+PARSERS = {"keras2mxnet": "xception_mx.conversion.cli", "mxnet2keras": "xception_mx.conversion.mxnet_to_keras",
+           "xception-parity": "xception_mx.validation.cli", "xception-predict": "xception_mx.serving.predict",
            "xception-finetune": "xception_mx.training.finetune",
            "xception-pack": "xception_mx.training.pack",
            "xception-quantize": "xception_mx.serving.quantize",

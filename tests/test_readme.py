@@ -1,12 +1,14 @@
-"""The README's shell blocks run verbatim, in order, in a fresh copy of the repository.
+"""The manual's blocks run verbatim, in order, in a fresh copy of the repository.
 
-Every ```sh block of README.md is run with bash (``set -eo pipefail``) in a copy of the
-tracked files, one block after the other, as a reader following the README would: the quick
-start's ``make demo`` sets the copy up (``make setup`` for real, into the copy's own ``.venv``),
-the walk-throughs use what the earlier blocks wrote.  What stands in for a fresh machine:
+Every ```sh block of README.md and then of the ``docs/`` pages (in ``PAGES`` order) is run
+with bash (``set -eo pipefail``), and every ```python block with the copy's Python, in a copy
+of the tracked files, one block after the other, as a reader following the manual would: the
+quick start's ``make demo`` sets the copy up (``make setup`` for real, into the copy's own
+``.venv``), the walk-throughs use what the earlier blocks wrote.  What stands in for a fresh
+machine:
 
 - the copy's ``.venv`` is created empty, with a ``.pth`` line pointing at this venv's
-  site-packages, so that ``make setup`` and the README's ``pip install`` lines find the pinned
+  site-packages, so that ``make setup`` and the manual's ``pip install`` lines find the pinned
   packages installed (instead of fetching 1.8 GB again) and install the toolkit from the copy;
   ``horovodrun``, a script of the Horovod build, comes from this venv's ``bin``;
 - ``HOME`` is an empty folder (no ``~/.keras`` downloads).
@@ -30,6 +32,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+# the manual, in the order a reader follows it (later pages use what earlier ones wrote)
+PAGES = ["README.md"] + ["docs/%s.md" % name for name in (
+    "install", "conversion", "own-model", "parity", "predict", "finetune", "distributed",
+    "api", "robustness", "design", "testing")]
+README_LINES = 150
 TAG = re.compile(r"<!--\s*readme-test:\s*(\S+)\s*-->")
 SUITE_COMMAND = "make test"
 BLOCK_TIMEOUT = 900
@@ -61,6 +68,7 @@ def commands(code):
     dropped, lines cut at ``|``, ``&&``, ``||`` and ``;``, redirections left out."""
     found = []
     for line in code.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(?<=\s)\d+(?=>)", "", line)     # 2> file: the descriptor goes too
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.whitespace_split, lexer.commenters = True, "#"
         command, tokens = [], list(lexer)
@@ -102,10 +110,35 @@ def toolkit_invocations(tokens, tools):
     return found
 
 
+def page_blocks(page):
+    """``readme_blocks`` of one page, each with its ``page``."""
+    with open(os.path.join(ROOT, page)) as f:
+        return [dict(block, page=page) for block in readme_blocks(f.read())]
+
+
 @pytest.fixture(scope="module")
 def blocks():
+    return [block for page in PAGES for block in page_blocks(page)]
+
+
+def test_the_manual_is_every_page_of_docs_and_the_readme_is_a_front_page():
+    pages = sorted("docs/" + n for n in os.listdir(os.path.join(ROOT, "docs"))
+                   if n.endswith(".md"))
+    assert sorted(PAGES[1:]) == pages
     with open(README) as f:
-        return readme_blocks(f.read())
+        front = f.read()
+    assert len(front.splitlines()) <= README_LINES
+    for page in pages:
+        assert "](%s)" % page in front, "README.md does not link %s" % page
+
+
+def test_every_relative_link_of_the_manual_leads_to_a_file():
+    for page in PAGES:
+        with open(os.path.join(ROOT, page)) as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            path = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), target))
+            assert os.path.exists(path), "%s links %s, which does not exist" % (page, target)
 
 
 def test_every_readme_command_has_flags_its_tool_accepts(blocks):
@@ -120,10 +153,11 @@ def test_every_readme_command_has_flags_its_tool_accepts(blocks):
                 try:
                     parser.parse_args(args)
                 except SystemExit as stop:
-                    pytest.fail("README.md line %d: %s %s: its parser refuses these arguments "
-                                "(exit %s)" % (block["line"], tool, " ".join(args), stop.code))
+                    pytest.fail("%s line %d: %s %s: its parser refuses these arguments "
+                                "(exit %s)" % (block["page"], block["line"], tool,
+                                               " ".join(args), stop.code))
                 checked += 1
-    assert checked >= 15, "only %d toolkit commands found in the README's shell blocks" % checked
+    assert checked >= 15, "only %d toolkit commands found in the manual's shell blocks" % checked
 
 
 def test_commands_outside_shell_blocks_are_usage_lines(blocks):
@@ -136,9 +170,9 @@ def test_commands_outside_shell_blocks_are_usage_lines(blocks):
         for line in block["code"].splitlines():
             words = line.split()
             assert not (words and words[0] in tools), (
-                "README.md line %d: a command in a ```%s block; make it ```sh (it is then "
-                "run by test_readme_shell_blocks_run_verbatim_in_a_fresh_copy) or a "
-                "'usage:' line" % (block["line"], block["lang"]))
+                "%s line %d: a command in a ```%s block; make it ```sh (it is then "
+                "run by test_manual_blocks_run_verbatim_in_a_fresh_copy) or a "
+                "'usage:' line" % (block["page"], block["line"], block["lang"]))
 
 
 def test_the_suite_command_is_what_ci_runs(blocks):
@@ -146,6 +180,7 @@ def test_the_suite_command_is_what_ci_runs(blocks):
         ci = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     assert ci[-1] == SUITE_COMMAND
     first = [b for b in blocks if b["lang"] in SHELL_LANGS][0]
+    assert first["page"] == "README.md"
     assert SUITE_COMMAND in [" ".join(t) for t in commands(first["code"])]
 
 
@@ -175,13 +210,14 @@ def fresh_copy(dest):
     return venv
 
 
-def run_block(code, cwd, env):
-    """bash -eo pipefail on CODE in its own process group (killed whole on timeout)."""
-    process = subprocess.Popen(["bash", "-eo", "pipefail", "-c", code], cwd=cwd, env=env,
+def run_block(command, cwd, env, stdin=None):
+    """COMMAND (bash -eo pipefail -c CODE, or python - with the code on stdin) in its own
+    process group (killed whole on timeout)."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     try:
-        output, _ = process.communicate(timeout=BLOCK_TIMEOUT)
+        output, _ = process.communicate(stdin, timeout=BLOCK_TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
@@ -190,7 +226,7 @@ def run_block(code, cwd, env):
 
 
 @pytest.mark.slow
-def test_readme_shell_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
+def test_manual_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
     copy, home = str(tmp_path / "xception-mx"), str(tmp_path / "home")
     os.makedirs(home)
     venv = fresh_copy(copy)
@@ -200,16 +236,22 @@ def test_readme_shell_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
         [os.path.join(venv, "bin"), os.path.dirname(sys.executable), env["PATH"]]))
     ran = 0
     for block in blocks:
-        if block["lang"] not in SHELL_LANGS or block["tag"] == "other-machines":
+        if block["tag"] == "other-machines":
             continue
-        code = "\n".join(line for line in block["code"].splitlines()
-                         if line.split("#")[0].strip() != SUITE_COMMAND) + "\n"
-        status, output = run_block(code, copy, env)
-        assert status == 0, "README.md line %d: the block %s:\n%s\n--- output (end) ---\n%s" % (
-            block["line"], "timed out after %d s" % BLOCK_TIMEOUT if status is None
-            else "exited %d" % status, block["code"], output[-4000:])
+        if block["lang"] in SHELL_LANGS:
+            code = "\n".join(line for line in block["code"].splitlines()
+                             if line.split("#")[0].strip() != SUITE_COMMAND) + "\n"
+            status, output = run_block(["bash", "-eo", "pipefail", "-c", code], copy, env)
+        elif block["lang"] == "python":
+            status, output = run_block([os.path.join(venv, "bin", "python"), "-"], copy, env,
+                                       block["code"])
+        else:
+            continue
+        assert status == 0, "%s line %d: the block %s:\n%s\n--- output (end) ---\n%s" % (
+            block["page"], block["line"], "timed out after %d s" % BLOCK_TIMEOUT
+            if status is None else "exited %d" % status, block["code"], output[-4000:])
         ran += 1
-    assert ran >= 10
+    assert ran >= 20
     # the toolkit the blocks ran is the copy's, installed by its own make setup
     where = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
                             "import xception_mx; print(xception_mx.__file__)"],
@@ -219,5 +261,5 @@ def test_readme_shell_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
     # everything the walk-throughs wrote is ignored by git: nothing to commit by mistake
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy,
                             capture_output=True, text=True, check=True).stdout
-    assert status == "", "files the README's commands write that .gitignore does not " \
+    assert status == "", "files the manual's commands write that .gitignore does not " \
                          "cover:\n" + status

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-MODULES = ["convert.cli", "validate.cli", "xception_mx.serving.predict",
+MODULES = ["xception_mx.conversion.cli", "xception_mx.validation.cli", "xception_mx.serving.predict",
            "xception_mx.training.finetune", "xception_mx.training.pack",
            "xception_mx.serving.quantize"]
 
@@ -51,7 +51,7 @@ def test_a_library_user_who_imports_mxnet_first_is_told_how_to_get_every_core():
         return subprocess.run([sys.executable, "-W", "default", "-c", code],
                               capture_output=True, text=True, env=dict(env, **extra),
                               check=True).stderr
-    late = warnings_of("import mxnet, xception_mx, convert, validate")
+    late = warnings_of("import mxnet, xception_mx, xception_mx.conversion, xception_mx.validation")
     if cores == 1:
         assert "RuntimeWarning" not in late           # cores - 1 is every core here
         return

@@ -54,6 +54,7 @@ def fault_point(name):
 
 
 BN_DUMP = "XCEPTION_MX_BN_DUMP"
+PARAMS_DUMP = "XCEPTION_MX_PARAMS_DUMP"
 
 
 def dump_bn_statistics(net, epoch, rank, stage, shapes):
@@ -68,3 +69,16 @@ def dump_bn_statistics(net, epoch, rank, stage, shapes):
               if name.endswith(("_running_mean", "_running_var"))
               for i, copy in enumerate(param.list_data())}
     np.savez(os.path.join(folder, "bn-%s-epoch%d-rank%d.npz" % (stage, epoch, rank)), **arrays)
+
+
+def dump_parameters(net, epoch, rank, shapes):
+    """Save every device's copy of every parameter at the end of ``epoch`` (after the BN
+    statistics are averaged), in Keras' shapes, when asked: what each worker of a job holds,
+    which only rank 0 writes otherwise."""
+    folder = os.environ.get(PARAMS_DUMP)
+    if not folder:
+        return
+    arrays = {"%s@%d" % (name, i): cut_array(copy.asnumpy(), shapes.keras_shape(name, param))
+              for name, param in net.collect_params().items()
+              for i, copy in enumerate(param.list_data())}
+    np.savez(os.path.join(folder, "params-epoch%d-rank%d.npz" % (epoch, rank)), **arrays)

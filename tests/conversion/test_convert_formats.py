@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from convert import convert
-from convert.name_table import build_name_table
+from xception_mx.conversion import convert
+from xception_mx.conversion.name_table import build_name_table
 
 FORMATS = ["legacy-h5", "legacy-model-h5", "weights-h5", "keras", "keras2-h5", "keras1-h5",
            "split-names-shuffled-h5", "weights-h5-unnamed", "tf-keras-weights-h5",

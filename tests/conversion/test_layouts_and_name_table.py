@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from convert import layouts
-from convert.name_table import build_name_table, format_table, keras_layers
+from xception_mx.conversion import layouts
+from xception_mx.conversion.name_table import build_name_table, format_table, keras_layers
 from xception_mx import Xception
 
 SHAPES = {"conv_kernel": (3, 3, 32, 64), "depthwise_kernel": (3, 3, 128, 1),

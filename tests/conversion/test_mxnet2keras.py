@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import BIN, PHOTOS, run_tool
-from convert import convert_file
-from convert.mxnet_to_keras import write_keras
-from validate import keras_side
+from xception_mx.conversion import convert_file
+from xception_mx.conversion.mxnet_to_keras import write_keras
+from xception_mx.validation import keras_side
 from xception_mx.model.preprocess import load_images
 from xception_mx.serving.loading import load_network, run_batches
 from xception_mx.training.synthetic import write_shapes_dataset

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, PHOTOS, assert_bad_input, run_tool
-from convert import convert_file
-from validate import keras_side
+from xception_mx.conversion import convert_file
+from xception_mx.validation import keras_side
 from xception_mx.atomic import sha256_file
 from xception_mx.model.preprocess import load_images
 from xception_mx.serving.labels import imagenet_classes

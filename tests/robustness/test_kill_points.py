@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import BIN
-from convert import convert_file
-from validate.robustness import checkpoint_state
+from xception_mx.conversion import convert_file
+from xception_mx.validation.robustness import checkpoint_state
 from xception_mx.faults import KILL_MARK, KILL_POINT
 
 # point -> the checkpoint a reader finds after the kill: the commit journal is

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import PHOTOS
-from convert import ConversionError, convert
-from validate import kills, robustness
-from validate.robustness import checkpoint_state, clean_failure, outputs_of, run_tool
+from xception_mx.conversion import ConversionError, convert
+from xception_mx.validation import kills, robustness
+from xception_mx.validation.robustness import checkpoint_state, clean_failure, outputs_of, run_tool
 
 FUZZ_CASES = int(os.environ.get("XCEPTION_MX_FUZZ_CASES", "3"))
 FUZZ_SEEDS = int(os.environ.get("XCEPTION_MX_FUZZ_SEEDS", "4"))
@@ -88,7 +88,7 @@ def test_nan_weights_warn_with_the_layer_or_fail_with_strict(keras_files_top, tm
 
 
 def test_zip_bomb_is_refused_without_inflating_it(keras_files_top, tmp_path, monkeypatch):
-    from convert import keras_reader
+    from xception_mx.conversion import keras_reader
     monkeypatch.setattr(keras_reader, "MAX_ARCHIVE_WEIGHTS_BYTES", 4 << 20)
     bomb = tmp_path / "bomb.keras"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:

@@ -11,7 +11,7 @@ import pytest
 
 import transfer_models
 from conftest import DATA, PHOTOS, assert_bad_input, run_tool
-from convert import convert_file
+from xception_mx.conversion import convert_file
 from rounding import assert_within_rounding, deviation
 from xception_mx import load_images
 from xception_mx.serving.checkpoint import write_checkpoint
@@ -182,8 +182,8 @@ def test_finetune_head_phase_keeps_the_base_and_its_statistics_and_trains_the_he
 def test_parity_reads_the_architecture_without_the_weights(name, converted):
     """Parity checks the Keras file's architecture before Keras loads it (weights and all):
     the look reads the same architecture and no weight."""
-    from convert.keras_reader import read_keras_file
-    from convert.transfer.keras_config import model_config
+    from xception_mx.conversion.keras_reader import read_keras_file
+    from xception_mx.conversion.transfer.keras_config import model_config
     path, _ = converted[name]
     look, whole = read_keras_file(path, weights=False), read_keras_file(path)
     assert look.layers == [] and whole.layers
@@ -348,7 +348,7 @@ def test_bf16_and_int8_paths_run_a_transfer_model_close_to_fp32(converted, tmp_p
 def canonical_weights(model):
     """``{canonical layer name: [arrays]}`` (a nested base as one entry; the
     residual layers Keras auto-names by their place)."""
-    from convert.mxnet_to_keras import canonical_names
+    from xception_mx.conversion.mxnet_to_keras import canonical_names
     return {canonical: model.get_layer(name).get_weights()
             for name, canonical in canonical_names(model).items()}
 

@@ -16,8 +16,9 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from xception_mx.training.train import (build_network, join_job, make_trainer,  # noqa
-                                        train_step, trainable_params)
+from xception_mx.training.devices import join_job  # noqa
+from xception_mx.training.train import (build_network, make_trainer, train_step,  # noqa
+                                        trainable_params)
 
 backend, pretrained, out = sys.argv[1:4]
 job = join_job(backend)

@@ -4,6 +4,7 @@ RecordIO as from the folder, and refuses bad input before training."""
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,8 +19,9 @@ from mxnet import gluon
 import keras_files
 from conftest import BIN, assert_bad_input, run_tool
 from rounding import assert_within_rounding, deviation
-from convert import convert_file
-from validate.kills import TRAINING_ATOL
+from xception_mx.conversion import convert_file
+from xception_mx.validation.kills import TRAINING_ATOL
+from xception_mx.progress import without_progress
 from xception_mx.training.synthetic import write_shapes_dataset
 from xception_mx.training.train import (build_network, forward_backward, make_trainer, train_step,
                                         trainable_params)
@@ -65,6 +67,18 @@ LEARNED_TRAIN_TOP1 = 0.9
 LEARNED_VAL_TOP1 = 0.7
 
 
+def assert_progress_lines(stderr, epochs, steps):
+    """stderr not a terminal: whole progress lines (no redraws), each epoch's ending at 100%
+    with its loss, images/s and the run's ETA."""
+    assert "\r" not in stderr
+    for epoch in range(1, epochs + 1):
+        ends = [line for line in stderr.splitlines()
+                if line.startswith("epoch %d/%d: 100%% %d/%d [" % (epoch, epochs, steps, steps))]
+        assert len(ends) == 1, stderr[-3000:]
+        assert re.search(r"batch/s, loss \d+\.\d{3}, \d+\.\d images/s, run ETA "
+                         r"\d\d:\d\d\]$", ends[0]), ends[0]
+
+
 @pytest.mark.slow
 def test_finetune_from_converted_checkpoint_learns_the_classes(work, tmp_path):
     out = tmp_path / "run"
@@ -72,6 +86,7 @@ def test_finetune_from_converted_checkpoint_learns_the_classes(work, tmp_path):
                       work / "x71", *SIZE, "--epochs", "4", "--batch-size", "16",
                       "--min-crop", "0.3", "--lr", "0.01")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_progress_lines(result.stderr, epochs=4, steps=5)     # 90 images, batches of 16
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
@@ -269,10 +284,10 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
 
 @pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_same_parameters(work, tmp_path):
-    """Kills drawn after the first checkpoint of a traced run (validate/kills.py): each
+    """Kills drawn after the first checkpoint of a traced run (xception_mx/validation/kills.py): each
     killed run resumes at the epoch after its last complete checkpoint and ends with the
     uninterrupted run's parameters."""
-    from validate.kills import kill_training
+    from xception_mx.validation.kills import kill_training
     args = [work / "small", "--pretrained", work / "x71", *RESUME_ARGS]
     counts = kill_training(args, tmp_path / "run", kills=2, seed=3,
                            reference=str(tmp_path / "reference"))
@@ -298,7 +313,7 @@ def test_recordio_from_xception_pack_trains_like_the_folder(work, tmp_path):
 
 
 def assert_refused(result, out, *fragments):
-    lines = result.stderr.strip().splitlines()
+    lines = without_progress(result.stderr).strip().splitlines()
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert lines[0].startswith("xception-finetune: error: ")
@@ -344,7 +359,7 @@ def test_damaged_or_unwritable_epoch_checkpoints(work, uninterrupted, tmp_path):
     args = [work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS]
     assert finetune(*args, "--stop-after", "0").returncode == 0
     before = (out / "epoch-0000.params").read_bytes()
-    from validate.robustness import clean_failure, run_tool as run_limited
+    from xception_mx.validation.robustness import clean_failure, run_tool as run_limited
     full = run_limited("xception-finetune", args + ["--resume"], file_size_limit=20 << 20)
     assert clean_failure(full, "xception-finetune"), full.stderr[-2000:]
     assert "cannot write the checkpoint of epoch 1" in full.stderr

@@ -13,9 +13,9 @@ import pytest
 from mxnet import gluon
 
 from conftest import BIN
-from convert import convert_file
+from xception_mx.conversion import convert_file
 from rounding import assert_within_rounding, deviation
-from validate.kills import TRAINING_ATOL
+from xception_mx.validation.kills import TRAINING_ATOL
 from xception_mx.model.padding import BLOCK
 from xception_mx.training.synthetic import write_shapes_dataset
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params

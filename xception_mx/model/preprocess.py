@@ -95,15 +95,41 @@ def load_image(path, size):
     Raises:
         InputError: the file is missing or not a decodable image.
     """
-    height, width = size
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (width, height):
-                img = img.resize((width, height), RESAMPLE)
-            return np.asarray(img, dtype=np.uint8)
+            return pil_pixels(img, size)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError("%s: cannot read image (%s)" % (path, exc))
+
+
+def pil_pixels(img, size):
+    """A PIL image as uint8 RGB ``(H, W, 3)``, resized (bilinear) to ``size=(H, W)``."""
+    height, width = size
+    img = img.convert("RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), RESAMPLE)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def array_pixels(array, size, name="array"):
+    """An ``(H, W, 3)`` RGB or ``(H, W)`` gray array of 0..255 values (uint8 or float) as
+    uint8 RGB ``(H, W, 3)`` at ``size``, resized as image files are."""
+    a = np.asarray(array)
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+        raise InputError("%s: expected an image array shaped (H, W, 3) or (H, W), got %s"
+                         % (name, a.shape))
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
+        raise InputError("%s: expected pixel values in 0..255" % name)
+    return pil_pixels(Image.fromarray(np.rint(a).astype(np.uint8)), size)
+
+
+def image_pixels(image, size, name=None):
+    """A file path, PIL image or pixel array as uint8 RGB ``(H, W, 3)`` at ``size``."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, size)
+    if isinstance(image, Image.Image):
+        return pil_pixels(image, size)
+    return array_pixels(image, size, name or "array")
 
 
 def raw_pixels(images):
@@ -113,8 +139,10 @@ def raw_pixels(images):
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def load_images(paths, size=(299, 299), raw=False):
-    """Decode image files into one ``(N, 3, H, W)`` float32 batch, preprocessed
-    to ``[-1, 1]``, or with ``raw`` left as pixels in ``[0, 255]``."""
-    images = np.stack([load_image(p, size) for p in paths])
+def load_images(images, size=(299, 299), raw=False):
+    """Decode images (file paths, PIL images or pixel arrays) into one ``(N, 3, H, W)``
+    float32 batch, preprocessed to ``[-1, 1]``, or with ``raw`` left as pixels in
+    ``[0, 255]``."""
+    images = np.stack([image_pixels(image, size, "image %d" % i)
+                       for i, image in enumerate(images)])
     return raw_pixels(images) if raw else preprocess_input(images)

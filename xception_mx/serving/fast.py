@@ -27,6 +27,7 @@ import numpy as np
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
+from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.loading import (check_finite, check_params_fit, checkpoint_input_size,
                                          is_serving_copy, load_params, load_symbol,
@@ -64,15 +65,29 @@ def quantize_int8(symbol, arg_params, aux_params, calibration):
     make_sure(calibration is not None and len(calibration) > 0,
               "int8 quantization needs calibration images")
     batch = min(len(calibration), 8)
-    data = mx.io.NDArrayIter(data=calibration, batch_size=batch, label=None,
-                             last_batch_handle="discard")
-    with warnings.catch_warnings():   # its internal Module warns about a label it never uses
-        warnings.simplefilter("ignore", UserWarning)
+    used = (len(calibration) // batch) * batch
+    with warnings.catch_warnings(), progress(total=used, desc="calibration",
+                                             enabled=used > batch) as bar:
+        warnings.simplefilter("ignore", UserWarning)   # its Module warns of an unused label
+        data = CountedIter(bar, data=calibration, batch_size=batch, label=None,
+                           last_batch_handle="discard")
         return quantization.quantize_model_mkldnn(
             sym=symbol, arg_params=arg_params, aux_params=aux_params, ctx=mx.cpu(),
-            calib_mode="naive", calib_data=data,
-            num_calib_examples=(len(calibration) // batch) * batch, quantized_dtype="auto",
-            excluded_op_names=[], logger=None)
+            calib_mode="naive", calib_data=data, num_calib_examples=used,
+            quantized_dtype="auto", excluded_op_names=[], logger=None)
+
+
+class CountedIter(mx.io.NDArrayIter):
+    """An ``NDArrayIter`` that counts the images it hands out on a progress ``bar``."""
+
+    def __init__(self, bar, **kwargs):
+        super().__init__(**kwargs)
+        self.bar = bar
+
+    def next(self):
+        batch = super().next()
+        self.bar.update(self.batch_size)
+        return batch
 
 
 def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None,

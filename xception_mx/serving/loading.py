@@ -10,6 +10,7 @@ from mxnet import gluon
 from xception_mx.atomic import directory_lock, sha256_file
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import load_images
+from xception_mx.progress import progress as progress_bar
 from xception_mx.serving.checkpoint import journal_path, recover_checkpoint
 
 LOGITS_OUTPUT = "predictions_fwd_output"
@@ -247,16 +248,19 @@ def symbol_block(symbol, arg_params, aux_params, ctx=None, static=False):
     return net
 
 
-def run_batches(net, x, batch_size=8, ctx=None):
+def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
     """Run ``net`` over NCHW float32 ``x`` in batches of exactly ``batch_size``
     (the last one padded, so static-shape networks see one shape); return
-    numpy outputs."""
+    numpy outputs.  ``progress``: a bar (or log lines) over the images."""
     ctx = ctx or mx.cpu()
     outputs = []
-    for i in range(0, len(x), batch_size):
-        batch = x[i:i + batch_size]
-        real = len(batch)
-        if real < batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - real, axis=0)])
-        outputs.append(net(mx.nd.array(batch, ctx=ctx)).asnumpy()[:real])
+    with progress_bar(total=len(x), desc=desc, enabled=progress and len(x) > batch_size) as bar:
+        for i in range(0, len(x), batch_size):
+            batch = x[i:i + batch_size]
+            real = len(batch)
+            if real < batch_size:
+                batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - real,
+                                                         axis=0)])
+            outputs.append(net(mx.nd.array(batch, ctx=ctx)).asnumpy()[:real])
+            bar.update(real)
     return np.concatenate(outputs)

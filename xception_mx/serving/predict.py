@@ -2,43 +2,14 @@
 import os
 import sys
 
-import numpy as np
-
 from xception_mx.cli import Parser, run
-from xception_mx.cpu import ISA_CHOICES, isa_capped
+from xception_mx.cpu import ISA_CHOICES
 from xception_mx.errors import InputError
-from xception_mx.model.padding import resolve_padding
 from xception_mx.model.preprocess import image_files
-from xception_mx.model.transfer import output_kind
-from xception_mx.serving.fast import PRECISIONS, add_padding_argument, load_fast_network
-from xception_mx.serving.labels import class_names
-from xception_mx.serving.loading import (checkpoint_images, is_serving_copy, is_transfer,
-                                         read_meta, run_batches)
+from xception_mx.serving.fast import PRECISIONS, add_padding_argument
+from xception_mx.serving.runtime import Model
 
 PROG = "xception-predict"
-
-
-def softmax(logits):
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def checkpoint_output_kind(meta):
-    """``output_kind`` of a transfer model; for plain Xception ``"logits"``,
-    or ``"features"`` when it has no top (pooled or not)."""
-    if is_transfer(meta):
-        return output_kind(meta["model"]["transfer"])
-    return "logits" if meta.get("model", {}).get("include_top", True) else "features"
-
-
-def check_finite_outputs(prefix, files, outputs, precision):
-    """Refuse to rank NaN or infinite outputs (the parameters were checked
-    when loaded: the computation overflowed), naming the image."""
-    finite = np.isfinite(outputs).all(axis=1)
-    if not finite.all():
-        raise InputError("%s: the output for %s holds NaN or infinity: the %s computation "
-                         "overflowed" % (prefix, files[int(np.argmin(finite))], precision))
 
 
 def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, precision=None,
@@ -54,30 +25,10 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
             raise InputError("%s: no such image file" % path)
-    meta = read_meta(prefix)
-    kind = checkpoint_output_kind(meta)
-    precision = precision or meta.get("precision", "fp32")
-    padded = (meta.get("optimized", {}).get("padded_convolutions", 0) > 0
-              if is_serving_copy(meta)
-              else resolve_padding(channel_padding, precision=precision))
-    with isa_capped(onednn_isa, precision, padded):
-        x = checkpoint_images(files, meta)
-        calibration = checkpoint_images(calib_files, meta) if calib_files else x
-        net, _ = load_fast_network(prefix, epoch, precision, batch_size, calibration, padded)
-        outputs = run_batches(net, x, batch_size)
-    if outputs.ndim != 2 or kind == "features":
-        raise InputError("%s: a feature extractor (output %s), not a classifier"
-                         % (prefix, outputs.shape[1:]))
-    check_finite_outputs(prefix, files, outputs, precision)
-    names = class_names(prefix, outputs.shape[1], labels)
-    # logits go through softmax; a model's own probabilities or scores (a
-    # sigmoid multi-label head, say) are shown as the model gives them
-    probabilities = softmax(outputs) if kind == "logits" else outputs
-    results = []
-    for path, p in zip(files, probabilities):
-        order = np.argsort(-p)[:top]
-        results.append((path, [(float(p[i]), int(i), names[i]) for i in order]))
-    return results
+    model = Model(prefix, precision or "auto", epoch, batch_size, labels=labels,
+                  channel_padding=channel_padding, onednn_isa=onednn_isa,
+                  calibration=list(calib_files) if calib_files else None)
+    return list(zip(files, model.ranked(list(files), top, list(files), progress=True)))
 
 
 def format_predictions(results):

@@ -13,11 +13,12 @@ from mxnet import gluon
 from xception_mx.atomic import write_text
 from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
-from xception_mx.faults import dump_bn_statistics, fault_point
+from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
 from xception_mx.model.preprocess import input_convention, rescales_inside
 from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import Xception
+from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.labels import labels_path
 from xception_mx.training.padded_training import channel_block
@@ -25,10 +26,12 @@ from xception_mx.training.run_dir import RunDirectory, resume_point
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
                                             check_finite_loss, check_finite_start,
                                             check_memory, config_from_args)
-from xception_mx.training.train import (HOROVOD, OPTIMIZERS, SCHEDULES, Counts, Throughput,
+from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
+                                          import_horovod, join_job, parse_contexts)
+from xception_mx.training.train import (OPTIMIZERS, SCHEDULES, Counts, Throughput,
                                         average_bn_statistics, build_network, count_correct,
-                                        evaluate, join_job, learning_rate, make_trainer,
-                                        parse_contexts, train_step, trainable_params)
+                                        evaluate, learning_rate, make_trainer,
+                                        train_step, trainable_params)
 from xception_mx.training.transfer_training import (build_transfer_network,
                                                     pretrained_transfer_spec, set_base_inference)
 
@@ -115,10 +118,9 @@ def run_finetune(config, log=print):
     compute_size = check_config(config)
     contexts = parse_contexts(config["gpus"], config["cpus"])
     kvstore, rank, workers, local_rank = join_job(config["kvstore"])
-    if kvstore == HOROVOD and len(contexts) > 1:     # --gpus: each process takes its own
-        make_sure(local_rank < len(contexts), "--gpus %s: %d GPUs for more processes on this "
-                  "machine (local rank %d)", config["gpus"], len(contexts), local_rank)
-        contexts = [contexts[local_rank]]
+    if kvstore == HOROVOD:
+        check_horovod_gpus(import_horovod(), config["gpus"])
+        contexts = horovod_contexts(contexts, local_rank, config["gpus"])
     lead = rank == 0
     if not lead:
         log = lambda *args: None  # noqa: E731
@@ -134,9 +136,9 @@ def run_finetune(config, log=print):
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
               "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))
-    if config["amp"]:
+    if config["amp"]:            # float16 on GPUs; AMP's CPU type is bfloat16
         from mxnet.contrib import amp
-        amp.init()
+        amp.init(target_dtype="float16" if config["gpus"] else "bfloat16")
     export_spec = None
     padding = config.get("channel_padding", "auto")        # auto: a CPU's choice
     block = channel_block("off" if config["gpus"] and padding == "auto" else padding)
@@ -188,6 +190,7 @@ def run_finetune(config, log=print):
         dump_bn_statistics(net, epoch, rank, "before", shapes)        # probes for tests only
         average_bn_statistics(net, contexts, kvstore)
         dump_bn_statistics(net, epoch, rank, "after", shapes)
+        dump_parameters(net, epoch, rank, shapes)
         if data.val_loader is not None:
             val = evaluate(net, data.val_loader, loss_fn, contexts, k)
             row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
@@ -230,12 +233,12 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
     """One epoch; in training mode in the ``all`` phase, or with ``train_mode``
     (a transfer model, whose frozen base is put in inference mode by itself);
     ``shapes``: a padded network's ShapeMap."""
-    from tqdm import tqdm
     data.train_sampler.set_epoch(epoch)
     meter, loss_sum, top1, topk, n = Throughput(), 0.0, 0, 0, 0
     train_mode = train_mode or phase == "all"
-    bar = tqdm(data.train_loader, total=steps_per_epoch, unit="batch", leave=False,
-               desc="epoch %d" % epoch, file=sys.stderr, disable=None)
+    bar = progress(data.train_loader, total=steps_per_epoch, unit="batch",
+                   desc="epoch %d/%d" % (epoch + 1, config["epochs"]))
+    steps_left = steps_per_epoch * (config["epochs"] - epoch)       # in the run, this one on
     lr = config["lr"]
     for i, (x, y) in enumerate(bar):
         lr = learning_rate(epoch * steps_per_epoch + i, steps_per_epoch, config["epochs"],
@@ -250,7 +253,9 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
         loss_sum, top1, topk, n = loss_sum + batch_loss, top1 + hits1, topk + hitsk, \
             n + len(losses)
         meter.add(len(losses))
-        bar.set_postfix(img_s="%.1f" % meter.rate, loss="%.3f" % (loss_sum / n))
+        run_eta = (steps_left - i - 1) * (time.perf_counter() - meter.start) / (i + 1)
+        bar.set_postfix_str("loss %.3f, %.1f images/s, run ETA %s" % (
+            loss_sum / n, meter.rate, bar.format_interval(run_eta)), refresh=False)
     bar.close()
     return {"epoch": epoch, "phase": phase, "lr": lr, "train_loss": loss_sum / n,
             "train_top1": top1 / n, "train_topk": topk / n, "images_per_s": meter.rate,

@@ -75,7 +75,7 @@ def plan(command, workers, servers, root_host, root_port, hosts=None, python=sys
     return processes
 
 
-# The line a worker of this toolkit prints once it knows its rank (train.join_job):
+# The line a worker of this toolkit prints once it knows its rank (devices.join_job):
 # ps-lite's scheduler assigns ranks, so they need not follow the launch order.
 RANK_LINE = re.compile(r"^xception-mx: rank (\d+) of \d+$")
 

@@ -15,6 +15,7 @@ import mxnet as mx
 from xception_mx.atomic import atomic_path, write_text
 from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
+from xception_mx.progress import progress
 from xception_mx.training.data import FolderSource, labels_file_of_rec
 
 PROG = "xception-pack"
@@ -32,7 +33,7 @@ def pack_folder(root, out_prefix, resize=0, quality=95, force=False):
     os.makedirs(os.path.dirname(os.path.abspath(rec)), exist_ok=True)
     with atomic_path(rec) as rec_tmp, atomic_path(idx) as idx_tmp:
         writer = mx.recordio.MXIndexedRecordIO(idx_tmp, rec_tmp, "w")
-        for i in range(len(source)):
+        for i in progress(range(len(source)), desc="packing"):
             header = mx.recordio.IRHeader(0, float(source.label(i)), i, 0)
             if resize:
                 writer.write_idx(i, mx.recordio.pack_img(header, _resized(source.name(i),

@@ -111,9 +111,9 @@ class ShapeMap:
                     self._masks[key] = mask.astype(grad.dtype).as_in_context(grad.context)
                 grad *= self._masks[key]
 
-    def _map_states(self, trainer, states, change):
-        """``{updater index: state}`` with every array of a padded parameter's state passed
-        through ``change(array, parameter)``."""
+    def _map_states(self, trainer, states, change, every=False):
+        """``{updater index: state}`` with every array of a padded parameter's state (of
+        every parameter's, with ``every``) passed through ``change(array, parameter)``."""
         params = trainer._params                  # the updater's index -> parameter
 
         def each_array(state, param):
@@ -122,18 +122,24 @@ class ShapeMap:
             if isinstance(state, (tuple, list)):
                 return type(state)(each_array(s, param) for s in state)
             return state
-        return {index: each_array(state, params[index]) if params[index].name in self.padded
-                else state for index, state in states.items()}
+        return {index: each_array(state, params[index])
+                if every or params[index].name in self.padded else state
+                for index, state in states.items()}
 
     def save_states(self, trainer, path):
-        """``trainer.save_states`` with the states of padded parameters in Keras' shapes
-        (the same pickled ``(states, optimizer)``, written once)."""
-        if not self:
-            trainer.save_states(path)
-            return
+        """What ``trainer.save_states`` writes (the pickled ``(states, optimizer)`` of the
+        first device's updater), with every array on the CPU and those of padded parameters
+        in Keras' shapes.  A state pickled on a GPU would load back onto that GPU, on every
+        rank of a job; loading puts CPU states where their parameters are."""
+        if not trainer._kv_initialized:
+            trainer._init_kvstore()
         updater = _updaters(trainer)[0]
-        states = self._map_states(trainer, updater.states, lambda state, param: cut_array(
-            state, self.padded[param.name]) if state.shape == param.shape else state)
+
+        def keras_shaped_on_cpu(state, param):
+            if param.name in self.padded and state.shape == param.shape:
+                state = cut_array(state, self.padded[param.name])
+            return state.as_in_context(mx.cpu())
+        states = self._map_states(trainer, updater.states, keras_shaped_on_cpu, every=True)
         with open(path, "wb") as f:
             f.write(pickle.dumps((states, updater.optimizer)))
 

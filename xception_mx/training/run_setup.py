@@ -5,13 +5,14 @@ loaders, shards)."""
 import math
 import os
 
+from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 from xception_mx.serving.loading import (check_finite, checkpoint_input_size, is_transfer,
                                          read_meta, require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
                                        split_indices)
-from xception_mx.training.train import HOROVOD
+from xception_mx.training.devices import HOROVOD
 
 
 # Training memory measured here (batch 8 at 299x299: about 2.7 GB peak): about 1.2 GB
@@ -89,8 +90,10 @@ def check_config(config):
         size = base_input_size(spec, check_model_input(spec, tuple(config["input_shape"])))
     except ValueError as exc:
         raise InputError("--input-shape: %s" % exc)
-    if config["amp"]:
-        make_sure(config["gpus"], "--amp: mixed precision needs --gpus (MXNet's AMP is for GPUs)")
+    if config["amp"] and not config["gpus"]:
+        no_bf16 = why_no_bf16()
+        make_sure(not no_bf16, "--amp on CPUs trains in bfloat16, which needs oneDNN's AVX-512 "
+                  "kernels (%s): %s; train without --amp", ", ".join(BF16_FLAGS), no_bf16)
     make_sure(os.environ.get("DMLC_ROLE") != "worker" or config["kvstore"].startswith("dist"),
               "started by xception-launch as one worker of a parameter-server job, but "
               "--kvstore is %s: add --kvstore dist_sync (or dist_device_sync), or run "

@@ -1,6 +1,6 @@
 """Fine-tune Xception with Gluon on one or several devices.
 
-Design decisions (see the README's fine-tuning section):
+Design decisions (see docs/finetune.md):
 - Data parallel over ``contexts`` (GPUs, or several CPU contexts as a
   correctness harness) with a kvstore; every context holds the same
   parameters after every step.
@@ -27,34 +27,15 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from xception_mx.errors import InputError, make_sure
+from xception_mx.errors import make_sure
 from xception_mx.model.xception import HEAD_PREFIX, Xception
+from xception_mx.progress import progress
+from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
 from xception_mx.serving.loading import read_params_file
 from xception_mx.training.padded_training import padded_network
 
 OPTIMIZERS = ("sgd", "nag", "adam")
 SCHEDULES = ("cosine", "step")
-
-
-def parse_contexts(gpus=None, cpus=None):
-    """``--gpus 0,1`` or ``--cpus N`` to MXNet contexts (default: one CPU)."""
-    make_sure(not (gpus and cpus), "--gpus and --cpus exclude each other")
-    if gpus:
-        try:
-            ids = [int(g) for g in str(gpus).split(",") if g.strip() != ""]
-        except ValueError:
-            raise InputError("--gpus %s: expected comma-separated GPU numbers, e.g. 0,1,2,3"
-                             % gpus)
-        available = mx.context.num_gpus()
-        make_sure(available > 0, "--gpus %s: no GPU is visible to MXNet (install mxnet-cu112 "
-                  "or mxnet-cu117 1.9.1 on a GPU machine, or use --cpus N)", gpus)
-        bad = [g for g in ids if not 0 <= g < available]
-        make_sure(not bad, "--gpus %s: only %d GPUs visible (0..%d)", gpus, available,
-                  available - 1)
-        return [mx.gpu(g) for g in ids]
-    count = int(cpus or 1)
-    make_sure(count >= 1, "--cpus must be >= 1, got %d", count)
-    return [mx.cpu(i) for i in range(count)]
 
 
 def learning_rate(step, steps_per_epoch, epochs, base_lr, warmup_epochs=0.0,
@@ -137,39 +118,6 @@ def trainable_params(net, head_only):
     return chosen
 
 
-HOROVOD = "horovod"
-Job = collections.namedtuple("Job", "kvstore rank workers local_rank")
-
-
-def import_horovod():
-    try:
-        import horovod.mxnet as hvd
-    except ImportError as exc:
-        raise InputError("--kvstore horovod: Horovod is not installed (make setup-horovod builds "
-                         "it against this MXNet; %s)" % exc)
-    return hvd
-
-
-def join_job(kvstore):
-    """This process's place in a data-parallel job: ``dist_*`` joins the
-    parameter server, ``horovod`` Horovod's ring; others make a one-process job."""
-    if kvstore.startswith("dist"):
-        store = mx.kv.create(kvstore)
-        job = Job(store, store.rank, store.num_workers, 0)
-    elif kvstore == HOROVOD:
-        hvd = import_horovod()
-        hvd.init()
-        job = Job(HOROVOD, hvd.rank(), hvd.size(), hvd.local_rank())
-    else:
-        return Job(kvstore, 0, 1, 0)
-    print("xception-mx: rank %d of %d" % (job.rank, job.workers), flush=True)  # launch.RANK_LINE
-    return job
-
-
-def is_distributed(kvstore):
-    return not isinstance(kvstore, str) and kvstore.type.startswith("dist")
-
-
 def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False):
     """A Gluon Trainer.  Updates happen on the workers (``update_on_kvstore``
     off) with AMP, where MXNet checks for overflow, and on a parameter server,
@@ -208,12 +156,15 @@ def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_t
     with autograd.record(train_mode=train_mode):
         outputs = [net(x) for x in xs]
         losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
-    if amp_trainer is not None:
-        from mxnet.contrib import amp as mx_amp
-        with mx_amp.scale_loss(losses, amp_trainer) as scaled:
-            autograd.backward(scaled)
-    else:
-        autograd.backward(losses)
+        if amp_trainer is not None:
+            # the scaled losses must be recorded too: scaled outside record(), they are not
+            # in the graph and backward fails ("not in a computational graph")
+            from mxnet.contrib import amp as mx_amp
+            with mx_amp.scale_loss(losses, amp_trainer) as scaled:
+                losses_to_differentiate = scaled
+        else:
+            losses_to_differentiate = losses
+    autograd.backward(losses_to_differentiate)
     return losses, outputs
 
 
@@ -234,8 +185,8 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
     if shapes:
         shapes.mask_gradients(net)
     trainer.step(data.shape[0])
-    return (np.concatenate([l.asnumpy() for l in losses]),
-            np.concatenate([o.asnumpy() for o in outputs]))
+    return (np.concatenate([l.astype("float32").asnumpy() for l in losses]),
+            np.concatenate([o.astype("float32").asnumpy() for o in outputs]))
 
 
 BN_STAT_KEY_BASE = 1 << 20    # kvstore keys for BN statistics, clear of the Trainer's
@@ -286,13 +237,13 @@ def count_correct(outputs, labels, k):
 def evaluate(net, loader, loss_fn, contexts, k):
     """Mean loss, top-1 and top-k accuracy over a loader (inference mode)."""
     loss_sum = top1 = topk = n = 0
-    for data, label in loader:
+    for data, label in progress(loader, total=len(loader), unit="batch", desc="validation"):
         used = contexts[:max(1, min(len(contexts), data.shape[0]))]
         xs = gluon.utils.split_and_load(data, used, even_split=False)
         ys = gluon.utils.split_and_load(label, used, even_split=False)
         outputs = [net(x) for x in xs]
         losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
-        out = np.concatenate([o.asnumpy() for o in outputs])
+        out = np.concatenate([o.astype("float32").asnumpy() for o in outputs])
         lab = np.concatenate([y.asnumpy() for y in ys])
         loss_sum += float(sum(l.sum().asscalar() for l in losses))
         hits1, hitsk = count_correct(out, lab, k)

@@ -155,8 +155,8 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
 def compare_both(keras_model, net, names, x, probe, prefix, epoch, input_size, batch_size):
     """``(records, layer records or None)``: both models' outputs over ``x``
     and, when ``probe() -> (pairs, keras_run)`` is given, every paired layer."""
-    keras_out = keras_side.keras_predict(keras_model, x, batch_size)
-    mx_out = run_batches(net, x, batch_size)
+    keras_out = keras_side.keras_predict(keras_model, x, batch_size, progress=True)
+    mx_out = run_batches(net, x, batch_size, progress=True, desc="mxnet")
     if keras_out.shape != mx_out.shape:
         raise InputError("%s gives outputs of shape %s, the Keras model %s"
                          % (prefix, mx_out.shape[1:], keras_out.shape[1:]))

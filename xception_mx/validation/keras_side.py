@@ -167,10 +167,19 @@ def load_keras_model(path, include_top, classes, pooling=None, classifier_activa
     return model
 
 
-def keras_predict(model, x_nchw, batch_size=8):
-    """Keras outputs for NCHW input, returned as numpy (NCHW for feature maps)."""
-    y = model.predict(np.ascontiguousarray(np.transpose(x_nchw, (0, 2, 3, 1))),
-                      batch_size=batch_size, verbose=0)
+def keras_predict(model, x_nchw, batch_size=8, progress=False):
+    """Keras outputs for NCHW input, returned as numpy (NCHW for feature maps); one
+    ``model.predict`` per batch, so that ``progress`` can show them."""
+    from xception_mx.progress import progress as progress_bar
+    outputs = []
+    with progress_bar(total=len(x_nchw), desc="keras", enabled=progress and
+                      len(x_nchw) > batch_size) as bar:
+        for start in range(0, len(x_nchw), batch_size):
+            batch = np.transpose(x_nchw[start:start + batch_size], (0, 2, 3, 1))
+            outputs.append(model.predict(np.ascontiguousarray(batch), batch_size=batch_size,
+                                         verbose=0))
+            bar.update(len(batch))
+    y = np.concatenate(outputs)
     return np.transpose(y, (0, 3, 1, 2)) if y.ndim == 4 else y
 
 

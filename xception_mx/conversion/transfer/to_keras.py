@@ -99,7 +99,7 @@ def _head_layer(keras, layer):
 def build_keras_transfer(spec, params, where, fill_xception):
     """The Keras 3 model of ``spec`` with ``params`` (MXNet names, numpy);
     ``fill_xception(xception_model)`` sets the base's weights."""
-    from validate.keras_side import import_keras
+    from xception_mx.validation.keras_side import import_keras
     keras = import_keras()
     size = tuple(spec["input_shape"]) + (3,)
     if "declared_input_shape" in spec and not spec["declared_input_shape"] and \

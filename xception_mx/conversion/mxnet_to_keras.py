@@ -74,7 +74,7 @@ def keras_model(prefix, epoch=0):
     classes = int(head.shape[0]) if include_top else None
     weights = xception_weights(params, include_top, classes, where)
     pooling = None if include_top else meta.get("model", {}).get("pooling")
-    from validate import keras_side
+    from xception_mx.validation import keras_side
     model = keras_side.keras_xception(include_top, classes or 1000, pooling, None,
                                       checkpoint_input_size(meta))
     fill_xception(model, weights, prefix)
@@ -88,7 +88,7 @@ def row_kind(rows, layer):
 def canonical_names(keras_model):
     """``{Keras layer name: canonical name}`` for the layers with weights (the
     residual layers Keras names automatically are found by their place)."""
-    from validate.layers import layer_pairs
+    from xception_mx.validation.layers import layer_pairs
     names = {}
     for _, keras_name, output in layer_pairs(keras_model):
         if keras_model.get_layer(keras_name).weights:
@@ -116,7 +116,7 @@ def write_keras(prefix, out, epoch=0, force=False):
               "model with its own head; it is written as a whole .keras model (a weights file "
               "would lose the architecture)", out, prefix)
     model = keras_model(prefix, epoch)
-    from validate import keras_side
+    from xception_mx.validation import keras_side
     with atomic_path(out) as tmp:
         keras_side.save_keras(model, tmp, {".weights.h5": "weights-h5", ".keras": "keras",
                                            ".h5": "legacy-h5"}[suffix])

@@ -8,9 +8,9 @@ checkpoint's input convention and are compared on the model's own output.
 Per layer: what enters the base (after the preprocessing layers), every base
 layer, every head layer.
 """
-from convert.transfer.architecture import read_transfer
-from convert.keras_reader import read_keras_file
-from convert.transfer.keras_config import model_config
+from xception_mx.conversion.transfer.architecture import read_transfer
+from xception_mx.conversion.keras_reader import read_keras_file
+from xception_mx.conversion.transfer.keras_config import model_config
 from xception_mx.errors import InputError
 from xception_mx.model.transfer import PREPROCESSED_OUTPUT, layer_output_name
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 from xception_mx.atomic import sha256_file
+from xception_mx.progress import without_progress
 
 BIN = os.path.dirname(sys.executable)
 CASE_TIMEOUT = 120
@@ -34,8 +35,9 @@ def run_tool(name, args, timeout=CASE_TIMEOUT, file_size_limit=None, env=None):
 
 
 def clean_failure(outcome, prog):
-    """Exit 2 with exactly one ``prog: error: ...`` line and no traceback."""
-    lines = outcome.stderr.strip().splitlines()
+    """Exit 2 with exactly one ``prog: error: ...`` line (after any progress lines, the last)
+    and no traceback."""
+    lines = without_progress(outcome.stderr).strip().splitlines()
     return (outcome.returncode == 2 and len(lines) == 1
             and lines[0].startswith(prog + ": error: ") and "Traceback" not in outcome.stderr)
 

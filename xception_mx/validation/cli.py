@@ -5,9 +5,9 @@ import sys
 from xception_mx.atomic import write_text
 from xception_mx.cli import EXIT_MISMATCH, EXIT_OK, Parser, run
 
+from .layers import plot_layers
 from .metrics import json_safe
-from .layers import first_divergent, format_layers, plot_layers
-from .parity import format_records, run_parity, within_tolerance
+from .verdict import check_parity
 
 PROG = "xception-parity"
 
@@ -54,31 +54,21 @@ def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
-    parity = run_parity(args.keras, args.mxnet, args.images, args.random, args.seed,
-                        args.input_shape and tuple(args.input_shape), args.epoch,
-                        args.batch_size, args.per_layer)
-    ok = within_tolerance(parity.records, args.atol)
-    if parity.details.get("keras_mixed_precision"):
+    result = check_parity(args.keras, args.mxnet, args.images, args.random, args.seed,
+                          args.input_shape, args.epoch, args.batch_size, args.per_layer,
+                          args.atol)
+    if result.details.get("keras_mixed_precision"):
         print("note: %s computes in %s; compared in float32 (its weights are float32), as the "
-              "checkpoint computes" % (args.keras, parity.details["keras_mixed_precision"]))
-    if parity.layers is not None:
-        print(format_layers(parity.layers, args.atol))
-        print()
-        ok = ok and first_divergent(parity.layers, args.atol) is None
-    print(format_records(parity.records, args.atol))
+              "checkpoint computes" % (args.keras, result.details["keras_mixed_precision"]))
+    print(result)
     if args.plot:
-        plot_layers(parity.layers, args.atol, args.plot,
+        plot_layers(result.layers, args.atol, args.plot,
                     title="%s vs %s, per layer" % (args.keras, args.mxnet))
         print("plot: %s" % args.plot)
     if args.report:
-        divergent = parity.layers and first_divergent(parity.layers, args.atol)
-        report = dict(parity.details, atol=args.atol, passed=ok,
-                      inputs=[r._asdict() for r in parity.records],
-                      layers=[r._asdict() for r in parity.layers or []],
-                      first_divergent_layer=divergent.keras_layer if divergent else None)
-        write_text(args.report, json.dumps(json_safe(report), indent=1) + "\n")
+        write_text(args.report, json.dumps(json_safe(result.report()), indent=1) + "\n")
         print("report: %s" % args.report)
-    return EXIT_OK if ok else EXIT_MISMATCH
+    return EXIT_OK if result.passed else EXIT_MISMATCH
 
 
 def main(argv=None):

@@ -1,0 +1,65 @@
+"""Modules that moved, kept importable under their old names for one release.
+
+``MOVED`` is the table (old name -> new name); ``python -m xception_mx._moved`` prints it.
+Importing an old name gives the new module itself (the same object) and a
+``DeprecationWarning`` that names the new one.  The old names go in ``REMOVED_IN``.
+
+The top-level ``convert`` and ``validate`` packages of 0.1 are not in the table: installing
+them again is what collided with other distributions (configobj's ``validate``); they are
+``xception_mx.conversion`` and ``xception_mx.validation`` now.
+"""
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+REMOVED_IN = "0.3"
+MOVED = {
+    "xception_mx.checkpoint": "xception_mx.serving.checkpoint",
+    "xception_mx.fast": "xception_mx.serving.fast",
+    "xception_mx.labels": "xception_mx.serving.labels",
+    "xception_mx.predict": "xception_mx.serving.predict",
+    "xception_mx.quantize": "xception_mx.serving.quantize",
+    "xception_mx.padding": "xception_mx.model.padding",
+    "xception_mx.preprocess": "xception_mx.model.preprocess",
+    "xception_mx.transfer": "xception_mx.model.transfer",
+    "xception_mx.finetune": "xception_mx.training.finetune",
+    "xception_mx.launch": "xception_mx.training.launch",
+    "xception_mx.pack": "xception_mx.training.pack",
+    "xception_mx.padded_training": "xception_mx.training.padded_training",
+    "xception_mx.run_dir": "xception_mx.training.run_dir",
+    "xception_mx.run_setup": "xception_mx.training.run_setup",
+    "xception_mx.synthetic": "xception_mx.training.synthetic",
+    "xception_mx.train": "xception_mx.training.train",
+    "xception_mx.transfer_training": "xception_mx.training.transfer_training",
+}
+
+
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds the old names of ``MOVED`` and loads them as their new modules."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        new = MOVED[spec.name]
+        warnings.warn("%s moved to %s; the old name goes in xception-mx %s"
+                      % (spec.name, new, REMOVED_IN), DeprecationWarning, stacklevel=2)
+        return importlib.import_module(new)
+
+    def exec_module(self, module):
+        """The new module ran when it was imported."""
+
+
+def install():
+    """Put the finder in front of the import system (once)."""
+    if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Alias())
+
+
+if __name__ == "__main__":
+    for old, new in sorted(MOVED.items()):
+        print("%-36s -> %s" % (old, new))

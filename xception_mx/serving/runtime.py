@@ -1,0 +1,146 @@
+"""A checkpoint ready to run: what ``xception_mx.load`` returns and ``xception-predict`` runs.
+
+``Model`` makes the CPU choices ``xception-predict`` makes (channel padding per precision and
+CPU, oneDNN's ISA cap, AMX): the network is built at the first call, inside the cap, which
+holds only where that is the process's first computation (see ``cpu.isa_capped``).  int8 from
+an fp32 checkpoint is calibrated on ``calibration`` images when given, otherwise on the first
+call's own images, as ``xception-predict`` does.
+"""
+import os
+
+import numpy as np
+
+from xception_mx.cpu import isa_capped
+from xception_mx.errors import InputError, make_sure
+from xception_mx.model.padding import resolve_padding
+from xception_mx.model.preprocess import image_files, load_images
+from xception_mx.model.transfer import output_kind
+from xception_mx.serving.fast import PRECISIONS, load_fast_network
+from xception_mx.serving.labels import class_names
+from xception_mx.serving.loading import (checkpoint_input_size, is_serving_copy, is_transfer,
+                                         read_meta, run_batches, takes_raw_pixels)
+
+LOAD_PRECISIONS = ("auto",) + PRECISIONS
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def checkpoint_output_kind(meta):
+    """``output_kind`` of a transfer model; for plain Xception ``"logits"``,
+    or ``"features"`` when it has no top (pooled or not)."""
+    if is_transfer(meta):
+        return output_kind(meta["model"]["transfer"])
+    return "logits" if meta.get("model", {}).get("include_top", True) else "features"
+
+
+def rank_classes(outputs, kind, names, top):
+    """Per row of ``outputs``, ``[(probability, class index, name)...]``, best first: logits
+    go through softmax; a model's own probabilities or scores (a sigmoid multi-label head,
+    say) are ranked as the model gives them."""
+    probabilities = softmax(outputs) if kind == "logits" else outputs
+    ranked = []
+    for p in probabilities:
+        order = np.argsort(-p)[:top]
+        ranked.append([(float(p[i]), int(i), names[i]) for i in order])
+    return ranked
+
+
+def image_list(images):
+    """One image or a sequence of them as a list, each folder replaced by its images."""
+    if isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)):
+        images = [images]
+    found = []
+    for image in images:
+        is_folder = isinstance(image, (str, os.PathLike)) and os.path.isdir(image)
+        found.extend(image_files(image) if is_folder else [image])
+    make_sure(len(found) > 0, "no images given")
+    return found
+
+
+class Model:
+    """An MXNet Xception checkpoint on the fast path at one precision.
+
+    ``precision``: ``auto`` (the checkpoint's own: fp32, or what ``xception-quantize``
+    wrote), ``fp32`` (oneDNN-fused), ``bf16`` or ``int8``; ``channel_padding`` and
+    ``onednn_isa`` as ``xception-predict``'s options (``auto``: this CPU's fastest).
+    """
+
+    def __init__(self, prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
+                 channel_padding="auto", onednn_isa="auto", labels=None):
+        make_sure(precision in LOAD_PRECISIONS, "precision must be one of %s, got %r",
+                  ", ".join(LOAD_PRECISIONS), precision)
+        make_sure(batch_size >= 1, "batch_size must be >= 1, got %r", batch_size)
+        self.prefix, self.epoch, self.batch_size, self.labels = prefix, epoch, batch_size, labels
+        self.meta = read_meta(prefix)
+        make_sure(bool(self.meta), "%s: no checkpoint there (no %s-meta.json)", prefix, prefix)
+        stored = self.meta.get("precision", "fp32")
+        self.precision = stored if precision == "auto" else precision
+        self.kind = checkpoint_output_kind(self.meta)
+        self.input_size = tuple(checkpoint_input_size(self.meta))
+        self.padded = (self.meta.get("optimized", {}).get("padded_convolutions", 0) > 0
+                       if is_serving_copy(self.meta)
+                       else resolve_padding(channel_padding, precision=self.precision))
+        self.onednn_isa = onednn_isa
+        self.network = None           # the fast network (a Gluon SymbolBlock), at first use
+        self._calibration = None if calibration is None else self._as_input(calibration)
+
+    def __repr__(self):
+        return "<xception_mx.Model %s %s, input 3x%dx%d, %s%s>" % (
+            self.prefix, self.precision, self.input_size[0], self.input_size[1], self.kind,
+            ", channels padded" if self.padded else "")
+
+    def inputs(self, images):
+        """Images (file paths, folders of them, PIL images or ``(H, W, 3)`` 0..255 arrays) as
+        this checkpoint's ``data``: NCHW float32 at its size, raw pixels or ``x / 127.5 - 1``
+        as its meta says."""
+        return load_images(image_list(images), self.input_size,
+                           raw=takes_raw_pixels(self.meta))
+
+    def _as_input(self, x):
+        """``x`` as a float32 NCHW batch the network takes: an array as it is, else images."""
+        if isinstance(x, np.ndarray) and x.ndim == 4:
+            expected = (3,) + self.input_size
+            make_sure(x.shape[1:] == expected, "%s takes NCHW input of shape (N, %s), got %s",
+                      self.prefix, ", ".join(map(str, expected)), x.shape)
+            return np.ascontiguousarray(x, dtype=np.float32)
+        return self.inputs(x)
+
+    def logits(self, x, progress=False):
+        """The network's output for an NCHW float32 batch in the checkpoint's convention (or
+        images, decoded by ``inputs``): logits for a classifier, as a numpy array."""
+        x = self._as_input(x)
+        if self.network is not None:
+            return run_batches(self.network, x, self.batch_size, progress=progress)
+        with isa_capped(self.onednn_isa, self.precision, self.padded):
+            calibration = self._calibration if self._calibration is not None else x
+            self.network, _ = load_fast_network(self.prefix, self.epoch, self.precision,
+                                                self.batch_size, calibration, self.padded)
+            return run_batches(self.network, x, self.batch_size, progress=progress)
+
+    def ranked(self, images, top=5, names=None, progress=False):
+        """Per image, ``[(probability, class index, name)...]``, the ``top`` best first;
+        ``names`` label the images in error messages."""
+        outputs = self.logits(images, progress)
+        if outputs.ndim != 2 or self.kind == "features":
+            raise InputError("%s: a feature extractor (output %s), not a classifier"
+                             % (self.prefix, outputs.shape[1:]))
+        finite = np.isfinite(outputs).all(axis=1)
+        if not finite.all():
+            where = names[int(np.argmin(finite))] if names else "image %d" % np.argmin(finite)
+            raise InputError("%s: the output for %s holds NaN or infinity: the %s computation "
+                             "overflowed" % (self.prefix, where, self.precision))
+        classes = class_names(self.prefix, outputs.shape[1], self.labels)
+        return rank_classes(outputs, self.kind, classes, top)
+
+    def predict(self, images, top=5, progress=False):
+        """Per image (file paths, PIL images or ``(H, W, 3)`` 0..255 arrays; a folder stands
+        for its images, sorted), the ``top`` classes as ``(name, probability)`` pairs, best
+        first: what ``xception-predict`` prints."""
+        images = image_list(images)
+        names = [str(i) if isinstance(i, str) else "image %d" % k for k, i in enumerate(images)]
+        return [[(name, p) for p, _, name in row]
+                for row in self.ranked(images, top, names, progress)]

@@ -193,6 +193,45 @@ def mixed_precision(seed=0, size=(71, 71)):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def pooled_then_flattened(seed=0, size=(71, 71), keras=None):
+    """``GlobalAveragePooling2D()`` then ``Flatten()`` (a rank-2 Flatten, the identity in
+    Keras), as public fine-tuning code often writes the head."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, size)
+    inputs = keras.Input(tuple(size) + (3,))
+    x = layers.GlobalAveragePooling2D()(base(inputs, training=False))
+    x = layers.Dense(16, activation="relu", name="fc1")(layers.Flatten()(x))
+    outputs = layers.Dense(4, activation="softmax", name="out")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def keras2_pooled_then_flattened(seed=0, size=(71, 71)):
+    return pooled_then_flattened(seed, size, import_tf_keras())
+
+
+def custom_layer(seed=0, size=(71, 71), keras=None):
+    """A head holding a one-weight ``Layer`` subclass (its ``call`` is Python code)."""
+    keras = keras or import_keras()
+    layers = keras.layers
+
+    class ScaledLayer(layers.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(1,), initializer="ones", name="scale")
+
+        def call(self, x):
+            return x * self.scale
+    base = _base(keras, seed, size, pooling="avg")
+    inputs = keras.Input(tuple(size) + (3,))
+    x = ScaledLayer(name="scaled_layer")(base(inputs, training=False))
+    outputs = layers.Dense(3, activation="softmax", name="out")(x)
+    return keras.Model(inputs, outputs)
+
+
+def keras2_custom_layer(seed=0, size=(71, 71)):
+    return custom_layer(seed, size, import_tf_keras())
+
+
 def keras2_nested(seed=0, size=(71, 71)):
     """The guide's model as Keras 2 writes it (preprocess_input as TFOpLambda)."""
     tf_keras = import_tf_keras()

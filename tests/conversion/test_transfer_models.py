@@ -27,6 +27,8 @@ CASES = {   # name: (builder, file suffix)
     "resizing-40x56-keras3.keras": (transfer_models.resizing, ".keras"),
     "resizing-100x130-keras2.h5": (transfer_models.keras2_resizing, ".h5"),
     "center-crop-96x120-keras2.h5": (transfer_models.keras2_center_crop, ".h5"),
+    "pooled-then-flattened-keras3.keras": (transfer_models.pooled_then_flattened, ".keras"),
+    "pooled-then-flattened-keras2.h5": (transfer_models.keras2_pooled_then_flattened, ".h5"),
 }
 def inputs_for(model, preprocessed_inside):
     """The photos and random images at the model's input size, NHWC, as the
@@ -226,4 +228,36 @@ def test_input_shape_is_refused_for_a_head_that_flattens(tmp_path):
                                 str(tmp_path / "m.keras"))
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape", "99", "99")
     assert_bad_input(result, "m.keras", "--input-shape 99 99", "flattens", "150x200")
+    assert not list(tmp_path.glob("mx*"))
+
+
+def test_a_graph_mxnet_cannot_build_is_one_line_naming_the_layer(tmp_path, monkeypatch):
+    """No MXNet traceback for a model the converter accepted: here the rank-2 Flatten built
+    as it was before it became the identity (MXNet failed in 'flatten_transpose0 ... (2 vs.
+    4)'), injected by claiming that every head layer reads a feature map."""
+    from xception_mx.conversion.errors import ConversionError
+    from xception_mx.model import transfer
+    model = transfer_models.built(transfer_models.pooled_then_flattened)
+    path = transfer_models.save(model, str(tmp_path / "model.keras"))
+    monkeypatch.setattr(transfer, "reads_feature_map", lambda spec: [True] * len(spec["head"]))
+    with pytest.raises(ConversionError) as error:
+        convert_file(path, str(tmp_path / "mx"))
+    message = str(error.value)
+    flatten = [l.name for l in model.layers if l.__class__.__name__ == "Flatten"][0]
+    assert "layer '%s' does not build as an MXNet graph (" % flatten in message, message
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert not list(tmp_path.glob("mx*"))
+
+
+@pytest.mark.parametrize("builder, suffix", [(transfer_models.custom_layer, ".keras"),
+                                             (transfer_models.custom_layer, ".h5"),
+                                             (transfer_models.keras2_custom_layer, ".h5")],
+                         ids=["keras3-archive", "keras3-h5", "keras2-h5"])
+def test_a_custom_layer_class_is_refused_as_such_whatever_its_weights(builder, suffix,
+                                                                       tmp_path):
+    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / ("m" + suffix)))
+    result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
+    assert_bad_input(result, "layer 'scaled_layer' is a custom layer (class ScaledLayer, module",
+                     "its computation is Python code the file does not hold; supported: ",
+                     "Dense")
     assert not list(tmp_path.glob("mx*"))

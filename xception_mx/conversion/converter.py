@@ -1,6 +1,7 @@
 """Keras Xception weights -> an MXNet checkpoint computing the same function."""
 import collections
 import os
+import re
 
 import mxnet as mx
 import numpy as np
@@ -9,13 +10,15 @@ from xception_mx.atomic import sha256_file
 from xception_mx.model.preprocess import input_convention
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 from xception_mx.serving.checkpoint import check_writable, write_checkpoint
+from xception_mx.serving.loading import mxnet_error_text
 
 from . import layouts
 from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux, keras_layers
-from .transfer.keras_config import is_plain_xception, model_config
+from .transfer.keras_config import custom_layers, is_plain_xception, model_config
+from .transfer.layers import SUPPORTED_TEXT
 from .transfer.weights import convert_transfer, fill_missing_bn
 
 STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
@@ -114,6 +117,8 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     that model (``TransferNet``); ``input_shape=None`` is then the size the
     model declares.  Nothing is written.
     """
+    _refuse_custom_layers(weights_path, model_config(read_keras_file(weights_path,
+                                                                     weights=False)))
     keras_file = read_keras_file(weights_path)
     config = model_config(keras_file)
     if config is not None and not _guarded(weights_path, is_plain_xception, config):
@@ -136,8 +141,7 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     warnings = non_finite_weights(weights_path, match, strict)
     arg_params, aux_params = build_params(rows, match.arrays)
     fill_missing_bn(net, arg_params)
-    symbol = net(mx.sym.var("data"))
-    check_against_symbol(symbol, arg_params, aux_params, net.input_size)
+    symbol = _graph_checked(weights_path, net, arg_params, aux_params)
     return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings)
 
 
@@ -158,6 +162,35 @@ def _match_plain(keras_file, config):
         if config is None and more_than_xception:
             raise ConversionError(str(exc) + WEIGHTS_ONLY_HINT)
         raise
+
+
+def _refuse_custom_layers(path, config):
+    """A layer of a class Keras does not define is the user's Python code, which no file
+    holds: refused as such, before its weights are looked at."""
+    custom = _guarded(path, custom_layers, config) if config else []
+    if custom:
+        name, cls, module = custom[0]
+        raise ConversionError("%s: layer '%s' is a custom layer (class %s, module %s): its "
+                              "computation is Python code the file does not hold; %s"
+                              % (path, name, cls, module or "not recorded", SUPPORTED_TEXT))
+
+
+def _graph_checked(path, net, arg_params, aux_params):
+    """The network's symbol, checked against the converted parameters.  A model accepted so
+    far whose MXNet graph still fails to build is one line naming the layer (the operator's
+    name starts with it), never MXNet's traceback."""
+    try:
+        symbol = net(mx.sym.var("data"))
+        check_against_symbol(symbol, arg_params, aux_params, net.input_size)
+        return symbol
+    except mx.base.MXNetError as exc:
+        operator = re.search(r"Error in operator (\S+?):", str(exc))
+        names = [layer["name"] for part in ("preprocess", "head")
+                 for layer in getattr(net, "spec", {}).get(part, []) if "name" in layer]
+        layer = max((n for n in names if operator and operator.group(1).startswith(n + "_")),
+                    key=len, default=None)
+        raise ConversionError("%s: %s does not build as an MXNet graph (%s)" % (
+            path, "layer '%s'" % layer if layer else "the model", mxnet_error_text(exc)))
 
 
 def _guarded(path, function, *args):

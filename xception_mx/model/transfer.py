@@ -95,8 +95,22 @@ def check_spec(spec):
                              % (layer["name"], layer["activation"]))
 
 
+def reads_feature_map(spec):
+    """Per head layer, whether what enters it is the base's feature map (C, H, W) rather than
+    a vector: until the first pooling or ``Flatten``, unless the base pools itself."""
+    mapped, found = spec["base"].get("pooling") is None, []
+    for layer in spec["head"]:
+        found.append(mapped)
+        if layer["class"] in ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten"):
+            mapped = False
+    return found
+
+
 def head_has_flatten(spec):
-    return any(layer["class"] == "Flatten" for layer in spec["head"])
+    """Whether the head flattens a feature map (so that its Dense fits one input size).  A
+    ``Flatten`` of a vector (after pooling) is the identity, as in Keras."""
+    return any(layer["class"] == "Flatten" and mapped
+               for layer, mapped in zip(spec["head"], reads_feature_map(spec)))
 
 
 def feature_shape(spec, input_size):
@@ -135,9 +149,9 @@ class HeadLayer(HybridBlock):
     """One layer of the head, Keras semantics, NCHW feature maps; its output
     is named ``layer_output_name(layer name)``."""
 
-    def __init__(self, layer, in_units, frozen_bn=False, **kwargs):
+    def __init__(self, layer, in_units, frozen_bn=False, on_feature_map=True, **kwargs):
         super().__init__(prefix=layer["name"] + "_", **kwargs)
-        self.layer = layer
+        self.layer, self.on_feature_map = layer, on_feature_map
         cls = layer["class"]
         with self.name_scope():
             if cls == "Dense":
@@ -159,6 +173,8 @@ class HeadLayer(HybridBlock):
             return F.flatten(F.mean(x, axis=(2, 3), keepdims=True))
         if cls == "GlobalMaxPooling2D":
             return F.flatten(F.max(x, axis=(2, 3), keepdims=True))
+        if cls == "Flatten" and not self.on_feature_map:
+            return x                               # a vector already: Keras' rank-2 Flatten
         if cls == "Flatten":                       # Keras flattens NHWC: (h, w, c) order
             return F.flatten(F.transpose(x, (0, 2, 3, 1)))
         if cls == "Dense":
@@ -225,8 +241,9 @@ class TransferNet(HybridBlock):
                                  input_shape=self.base_size, frozen_bn=frozen_bn,
                                  channel_block=channel_block, prefix="")
             self.head = []
-            for i, (layer, n) in enumerate(zip(spec["head"], units)):
-                block = HeadLayer(layer, n, frozen_bn)
+            for i, (layer, n, mapped) in enumerate(zip(spec["head"], units,
+                                                       reads_feature_map(spec))):
+                block = HeadLayer(layer, n, frozen_bn, mapped)
                 self.register_child(block, "head%d" % i)
                 self.head.append(block)
 

@@ -5,6 +5,7 @@ Keras 3 write a layer's calls ("inbound nodes") in two formats; the helpers
 here read both.
 """
 import json
+import os
 
 from ..errors import ConversionError, make_sure
 
@@ -100,3 +101,30 @@ def is_plain_xception(config):
     names = [layer_name(l) for l in layers]
     return bool(names) and all(str(n).startswith(XCEPTION_LAYER_PREFIXES) for n in names) and \
         not any(l.get("class_name") in MODEL_CLASSES for l in layers)
+
+
+KERAS_CLASSES_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "data", "keras_layer_classes.txt")
+
+
+def keras_layer_classes():
+    """The layer class names Keras 2 and 3 define (package data)."""
+    with open(KERAS_CLASSES_FILE) as f:
+        return {line.strip() for line in f if line.strip() and not line.startswith("#")}
+
+
+def custom_layers(config):
+    """``[(name, class, module)]`` of the layers, nested models' included, whose class is
+    none of Keras' own (a Keras 3 archive records a module; other formats the class alone)."""
+    known, found = keras_layer_classes(), []
+
+    def walk(model):
+        for layer in (model.get("config") or {}).get("layers") or []:
+            if not isinstance(layer, dict):
+                continue
+            cls, module = layer.get("class_name"), layer.get("module")
+            if cls not in known and not str(module or "").startswith("keras"):
+                found.append((layer_name(layer), cls, module))
+            walk(layer)
+    walk(config)
+    return found

@@ -220,3 +220,22 @@ def test_predict_into_a_closed_pipe_stops_quietly(checkpoints):
                             timeout=300)
     os.close(writer)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_verdict_flips_exactly_at_the_tolerance_without_per_layer(checkpoints,
+                                                                      keras_files_top, tmp_path):
+    """A deviation between --atol and ten times it must fail (exit 1, FAIL) and pass just
+    above it: the per-layer check must not be what catches it.  The deviation is this
+    conversion's own, measured first."""
+    args = ["--keras", keras_files_top["legacy-h5"], "--mxnet", checkpoints[(224, 224)],
+            PHOTOS[0], "--random", "1"]
+    first = run_tool("xception-parity", *args, "--report", tmp_path / "r.json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    deviation = max(r["max_abs"] for r in json.loads((tmp_path / "r.json").read_text())["inputs"])
+    assert deviation > 0
+    below = run_tool("xception-parity", *args, "--atol", "%.6e" % (deviation / 2))
+    assert below.returncode == 1, below.stdout + below.stderr
+    assert below.stdout.strip().splitlines()[-1].startswith("FAIL"), below.stdout
+    above = run_tool("xception-parity", *args, "--atol", "%.6e" % (deviation * 1.01))
+    assert above.returncode == 0, above.stdout + above.stderr
+    assert above.stdout.strip().splitlines()[-1].startswith("PASS"), above.stdout

@@ -219,6 +219,7 @@ class ImageDataset(gluon.data.Dataset):
         self.source, self.indices = source, list(indices)
         self.input_size, self.train = tuple(input_size), train
         self.seed, self.min_crop, self.raw = seed, min_crop, raw
+        self.class_of_label = None          # source label -> model class, when they differ
 
     def __len__(self):
         return len(self.indices)
@@ -235,7 +236,10 @@ class ImageDataset(gluon.data.Dataset):
                 img = center_crop(img, self.input_size)
             pixels = np.asarray(img, dtype=np.uint8)[None]
             x = (raw_pixels if self.raw else preprocess_input)(pixels)[0]
-        return x, np.float32(self.source.label(index))
+        label = self.source.label(index)
+        if self.class_of_label is not None:
+            label = self.class_of_label[label]
+        return x, np.float32(label)
 
 
 class EpochBatchSampler(gluon.data.Sampler):

@@ -25,7 +25,8 @@ from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
                                             check_finite_loss, check_finite_start,
-                                            check_memory, config_from_args)
+                                            check_memory, config_from_args,
+                                            keep_head_classes)
 from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
 from xception_mx.training.train import (OPTIMIZERS, SCHEDULES, Counts, Throughput,
@@ -151,6 +152,8 @@ def run_finetune(config, log=print):
         net, head_loaded, shapes = build_network(
             num_classes, tuple(config["input_shape"]), contexts, config["pretrained"],
             config["pretrained_epoch"], config["seed"], config["freeze_bn"], block)
+    if head_loaded:
+        keep_head_classes(data, config["pretrained"])
     history, start_epoch, best = [], 0, None
     if resumed:
         start_epoch, record = resumed

@@ -8,6 +8,7 @@ import os
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
+from xception_mx.serving.labels import labels_path, read_labels
 from xception_mx.serving.loading import (check_finite, checkpoint_input_size, is_transfer,
                                          read_meta, require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
@@ -142,12 +143,28 @@ class Data:
         self.train_sampler = EpochBatchSampler(len(train_idx), batch, True, config["seed"],
                                                drop_last=True)
         self.train_loader = make_loader(self.train_set, self.train_sampler, config["workers"])
-        self.val_loader = None
+        self.val_loader = self.val_set = None
         if val_source is not None:
-            val_set = ImageDataset(val_source, val_idx, size, False, raw=raw)
-            self.val_loader = make_loader(val_set, EpochBatchSampler(len(val_idx), batch, False),
+            self.val_set = ImageDataset(val_source, val_idx, size, False, raw=raw)
+            self.val_loader = make_loader(self.val_set, EpochBatchSampler(len(val_idx), batch,
+                                                                          False),
                                           config["workers"])
         self.n_train, self.n_val = len(train_idx), len(val_idx)
+
+    def use_class_order(self, names, where):
+        """Train toward a kept head's classes: ``names`` in the model's order (``where`` names
+        the file they come from), the same set as the data's folder or record names."""
+        unknown = [c for c in self.classes if c not in names]
+        absent = [c for c in names if c not in self.classes]
+        make_sure(not unknown and len(names) == len(self.classes), "the data's classes differ "
+                  "from those of the head kept from %s: %s not among them, %s not in the data; "
+                  "name the data's classes as the checkpoint's", where,
+                  ", ".join(unknown[:5]) or "none", ", ".join(absent[:5]) or "none")
+        class_of_label = [names.index(c) for c in self.classes]
+        for dataset in (self.train_set, self.val_set):
+            if dataset is not None:
+                dataset.class_of_label = class_of_label
+        self.classes = list(names)
 
 
 def check_finite_start(net, context, source):
@@ -161,3 +178,15 @@ def check_finite_loss(loss, epoch, batch, lr):
     make_sure(math.isfinite(loss), "epoch %d, batch %d: the training loss is %s: the run "
               "diverged at learning rate %g; start again with a lower --lr (epoch %d is not "
               "written)", epoch, batch, loss, lr, epoch)
+
+
+def keep_head_classes(data, prefix):
+    """A kept head's classes are the checkpoint's, in its order, where it names them
+    (``PREFIX-labels.txt``, or its meta's ``classes``): each image trains toward its own
+    class, and the export keeps that order.  Unnamed (a plain conversion's ``class N``, or
+    ImageNet's 1000), the data's sorted folder names number them, as before."""
+    path = labels_path(prefix)
+    if os.path.exists(path):
+        data.use_class_order(read_labels(path), path)
+    elif read_meta(prefix).get("classes"):
+        data.use_class_order(list(read_meta(prefix)["classes"]), prefix + "-meta.json")

@@ -26,7 +26,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 MXNET_HAS_CUDA = $(BIN)/python -c "import mxnet.runtime as r; \
 	print('NCCL' if r.Features().is_enabled('CUDA') else '')" 2>/dev/null
 HOROVOD_GPU_OPERATIONS ?= $(shell $(MXNET_HAS_CUDA))
-HOROVOD_FLAGS := HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+HOROVOD_FLAGS = HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
 	$(if $(HOROVOD_GPU_OPERATIONS),HOROVOD_GPU_OPERATIONS=$(HOROVOD_GPU_OPERATIONS),)
 setup-horovod: $(VENV)/.horovod

@@ -1,5 +1,6 @@
 """The library API: ``xception_mx.load / convert / parity`` do what the commands do."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -107,7 +108,8 @@ def test_logits_runs_the_fast_network_xception_predict_runs(ten):
 
 def test_bad_arguments_raise_the_commands_one_line_errors(ten, tmp_path):
     _, prefix = ten
-    with pytest.raises(xm.InputError, match="no checkpoint there"):
+    with pytest.raises(xm.InputError, match=r"missing-symbol.json: no such file \(expected an "
+                                            r"MXNet checkpoint PREFIX-symbol.json\)"):
         xm.load(str(tmp_path / "missing"))
     with pytest.raises(xm.InputError, match="precision must be one of auto, fp32, bf16, int8"):
         xm.load(prefix, precision="fp16")
@@ -115,6 +117,22 @@ def test_bad_arguments_raise_the_commands_one_line_errors(ten, tmp_path):
         xm.load(prefix).logits(np.zeros((1, 3, 299, 299), np.float32))
     with pytest.raises(xm.InputError, match="expected pixel values in 0..255"):
         xm.load(prefix).predict([np.full((20, 20, 3), 300.0)])
+
+
+def test_a_checkpoint_written_without_meta_loads_and_predicts(ten, tmp_path):
+    """Symbol and params alone (as MXNet writes them) are a checkpoint: the meta's defaults
+    apply (299x299, Keras' input convention)."""
+    keras_file, _ = ten
+    prefix = str(tmp_path / "x299")                 # built for the size the meta would say
+    xm.convert(keras_file, prefix)
+    for suffix in ("-symbol.json", "-0000.params"):
+        shutil.copy(prefix + suffix, str(tmp_path / "bare") + suffix)
+    model = xm.load(str(tmp_path / "bare"))
+    assert model.input_size == (299, 299)
+    ranked = model.predict(PHOTOS[0], top=3)[0]
+    probabilities = [p for _, p in ranked]
+    assert [name[:6] for name, _ in ranked] == ["class "] * 3       # 10 classes, no labels
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
 
 
 def test_parity_passes_a_true_conversion_and_fails_beyond_its_tolerance(ten):

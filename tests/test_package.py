@@ -7,7 +7,6 @@ the repository's files goes into a fresh venv next to configobj, and both must w
 venv sees the pinned dependencies of the suite's venv through a ``.pth`` line (installing
 1.8 GB again would prove nothing more); the toolkit and configobj are its own.
 """
-import configparser
 import os
 import subprocess
 import sys
@@ -17,16 +16,9 @@ import zipfile
 import pytest
 
 from conftest import PHOTOS, ROOT
-from test_readme import tracked_files
+from test_readme import console_scripts, tracked_files
 
 CONFIGOBJ = "configobj==5.0.9"
-
-
-def console_scripts():
-    config = configparser.ConfigParser()
-    config.read(os.path.join(ROOT, "setup.cfg"))
-    entries = config["options.entry_points"]["console_scripts"].strip().splitlines()
-    return [entry.split("=")[0].strip() for entry in entries]
 
 
 def package_folders():

@@ -40,12 +40,10 @@ def convert(keras_file, prefix, input_shape=None, classifier_activation="softmax
     (``None``, ``"avg"``, ``"max"``) apply to plain Xception files with and without top.
     NaN/Inf weights warn (``RuntimeWarning``), or raise with ``strict``."""
     import warnings
-    from xception_mx.conversion import convert_file
-    include_top = True if classifier_activation != "softmax" else (
-        False if pooling is not None else None)       # as keras2mxnet's flags say
-    options = {"input_shape": input_shape and tuple(input_shape), "strict": strict,
-               "classifier_activation": classifier_activation, "pooling": pooling,
-               "include_top": include_top}
+    from xception_mx.conversion.converter import convert_file, head_options
+    asked = None if classifier_activation == "softmax" else "none"   # softmax: the default
+    options = dict(head_options(asked, pooling), strict=strict,
+                   input_shape=input_shape and tuple(input_shape))
     conversion, paths = convert_file(keras_file, prefix, epoch=epoch, force=force, **options)
     for warning in conversion.warnings:
         warnings.warn(warning, RuntimeWarning, stacklevel=2)

@@ -57,18 +57,22 @@ BN_DUMP = "XCEPTION_MX_BN_DUMP"
 PARAMS_DUMP = "XCEPTION_MX_PARAMS_DUMP"
 
 
+def _save_device_copies(folder, name, net, shapes, keep=lambda param_name: True):
+    """Every device's copy of the parameters ``keep`` accepts, in Keras' shapes (``shapes``:
+    the network's padded_training.ShapeMap), to ``FOLDER/NAME.npz`` (keys ``NAME@DEVICE``)."""
+    arrays = {"%s@%d" % (name_, i): cut_array(copy.asnumpy(), shapes.keras_shape(name_, param))
+              for name_, param in net.collect_params().items() if keep(name_)
+              for i, copy in enumerate(param.list_data())}
+    np.savez(os.path.join(folder, name + ".npz"), **arrays)
+
+
 def dump_bn_statistics(net, epoch, rank, stage, shapes):
     """Save every device's BN running statistics of ``epoch`` at ``stage``
-    (``before``/``after`` averaging), in Keras' shapes (``shapes``: the network's
-    padded_training.ShapeMap), when asked."""
+    (``before``/``after`` averaging), in Keras' shapes, when asked."""
     folder = os.environ.get(BN_DUMP)
-    if not folder:
-        return
-    arrays = {"%s@%d" % (name, i): cut_array(copy.asnumpy(), shapes.keras_shape(name, param))
-              for name, param in net.collect_params().items()
-              if name.endswith(("_running_mean", "_running_var"))
-              for i, copy in enumerate(param.list_data())}
-    np.savez(os.path.join(folder, "bn-%s-epoch%d-rank%d.npz" % (stage, epoch, rank)), **arrays)
+    if folder:
+        _save_device_copies(folder, "bn-%s-epoch%d-rank%d" % (stage, epoch, rank), net, shapes,
+                            lambda name: name.endswith(("_running_mean", "_running_var")))
 
 
 def dump_parameters(net, epoch, rank, shapes):
@@ -76,9 +80,5 @@ def dump_parameters(net, epoch, rank, shapes):
     statistics are averaged), in Keras' shapes, when asked: what each worker of a job holds,
     which only rank 0 writes otherwise."""
     folder = os.environ.get(PARAMS_DUMP)
-    if not folder:
-        return
-    arrays = {"%s@%d" % (name, i): cut_array(copy.asnumpy(), shapes.keras_shape(name, param))
-              for name, param in net.collect_params().items()
-              for i, copy in enumerate(param.list_data())}
-    np.savez(os.path.join(folder, "params-epoch%d-rank%d.npz" % (epoch, rank)), **arrays)
+    if folder:
+        _save_device_copies(folder, "params-epoch%d-rank%d" % (epoch, rank), net, shapes)

@@ -63,18 +63,21 @@ class LineProgress(tqdm):
         super().close()
 
 
-def mode(stream=None):
-    """``bar`` on a terminal, ``lines`` elsewhere, or what ``XCEPTION_MX_PROGRESS`` says."""
+def mode():
+    """``bar`` where stderr is a terminal, ``lines`` elsewhere, or what
+    ``XCEPTION_MX_PROGRESS`` says."""
     chosen = os.environ.get(PROGRESS_ENV, "").strip().lower()
     if chosen in MODES:
         return chosen
-    stream = stream or sys.stderr
-    return "bar" if hasattr(stream, "isatty") and stream.isatty() else "lines"
+    return "bar" if hasattr(sys.stderr, "isatty") and sys.stderr.isatty() else "lines"
 
 
-def progress(iterable=None, total=None, desc=None, unit="image", enabled=True, **kwargs):
-    """A progress bar (or a line every few percent, see the module doc) on stderr."""
-    chosen = mode() if enabled else "off"
+def progress(iterable=None, total=None, desc=None, unit="image", enabled=True, step=None,
+             **kwargs):
+    """A progress bar (or a line every few percent, see the module doc) on stderr; none when
+    the work is a single ``step`` (one batch of that many)."""
+    single = step is not None and total is not None and total <= step
+    chosen = mode() if enabled and not single else "off"
     kwargs.update(total=total, desc=desc, unit=unit, file=sys.stderr)
     if chosen == "bar":
         return tqdm(iterable, leave=False, **kwargs)

@@ -19,11 +19,16 @@ from xception_mx.training.run_dir import RunDirectory
 from xception_mx.training.train import make_trainer
 
 
-@pytest.fixture
-def failing_rename(monkeypatch):
+def fail_renames(monkeypatch):
+    """From now on every rename fails as a full disk would stop it."""
     def replace(src, dst):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(atomic.os, "replace", replace)
+
+
+@pytest.fixture
+def failing_rename(monkeypatch):
+    fail_renames(monkeypatch)
 
 
 def assert_only(folder, files):
@@ -60,10 +65,7 @@ def test_a_run_folders_files_stay_as_they_were_when_their_write_fails(tmp_path, 
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     assert {"best.json", "metrics.csv", "epoch-0000.params", "epoch-0000.states",
             "epoch-0000.json"} <= set(before)
-
-    def replace(src, dst):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(atomic.os, "replace", replace)
+    fail_renames(monkeypatch)
     rows.append({"epoch": 1, "train_loss": 0.5})
     with pytest.raises(OSError):
         run.write_best(1, rows[1])

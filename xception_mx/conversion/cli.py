@@ -6,7 +6,7 @@ import time
 
 from xception_mx.cli import Parser, run
 
-from .converter import convert, convert_file, find_standard_weights
+from .converter import convert, convert_file, find_standard_weights, head_options
 from .errors import make_sure
 from .name_table import format_table
 
@@ -50,13 +50,8 @@ def build_parser():
 
 
 def _options(args):
-    activation = args.classifier_activation
-    return {"input_shape": args.input_shape and tuple(args.input_shape),
-            "classifier_activation": None if activation == "none" else "softmax",
-            "pooling": None if args.pooling in (None, "none") else args.pooling,
-            "include_top": True if activation is not None else
-                           (False if args.pooling is not None else None),
-            "strict": args.strict}
+    return dict(head_options(args.classifier_activation, args.pooling), strict=args.strict,
+                input_shape=args.input_shape and tuple(args.input_shape))
 
 
 def _summary(conversion, paths, seconds):

@@ -48,6 +48,17 @@ def find_standard_weights():
         "and pass the file" % (" or ".join(STANDARD_FILES), directory, MODELS_URL))
 
 
+def head_options(activation=None, pooling=None):
+    """``keras2mxnet``'s ``--classifier-activation`` (softmax or none; None: not asked) and
+    ``--pooling`` (none, avg, max; None: not asked) as ``convert``'s options: asking for an
+    activation insists on a classifier, asking for a pooling on a feature extractor, neither
+    follows the file."""
+    return {"classifier_activation": None if activation == "none" else "softmax",
+            "pooling": None if pooling in (None, "none") else pooling,
+            "include_top": True if activation is not None else
+                           (False if pooling is not None else None)}
+
+
 def _resolve_head(path, include_top_file, include_top, pooling):
     if include_top is None:
         include_top = include_top_file

@@ -67,7 +67,7 @@ def quantize_int8(symbol, arg_params, aux_params, calibration):
     batch = min(len(calibration), 8)
     used = (len(calibration) // batch) * batch
     with warnings.catch_warnings(), progress(total=used, desc="calibration",
-                                             enabled=used > batch) as bar:
+                                             step=batch) as bar:
         warnings.simplefilter("ignore", UserWarning)   # its Module warns of an unused label
         data = CountedIter(bar, data=calibration, batch_size=batch, label=None,
                            last_batch_handle="discard")

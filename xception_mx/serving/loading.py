@@ -42,11 +42,17 @@ def read_meta(prefix):
     return meta
 
 
-def load_symbol(prefix):
+def symbol_path(prefix):
+    """``PREFIX-symbol.json``, which must exist: a checkpoint without it is no checkpoint."""
     path = "%s-symbol.json" % prefix
     if not os.path.isfile(path):
         raise InputError("%s: no such file (expected an MXNet checkpoint PREFIX-symbol.json)"
                          % path)
+    return path
+
+
+def load_symbol(prefix):
+    path = symbol_path(prefix)
     verify_against_meta(prefix, "symbol", path)
     try:
         with open(path, "rb") as f:
@@ -254,7 +260,7 @@ def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
     numpy outputs.  ``progress``: a bar (or log lines) over the images."""
     ctx = ctx or mx.cpu()
     outputs = []
-    with progress_bar(total=len(x), desc=desc, enabled=progress and len(x) > batch_size) as bar:
+    with progress_bar(total=len(x), desc=desc, enabled=progress, step=batch_size) as bar:
         for i in range(0, len(x), batch_size):
             batch = x[i:i + batch_size]
             real = len(batch)

@@ -18,7 +18,8 @@ from xception_mx.model.transfer import output_kind
 from xception_mx.serving.fast import PRECISIONS, load_fast_network
 from xception_mx.serving.labels import class_names
 from xception_mx.serving.loading import (checkpoint_input_size, is_serving_copy, is_transfer,
-                                         read_meta, run_batches, takes_raw_pixels)
+                                         read_meta, run_batches, symbol_path,
+                                         takes_raw_pixels)
 
 LOAD_PRECISIONS = ("auto",) + PRECISIONS
 
@@ -75,8 +76,8 @@ class Model:
                   ", ".join(LOAD_PRECISIONS), precision)
         make_sure(batch_size >= 1, "batch_size must be >= 1, got %r", batch_size)
         self.prefix, self.epoch, self.batch_size, self.labels = prefix, epoch, batch_size, labels
-        self.meta = read_meta(prefix)
-        make_sure(bool(self.meta), "%s: no checkpoint there (no %s-meta.json)", prefix, prefix)
+        symbol_path(prefix)           # no checkpoint there: said now, not at the first call
+        self.meta = read_meta(prefix)     # {} for a checkpoint written without one
         stored = self.meta.get("precision", "fp32")
         self.precision = stored if precision == "auto" else precision
         self.kind = checkpoint_output_kind(self.meta)
@@ -141,6 +142,7 @@ class Model:
         for its images, sorted), the ``top`` classes as ``(name, probability)`` pairs, best
         first: what ``xception-predict`` prints."""
         images = image_list(images)
-        names = [str(i) if isinstance(i, str) else "image %d" % k for k, i in enumerate(images)]
+        names = [str(i) if isinstance(i, (str, os.PathLike)) else "image %d" % k
+                 for k, i in enumerate(images)]
         return [[(name, p) for p, _, name in row]
                 for row in self.ranked(images, top, names, progress)]

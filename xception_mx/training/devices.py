@@ -5,9 +5,10 @@ import collections
 import mxnet as mx
 
 from xception_mx.errors import InputError, make_sure
+from xception_mx.serving.loading import mxnet_error_text
 
 HOROVOD_GPU_BUILD = ("HOROVOD_GPU_OPERATIONS=NCCL make setup-horovod (with the CUDA toolkit "
-                     "and NCCL installed; make does it when nvcc is on the PATH)")
+                     "and NCCL installed; make does it where the venv's MXNet is a CUDA build)")
 
 
 def parse_contexts(gpus=None, cpus=None):
@@ -26,7 +27,7 @@ def visible_gpus(flag):
         return mx.context.num_gpus()
     except mx.base.MXNetError as exc:
         raise InputError("--gpus %s: MXNet cannot count the GPUs (%s)"
-                         % (flag, str(exc).strip().splitlines()[-1][:300]))
+                         % (flag, mxnet_error_text(exc)))
 
 
 def gpu_ids(flag, available):

@@ -188,5 +188,7 @@ def keep_head_classes(data, prefix):
     path = labels_path(prefix)
     if os.path.exists(path):
         data.use_class_order(read_labels(path), path)
-    elif read_meta(prefix).get("classes"):
-        data.use_class_order(list(read_meta(prefix)["classes"]), prefix + "-meta.json")
+        return
+    named = read_meta(prefix).get("classes")
+    if named:
+        data.use_class_order(list(named), prefix + "-meta.json")

@@ -12,6 +12,8 @@ import numpy as np
 
 import mxnet  # noqa: F401  (must precede TensorFlow, see above)
 
+from xception_mx.progress import progress as progress_bar
+
 FORMATS = ("legacy-h5", "legacy-model-h5", "weights-h5", "keras")
 SUFFIX = {"legacy-h5": ".h5", "legacy-model-h5": ".h5", "weights-h5": ".weights.h5",
           "keras": ".keras"}
@@ -170,10 +172,9 @@ def load_keras_model(path, include_top, classes, pooling=None, classifier_activa
 def keras_predict(model, x_nchw, batch_size=8, progress=False):
     """Keras outputs for NCHW input, returned as numpy (NCHW for feature maps); one
     ``model.predict`` per batch, so that ``progress`` can show them."""
-    from xception_mx.progress import progress as progress_bar
     outputs = []
-    with progress_bar(total=len(x_nchw), desc="keras", enabled=progress and
-                      len(x_nchw) > batch_size) as bar:
+    with progress_bar(total=len(x_nchw), desc="keras", enabled=progress,
+                      step=batch_size) as bar:
         for start in range(0, len(x_nchw), batch_size):
             batch = np.transpose(x_nchw[start:start + batch_size], (0, 2, 3, 1))
             outputs.append(model.predict(np.ascontiguousarray(batch), batch_size=batch_size,

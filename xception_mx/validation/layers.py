@@ -95,18 +95,17 @@ def compare_layers(pairs, keras_run, mx_internals, x, batch_size=4):
     max_abs = np.zeros(len(pairs))
     max_ref = np.zeros(len(pairs))
     shapes = [None] * len(pairs)
-    bar = progress(total=len(x), desc="layers", enabled=len(x) > batch_size)
-    for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
-        keras_outs = keras_run(np.ascontiguousarray(np.transpose(batch, (0, 2, 3, 1))))
-        mx_outs = mx_internals(batch)
-        for i, ((_, _, mx_name), k) in enumerate(zip(pairs, keras_outs)):
-            m = _to_nhwc(mx_outs[mx_name]).reshape(k.shape)
-            max_abs[i] = max(max_abs[i], max_deviation(k, m))
-            max_ref[i] = max(max_ref[i], max_magnitude(k))
-            shapes[i] = list(k.shape[1:])
-        bar.update(len(batch))
-    bar.close()
+    with progress(total=len(x), desc="layers", step=batch_size) as bar:
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size]
+            keras_outs = keras_run(np.ascontiguousarray(np.transpose(batch, (0, 2, 3, 1))))
+            mx_outs = mx_internals(batch)
+            for i, ((_, _, mx_name), k) in enumerate(zip(pairs, keras_outs)):
+                m = _to_nhwc(mx_outs[mx_name]).reshape(k.shape)
+                max_abs[i] = max(max_abs[i], max_deviation(k, m))
+                max_ref[i] = max(max_ref[i], max_magnitude(k))
+                shapes[i] = list(k.shape[1:])
+            bar.update(len(batch))
     return [LayerRecord(depth, name, mx_name, shape, float(a), float(r), float(a / max(1.0, r)))
             for (depth, name, mx_name), shape, a, r in zip(pairs, shapes, max_abs, max_ref)]
 

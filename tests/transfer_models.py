@@ -298,3 +298,38 @@ def strip_layer_names(path, out):
             for member in members:
                 archive.write(os.path.join(folder, member), member)
     return out
+
+
+def grayscale_plain(seed=0, size=(71, 71), keras=None, channels=1):
+    """``Xception(weights=None, input_shape=(H, W, 1))``: a whole Xception reading one
+    channel, as X-ray classifiers train it."""
+    keras = keras or import_keras()
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.Xception(weights=None, input_shape=tuple(size) + (channels,),
+                                        classes=5)
+    return randomize_batchnorm(model, seed)
+
+
+def keras2_grayscale_plain(seed=0, size=(71, 71)):
+    return grayscale_plain(seed, size, import_tf_keras())
+
+
+def grayscale_transfer(seed=0, size=(80, 90), keras=None):
+    """``Xception(include_top=False, weights=None, input_tensor=Input((H, W, 1)))`` after a
+    ``Rescaling``, pooled, a Dense head: audio-spectrogram models are built so."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    inputs = keras.Input(tuple(size) + (1,))
+    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    keras.utils.set_random_seed(seed)
+    base = keras.applications.Xception(weights=None, include_top=False, input_tensor=x)
+    randomize_batchnorm(base, seed, low=0.0, high=255.0)
+    y = layers.GlobalAveragePooling2D()(base.output)
+    y = layers.Dense(16, activation="relu", name="fc1")(y)
+    y = layers.BatchNormalization(name="fc1_bn")(y)
+    y = layers.Dense(4, activation="softmax", name="out")(y)
+    return randomize_head(keras.Model(inputs, y), seed)
+
+
+def keras2_grayscale_transfer(seed=0, size=(80, 90)):
+    return grayscale_transfer(seed, size, import_tf_keras())

@@ -69,7 +69,7 @@ def test_parameter_names_follow_keras_layer_names():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"input_shape": (70, 299)}, "height and width >= 71"),
-    ({"input_shape": (299, 299, 1)}, "3 channels"),
+    ({"input_shape": (299, 299, 0)}, "channel count must be a positive integer"),
     ({"classifier_activation": "relu"}, "classifier_activation"),
     ({"include_top": False, "pooling": "sum"}, "pooling"),
     ({"classes": 0}, "classes"),

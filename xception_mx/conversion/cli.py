@@ -5,6 +5,7 @@ import sys
 import time
 
 from xception_mx.cli import Parser, run
+from xception_mx.model.preprocess import color_name
 
 from .converter import convert, convert_file, find_standard_weights, head_options
 from .errors import make_sure
@@ -66,7 +67,10 @@ def _summary(conversion, paths, seconds):
         head = "classifier, %d classes, %s" % (net.classes, net.classifier_activation or "logits")
     else:
         head = "features, pooling %s" % (net.pooling or "none")
-    size = "input 3x%dx%d" % tuple(net.input_size)
+    channels = net.config()["channels"]
+    size = "input %dx%dx%d" % ((channels,) + tuple(net.input_size))
+    if channels != 3:
+        size += " (%s)" % color_name(channels)
     if hasattr(net, "spec") and not net.spec.get("declared_input_shape"):
         size += " (the model takes any size; --input-shape H W sets another)"
     if hasattr(net, "spec") and tuple(net.base_size) != tuple(net.input_size):

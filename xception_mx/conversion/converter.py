@@ -85,10 +85,10 @@ def build_params(rows, arrays):
     return arg_params, aux_params
 
 
-def check_against_symbol(symbol, arg_params, aux_params, input_size):
+def check_against_symbol(symbol, arg_params, aux_params, input_size, channels):
     """Every symbol parameter is filled, with the shape the symbol infers."""
     height, width = input_size
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, height, width))
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, channels, height, width))
     expected = dict(zip(symbol.list_arguments(), arg_shapes))
     expected.pop("data")
     expected.update(zip(symbol.list_auxiliary_states(), aux_shapes))
@@ -147,8 +147,9 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
         include_top, pooling = _resolve_head(weights_path, match.include_top, include_top,
                                              pooling)
         net = Xception(include_top=include_top, classes=match.classes or 1000, pooling=pooling,
-                       classifier_activation=classifier_activation, input_shape=input_size)
-        rows = build_name_table(include_top, match.classes)
+                       classifier_activation=classifier_activation,
+                       input_shape=input_size + (match.channels,))
+        rows = build_name_table(include_top, match.classes, match.channels)
     warnings = non_finite_weights(weights_path, match, strict)
     arg_params, aux_params = build_params(rows, match.arrays)
     fill_missing_bn(net, arg_params)
@@ -192,7 +193,8 @@ def _graph_checked(path, net, arg_params, aux_params):
     name starts with it), never MXNet's traceback."""
     try:
         symbol = net(mx.sym.var("data"))
-        check_against_symbol(symbol, arg_params, aux_params, net.input_size)
+        check_against_symbol(symbol, arg_params, aux_params, net.input_size,
+                             net.config()["channels"])
         return symbol
     except mx.base.MXNetError as exc:
         operator = re.search(r"Error in operator (\S+?):", str(exc))
@@ -226,7 +228,8 @@ def checkpoint_meta(conversion, epoch):
         "model": conversion.net.config(),
         "epoch": epoch,
         "input": input_convention(conversion.net.input_size,
-                                  getattr(conversion.net, "spec", None)),
+                                  getattr(conversion.net, "spec", None),
+                                  conversion.net.config()["channels"]),
         "name_table": as_records(conversion.rows, conversion.match.file_names),
     }
 

@@ -10,12 +10,12 @@ shapes are checked just the same.  Never by file order alone.
 import collections
 
 from .errors import make_sure
-from .name_table import BY_NAME, DENSE, KERAS3_CLASS, ROLES, keras_layers
+from .name_table import BY_NAME, DENSE, KERAS3_CLASS, RGB, ROLES, keras_layers
 
-Match = collections.namedtuple("Match", "include_top classes layers file_names arrays")
+Match = collections.namedtuple("Match", "include_top classes layers file_names arrays channels")
 Match.__doc__ = """The outcome: ``include_top``, ``classes``, the canonical
-``Layer`` list, ``{canonical name: name in the file}`` and
-``{(canonical name, role): ndarray}``."""
+``Layer`` list, ``{canonical name: name in the file}``,
+``{(canonical name, role): ndarray}`` and the input's channel count."""
 
 XCEPTION_MARKERS = ("block1_conv1", "block14_sepconv2")
 PREDICTIONS = "predictions"
@@ -42,6 +42,16 @@ def _detect_top(path, by_name):
               "%s: layer 'predictions': expected a Dense kernel (2048, classes), found %s",
               path, _weights_text(top))
     return True, int(kernel.shape[1])
+
+
+def _detect_channels(by_name):
+    """The input channels ``block1_conv1``'s kernel (3, 3, C, 32) reads: 3 for RGB, 1 for a
+    grayscale model (its shape is checked with the others)."""
+    first = by_name.get(XCEPTION_MARKERS[0])
+    kernel = first.weights.get("kernel") if first is not None else None
+    if kernel is not None and kernel.ndim == 4 and kernel.shape[2] >= 1:
+        return int(kernel.shape[2])
+    return RGB
 
 
 def _name_keras3_layers_by_class_order(path, file_layers, include_top):
@@ -83,7 +93,8 @@ def match_layers(keras_file):
               ", ".join(fl.name for fl in file_layers[:6]) + (", ..." if len(file_layers) > 6
                                                                 else "") or "no weights")
     include_top, classes = _detect_top(path, by_name)
-    layers = keras_layers(include_top, classes or 1)
+    channels = _detect_channels(by_name)
+    layers = keras_layers(include_top, classes or 1, channels)
     assigned, unclaimed = {}, {fl.name: fl for fl in file_layers}
     for layer in layers:
         if layer.match == BY_NAME or layer.name in by_name:
@@ -119,4 +130,4 @@ def match_layers(keras_file):
                       path, _label(fl), role, _shape_text(shape), _shape_text(found))
             arrays[(layer.name, role)] = fl.weights[role]
     file_names = {name: _label(fl) for name, fl in assigned.items()}
-    return Match(include_top, classes, layers, file_names, arrays)
+    return Match(include_top, classes, layers, file_names, arrays, channels)

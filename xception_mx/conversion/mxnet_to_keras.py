@@ -13,7 +13,8 @@ import sys
 from xception_mx.atomic import atomic_path
 from xception_mx.cli import Parser, run
 from xception_mx.serving.labels import labels_path
-from xception_mx.serving.loading import (checkpoint_input_size, is_transfer, load_params,
+from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_size,
+                                         is_transfer, load_params,
                                          read_meta, require_keras_shaped)
 
 from . import layouts
@@ -33,9 +34,9 @@ def checkpoint_params(prefix, epoch=0):
     return meta, {k: v.asnumpy() for k, v in dict(arg_params, **aux_params).items()}
 
 
-def xception_weights(params, include_top, classes, where):
+def xception_weights(params, include_top, classes, where, channels=3):
     """``{canonical layer: [arrays in Keras order]}`` of the Xception in ``params``."""
-    rows = build_name_table(include_top, classes or 1)
+    rows = build_name_table(include_top, classes or 1, channels)
     missing = [r.mxnet_param for r in rows if r.mxnet_param not in params]
     make_sure(not missing, "%s: not an Xception checkpoint: lacks %s (%d of %d)",
               where, ", ".join(missing[:3]), len(missing), len(rows))
@@ -66,17 +67,17 @@ def keras_model(prefix, epoch=0):
     where = "%s-%04d.params" % (prefix, epoch)
     if is_transfer(meta):
         spec = meta["model"]["transfer"]
-        base = xception_weights(params, False, None, where)
+        base = xception_weights(params, False, None, where, checkpoint_channels(meta))
         return build_keras_transfer(spec, params, where,
                                     lambda model: fill_xception(model, base, prefix))
     head = params.get("predictions_weight")
     include_top = head is not None
     classes = int(head.shape[0]) if include_top else None
-    weights = xception_weights(params, include_top, classes, where)
+    weights = xception_weights(params, include_top, classes, where, checkpoint_channels(meta))
     pooling = None if include_top else meta.get("model", {}).get("pooling")
     from xception_mx.validation import keras_side
     model = keras_side.keras_xception(include_top, classes or 1000, pooling, None,
-                                      checkpoint_input_size(meta))
+                                      checkpoint_input_size(meta), checkpoint_channels(meta))
     fill_xception(model, weights, prefix)
     return model
 

@@ -11,7 +11,7 @@ Print it with ``keras2mxnet --print-name-table`` or ``format_table(...)``.
 import collections
 
 from xception_mx.model.xception import (ENTRY_EXIT_BLOCKS, FEATURE_CHANNELS, MIDDLE_BLOCKS,
-                                        MIDDLE_CHANNELS)
+                                        MIDDLE_CHANNELS, RGB)
 
 CONV, SEPCONV, BN, DENSE, NORM = "conv", "sepconv", "bn", "dense", "normalization"
 
@@ -64,10 +64,11 @@ def _bn(name, channels, match=BY_NAME):
     return Layer(name, BN, {role: (channels,) for role in ROLES[BN]}, match)
 
 
-def keras_layers(include_top=True, classes=1000):
+def keras_layers(include_top=True, classes=1000, channels=RGB):
     """The weighted layers of ``keras.applications.Xception`` in the order of
-    ``model.layers`` (the order Keras 3 numbers ``layers/<class>_N`` in)."""
-    layers = [_conv("block1_conv1", 3, 32, 3), _bn("block1_conv1_bn", 32),
+    ``model.layers`` (the order Keras 3 numbers ``layers/<class>_N`` in), for an input
+    of ``channels`` (what ``block1_conv1`` reads)."""
+    layers = [_conv("block1_conv1", channels, 32, 3), _bn("block1_conv1_bn", 32),
               _conv("block1_conv2", 32, 64, 3), _bn("block1_conv2_bn", 64)]
 
     def downsampling(block, cin, c1, c2):
@@ -95,10 +96,10 @@ def keras_layers(include_top=True, classes=1000):
     return layers
 
 
-def build_name_table(include_top=True, classes=1000):
+def build_name_table(include_top=True, classes=1000, channels=RGB):
     """One row per Keras weight: where it goes in MXNet and how."""
     rows = []
-    for layer in keras_layers(include_top, classes):
+    for layer in keras_layers(include_top, classes, channels):
         for role in ROLES[layer.kind]:
             suffix, transform, _ = TARGET[(layer.kind, role)]
             rows.append(Row(layer.name, role, layer.match, "%s_%s" % (layer.name, suffix),

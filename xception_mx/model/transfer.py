@@ -4,7 +4,7 @@ and a head, rebuilt from a JSON-ready ``spec`` (recorded in
 
 The spec::
 
-    {"input_shape": [H, W],
+    {"input_shape": [H, W], "channels": 3 (1 for a grayscale model; 3 when absent),
      "preprocess": [{"op": "cast", "dtype": "uint8"},   # an integer-typed Keras input
                     {"op": "resize", "name": "resizing", "size": [320, 320],
                      "interpolation": "bilinear"},
@@ -32,7 +32,7 @@ import math
 from mxnet.gluon import HybridBlock, nn
 
 from xception_mx.model.transfer_inputs import (base_input_size, check_model_input, known_op,
-                                               preprocess_blocks)
+                                               preprocess_blocks, spec_channels)
 from xception_mx.model.xception import (BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape,
                                         pool_input_sizes)
 
@@ -238,7 +238,8 @@ class TransferNet(HybridBlock):
             for i, block in enumerate(self.preprocess):
                 self.register_child(block, "preprocess%d" % i)
             self.base = Xception(include_top=False, pooling=spec["base"]["pooling"],
-                                 input_shape=self.base_size, frozen_bn=frozen_bn,
+                                 input_shape=self.base_size + (spec_channels(spec),),
+                                 frozen_bn=frozen_bn,
                                  channel_block=channel_block, prefix="")
             self.head = []
             for i, (layer, n, mapped) in enumerate(zip(spec["head"], units,
@@ -264,5 +265,6 @@ class TransferNet(HybridBlock):
     def config(self):
         """JSON-ready record of the network (``PREFIX-meta.json``'s ``model``)."""
         return {"kind": "transfer", "input_shape": list(self.input_size),
+                "channels": spec_channels(self.spec),
                 "classes": self.output_shape[0] if len(self.output_shape) == 1 else None,
                 "transfer": self.spec}

@@ -11,7 +11,7 @@ when it crops.
 """
 from mxnet.gluon import HybridBlock
 
-from xception_mx.model.xception import check_input_shape
+from xception_mx.model.xception import RGB, check_input_shape
 
 NORMALIZATION_EPSILON = 1e-7          # keras.backend.epsilon(), Normalization's floor
 SCALAR_OPS = ("multiply", "divide", "add", "subtract")
@@ -152,7 +152,7 @@ class Normalization(HybridBlock):
     """Keras ``Normalization`` over channels: ``(x - mean) / max(sqrt(var), 1e-7)``;
     parameters ``<name>_mean`` and ``<name>_variance`` of shape ``(C,)``."""
 
-    def __init__(self, name, channels=3, **kwargs):
+    def __init__(self, name, channels=RGB, **kwargs):
         super().__init__(prefix=name + "_", **kwargs)
         with self.name_scope():
             self.mean = self.params.get("mean", shape=(channels,), grad_req="null",
@@ -164,6 +164,11 @@ class Normalization(HybridBlock):
         mean = F.reshape(mean, (1, -1, 1, 1))
         std = F.maximum(F.sqrt(F.reshape(variance, (1, -1, 1, 1))), NORMALIZATION_EPSILON)
         return F.broadcast_div(F.broadcast_sub(x, mean), std)
+
+
+def spec_channels(spec):
+    """The input channels of a transfer model ``spec`` (3 where a spec predates the key)."""
+    return int(spec.get("channels", RGB))
 
 
 def preprocess_blocks(spec, input_size):
@@ -184,5 +189,5 @@ def preprocess_blocks(spec, input_size):
         blocks.append(IntegerCast(op["dtype"]) if kind == "cast" else
                       Resize(op["size"]) if kind == "resize" else
                       CenterCrop(op["size"], next(offsets)) if kind == "center_crop" else
-                      Normalization(op["name"]))
+                      Normalization(op["name"], spec_channels(spec)))
     return blocks

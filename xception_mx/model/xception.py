@@ -24,6 +24,7 @@ MIN_INPUT_SIZE = 71
 DEFAULT_INPUT_SIZE = (299, 299)
 CLASSIFIER_ACTIVATIONS = ("softmax", None)
 POOLINGS = (None, "avg", "max")
+RGB = 3                          # ImageNet's input channels; grayscale models have 1
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
 
@@ -69,16 +70,26 @@ def pool_input_sizes(size):
     return sizes
 
 
-def check_input_shape(input_shape):
-    """Return ``(height, width)`` from ``(H, W)`` or Keras' ``(H, W, 3)``."""
+def input_channels(input_shape, default=RGB):
+    """The channel count of Keras' ``(H, W, C)``; ``default`` for ``(H, W)``."""
     shape = tuple(input_shape)
     if len(shape) == 3:
-        if shape[2] != 3:
-            raise ValueError("input_shape must have 3 channels (RGB), got %r" % (input_shape,))
+        if not isinstance(shape[2], int) or shape[2] < 1:
+            raise ValueError("input_shape's channel count must be a positive integer, got %r"
+                             % (input_shape,))
+        return shape[2]
+    return default
+
+
+def check_input_shape(input_shape):
+    """Return ``(height, width)`` from ``(H, W)`` or Keras' ``(H, W, C)``."""
+    shape = tuple(input_shape)
+    if len(shape) == 3:
+        input_channels(shape)
         shape = shape[:2]
     if len(shape) != 2 or not all(isinstance(s, int) for s in shape):
-        raise ValueError("input_shape must be (height, width) or (height, width, 3), got %r"
-                         % (input_shape,))
+        raise ValueError("input_shape must be (height, width) or (height, width, channels), "
+                         "got %r" % (input_shape,))
     if min(shape) < MIN_INPUT_SIZE:
         raise ValueError("input_shape %r is too small: Xception needs height and width >= %d"
                          % (input_shape, MIN_INPUT_SIZE))
@@ -126,10 +137,10 @@ class SeparableConv2D(HybridBlock):
 class EntryBlock(HybridBlock):
     """Block 1: two valid 3x3 convolutions, each with BN and ReLU."""
 
-    def __init__(self, frozen_bn=False, **kwargs):
+    def __init__(self, frozen_bn=False, channels=RGB, **kwargs):
         super().__init__(prefix="block1_", **kwargs)
         with self.name_scope():
-            self.conv1 = nn.Conv2D(32, 3, strides=2, use_bias=False, in_channels=3,
+            self.conv1 = nn.Conv2D(32, 3, strides=2, use_bias=False, in_channels=channels,
                                    prefix="conv1_")
             self.conv1_bn = batch_norm(32, "conv1_bn_", frozen_bn)
             self.conv1_act = relu("conv1_act_")
@@ -213,8 +224,8 @@ class ExitBlock(HybridBlock):
 
 
 class Xception(HybridBlock):
-    """``keras.applications.Xception`` in Gluon, for NCHW float32 RGB input
-    preprocessed as Keras does (``x / 127.5 - 1``).
+    """``keras.applications.Xception`` in Gluon, for NCHW float32 input (RGB, or the channels
+    ``input_shape`` gives) preprocessed as Keras does (``x / 127.5 - 1``).
 
     Args:
         include_top: end with global average pooling and the ``predictions``
@@ -224,8 +235,9 @@ class Xception(HybridBlock):
             ``'avg'``/``'max'`` pool it globally to ``(N, 2048)``.  Ignored
             with ``include_top``, as in Keras.
         classifier_activation: ``'softmax'`` or ``None`` (logits).
-        input_shape: ``(H, W)`` or ``(H, W, 3)``, each side >= 71.  The
-            network reproduces TF's padding for exactly this size.
+        input_shape: ``(H, W)`` or ``(H, W, C)``, each side >= 71.  The
+            network reproduces TF's padding for exactly this size.  ``C``: the
+            input's channels (3, or 1 for a grayscale model), as Keras' ``input_shape``.
         frozen_bn: BatchNorm layers use and keep their running statistics in
             training too (for fine-tuning with frozen statistics).
         channel_block: round every inner channel count up to a multiple of it
@@ -247,6 +259,7 @@ class Xception(HybridBlock):
         if include_top and (not isinstance(classes, int) or classes < 1):
             raise ValueError("classes must be a positive integer, got %r" % (classes,))
         self.input_size = check_input_shape(input_shape)
+        self.channels = input_channels(input_shape)
         self.include_top = include_top
         self.classes = classes if include_top else None
         self.pooling = None if include_top else pooling
@@ -260,7 +273,7 @@ class Xception(HybridBlock):
         pads = list(zip(*(map(tf_same_pool_padding, pool_input_sizes(s))
                           for s in self.input_size)))
         with self.name_scope():
-            self.block1 = EntryBlock(frozen_bn)
+            self.block1 = EntryBlock(frozen_bn, self.channels)
             self.downsampling = []
             for (name, cin, c1, c2, leading_relu), pad in zip(ENTRY_EXIT_BLOCKS, pads):
                 block = DownsamplingBlock(name, width(cin), width(c1), width(c2), leading_relu,
@@ -311,4 +324,4 @@ class Xception(HybridBlock):
         """The constructor arguments, as JSON-ready data."""
         return {"include_top": self.include_top, "classes": self.classes,
                 "pooling": self.pooling, "classifier_activation": self.classifier_activation,
-                "input_shape": list(self.input_size)}
+                "input_shape": list(self.input_size), "channels": self.channels}

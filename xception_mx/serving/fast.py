@@ -29,7 +29,8 @@ from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
 from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.loading import (check_finite, check_params_fit, checkpoint_input_size,
+from xception_mx.serving.loading import (check_finite, check_params_fit, checkpoint_channels,
+                                         checkpoint_input_size,
                                          is_serving_copy, load_params, load_symbol,
                                          output_symbol, read_meta, symbol_block)
 
@@ -111,16 +112,18 @@ def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibratio
 
 
 def logits_checkpoint(prefix, epoch=0):
-    """``(meta, input size, symbol with logits output, arg_params, aux_params)``."""
+    """``(meta, input shape (C, H, W), symbol with logits output, arg_params, aux_params)``."""
     meta = read_meta(prefix)
     symbol = output_symbol(load_symbol(prefix), "logits", meta)
-    return (meta, checkpoint_input_size(meta), symbol) + tuple(load_params(prefix, epoch))
+    shape = (checkpoint_channels(meta),) + tuple(checkpoint_input_size(meta))
+    return (meta, shape, symbol) + tuple(load_params(prefix, epoch))
 
 
-def check_source_params(prefix, epoch, symbol, arg_params, aux_params, size):
-    """The fp32 checkpoint's parameters fit its symbol and are finite."""
+def check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape):
+    """The fp32 checkpoint's parameters fit its symbol (for input ``shape`` (C, H, W)) and
+    are finite."""
     where = "%s-%04d.params" % (prefix, epoch)
-    check_params_fit(symbol, arg_params, aux_params, size, where)
+    check_params_fit(symbol, arg_params, aux_params, shape[1:], where, shape[0])
     check_finite(dict(arg_params, **aux_params), where, "its outputs would be NaN")
 
 
@@ -132,16 +135,16 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
     by ``xception-quantize``); ``calibration``: NCHW float32 images for
     ``int8``.  A quantized checkpoint is loaded as it is.
     """
-    meta, size, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
+    meta, shape, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
     stored = meta.get("precision", "fp32")
     precision = precision or stored
     if is_serving_copy(meta):
         make_sure(precision == stored, "%s holds an optimized %s network; run it with "
                   "--precision %s", prefix, stored, stored)
         return symbol_block(symbol, arg_params, aux_params, static=True), meta
-    check_source_params(prefix, epoch, symbol, arg_params, aux_params, size)
+    check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape)
     symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
-                                               (batch_size, 3) + tuple(size), calibration,
+                                               (batch_size,) + shape, calibration,
                                                pad_channels)
     return symbol_block(symbol, arg_params, aux_params, static=True), meta
 
@@ -156,17 +159,17 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
               "(xception-predict --precision bf16): MXNet 1.9.1 cannot bind a saved AMP bf16 "
               "graph to float32 input ('This layer requires uniform type'); export int8 or "
               "fp32")
-    meta, size, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
+    meta, shape, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
     make_sure(not is_serving_copy(meta), "%s is already an optimized %s copy; export from "
               "its source, %s", prefix, meta.get("precision", "fp32"),
               meta.get("source_checkpoint", "the checkpoint it was made from"))
-    check_source_params(prefix, epoch, symbol, arg_params, aux_params, size)
+    check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape)
     padded = []
     if resolve_padding(pad_channels, precision=precision):
         symbol, arg_params, aux_params, padded = pad_network(symbol, arg_params, aux_params,
-                                                             (1, 3) + tuple(size))
+                                                             (1,) + shape)
     out_symbol, out_args, out_aux = optimized(symbol, arg_params, aux_params, precision,
-                                              (1, 3) + tuple(size), calibration, "off")
+                                              (1,) + shape, calibration, "off")
     model = dict(meta.get("model", {}), classifier_activation=None)
     out_meta = dict(meta, producer="xception-mx xception-quantize", precision=precision,
                     model=model, source_checkpoint=os.path.abspath(prefix),

@@ -187,9 +187,9 @@ def output_symbol(symbol, output="default", meta=None):
     return internals[name]
 
 
-def check_params_fit(symbol, arg_params, aux_params, input_size, where):
+def check_params_fit(symbol, arg_params, aux_params, input_size, where, channels=3):
     """Every parameter the symbol needs is given, with the shape it infers for
-    ``(1, 3, H, W)`` input."""
+    ``(1, channels, H, W)`` input."""
     needed = [n for n in symbol.list_arguments() if n != "data"]
     needed += symbol.list_auxiliary_states()
     given = dict(arg_params, **aux_params)
@@ -197,7 +197,7 @@ def check_params_fit(symbol, arg_params, aux_params, input_size, where):
     if missing:
         raise InputError("%s: lacks parameters of the symbol: %s" % (where, ", ".join(missing[:4])))
     try:
-        arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3) + tuple(input_size))
+        arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, channels) + tuple(input_size))
     except mx.base.MXNetError as exc:
         raise InputError("%s: the symbol does not accept %dx%d input (%s)"
                          % (where, input_size[0], input_size[1], mxnet_error_text(exc)))
@@ -218,10 +218,17 @@ def checkpoint_input_size(meta, default=(299, 299)):
     return tuple(default) if default else None
 
 
+def checkpoint_channels(meta):
+    """The input channels of a checkpoint (3 where its meta predates the key, or it has none)."""
+    return int(meta.get("model", {}).get("channels", 3))
+
+
 def checkpoint_images(files, meta):
-    """Image files as the checkpoint's ``data`` input: its size, and raw pixels
-    or ``x / 127.5 - 1`` as its meta says."""
-    return load_images(files, checkpoint_input_size(meta), raw=takes_raw_pixels(meta))
+    """Image files as the checkpoint's ``data`` input: its size and channels (images
+    converted to grayscale for a 1-channel model), raw pixels or ``x / 127.5 - 1`` as its
+    meta says."""
+    return load_images(files, checkpoint_input_size(meta), raw=takes_raw_pixels(meta),
+                       channels=checkpoint_channels(meta))
 
 
 def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
@@ -236,7 +243,7 @@ def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
     symbol = output_symbol(load_symbol(prefix), output, meta)
     arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, input_size,
-                     "%s-%04d.params" % (prefix, epoch))
+                     "%s-%04d.params" % (prefix, epoch), checkpoint_channels(meta))
     return symbol_block(symbol, arg_params, aux_params, ctx=ctx), meta
 
 

@@ -13,13 +13,13 @@ import numpy as np
 from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.padding import resolve_padding
-from xception_mx.model.preprocess import image_files, load_images
+from xception_mx.model.preprocess import image_files
 from xception_mx.model.transfer import output_kind
 from xception_mx.serving.fast import PRECISIONS, load_fast_network
 from xception_mx.serving.labels import class_names
-from xception_mx.serving.loading import (checkpoint_input_size, is_serving_copy, is_transfer,
-                                         read_meta, run_batches, symbol_path,
-                                         takes_raw_pixels)
+from xception_mx.serving.loading import (checkpoint_channels, checkpoint_images,
+                                         checkpoint_input_size, is_serving_copy, is_transfer,
+                                         read_meta, run_batches, symbol_path)
 
 LOAD_PRECISIONS = ("auto",) + PRECISIONS
 
@@ -82,6 +82,7 @@ class Model:
         self.precision = stored if precision == "auto" else precision
         self.kind = checkpoint_output_kind(self.meta)
         self.input_size = tuple(checkpoint_input_size(self.meta))
+        self.channels = checkpoint_channels(self.meta)
         self.padded = (self.meta.get("optimized", {}).get("padded_convolutions", 0) > 0
                        if is_serving_copy(self.meta)
                        else resolve_padding(channel_padding, precision=self.precision))
@@ -90,21 +91,21 @@ class Model:
         self._calibration = None if calibration is None else self._as_input(calibration)
 
     def __repr__(self):
-        return "<xception_mx.Model %s %s, input 3x%dx%d, %s%s>" % (
-            self.prefix, self.precision, self.input_size[0], self.input_size[1], self.kind,
+        return "<xception_mx.Model %s %s, input %dx%dx%d, %s%s>" % (
+            self.prefix, self.precision, self.channels, self.input_size[0], self.input_size[1],
+            self.kind,
             ", channels padded" if self.padded else "")
 
     def inputs(self, images):
         """Images (file paths, folders of them, PIL images or ``(H, W, 3)`` 0..255 arrays) as
-        this checkpoint's ``data``: NCHW float32 at its size, raw pixels or ``x / 127.5 - 1``
-        as its meta says."""
-        return load_images(image_list(images), self.input_size,
-                           raw=takes_raw_pixels(self.meta))
+        this checkpoint's ``data``: NCHW float32 at its size and channels (grayscale for a
+        1-channel model), raw pixels or ``x / 127.5 - 1`` as its meta says."""
+        return checkpoint_images(image_list(images), self.meta)
 
     def _as_input(self, x):
         """``x`` as a float32 NCHW batch the network takes: an array as it is, else images."""
         if isinstance(x, np.ndarray) and x.ndim == 4:
-            expected = (3,) + self.input_size
+            expected = (self.channels,) + self.input_size
             make_sure(x.shape[1:] == expected, "%s takes NCHW input of shape (N, %s), got %s",
                       self.prefix, ", ".join(map(str, expected)), x.shape)
             return np.ascontiguousarray(x, dtype=np.float32)

@@ -15,7 +15,8 @@ from mxnet import gluon
 from PIL import Image
 
 from xception_mx.errors import InputError, make_sure
-from xception_mx.model.preprocess import IMAGE_SUFFIXES, RESAMPLE, preprocess_input, raw_pixels
+from xception_mx.model.preprocess import (IMAGE_SUFFIXES, PIL_MODES, RESAMPLE, decodable,
+                                          preprocess_input, raw_pixels)
 from xception_mx.serving.loading import mxnet_error_text
 
 EVAL_CROP_FRACTION = 0.875          # resize to size / 0.875, then centre-crop
@@ -207,16 +208,20 @@ def center_crop(img, size, fraction=EVAL_CROP_FRACTION):
 
 
 class ImageDataset(gluon.data.Dataset):
-    """Samples of a source, decoded and preprocessed to ``(3, H, W)`` float32
+    """Samples of a source, decoded and preprocessed to ``(channels, H, W)`` float32
     in [-1, 1] (Keras' Xception preprocessing), or with ``raw`` kept as pixels
-    in [0, 255] (for a model that preprocesses inside).
+    in [0, 255] (for a model that preprocesses inside).  ``channels``: 3 (RGB), 1
+    (grayscale, Pillow's ``L`` as Keras' ``load_img(color_mode="grayscale")``) or 4 (RGBA);
+    every image converts, colour or not.
 
     Items are requested as ``(index, epoch)`` so that augmentation is a pure
     function of the seed, the epoch and the sample.
     """
 
-    def __init__(self, source, indices, input_size, train, seed=0, min_crop=0.08, raw=False):
-        self.source, self.indices = source, list(indices)
+    def __init__(self, source, indices, input_size, train, seed=0, min_crop=0.08, raw=False,
+                 channels=3):
+        decodable(channels, "the training images")
+        self.source, self.indices, self.channels = source, list(indices), channels
         self.input_size, self.train = tuple(input_size), train
         self.seed, self.min_crop, self.raw = seed, min_crop, raw
         self.class_of_label = None          # source label -> model class, when they differ
@@ -228,13 +233,14 @@ class ImageDataset(gluon.data.Dataset):
         position, epoch = key if isinstance(key, tuple) else (key, 0)
         index = self.indices[position]
         with Image.open(io.BytesIO(self.source.read(index))) as img:
-            img = img.convert("RGB")
+            img = img.convert(PIL_MODES[self.channels])
             if self.train:
                 img = random_resized_crop(img, self.input_size,
                                           sample_rng(self.seed, epoch, index), self.min_crop)
             else:
                 img = center_crop(img, self.input_size)
-            pixels = np.asarray(img, dtype=np.uint8)[None]
+            pixels = np.asarray(img, dtype=np.uint8).reshape(
+                (1,) + self.input_size + (self.channels,))
             x = (raw_pixels if self.raw else preprocess_input)(pixels)[0]
         label = self.source.label(index)
         if self.class_of_label is not None:

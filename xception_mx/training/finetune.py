@@ -150,7 +150,7 @@ def run_finetune(config, log=print):
             block)
     else:
         net, head_loaded, shapes = build_network(
-            num_classes, tuple(config["input_shape"]), contexts, config["pretrained"],
+            num_classes, model_input_shape(config), contexts, config["pretrained"],
             config["pretrained_epoch"], config["seed"], config["freeze_bn"], block)
     if head_loaded:
         keep_head_classes(data, config["pretrained"])
@@ -265,6 +265,11 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
             "seconds": time.perf_counter() - meter.start}
 
 
+def model_input_shape(config):
+    """``(H, W, C)`` of the run's plain Xception (C: the pretrained checkpoint's channels)."""
+    return tuple(config["input_shape"]) + (config.get("channels", 3),)
+
+
 def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None):
     """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
     ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
@@ -273,7 +278,8 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
     if transfer_spec:
         net = TransferNet(transfer_spec, input_shape=size)
     else:
-        net = Xception(classes=num_classes, classifier_activation="softmax", input_shape=size)
+        net = Xception(classes=num_classes, classifier_activation="softmax",
+                       input_shape=model_input_shape(config))
     params = net.collect_params()
     params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
     arg_params, aux_params = {}, {}
@@ -285,7 +291,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
     meta = {"producer": "xception-mx xception-finetune", "model": net.config(),
             "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
             "classes": classes,
-            "input": input_convention(size, transfer_spec),
+            "input": input_convention(size, transfer_spec, net.config()["channels"]),
             "training": config}
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)

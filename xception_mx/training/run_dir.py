@@ -158,11 +158,15 @@ def _fault_pause(epoch):
         time.sleep(float(setting.partition(":")[2]))
 
 
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"channels": 3}     # a run of 0.2.0 resumes
+
+
 def check_resumable_config(saved, current,
                            ignore=("epochs", "resume", "workers", "out", "stop_after",
                                    "channel_padding")):
     """Resuming needs the same settings but for the number of epochs and the like
     (checkpoints hold Keras' shapes: a run resumes padded or not)."""
+    saved = dict(SETTINGS_BEFORE_THEY_WERE_RECORDED, **saved)
     differing = sorted(k for k in set(saved) | set(current)
                        if k not in ignore and saved.get(k) != current.get(k))
     if differing:

@@ -9,7 +9,8 @@ from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 from xception_mx.serving.labels import labels_path, read_labels
-from xception_mx.serving.loading import (check_finite, checkpoint_input_size, is_transfer,
+from xception_mx.serving.loading import (check_finite, checkpoint_channels,
+                                         checkpoint_input_size, is_transfer,
                                          read_meta, require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
                                        split_indices)
@@ -53,8 +54,9 @@ def check_memory(batch_size, input_shape, devices, available):
 def config_from_args(args):
     """The run configuration as JSON-ready data (stored with every checkpoint)."""
     config = {k: v for k, v in vars(args).items()}
-    config["input_shape"] = list(args.input_shape or checkpoint_input_size(
-        read_meta(args.pretrained) if args.pretrained else {}))
+    meta = read_meta(args.pretrained) if args.pretrained else {}
+    config["input_shape"] = list(args.input_shape or checkpoint_input_size(meta))
+    config["channels"] = checkpoint_channels(meta)      # images decode to as many
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:
@@ -139,13 +141,14 @@ class Data:
         make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
                   "(--batch-size %d)", config["train"], len(train_idx), batch)
         self.train_set = ImageDataset(train_source, train_idx, size, True, config["seed"],
-                                      config["min_crop"], raw)
+                                      config["min_crop"], raw, config.get("channels", 3))
         self.train_sampler = EpochBatchSampler(len(train_idx), batch, True, config["seed"],
                                                drop_last=True)
         self.train_loader = make_loader(self.train_set, self.train_sampler, config["workers"])
         self.val_loader = self.val_set = None
         if val_source is not None:
-            self.val_set = ImageDataset(val_source, val_idx, size, False, raw=raw)
+            self.val_set = ImageDataset(val_source, val_idx, size, False, raw=raw,
+                                        channels=config.get("channels", 3))
             self.val_loader = make_loader(self.val_set, EpochBatchSampler(len(val_idx), batch,
                                                                           False),
                                           config["workers"])

@@ -30,12 +30,13 @@ def import_keras():
 
 
 def keras_xception(include_top=True, classes=1000, pooling=None, classifier_activation=None,
-                   input_shape=(299, 299)):
-    """``keras.applications.Xception(weights=None, ...)`` for ``(H, W)`` input."""
+                   input_shape=(299, 299), channels=3):
+    """``keras.applications.Xception(weights=None, ...)`` for ``(H, W, channels)`` input."""
     keras = import_keras()
     return keras.applications.Xception(
         weights=None, include_top=include_top, classes=classes, pooling=pooling,
-        classifier_activation=classifier_activation, input_shape=tuple(input_shape) + (3,))
+        classifier_activation=classifier_activation,
+        input_shape=tuple(input_shape) + (channels,))
 
 
 def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0, size=None):
@@ -60,7 +61,9 @@ def randomize_batchnorm(model, seed, calibration_batch=4, low=-1.0, high=1.0, si
     for layer in bns:
         layer.momentum = 0.0
     height, width = size or model.input_shape[1:3]
-    batch = rng.uniform(low, high, (calibration_batch, height, width, 3)).astype(np.float32)
+    channels = model.input_shape[3] or 3
+    batch = rng.uniform(low, high, (calibration_batch, height, width, channels)).astype(
+        np.float32)
     model(batch, training=True)
     for layer, momentum in zip(bns, momenta):
         layer.momentum = momentum
@@ -157,11 +160,12 @@ def save_keras(model, path, fmt):
 
 
 def load_keras_model(path, include_top, classes, pooling=None, classifier_activation=None,
-                     input_shape=(299, 299)):
+                     input_shape=(299, 299), channels=3):
     """A Keras Xception of the given head and input shape with the weights of
     ``path`` (any format ``save_keras`` writes, or tf-keras' ``.keras``),
     loaded by Keras itself."""
-    model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape)
+    model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape,
+                           channels)
     if path.endswith(".keras"):        # Keras 3's or tf-keras' archive, loaded in safe mode
         model.set_weights(load_user_model(path).get_weights())
     else:

@@ -14,7 +14,8 @@ import numpy as np
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import image_files, load_images
 from xception_mx.model.transfer_inputs import check_model_input
-from xception_mx.serving.loading import (checkpoint_input_size, is_transfer, load_network,
+from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_size,
+                                         is_transfer, load_network,
                                          read_meta, require_keras_shaped, run_batches,
                                          takes_raw_pixels)
 
@@ -26,18 +27,18 @@ Record.__doc__ = """Per input: max |keras - mxnet|, that divided by max |keras|,
 and whether the top-1 class and the ordered top-5 agree (``None`` for features)."""
 
 
-def build_inputs(images, random_count, seed, input_size, raw=False):
-    """``(names, x)``: decoded images then a seeded uniform batch, in
-    ``[-1, 1]`` (Keras' preprocessing) or with ``raw`` in ``[0, 255]``."""
+def build_inputs(images, random_count, seed, input_size, raw=False, channels=3):
+    """``(names, x)``: decoded images (to ``channels``: grayscale for 1) then a seeded
+    uniform batch, in ``[-1, 1]`` (Keras' preprocessing) or with ``raw`` in ``[0, 255]``."""
     names, batches = [], []
     if images:
         files = image_files(images)
-        batches.append(load_images(files, input_size, raw=raw))
+        batches.append(load_images(files, input_size, raw=raw, channels=channels))
         names.extend(os.path.basename(f) for f in files)
     if random_count:
         rng = np.random.RandomState(seed)
         low, high = (0.0, 255.0) if raw else (-1.0, 1.0)
-        batches.append(rng.uniform(low, high, (random_count, 3) + tuple(input_size))
+        batches.append(rng.uniform(low, high, (random_count, channels) + tuple(input_size))
                        .astype(np.float32))
         names.extend("random[%d]" % i for i in range(random_count))
     if not batches:
@@ -108,7 +109,8 @@ def resolve_input_size(prefix, meta, input_size):
     return tuple(input_size)
 
 
-def load_keras_reference(keras_path, prefix, include_top, classes, pooling, input_size):
+def load_keras_reference(keras_path, prefix, include_top, classes, pooling, input_size,
+                         channels=3):
     """The Keras model, loaded by Keras' own loader, with logits output."""
     if not os.path.isfile(keras_path):
         raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras file (.h5, "
@@ -116,7 +118,7 @@ def load_keras_reference(keras_path, prefix, include_top, classes, pooling, inpu
                                      else "no such Keras weights file"))
     try:
         return keras_side.load_keras_model(keras_path, include_top, classes or 1000, pooling,
-                                           None, input_size)
+                                           None, input_size, channels)
     except (ValueError, OSError, KeyError, TypeError) as exc:
         raise InputError("%s: Keras cannot load it into Xception(include_top=%s, classes=%s) as "
                          "the checkpoint %s is: %s" % (keras_path, include_top, classes, prefix,
@@ -140,15 +142,16 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
     params = {name: p.data() for name, p in net.collect_params().items()}
     include_top, classes, pooling = checkpoint_head(params, meta)
-    names, x = build_inputs(images, random_count, seed, input_size)
+    channels = checkpoint_channels(meta)
+    names, x = build_inputs(images, random_count, seed, input_size, channels=channels)
     keras_model = load_keras_reference(keras_path, prefix, include_top, classes, pooling,
-                                       input_size)
+                                       input_size, channels)
     records, layer_records = compare_both(
         keras_model, net, names, x, per_layer and (lambda: layers.xception_probe(keras_model)),
         prefix, epoch, input_size, batch_size)
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
                "input_size": list(input_size), "include_top": include_top,
-               "classes": classes, "pooling": pooling}
+               "classes": classes, "pooling": pooling, "channels": channels}
     return Parity(records, layer_records, details)
 
 
@@ -192,7 +195,8 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
     spec = meta["model"]["transfer"]
     file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
     raw = takes_raw_pixels(meta)
-    names, x = build_inputs(images, random_count, seed, input_size, raw)
+    channels = checkpoint_channels(meta)
+    names, x = build_inputs(images, random_count, seed, input_size, raw, channels)
     keras_model, mixed = transfer.as_converted(transfer.load_transfer_model(keras_path),
                                                input_size)
     net, _ = load_network(prefix, epoch, input_size=input_size)
@@ -201,7 +205,7 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
         per_layer and (lambda: transfer.transfer_probe(keras_model, file_transfer)),
         prefix, epoch, input_size, batch_size)
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
-               "input_size": list(input_size), "kind": "transfer",
+               "input_size": list(input_size), "kind": "transfer", "channels": channels,
                "input_range": [0.0, 255.0] if raw else [-1.0, 1.0],
                "classes": meta["model"].get("classes"),
                "keras_policy": "float32 (the file's %s)" % mixed if mixed else "float32",

@@ -77,12 +77,14 @@ def load_transfer_model(keras_path):
 
 
 def _input_shapes(config, shape):
-    """Every ``InputLayer`` in ``config`` (a layer's or a list's) at ``shape``."""
+    """Every ``InputLayer`` in ``config`` (a layer's or a list's) at ``shape`` (its channels
+    kept)."""
     if isinstance(config, dict):
         if config.get("class_name") == "InputLayer":
             for key in ("batch_shape", "batch_input_shape"):
                 if key in config.get("config", {}):
-                    config["config"][key] = [None, shape[0], shape[1], 3]
+                    channels = (config["config"][key] or [None] * 4)[-1] or 3
+                    config["config"][key] = [None, shape[0], shape[1], channels]
         for value in config.values():
             _input_shapes(value, shape)
     elif isinstance(config, list):

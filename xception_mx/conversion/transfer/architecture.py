@@ -20,6 +20,7 @@ import collections
 
 from xception_mx.model.transfer import check_spec
 from xception_mx.model.transfer_inputs import preprocessed_size
+from xception_mx.model.xception import RGB
 
 from ..errors import make_sure
 from .keras_config import (INPUT_CLASSES, MODEL_CLASSES, called_in_inference_mode, inbound,
@@ -48,6 +49,13 @@ def _input_size(layer):
     if shape and len(shape) == 4:
         return shape[1:3]
     return None
+
+
+def _input_channels(layer):
+    """The channel count a Keras input layer declares (``None``: not declared)."""
+    cfg = (layer or {}).get("config", {})
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    return shape[3] if shape and len(shape) == 4 else None
 
 
 def _base_pooling(path, base_config):
@@ -165,6 +173,10 @@ def read_transfer(path, config, declared_size=None):
             inner = [l for l in base["config"]["layers"]
                      if l.get("class_name") in INPUT_CLASSES]
             size = _input_size(inner[0]) if inner else None
+    channels = _input_channels(model_input) or (
+        _input_channels(next((l for l in base["config"]["layers"]
+                              if l.get("class_name") in INPUT_CLASSES), None))
+        if base_name else None) or RGB
     head = [h for h in (head_entry(path, l) for l in chain[at + 1:]) if h is not None]
     if cls != "Sequential":
         used = {layer_name(l) for l in chain} | set(base_layers)
@@ -176,6 +188,7 @@ def read_transfer(path, config, declared_size=None):
     size = list(size) if size and all(size) else None      # (None, None): any size
     spec = {"input_shape": list(declared_size or size or sized or (299, 299)),
             "declared_input_shape": size,
+            "channels": channels,
             "preprocess": preprocessing,
             "base": {"name": base_name, "pooling": pooling, "inference_mode": inference_base},
             "head": head}

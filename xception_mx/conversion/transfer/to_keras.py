@@ -10,7 +10,7 @@ comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
 and variance in its config.
 """
 from xception_mx.model.transfer import head_has_flatten
-from xception_mx.model.transfer_inputs import preprocessed_size
+from xception_mx.model.transfer_inputs import preprocessed_size, spec_channels
 
 from .. import layouts
 from ..errors import make_sure
@@ -101,16 +101,17 @@ def build_keras_transfer(spec, params, where, fill_xception):
     ``fill_xception(xception_model)`` sets the base's weights."""
     from xception_mx.validation.keras_side import import_keras
     keras = import_keras()
-    size = tuple(spec["input_shape"]) + (3,)
+    channels = spec_channels(spec)
+    size = tuple(spec["input_shape"]) + (channels,)
     if "declared_input_shape" in spec and not spec["declared_input_shape"] and \
             (preprocessed_size(spec) or not head_has_flatten(spec)):
-        size = (None, None, 3)                       # the Keras model took any size
+        size = (None, None, channels)                # the Keras model took any size
     casts = [op["dtype"] for op in spec["preprocess"] if op["op"] == "cast"]
     inputs = keras.Input(size, dtype=casts[0] if casts else None)
     x = _preprocess(keras, inputs, spec, params, where)
     base_spec = spec["base"]
     if base_spec["name"]:
-        base_size = tuple(preprocessed_size(spec) or size[:2]) + (3,)
+        base_size = tuple(preprocessed_size(spec) or size[:2]) + (channels,)
         base = keras.applications.Xception(include_top=False, weights=None,
                                            input_shape=base_size,
                                            pooling=base_spec["pooling"], name=base_spec["name"])

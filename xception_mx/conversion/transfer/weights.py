@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from xception_mx.model.transfer import TransferNet, head_has_flatten
-from xception_mx.model.transfer_inputs import base_input_size, check_model_input
+from xception_mx.model.transfer_inputs import base_input_size, check_model_input, spec_channels
 
 from ..errors import ConversionError, make_sure
 from ..matching import Match, match_layers
@@ -150,16 +150,19 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
                   "its Dense layer fits only its own input size %dx%d", path, size[0], size[1],
                   *spec["input_shape"])
         spec = dict(spec, input_shape=list(size))
-    try:
-        net = TransferNet(spec)
-    except ValueError as exc:
-        raise ConversionError("%s: %s" % (path, exc))
     keras_file = name_unnamed_layers(keras_file, config)
     base = _base_layers(keras_file, transfer)
     match = match_layers(base)
     make_sure(not match.include_top, "%s: the Xception base has its own 'predictions' layer; "
               "build it with include_top=False", path)
-    rows = build_name_table(include_top=False)
+    make_sure(spec_channels(spec) == match.channels, "%s: the model's input has %d channels, "
+              "its base's first convolution (block1_conv1) reads %d", path,
+              spec_channels(spec), match.channels)
+    try:
+        net = TransferNet(spec)
+    except ValueError as exc:
+        raise ConversionError("%s: %s" % (path, exc))
+    rows = build_name_table(include_top=False, channels=match.channels)
     arrays = dict(match.arrays)
     others = _other_layers(keras_file, transfer, base)
     extra_rows, extra_arrays, names = head_rows(path, spec, others)
@@ -168,7 +171,7 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
               "preprocessing, base or head", path, leftover and leftover[0])
     arrays.update(extra_arrays)
     file_names = dict(match.file_names, **names)
-    full = Match(False, None, match.layers, file_names, arrays)
+    full = Match(False, None, match.layers, file_names, arrays, match.channels)
     return net, rows + extra_rows, full
 
 

@@ -333,3 +333,35 @@ def grayscale_transfer(seed=0, size=(80, 90), keras=None):
 
 def keras2_grayscale_transfer(seed=0, size=(80, 90)):
     return grayscale_transfer(seed, size, import_tf_keras())
+
+
+def multi_output(seed=0, size=(71, 71), keras=None, flattened=False):
+    """A multi-task head: one trunk (Dense, BatchNorm, Dropout twice) forking into
+    ``Dense(14, sigmoid)``, ``Dense(1, sigmoid)`` and ``Dense(1)`` (a regression); the base
+    nested with ``pooling='avg'``, or ``flattened`` with ``GlobalAveragePooling2D``."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    if flattened:
+        base = _base(keras, seed, size)
+        inputs = base.input
+        x = layers.GlobalAveragePooling2D(name="pool")(base.output)
+    else:
+        base = _base(keras, seed, size, pooling="avg")
+        inputs = keras.Input(tuple(size) + (3,))
+        x = base(inputs, training=False)
+    for units in (64, 32):
+        x = layers.Dense(units, activation="relu", name="fc%d" % units)(x)
+        x = layers.BatchNormalization(name="fc%d_bn" % units)(x)
+        x = layers.Dropout(0.3)(x)
+    outputs = [layers.Dense(14, activation="sigmoid", name="diseases")(x),
+               layers.Dense(1, activation="sigmoid", name="gender")(x),
+               layers.Dense(1, name="age")(x)]
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def keras2_multi_output(seed=0, size=(71, 71)):
+    return multi_output(seed, size, import_tf_keras(), flattened=True)
+
+
+def flattened_multi_output(seed=0, size=(71, 71)):
+    return multi_output(seed, size, flattened=True)

@@ -52,9 +52,11 @@ def test_converts_and_writes_a_complete_checkpoint(keras_files_top, out):
     assert len(meta["source"]["sha256"]) == 64
     assert meta["source"]["keras_version"] and meta["source"]["backend"] == "tensorflow"
     assert meta["model"] == {"include_top": True, "classes": 1000, "pooling": None,
-                             "classifier_activation": "softmax", "input_shape": [224, 240]}
+                             "classifier_activation": "softmax", "input_shape": [224, 240],
+                             "channels": 3}
     assert meta["input"]["scale"] == "x / 127.5 - 1" and meta["input"]["shape"] == [1, 3, 224,
                                                                                     240]
+    assert meta["input"]["color"] == "RGB"
     assert len(meta["name_table"]) == 236
     assert "wrote" in result.stdout and "verified" in result.stdout
 

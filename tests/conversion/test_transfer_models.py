@@ -93,8 +93,17 @@ def _unsupported_model(keras, edit):
         return keras.Model(inputs, layers.Dense(2, name="out")(x))
     if edit == "lambda":
         return keras.Model(inputs, layers.Lambda(lambda t: t * 2, name="double")(x))
-    if edit == "two_outputs":
-        return keras.Model(inputs, [layers.Dense(2, name="a")(x), layers.Dense(3, name="b")(x)])
+    if edit == "output_at_fork":
+        a = layers.Dense(4, name="a")(x)
+        return keras.Model(inputs, [a, layers.Dense(3, name="b")(a)])
+    if edit == "forks_twice":
+        a = layers.Dense(4, name="a")(x)
+        return keras.Model(inputs, [layers.Dense(2, name="a2")(a), layers.Dense(2, name="a3")(a),
+                                    layers.Dense(3, name="b")(x)])
+    if edit == "fork_before_base":
+        pooled = layers.GlobalAveragePooling2D(name="pixels_mean")(inputs)
+        return keras.Model(inputs, [layers.Dense(2, name="a")(x),
+                                    layers.Dense(2, name="b")(pooled)])
     if edit == "custom_class":
         @keras.saving.register_keras_serializable(package="users_own")
         class Scale(keras.layers.Layer):
@@ -113,7 +122,10 @@ def _unsupported_model(keras, edit):
 
 @pytest.mark.parametrize("edit, fragments", [
     ("lambda", ["'double'", "Lambda", "Python code, which is never run", "Rescaling("]),
-    ("two_outputs", ["2 outputs"]),
+    ("output_at_fork", ["output 'a' is where the other outputs fork"]),
+    ("forks_twice", ["layer 'a' (Dense) is on the way to outputs 'a2' and 'a3'",
+                     "fork at one layer"]),
+    ("fork_before_base", ["the outputs fork before the Xception base"]),
     ("custom_class", ["'scale'", "Scale", "supported"]),
     ("branches", ["'merge'", "Add", "supported"]),
     ("two_bases", ["'both'", "Concatenate", "supported"]),

@@ -63,6 +63,9 @@ def _summary(conversion, paths, seconds):
         head = "transfer model: %s -> %s" % (
             "preprocessing inside" if net.spec["preprocess"] else "preprocessed input",
             " -> ".join(l["name"] for l in net.spec["head"]) or "base")
+        if net.branches:
+            head += " -> %d outputs (%s)" % (len(net.branches), ", ".join(
+                "%s: %s" % (o["name"], o["kind"]) for o in net.config()["outputs"]))
     elif net.include_top:
         head = "classifier, %d classes, %s" % (net.classes, net.classifier_activation or "logits")
     else:

@@ -8,6 +8,7 @@ import numpy as np
 
 from xception_mx.atomic import sha256_file
 from xception_mx.model.preprocess import input_convention
+from xception_mx.model.transfer import network_symbol
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 from xception_mx.serving.checkpoint import check_writable, write_checkpoint
 from xception_mx.serving.loading import mxnet_error_text
@@ -192,7 +193,7 @@ def _graph_checked(path, net, arg_params, aux_params):
     far whose MXNet graph still fails to build is one line naming the layer (the operator's
     name starts with it), never MXNet's traceback."""
     try:
-        symbol = net(mx.sym.var("data"))
+        symbol = network_symbol(net)
         check_against_symbol(symbol, arg_params, aux_params, net.input_size,
                              net.config()["channels"])
         return symbol

@@ -27,57 +27,25 @@ computes at the input's size.
 Parameters are named after the Keras layers (``fc1_weight``,
 ``fc1_bn_gamma``, ``normalization_mean``); the base keeps Xception's names.
 """
-import math
+import mxnet as mx
+from mxnet.gluon import HybridBlock
 
-from mxnet.gluon import HybridBlock, nn
+from xception_mx.model.head_layers import ACTIVATIONS, HEAD_CLASSES, HeadLayer
 
 from xception_mx.model.transfer_inputs import (base_input_size, check_model_input, known_op,
                                                preprocess_blocks, spec_channels)
-from xception_mx.model.xception import (BN_EPSILON, FEATURE_CHANNELS, Xception, check_input_shape,
+from xception_mx.model.xception import (FEATURE_CHANNELS, Xception, check_input_shape,
                                         pool_input_sizes)
 
-# Layers that compute the identity at inference.
-IDENTITY_LAYERS = (
-    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-    "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
-    "RandomBrightness",
-)
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
+def branches(spec):
+    """The outputs' own chains after the head forks, ``[{"name", "layers"}]`` in Keras'
+    output order; ``[]`` for a model with one output (its head ends in it)."""
+    return spec.get("branches") or []
 
 
-def _linear(F, x):
-    return x
-
-
-def _gelu(F, x):
-    return 0.5 * x * (1.0 + F.erf(x / math.sqrt(2.0)))
-
-
-def _selu(F, x):
-    return SELU_SCALE * F.where(x > 0, x, SELU_ALPHA * (F.exp(F.minimum(x, 0.0)) - 1.0))
-
-
-def _elu(F, x):
-    return F.where(x > 0, x, F.exp(F.minimum(x, 0.0)) - 1.0)
-
-
-ACTIVATIONS = {
-    "linear": _linear,
-    "relu": lambda F, x: F.relu(x),
-    "sigmoid": lambda F, x: F.sigmoid(x),
-    "softmax": lambda F, x: F.softmax(x, axis=-1),
-    "tanh": lambda F, x: F.tanh(x),
-    "elu": _elu,
-    "selu": _selu,
-    "softplus": lambda F, x: F.Activation(x, act_type="softrelu"),
-    "swish": lambda F, x: x * F.sigmoid(x),
-    "silu": lambda F, x: x * F.sigmoid(x),
-    "gelu": _gelu,
-}
-HEAD_CLASSES = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense",
-                "Activation", "ReLU", "LeakyReLU", "Softmax", "BatchNormalization")
+def head_layers(spec):
+    """Every head layer, the shared ones first, then each output's."""
+    return list(spec["head"]) + [layer for b in branches(spec) for layer in b["layers"]]
 
 
 def check_spec(spec):
@@ -87,7 +55,9 @@ def check_spec(spec):
             raise ValueError("unknown preprocessing op %r" % (op,))
     if spec["base"]["pooling"] not in (None, "avg", "max"):
         raise ValueError("base pooling must be None, 'avg' or 'max'")
-    for layer in spec["head"]:
+    if any(not b["layers"] for b in branches(spec)):
+        raise ValueError("an output's branch has no layers")
+    for layer in head_layers(spec):
         if layer["class"] not in HEAD_CLASSES:
             raise ValueError("head layer %s: unknown class %s" % (layer["name"], layer["class"]))
         if "activation" in layer and layer["activation"] not in ACTIVATIONS:
@@ -95,22 +65,31 @@ def check_spec(spec):
                              % (layer["name"], layer["activation"]))
 
 
-def reads_feature_map(spec):
-    """Per head layer, whether what enters it is the base's feature map (C, H, W) rather than
-    a vector: until the first pooling or ``Flatten``, unless the base pools itself."""
-    mapped, found = spec["base"].get("pooling") is None, []
-    for layer in spec["head"]:
+def _feature_map_flags(layers, mapped):
+    found = []
+    for layer in layers:
         found.append(mapped)
         if layer["class"] in ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten"):
             mapped = False
     return found
 
 
+def reads_feature_map(spec, branch=None):
+    """Per head layer (of ``branch``'s chain after the shared head, if given), whether what
+    enters it is the base's feature map (C, H, W) rather than a vector: until the first
+    pooling or ``Flatten``, unless the base pools itself."""
+    flags = _feature_map_flags(spec["head"] + (branch or {}).get("layers", []),
+                               spec["base"].get("pooling") is None)
+    return flags[len(spec["head"]):] if branch else flags
+
+
 def head_has_flatten(spec):
     """Whether the head flattens a feature map (so that its Dense fits one input size).  A
     ``Flatten`` of a vector (after pooling) is the identity, as in Keras."""
-    return any(layer["class"] == "Flatten" and mapped
-               for layer, mapped in zip(spec["head"], reads_feature_map(spec)))
+    pairs = list(zip(spec["head"], reads_feature_map(spec)))
+    for branch in branches(spec):
+        pairs += zip(branch["layers"], reads_feature_map(spec, branch))
+    return any(layer["class"] == "Flatten" and mapped for layer, mapped in pairs)
 
 
 def feature_shape(spec, input_size):
@@ -130,13 +109,21 @@ def layer_output_name(name):
 PREPROCESSED_OUTPUT = "preprocessed_output"      # what enters the base
 
 
-def output_kind(spec):
-    """What the model outputs: ``"probabilities"`` (ends in softmax),
-    ``"logits"`` (ends in a linear layer), ``"scores"`` (another activation,
-    sigmoid for multi-label heads, say) or ``"features"`` (no Dense at all)."""
-    if not any(layer["class"] == "Dense" for layer in spec["head"]):
+def network_symbol(net):
+    """The symbol of a network on input ``data``: several outputs grouped, in order."""
+    out = net(mx.sym.var("data"))
+    return mx.sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+
+
+def output_kind(spec, branch=None):
+    """What the model (or the output ``branch`` of a head that forks) outputs:
+    ``"probabilities"`` (ends in softmax), ``"logits"`` (ends in a linear layer),
+    ``"scores"`` (another activation, sigmoid for multi-label heads, say) or
+    ``"features"`` (no Dense at all)."""
+    layers = spec["head"] + (branch or {}).get("layers", [])
+    if not any(layer["class"] == "Dense" for layer in layers):
         return "features"
-    last = spec["head"][-1]
+    last = layers[-1]
     activation = "softmax" if last["class"] == "Softmax" else last.get("activation", "linear")
     if last["class"] in ("ReLU", "LeakyReLU"):
         return "scores"
@@ -145,60 +132,14 @@ def output_kind(spec):
     return "probabilities" if activation == "softmax" else "scores"
 
 
-class HeadLayer(HybridBlock):
-    """One layer of the head, Keras semantics, NCHW feature maps; its output
-    is named ``layer_output_name(layer name)``."""
-
-    def __init__(self, layer, in_units, frozen_bn=False, on_feature_map=True, **kwargs):
-        super().__init__(prefix=layer["name"] + "_", **kwargs)
-        self.layer, self.on_feature_map = layer, on_feature_map
-        cls = layer["class"]
-        with self.name_scope():
-            if cls == "Dense":
-                self.dense = nn.Dense(layer["units"], use_bias=layer["use_bias"],
-                                      in_units=in_units, prefix="")
-            elif cls == "BatchNormalization":
-                self.bn = nn.BatchNorm(axis=1, momentum=layer.get("momentum", 0.99),
-                                       epsilon=layer.get("epsilon", BN_EPSILON),
-                                       center=layer.get("center", True),
-                                       scale=layer.get("scale", True), in_channels=in_units,
-                                       prefix="", use_global_stats=frozen_bn)
-
-    def hybrid_forward(self, F, x):
-        return F.identity(self._apply(F, x), name="out")
-
-    def _apply(self, F, x):
-        layer, cls = self.layer, self.layer["class"]
-        if cls == "GlobalAveragePooling2D":
-            return F.flatten(F.mean(x, axis=(2, 3), keepdims=True))
-        if cls == "GlobalMaxPooling2D":
-            return F.flatten(F.max(x, axis=(2, 3), keepdims=True))
-        if cls == "Flatten" and not self.on_feature_map:
-            return x                               # a vector already: Keras' rank-2 Flatten
-        if cls == "Flatten":                       # Keras flattens NHWC: (h, w, c) order
-            return F.flatten(F.transpose(x, (0, 2, 3, 1)))
-        if cls == "Dense":
-            return ACTIVATIONS[layer["activation"]](F, self.dense(x))
-        if cls == "Activation":
-            return ACTIVATIONS[layer["activation"]](F, x)
-        if cls == "Softmax":
-            return F.softmax(x, axis=-1)
-        if cls == "LeakyReLU":
-            return F.LeakyReLU(x, act_type="leaky", slope=layer["negative_slope"])
-        if cls == "ReLU":
-            y = F.where(x >= layer["threshold"], x,
-                        layer["negative_slope"] * (x - layer["threshold"]))
-            if layer.get("max_value") is not None:
-                y = F.minimum(y, float(layer["max_value"]))
-            return y
-        return self.bn(x)
-
-
-def head_units(spec, input_size):
-    """The feature size entering each head layer."""
+def head_units(spec, input_size, branch=None):
+    """``(units, output shape)``: the feature size entering each head layer (each of
+    ``branch``'s, when given, after the shared ones) and the shape leaving the last."""
     shape = feature_shape(spec, input_size)
+    if branch:
+        shape = head_units(spec, input_size)[1]
     units = []
-    for layer in spec["head"]:
+    for layer in (branch["layers"] if branch else spec["head"]):
         units.append(shape[0] if len(shape) in (1, 3) else None)
         cls = layer["class"]
         if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
@@ -241,12 +182,21 @@ class TransferNet(HybridBlock):
                                  input_shape=self.base_size + (spec_channels(spec),),
                                  frozen_bn=frozen_bn,
                                  channel_block=channel_block, prefix="")
-            self.head = []
-            for i, (layer, n, mapped) in enumerate(zip(spec["head"], units,
-                                                       reads_feature_map(spec))):
-                block = HeadLayer(layer, n, frozen_bn, mapped)
-                self.register_child(block, "head%d" % i)
-                self.head.append(block)
+            self.head = self._layers("head%d", spec["head"], units, reads_feature_map(spec),
+                                     frozen_bn)
+            self.branches, self.output_shapes = [], []
+            for k, branch in enumerate(branches(spec)):
+                units, shape = head_units(spec, self.input_size, branch)
+                self.branches.append(self._layers("output%d_%%d" % k, branch["layers"], units,
+                                                  reads_feature_map(spec, branch), frozen_bn))
+                self.output_shapes.append(shape)
+
+    def _layers(self, child_name, layers, units, mapped, frozen_bn):
+        blocks = []
+        for i, (layer, n, on_map) in enumerate(zip(layers, units, mapped)):
+            blocks.append(HeadLayer(layer, n, frozen_bn, on_map))
+            self.register_child(blocks[-1], child_name % i)
+        return blocks
 
     def hybrid_forward(self, F, x):
         for block in self.preprocess:
@@ -256,15 +206,30 @@ class TransferNet(HybridBlock):
         x = self.base(x)
         for block in self.head:
             x = block(x)
-        return x
+        if not self.branches:
+            return x
+        outputs = []
+        for chain in self.branches:            # several outputs, in Keras' order
+            y = x
+            for block in chain:
+                y = block(y)
+            outputs.append(y)
+        return tuple(outputs)
 
     def head_parameter_names(self):
         """Names of the head's parameters (what trains while the base is frozen)."""
-        return [n for block in self.head for n in block.collect_params()]
+        return [n for block in self.head + sum(self.branches, []) for n in block.collect_params()]
 
     def config(self):
-        """JSON-ready record of the network (``PREFIX-meta.json``'s ``model``)."""
-        return {"kind": "transfer", "input_shape": list(self.input_size),
-                "channels": spec_channels(self.spec),
-                "classes": self.output_shape[0] if len(self.output_shape) == 1 else None,
-                "transfer": self.spec}
+        """JSON-ready record of the network (``PREFIX-meta.json``'s ``model``): with several
+        outputs, ``outputs`` lists each one's name, size and kind."""
+        record = {"kind": "transfer", "input_shape": list(self.input_size),
+                  "channels": spec_channels(self.spec),
+                  "classes": self.output_shape[0] if len(self.output_shape) == 1 else None,
+                  "transfer": self.spec}
+        if self.branches:
+            record["classes"] = None
+            record["outputs"] = [{"name": b["name"], "units": shape[0] if len(shape) == 1
+                                  else None, "kind": output_kind(self.spec, b)}
+                                 for b, shape in zip(branches(self.spec), self.output_shapes)]
+        return record

@@ -264,9 +264,9 @@ def symbol_block(symbol, arg_params, aux_params, ctx=None, static=False):
 def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
     """Run ``net`` over NCHW float32 ``x`` in batches of exactly ``batch_size``
     (the last one padded, so static-shape networks see one shape); return
-    numpy outputs.  ``progress``: a bar (or log lines) over the images."""
+    numpy outputs (a list of them for a network with several).  ``progress``: a bar (or log lines) over the images."""
     ctx = ctx or mx.cpu()
-    outputs = []
+    outputs, several = [], False
     with progress_bar(total=len(x), desc=desc, enabled=progress, step=batch_size) as bar:
         for i in range(0, len(x), batch_size):
             batch = x[i:i + batch_size]
@@ -274,6 +274,9 @@ def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
             if real < batch_size:
                 batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - real,
                                                          axis=0)])
-            outputs.append(net(mx.nd.array(batch, ctx=ctx)).asnumpy()[:real])
+            out = net(mx.nd.array(batch, ctx=ctx))
+            several = isinstance(out, (list, tuple))
+            outputs.append([o.asnumpy()[:real] for o in (out if several else [out])])
             bar.update(real)
-    return np.concatenate(outputs)
+    joined = [np.concatenate(parts) for parts in zip(*outputs)]
+    return joined if several else joined[0]

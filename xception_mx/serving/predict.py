@@ -31,12 +31,26 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     return list(zip(files, model.ranked(list(files), top, list(files), progress=True)))
 
 
+def _ranked_lines(ranked, indent="  "):
+    return ["%s%d. %.4f  %s" % (indent, rank, p, name)
+            for rank, (p, _, name) in enumerate(ranked, 1)]
+
+
 def format_predictions(results):
+    """Per image its path, then its top classes; for a model with several outputs each
+    output's name, then its top classes or its values."""
     lines = []
     for path, ranked in results:
         lines.append(path)
-        lines += ["  %d. %.4f  %s" % (rank, p, name)
-                  for rank, (p, _, name) in enumerate(ranked, 1)]
+        if not isinstance(ranked, dict):
+            lines += _ranked_lines(ranked)
+            continue
+        for output, entries in ranked.items():
+            if entries and isinstance(entries[0], tuple):
+                lines.append("  %s:" % output)
+                lines += _ranked_lines(entries, "    ")
+            else:
+                lines.append("  %s: %s" % (output, " ".join("%.4f" % v for v in entries)))
     return "\n".join(lines)
 
 

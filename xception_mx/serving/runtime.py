@@ -50,6 +50,23 @@ def rank_classes(outputs, kind, names, top):
     return ranked
 
 
+def output_values(outputs, specs, top):
+    """Per image, ``{output name: entries}`` of a model with several outputs: for an output
+    of class scores (softmax, or sigmoid over several units) ``[(probability, class index,
+    "class i")...]``, the ``top`` best first; for the others (a linear regression, one
+    sigmoid unit) its values, as a list."""
+    rows = []
+    for i in range(len(outputs[0])):
+        row = {}
+        for spec, values in zip(specs, outputs):
+            scores = spec["kind"] in ("probabilities", "scores") and values.shape[1] > 1
+            row[spec["name"]] = (rank_classes(values[i:i + 1], spec["kind"], [
+                "class %d" % c for c in range(values.shape[1])], top)[0]
+                if scores else [float(v) for v in values[i].ravel()])
+        rows.append(row)
+    return rows
+
+
 def image_list(images):
     """One image or a sequence of them as a list, each folder replaced by its images."""
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)):
@@ -81,6 +98,7 @@ class Model:
         stored = self.meta.get("precision", "fp32")
         self.precision = stored if precision == "auto" else precision
         self.kind = checkpoint_output_kind(self.meta)
+        self.outputs = self.meta.get("model", {}).get("outputs")    # several: their specs
         self.input_size = tuple(checkpoint_input_size(self.meta))
         self.channels = checkpoint_channels(self.meta)
         self.padded = (self.meta.get("optimized", {}).get("padded_convolutions", 0) > 0
@@ -113,7 +131,8 @@ class Model:
 
     def logits(self, x, progress=False):
         """The network's output for an NCHW float32 batch in the checkpoint's convention (or
-        images, decoded by ``inputs``): logits for a classifier, as a numpy array."""
+        images, decoded by ``inputs``): logits for a classifier, as a numpy array; for a model
+        with several outputs, a list of arrays in its outputs' order (``self.outputs``)."""
         x = self._as_input(x)
         if self.network is not None:
             return run_batches(self.network, x, self.batch_size, progress=progress)
@@ -124,9 +143,12 @@ class Model:
             return run_batches(self.network, x, self.batch_size, progress=progress)
 
     def ranked(self, images, top=5, names=None, progress=False):
-        """Per image, ``[(probability, class index, name)...]``, the ``top`` best first;
-        ``names`` label the images in error messages."""
+        """Per image, ``[(probability, class index, name)...]``, the ``top`` best first
+        (for a model with several outputs, ``output_values``' dict); ``names`` label the
+        images in error messages."""
         outputs = self.logits(images, progress)
+        if self.outputs:
+            return output_values(outputs, self.outputs, top)
         if outputs.ndim != 2 or self.kind == "features":
             raise InputError("%s: a feature extractor (output %s), not a classifier"
                              % (self.prefix, outputs.shape[1:]))
@@ -141,9 +163,15 @@ class Model:
     def predict(self, images, top=5, progress=False):
         """Per image (file paths, PIL images or ``(H, W, 3)`` 0..255 arrays; a folder stands
         for its images, sorted), the ``top`` classes as ``(name, probability)`` pairs, best
-        first: what ``xception-predict`` prints."""
+        first: what ``xception-predict`` prints.  A model with several outputs gives per image
+        ``{output name: pairs}`` for its class-score outputs, ``{output name: [values]}`` for
+        the others."""
         images = image_list(images)
         names = [str(i) if isinstance(i, (str, os.PathLike)) else "image %d" % k
                  for k, i in enumerate(images)]
-        return [[(name, p) for p, _, name in row]
-                for row in self.ranked(images, top, names, progress)]
+        rows = self.ranked(images, top, names, progress)
+        if self.outputs:
+            return [{output: [(name, p) for p, _, name in entries]
+                     if entries and isinstance(entries[0], tuple) else entries
+                     for output, entries in row.items()} for row in rows]
+        return [[(name, p) for p, _, name in row] for row in rows]

@@ -16,7 +16,7 @@ from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
 from xception_mx.model.preprocess import input_convention, rescales_inside
-from xception_mx.model.transfer import TransferNet
+from xception_mx.model.transfer import TransferNet, network_symbol
 from xception_mx.model.xception import Xception
 from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
@@ -283,7 +283,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
     params = net.collect_params()
     params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
     arg_params, aux_params = {}, {}
-    symbol = net(mx.sym.var("data"))
+    symbol = network_symbol(net)
     aux_names = set(symbol.list_auxiliary_states())
     for name, param in params.items():
         (aux_params if name in aux_names else arg_params)[name] = param.data().asnumpy()

@@ -7,6 +7,7 @@ import os
 
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
+from xception_mx.model.transfer import branches
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 from xception_mx.serving.labels import labels_path, read_labels
 from xception_mx.serving.loading import (check_finite, checkpoint_channels,
@@ -89,6 +90,10 @@ def check_config(config):
         meta = read_meta(config["pretrained"])
         require_keras_shaped(meta, config["pretrained"], "--pretrained")
     spec = meta["model"]["transfer"] if is_transfer(meta) else None
+    outputs = branches(spec) if spec else []
+    make_sure(not outputs, "--pretrained %s: the model has %d outputs (%s); xception-finetune "
+              "trains single-output classifiers (training several heads is not supported)",
+              config["pretrained"], len(outputs), ", ".join(b["name"] for b in outputs))
     try:
         size = base_input_size(spec, check_model_input(spec, tuple(config["input_shape"])))
     except ValueError as exc:

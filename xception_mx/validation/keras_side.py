@@ -174,18 +174,20 @@ def load_keras_model(path, include_top, classes, pooling=None, classifier_activa
 
 
 def keras_predict(model, x_nchw, batch_size=8, progress=False):
-    """Keras outputs for NCHW input, returned as numpy (NCHW for feature maps); one
+    """Keras outputs for NCHW input, returned as numpy (NCHW for feature maps; a list for a
+    model with several outputs); one
     ``model.predict`` per batch, so that ``progress`` can show them."""
     outputs = []
     with progress_bar(total=len(x_nchw), desc="keras", enabled=progress,
                       step=batch_size) as bar:
         for start in range(0, len(x_nchw), batch_size):
             batch = np.transpose(x_nchw[start:start + batch_size], (0, 2, 3, 1))
-            outputs.append(model.predict(np.ascontiguousarray(batch), batch_size=batch_size,
-                                         verbose=0))
+            out = model.predict(np.ascontiguousarray(batch), batch_size=batch_size, verbose=0)
+            outputs.append(out if isinstance(out, (list, tuple)) else [out])
             bar.update(len(batch))
-    y = np.concatenate(outputs)
-    return np.transpose(y, (0, 3, 1, 2)) if y.ndim == 4 else y
+    ys = [np.concatenate(parts) for parts in zip(*outputs)]
+    ys = [np.transpose(y, (0, 3, 1, 2)) if y.ndim == 4 else y for y in ys]
+    return ys if len(ys) > 1 else ys[0]
 
 
 def written_by_keras2(path):

@@ -22,9 +22,11 @@ from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_s
 from . import keras_side, layers, transfer
 from .metrics import max_deviation, max_magnitude
 
-Record = collections.namedtuple("Record", "name max_abs max_rel top1 top5")
-Record.__doc__ = """Per input: max |keras - mxnet|, that divided by max |keras|,
-and whether the top-1 class and the ordered top-5 agree (``None`` for features)."""
+Record = collections.namedtuple("Record", "name max_abs max_rel top1 top5 output",
+                                defaults=(None,))
+Record.__doc__ = """Per input (and output, for a model with several): max |keras - mxnet|,
+that divided by max |keras|, whether the top-1 class and the ordered top-5 agree (``None``
+for features), and the output's name (``None`` for a model with one)."""
 
 
 def build_inputs(images, random_count, seed, input_size, raw=False, channels=3):
@@ -46,8 +48,8 @@ def build_inputs(images, random_count, seed, input_size, raw=False, channels=3):
     return names, np.concatenate(batches)
 
 
-def compare_outputs(names, keras_out, mx_out):
-    """One ``Record`` per input."""
+def compare_outputs(names, keras_out, mx_out, output=None):
+    """One ``Record`` per input (of ``output``, for a model with several)."""
     records = []
     for name, k, m in zip(names, keras_out, mx_out):
         diff = max_deviation(k, m)
@@ -56,30 +58,46 @@ def compare_outputs(names, keras_out, mx_out):
         if k.ndim == 1:
             top1 = bool(np.argmax(k) == np.argmax(m))
             top5 = bool((np.argsort(-k)[:5] == np.argsort(-m)[:5]).all())
-        records.append(Record(name, diff, rel, top1, top5))
+        records.append(Record(name, diff, rel, top1, top5, output))
     return records
 
 
 def format_records(records, atol):
-    """A readable table, one line per input, and a verdict line."""
+    """A readable table, one line per input (and output), and a verdict line."""
     width = max([len("input")] + [len(r.name) for r in records])
-    lines = ["%-*s  %12s  %12s  %5s  %5s" % (width, "input", "max_abs", "max_rel", "top1",
-                                             "top5")]
+    outputs = [r.output for r in records if r.output is not None]
+    out_width = max([len("output")] + [len(o) for o in outputs])
+    lines = [("%-*s  " % (out_width, "output") if outputs else "") + "%-*s  %12s  %12s  %5s  "
+             "%5s" % (width, "input", "max_abs", "max_rel", "top1", "top5")]
     fmt = {True: "yes", False: "NO", None: "-"}
     for r in records:
-        lines.append("%-*s  %12.3e  %12.3e  %5s  %5s" % (width, r.name, r.max_abs, r.max_rel,
+        lines.append(("%-*s  " % (out_width, r.output) if outputs else "") +
+                     "%-*s  %12.3e  %12.3e  %5s  %5s" % (width, r.name, r.max_abs, r.max_rel,
                                                          fmt[r.top1], fmt[r.top5]))
     worst = max(r.max_abs for r in records)
     ok = within_tolerance(records, atol)
-    lines.append("%s: max |difference| %.3e %s atol %.1e over %d inputs" % (
-        "PASS" if ok else "FAIL", worst, "<=" if ok else ">", atol, len(records)))
+    failing = first_failing_output(records, atol)
+    lines.append("%s: max |difference| %.3e %s atol %.1e over %d inputs%s%s" % (
+        "PASS" if ok else "FAIL", worst, "<=" if ok else ">", atol,
+        len({r.name for r in records}),
+        " and %d outputs" % len(set(outputs)) if outputs else "",
+        "; first failing output '%s'" % failing if failing else ""))
     return "\n".join(lines)
+
+
+def _record_ok(r, atol):
+    return r.max_abs <= atol and r.top1 is not False and r.top5 is not False
 
 
 def within_tolerance(records, atol):
     """All differences within ``atol`` and every top-1/top-5 identical."""
-    return all(r.max_abs <= atol and r.top1 is not False and r.top5 is not False
-               for r in records)
+    return all(_record_ok(r, atol) for r in records)
+
+
+def first_failing_output(records, atol):
+    """The first output (in the model's order) with an input beyond tolerance, or ``None``
+    (also for a model with one output)."""
+    return next((r.output for r in records if not _record_ok(r, atol)), None)
 
 
 def checkpoint_head(net_params, meta):
@@ -155,20 +173,35 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     return Parity(records, layer_records, details)
 
 
-def compare_both(keras_model, net, names, x, probe, prefix, epoch, input_size, batch_size):
-    """``(records, layer records or None)``: both models' outputs over ``x``
-    and, when ``probe() -> (pairs, keras_run)`` is given, every paired layer."""
-    keras_out = keras_side.keras_predict(keras_model, x, batch_size, progress=True)
-    mx_out = run_batches(net, x, batch_size, progress=True, desc="mxnet")
-    if keras_out.shape != mx_out.shape:
-        raise InputError("%s gives outputs of shape %s, the Keras model %s"
-                         % (prefix, mx_out.shape[1:], keras_out.shape[1:]))
+def compare_both(keras_model, net, names, x, probe, prefix, epoch, input_size, batch_size,
+                 output_names=None):
+    """``(records, layer records or None)``: both models' outputs over ``x`` (each of
+    ``output_names``, for a model with several) and, when ``probe() -> (pairs, keras_run)``
+    is given, every paired layer."""
+    keras_outs = as_outputs(keras_side.keras_predict(keras_model, x, batch_size, progress=True))
+    mx_outs = as_outputs(run_batches(net, x, batch_size, progress=True, desc="mxnet"))
+    if len(keras_outs) != len(mx_outs):
+        raise InputError("%s has %d outputs, the Keras model %d" % (prefix, len(mx_outs),
+                                                                    len(keras_outs)))
+    output_names = output_names or [None]
+    records = []
+    for output, keras_out, mx_out in zip(output_names, keras_outs, mx_outs):
+        if keras_out.shape != mx_out.shape:
+            raise InputError("%s gives outputs of shape %s, the Keras model %s%s"
+                             % (prefix, mx_out.shape[1:], keras_out.shape[1:],
+                                " (output '%s')" % output if output else ""))
+        records += compare_outputs(names, keras_out, mx_out, output)
     layer_records = None
     if probe:
         pairs, keras_run = probe()
         layer_records = compare_checkpoint_layers(pairs, keras_run, prefix, epoch, input_size,
                                                   x, batch_size)
-    return compare_outputs(names, keras_out, mx_out), layer_records
+    return records, layer_records
+
+
+def as_outputs(out):
+    """A model's outputs as a list (one array for a model with one output)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def compare_checkpoint_layers(pairs, keras_run, prefix, epoch, input_size, x, batch_size):
@@ -203,11 +236,13 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
     records, layer_records = compare_both(
         keras_model, net, names, x,
         per_layer and (lambda: transfer.transfer_probe(keras_model, file_transfer)),
-        prefix, epoch, input_size, batch_size)
+        prefix, epoch, input_size, batch_size,
+        [o["name"] for o in meta["model"].get("outputs") or []])
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
                "input_size": list(input_size), "kind": "transfer", "channels": channels,
                "input_range": [0.0, 255.0] if raw else [-1.0, 1.0],
                "classes": meta["model"].get("classes"),
+               "outputs": meta["model"].get("outputs"),
                "keras_policy": "float32 (the file's %s)" % mixed if mixed else "float32",
                "keras_mixed_precision": mixed}
     return Parity(records, layer_records, details)

@@ -12,7 +12,8 @@ from xception_mx.conversion.transfer.architecture import read_transfer
 from xception_mx.conversion.keras_reader import read_keras_file
 from xception_mx.conversion.transfer.keras_config import model_config
 from xception_mx.errors import InputError
-from xception_mx.model.transfer import PREPROCESSED_OUTPUT, layer_output_name
+from xception_mx.model.transfer import (PREPROCESSED_OUTPUT, branches, head_layers,
+                                        layer_output_name)
 
 from . import keras_side
 from .layers import layer_pairs, probe_model
@@ -20,7 +21,7 @@ from .layers import layer_pairs, probe_model
 
 def _first_difference(checkpoint, keras_file):
     """Where two ``structure``s first differ, in words."""
-    for key in ("preprocess", "base", "head"):
+    for key in ("preprocess", "base", "head", "branches"):
         ours, theirs = checkpoint[key], keras_file[key]
         if ours == theirs:
             continue
@@ -41,7 +42,8 @@ def structure(spec):
     may be in the config or in the weights)."""
     preprocess = [{k: v for k, v in op.items() if k not in ("mean", "variance")}
                   for op in spec["preprocess"]]
-    return {"preprocess": preprocess, "base": spec["base"], "head": spec["head"]}
+    return {"preprocess": preprocess, "base": spec["base"], "head": spec["head"],
+            "branches": branches(spec)}
 
 
 def read_file_transfer(keras_path, checkpoint_spec, prefix):
@@ -168,7 +170,7 @@ def transfer_probe(model, transfer):
         for _, name, mx in layer_pairs(model, only=set(transfer.base_layers)):
             pairs.append((name, mx, ("outer", len(outer))))
             outer.append(model.get_layer(name).output)
-    for layer in spec["head"]:
+    for layer in head_layers(spec):
         pairs.append((layer["name"], layer_output_name(layer["name"]), ("outer", len(outer))))
         outer.append(model.get_layer(layer["name"]).output)
     outer_run = probe_model(model, model.inputs, outer)

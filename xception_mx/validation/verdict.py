@@ -1,14 +1,16 @@
 """A parity run's verdict: passed or not at a tolerance, the first layer beyond it, and the
 report ``xception-parity --report`` writes."""
 from .layers import first_divergent, format_layers
-from .parity import format_records, run_parity, within_tolerance
+from .parity import first_failing_output, format_records, run_parity, within_tolerance
 
 
 class ParityResult:
     """What ``xception_mx.parity`` returns: ``passed`` (every input within ``atol`` with the
     same top-1/top-5, and with ``per_layer`` every layer within it), ``records`` (one per
     input), ``layers`` (per-layer records or ``None``), ``first_divergent_layer`` (the Keras
-    name of the first layer beyond ``atol``, or ``None``), ``details``; ``str()`` is the
+    name of the first layer beyond ``atol``, or ``None``), ``first_failing_output`` (for a
+    model with several outputs, the first with an input beyond ``atol``), ``details``;
+    ``str()`` is the
     table ``xception-parity`` prints."""
 
     def __init__(self, parity, atol):
@@ -17,6 +19,7 @@ class ParityResult:
         divergent = first_divergent(self.layers, atol) if self.layers else None
         self.first_divergent_layer = divergent.keras_layer if divergent else None
         self.passed = within_tolerance(self.records, atol) and divergent is None
+        self.first_failing_output = first_failing_output(self.records, atol)
         self.max_abs = max(r.max_abs for r in self.records)
 
     def __bool__(self):
@@ -31,7 +34,8 @@ class ParityResult:
         return dict(self.details, atol=self.atol, passed=self.passed,
                     inputs=[r._asdict() for r in self.records],
                     layers=[r._asdict() for r in self.layers or []],
-                    first_divergent_layer=self.first_divergent_layer)
+                    first_divergent_layer=self.first_divergent_layer,
+                    first_failing_output=self.first_failing_output)
 
 
 def check_parity(keras_path, prefix, images=(), random=0, seed=0, input_shape=None, epoch=0,

@@ -2,7 +2,8 @@
 stores in the file (``keras_config``), one layer at a time (``layers``).
 
 What is understood is a chain ``input -> preprocessing -> Xception base ->
-head``, in the three ways users write it:
+head`` (whose end may fork once into several outputs, each a chain of its own), in the
+three ways users write it:
 
 - nested: the base is a Functional model inside the model (the keras.io
   transfer-learning guide), or inside a ``Sequential``;
@@ -12,8 +13,8 @@ head``, in the three ways users write it:
 
 The result is a ``Transfer``: the input size (for a model that takes any
 size: 299x299, or the size its ``Resizing`` gives), the preprocessing operations,
-the base (nested model name or flattened, its pooling) and the head layers,
-each as plain JSON-ready data (recorded in ``PREFIX-meta.json``, from which
+the base (nested model name or flattened, its pooling), the head layers and, for
+several outputs, each output's layers after the fork (``branches``), each as plain JSON-ready data (recorded in ``PREFIX-meta.json``, from which
 ``xception_mx.model.transfer.TransferNet`` rebuilds the network).
 """
 import collections
@@ -96,6 +97,39 @@ def _chain(path, layers, output_name):
     return list(reversed(chain))
 
 
+def _fork(path, chains):
+    """``(trunk, forks)``: what the chains of several outputs share, and each output's own
+    chain after that (``[]`` for one output).  The outputs must fork once, after the base."""
+    if len(chains) == 1:
+        return chains[0], []
+    names = [[layer_name(l) for l in c] for c in chains]
+    shared = 0
+    while all(len(n) > shared and n[shared] == names[0][shared] for n in names):
+        shared += 1
+    forks = [c[shared:] for c in chains]
+    for fork, chain in zip(forks, chains):
+        make_sure(fork, "%s: output '%s' is where the other outputs fork; each output must "
+                  "have layers of its own after the fork", path, layer_name(chain[-1]))
+    seen = {}
+    for fork in forks:
+        for layer in fork:
+            name = layer_name(layer)
+            make_sure(not (layer.get("class_name") in MODEL_CLASSES and _is_xception(layer))
+                      and name != BASE_FEATURES, "%s: the outputs fork before the Xception "
+                      "base; one base shared by every output is supported", path)
+            make_sure(name not in seen, "%s: layer '%s' (%s) is on the way to outputs '%s' "
+                      "and '%s': the outputs must fork at one layer into separate chains",
+                      path, name, layer.get("class_name"), seen.get(name),
+                      layer_name(fork[-1]))
+            seen[name] = layer_name(fork[-1])
+    return chains[0][:shared], forks
+
+
+def _entries(path, chain):
+    """The head spec entries of a chain of layers (identity layers left out)."""
+    return [h for h in (head_entry(path, l) for l in chain) if h is not None]
+
+
 def _preprocessing_chain(path, by_name, base_end):
     """From the base's first layer back to the model input."""
     start = base_end
@@ -125,6 +159,7 @@ def read_transfer(path, config, declared_size=None):
     make_sure(cls in MODEL_CLASSES, "%s: the file's model is a %s, expected a Functional or "
               "Sequential model", path, cls)
     layers = cfg.get("layers") or []
+    forks = []
     if cls == "Sequential":
         chain = [l for l in layers if l.get("class_name") not in INPUT_CLASSES]
         inputs = [l for l in layers if l.get("class_name") in INPUT_CLASSES]
@@ -136,14 +171,13 @@ def read_transfer(path, config, declared_size=None):
     else:
         outputs = cfg.get("output_layers") or []
         outputs = [outputs] if outputs and not isinstance(outputs[0], list) else outputs
-        make_sure(len(outputs) == 1, "%s: the model has %d outputs; only one is supported",
-                  path, len(outputs))
+        make_sure(outputs, "%s: the model declares no outputs", path)
         inputs_cfg = cfg.get("input_layers") or []
         inputs_cfg = [inputs_cfg] if inputs_cfg and not isinstance(inputs_cfg[0], list) \
             else inputs_cfg
         make_sure(len(inputs_cfg) == 1, "%s: the model has %d inputs; only one is supported",
                   path, len(inputs_cfg))
-        chain = _chain(path, layers, outputs[0][0])
+        chain, forks = _fork(path, [_chain(path, layers, o[0]) for o in outputs])
         model_input = chain[0] if chain[0].get("class_name") in INPUT_CLASSES else None
         size = _input_size(model_input) if model_input else None
         chain = [l for l in chain if l.get("class_name") not in INPUT_CLASSES]
@@ -177,13 +211,18 @@ def read_transfer(path, config, declared_size=None):
         _input_channels(next((l for l in base["config"]["layers"]
                               if l.get("class_name") in INPUT_CLASSES), None))
         if base_name else None) or RGB
-    head = [h for h in (head_entry(path, l) for l in chain[at + 1:]) if h is not None]
+    head = _entries(path, chain[at + 1:])
+    branches = [{"name": layer_name(fork[-1]), "layers": _entries(path, fork)}
+                for fork in forks]
+    for branch in branches:
+        make_sure(branch["layers"], "%s: output '%s' computes nothing after the outputs fork "
+                  "(only layers that are the identity at inference)", path, branch["name"])
     if cls != "Sequential":
-        used = {layer_name(l) for l in chain} | set(base_layers)
+        used = {layer_name(l) for l in chain + sum(forks, [])} | set(base_layers)
         extra = [l for l in layers if layer_name(l) not in used and
                  l.get("class_name") not in INPUT_CLASSES]
         make_sure(not extra, "%s: layer '%s' (%s) is not on the path from the input through "
-                  "the base to the output (branches and extra outputs are not supported)",
+                  "the base to the outputs (branches that end in no output are not supported)",
                   path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
     size = list(size) if size and all(size) else None      # (None, None): any size
     spec = {"input_shape": list(declared_size or size or sized or (299, 299)),
@@ -192,6 +231,8 @@ def read_transfer(path, config, declared_size=None):
             "preprocess": preprocessing,
             "base": {"name": base_name, "pooling": pooling, "inference_mode": inference_base},
             "head": head}
+    if branches:
+        spec["branches"] = branches
     check_spec(spec)
     return Transfer(spec, base_name, tuple(base_layers),
                     tuple(layer_name(l) for l in chain[:at]))

@@ -3,7 +3,7 @@ network description (``xception_mx.model.transfer``): a head layer, or the
 preprocessing operations of a layer before the base.  Anything else is
 refused with the layer's name and class.
 """
-from xception_mx.model.transfer import ACTIVATIONS, IDENTITY_LAYERS
+from xception_mx.model.head_layers import ACTIVATIONS, IDENTITY_LAYERS
 from xception_mx.model.transfer_inputs import INTEGER_RANGES, RESIZE_INTERPOLATIONS
 from xception_mx.model.xception import MIN_INPUT_SIZE
 

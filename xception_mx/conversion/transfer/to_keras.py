@@ -9,7 +9,7 @@ comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
 ``Rescaling``, ``Resizing`` and ``CenterCrop`` as themselves, a ``Normalization`` with its mean
 and variance in its config.
 """
-from xception_mx.model.transfer import head_has_flatten
+from xception_mx.model.transfer import branches, head_has_flatten, head_layers
 from xception_mx.model.transfer_inputs import preprocessed_size, spec_channels
 
 from .. import layouts
@@ -21,7 +21,7 @@ from .weights import HEAD_KINDS
 def head_weights(spec, params, where):
     """``{layer name: [arrays in Keras order]}`` of the head's weighted layers."""
     weights = {}
-    for layer in spec["head"]:
+    for layer in head_layers(spec):
         kind = HEAD_KINDS.get(layer["class"])
         if kind is None:
             continue
@@ -122,7 +122,15 @@ def build_keras_transfer(spec, params, where, fill_xception):
     fill_xception(base)
     for layer in spec["head"]:
         x = _head_layer(keras, layer)(x)
-    model = keras.Model(inputs, x)
+    outputs = [x]
+    if branches(spec):                 # a head that forks: one output per chain
+        outputs = []
+        for branch in branches(spec):
+            y = x
+            for layer in branch["layers"]:
+                y = _head_layer(keras, layer)(y)
+            outputs.append(y)
+    model = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0])
     for name, arrays in head_weights(spec, params, where).items():
         model.get_layer(name).set_weights(arrays)
     return model

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from xception_mx.model.transfer import TransferNet, head_has_flatten
+from xception_mx.model.transfer import TransferNet, head_has_flatten, head_layers
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input, spec_channels
 
 from ..errors import ConversionError, make_sure
@@ -90,7 +90,7 @@ def _shape(array):
 def head_rows(path, spec, others):
     """Name-table rows of the preprocessing and head layers, with their arrays."""
     rows, arrays, file_names = [], {}, {}
-    weighted = [dict(l, kind=HEAD_KINDS[l["class"]]) for l in spec["head"]
+    weighted = [dict(l, kind=HEAD_KINDS[l["class"]]) for l in head_layers(spec)
                 if l["class"] in HEAD_KINDS]
     weighted += [{"name": op["name"], "kind": NORM, "values": op}
                  for op in spec["preprocess"] if op["op"] == "normalize"]

@@ -21,6 +21,7 @@ from xception_mx.model.xception import Xception
 from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.labels import labels_path
+from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, keras_settings
 from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
@@ -61,11 +62,23 @@ def build_parser():
                         "299 299)")
     p.add_argument("--epochs", type=int, default=10, help="epochs of the whole run")
     p.add_argument("--batch-size", type=int, default=32, help="global batch over all devices")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="nag",
-                   help="nag: Nesterov momentum SGD")
+    p.add_argument("--optimizer", choices=OPTIMIZERS + KERAS_OPTIMIZERS, default="nag",
+                   help="MXNet's sgd, nag (Nesterov momentum SGD), adam; or Keras' SGD, Adam, "
+                        "AdamW with Keras' formulas and defaults (keras-sgd, keras-adam, "
+                        "keras-adamw; see docs/finetune.md, Training as in Keras)")
     p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
-    p.add_argument("--momentum", type=float, default=0.9, help="for sgd and nag")
-    p.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    p.add_argument("--momentum", type=float,
+                   help="for sgd and nag (default 0.9) and keras-sgd (default 0, Keras')")
+    p.add_argument("--nesterov", action="store_true", help="keras-sgd: Nesterov momentum")
+    p.add_argument("--wd", type=float, help="MXNet's weight decay (coupled L2: added to the "
+                   "gradient) of sgd, nag and adam (default 1e-4)")
+    p.add_argument("--weight-decay", type=float, help="Keras' decoupled weight decay of "
+                   "keras-sgd, keras-adam (default none) and keras-adamw (default 0.004): "
+                   "w -= lr * weight_decay * w before each step")
+    p.add_argument("--beta1", type=float, help="keras-adam(w)'s beta_1 (default 0.9)")
+    p.add_argument("--beta2", type=float, help="keras-adam(w)'s beta_2 (default 0.999)")
+    p.add_argument("--epsilon", type=float, help="keras-adam(w)'s epsilon (default 1e-7, "
+                   "Keras')")
     p.add_argument("--warmup-epochs", type=float, default=0.0,
                    help="linear warmup from 0 to --lr over this many epochs")
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
@@ -176,7 +189,7 @@ def run_finetune(config, log=print):
     steps_per_epoch = len(data.train_sampler)
     trainer = make_trainer(trainable_params(net, _phase(config, start_epoch) == "head"),
                            config["optimizer"], config["lr"], config["momentum"], config["wd"],
-                           kvstore, config["amp"])
+                           kvstore, config["amp"], keras_settings(config))
     if config["amp"]:
         from mxnet.contrib import amp
         amp.init_trainer(trainer)

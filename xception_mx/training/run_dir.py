@@ -158,7 +158,9 @@ def _fault_pause(epoch):
         time.sleep(float(setting.partition(":")[2]))
 
 
-SETTINGS_BEFORE_THEY_WERE_RECORDED = {"channels": 3}     # a run of 0.2.0 resumes
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {     # a run of 0.2.0 resumes
+    "channels": 3, "nesterov": False, "weight_decay": None, "beta1": None, "beta2": None,
+    "epsilon": None}
 
 
 def check_resumable_config(saved, current,

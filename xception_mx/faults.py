@@ -23,6 +23,10 @@ And one probe: with ``XCEPTION_MX_BN_DUMP=FOLDER``, a fine-tuning run saves
 every device's copy of the BatchNorm statistics of epoch N before and after
 they are averaged, to ``FOLDER/bn-{before,after}-epochN-rankR.npz`` (keys
 ``NAME@DEVICE``), so that a test can check the averaging of a real run.
+
+And one alteration: with ``XCEPTION_MX_BN_FAULT=LAYER:KEY=VALUE`` (``KEY``: ``epsilon`` or
+``momentum``), ``alter_batchnorm`` gives that BatchNorm layer of an MXNet training network
+another epsilon or momentum than Keras' (``xception-parity --training`` must name it).
 """
 import os
 import time
@@ -82,3 +86,21 @@ def dump_parameters(net, epoch, rank, shapes):
     folder = os.environ.get(PARAMS_DUMP)
     if folder:
         _save_device_copies(folder, "params-epoch%d-rank%d" % (epoch, rank), net, shapes)
+
+
+BN_FAULT = "XCEPTION_MX_BN_FAULT"
+BN_FAULT_KEYS = {"epsilon": "eps", "momentum": "momentum"}
+
+
+def alter_batchnorm(net):
+    """Change one BatchNorm layer's epsilon or momentum when the environment asks for it."""
+    fault = os.environ.get(BN_FAULT)
+    if not fault:
+        return
+    layer, setting = fault.split(":", 1)
+    key, value = setting.split("=", 1)
+
+    def change(block):
+        if type(block).__name__ == "BatchNorm" and block.prefix == layer + "_":
+            block._kwargs[BN_FAULT_KEYS[key]] = float(value)
+    net.apply(change)

@@ -21,6 +21,7 @@ from xception_mx.model.xception import Xception
 from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.labels import labels_path
+from xception_mx.serving.loading import read_meta
 from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, keras_settings
 from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
@@ -34,7 +35,8 @@ from xception_mx.training.train import (OPTIMIZERS, SCHEDULES, Counts, Throughpu
                                         average_bn_statistics, build_network, count_correct,
                                         evaluate, learning_rate, make_trainer,
                                         train_step, trainable_params)
-from xception_mx.training.transfer_training import (build_transfer_network,
+from xception_mx.training.transfer_training import (base_called_in_inference,
+                                                    build_transfer_network,
                                                     pretrained_transfer_spec, set_base_inference)
 
 PROG = "xception-finetune"
@@ -64,8 +66,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32, help="global batch over all devices")
     p.add_argument("--optimizer", choices=OPTIMIZERS + KERAS_OPTIMIZERS, default="nag",
                    help="MXNet's sgd, nag (Nesterov momentum SGD), adam; or Keras' SGD, Adam, "
-                        "AdamW with Keras' formulas and defaults (keras-sgd, keras-adam, "
-                        "keras-adamw; see docs/finetune.md, Training as in Keras)")
+                        "AdamW with Keras' formulas, unset settings as Keras sets them "
+                        "(keras-sgd, keras-adam, keras-adamw; see docs/finetune.md, Training "
+                        "as in Keras)")
     p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
     p.add_argument("--momentum", type=float,
                    help="for sgd and nag (default 0.9) and keras-sgd (default 0, Keras')")
@@ -195,12 +198,13 @@ def run_finetune(config, log=print):
         amp.init_trainer(trainer)
     if resumed:
         shapes.load_states(trainer, run_dir.epoch_file(start_epoch - 1, "states"))
+    source = read_meta(config["pretrained"]).get("source") if transfer_spec else None
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
         trainable_params(net, phase == "head")
         if transfer_spec:     # a frozen base runs in inference mode; the head trains
             set_base_inference(net, phase == "head" or config["freeze_bn"] or
-                               transfer_spec["base"].get("inference_mode", False))
+                               base_called_in_inference(transfer_spec, source))
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
                            steps_per_epoch, k, phase, bool(transfer_spec), shapes)
         dump_bn_statistics(net, epoch, rank, "before", shapes)        # probes for tests only

@@ -78,6 +78,16 @@ def build_transfer_network(spec, num_classes, input_size, contexts, prefix, epoc
     return net, kept, dict(export_spec, input_shape=list(net.input_size)), shapes
 
 
+def base_called_in_inference(spec, source):
+    """Whether Keras keeps a base the model calls as ``base(x, training=False)`` in inference
+    mode while the model trains: Keras 2 does; Keras 3 does not (measured with 3.15: the
+    model's own ``training=True``, which ``fit`` passes, overrides the call's ``False`` and
+    the base's BatchNorm layers train on batch statistics).  ``source``: the checkpoint meta's
+    ``source`` (the Keras version that wrote the file; unknown: the call's intent)."""
+    version = str((source or {}).get("keras_version") or "")
+    return bool(spec["base"].get("inference_mode")) and not version.startswith("3")
+
+
 def set_base_inference(net, inference):
     """Run the base's BatchNorm layers on their running statistics (or not).
     Takes effect at the next forward pass of a network that is not

@@ -33,6 +33,14 @@ def build_parser():
     parser.add_argument("--per-layer", action="store_true",
                         help="compare every intermediate layer output and name the first "
                              "layer whose deviation exceeds the tolerance")
+    parser.add_argument("--training", action="store_true",
+                        help="compare one training step instead (loss, logits, every layer's "
+                             "training-mode output, gradients, BatchNorm moving statistics, "
+                             "the weights after a step of keras-sgd, keras-adam, keras-adamw); "
+                             "labels seeded at random unless --labels-from")
+    parser.add_argument("--labels-from", metavar="FOLDER",
+                        help="with --training: the images and labels of a class folder (one "
+                             "subfolder per class, as many as the model has)")
     parser.add_argument("--report", metavar="JSON", help="also write the report as JSON")
     parser.add_argument("--plot", metavar="PNG",
                         help="with --per-layer: draw deviation against depth")
@@ -48,12 +56,19 @@ def _check_args(parser, args):
         parser.error("--atol must be > 0, got %g" % args.atol)
     if args.plot and not args.per_layer:
         parser.error("--plot draws the per-layer table; add --per-layer")
+    if args.labels_from and not args.training:
+        parser.error("--labels-from goes with --training")
+    if args.training and (args.per_layer or args.input_shape):
+        parser.error("--training compares every layer itself, at the checkpoint's size; drop "
+                     "--per-layer and --input-shape")
 
 
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    if args.training:
+        return _training(args)
     result = check_parity(args.keras, args.mxnet, args.images, args.random, args.seed,
                           args.input_shape, args.epoch, args.batch_size, args.per_layer,
                           args.atol)
@@ -69,6 +84,23 @@ def _main(argv):
         write_text(args.report, json.dumps(json_safe(result.report()), indent=1) + "\n")
         print("report: %s" % args.report)
     return EXIT_OK if result.passed else EXIT_MISMATCH
+
+
+def _training(args):
+    from .training_parity import run_training_parity
+    from .training_report import culprit, format_training
+    records, details = run_training_parity(args.keras, args.mxnet, args.images,
+                                           args.labels_from, args.random, args.seed,
+                                           args.epoch, args.atol)
+    print(format_training(records, details))
+    found = culprit(records)
+    if args.report:
+        report = dict(details, passed=found is None,
+                      first_layer_beyond_tolerance=found and found.keras_layer,
+                      records=[r._asdict() for r in records])
+        write_text(args.report, json.dumps(json_safe(report), indent=1) + "\n")
+        print("report: %s" % args.report)
+    return EXIT_OK if found is None else EXIT_MISMATCH
 
 
 def main(argv=None):

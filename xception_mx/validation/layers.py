@@ -64,25 +64,33 @@ def _to_nhwc(array):
     return np.transpose(array, (0, 2, 3, 1)) if array.ndim == 4 else array
 
 
-def probe_model(keras_model, inputs, outputs):
+def probe_model(keras_model, inputs, outputs, training=False):
     """A model of ``keras_model``'s own Keras (Keras 3 or tf-keras) from
-    ``inputs`` to the list ``outputs``, run on NHWC numpy: a list of arrays."""
+    ``inputs`` to the list ``outputs``, run on NHWC numpy: a list of arrays.  With
+    ``training`` it runs in training mode (BatchNorm on batch statistics, which also updates
+    the layers' moving statistics)."""
     import importlib
     library = importlib.import_module(type(keras_model).__module__.split(".")[0])
     probe = library.Model(inputs, list(outputs))
 
     def run(nhwc):
+        if training:
+            values = probe(nhwc, training=True)
+            values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple))
+                                              else [values])]
+            return values
         values = probe.predict(nhwc, verbose=0)
         return list(values) if isinstance(values, (list, tuple)) else [values]
     return run
 
 
-def xception_probe(keras_model):
+def xception_probe(keras_model, training=False):
     """``(pairs, run)`` for a Keras Xception: ``layer_pairs`` and a function
-    giving every paired layer's output for an NHWC batch."""
+    giving every paired layer's output for an NHWC batch (in training mode with
+    ``training``)."""
     pairs = layer_pairs(keras_model)
     return pairs, probe_model(keras_model, keras_model.input,
-                              [keras_model.get_layer(n).output for _, n, _ in pairs])
+                              [keras_model.get_layer(n).output for _, n, _ in pairs], training)
 
 
 def compare_layers(pairs, keras_run, mx_internals, x, batch_size=4):

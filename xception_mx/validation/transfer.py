@@ -148,9 +148,11 @@ def _operation(model, name):
     return model.get_layer(name)
 
 
-def transfer_probe(model, transfer):
+def transfer_probe(model, transfer, training=False, layers=None, base_training=None):
     """``(pairs, run)`` as ``layers.xception_probe`` gives them, for a
-    transfer model: preprocessing result, base layers, head layers."""
+    transfer model: preprocessing result, base layers, head layers (``layers``: which head
+    layers, default all).  With ``training``, in training mode; a nested base in
+    ``base_training`` mode (default: ``training``)."""
     spec = transfer.spec
     outer, pairs = [], []
     base_input = None
@@ -164,16 +166,17 @@ def transfer_probe(model, transfer):
         base = model.get_layer(transfer.base_name)
         base_pairs = layer_pairs(base)
         inner_run = probe_model(model, base.input,
-                                [base.get_layer(n).output for _, n, _ in base_pairs])
+                                [base.get_layer(n).output for _, n, _ in base_pairs],
+                                training if base_training is None else base_training)
         pairs += [(n, mx, ("inner", i)) for i, (_, n, mx) in enumerate(base_pairs)]
     else:
         for _, name, mx in layer_pairs(model, only=set(transfer.base_layers)):
             pairs.append((name, mx, ("outer", len(outer))))
             outer.append(model.get_layer(name).output)
-    for layer in head_layers(spec):
+    for layer in head_layers(spec) if layers is None else layers:
         pairs.append((layer["name"], layer_output_name(layer["name"]), ("outer", len(outer))))
         outer.append(model.get_layer(layer["name"]).output)
-    outer_run = probe_model(model, model.inputs, outer)
+    outer_run = probe_model(model, model.inputs, outer, training)
 
     def run(nhwc):
         values = {"outer": outer_run(nhwc)}

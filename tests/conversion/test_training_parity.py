@@ -1,0 +1,97 @@
+"""``xception-parity --training`` (issue #28): one training step of the converted checkpoint
+in MXNet, as xception-finetune takes it, against the same step in the Keras that wrote the
+file: loss, logits, every layer's training-mode output, BatchNorm moving statistics, every
+gradient and the weights after a step of each Keras optimizer.  It passes on plain and
+transfer models of Keras 2 and 3, and fails naming the layer when one BatchNorm's epsilon or
+momentum is changed on the MXNet side."""
+import json
+
+import pytest
+
+import transfer_models
+from conftest import PHOTOS, assert_bad_input, run_tool
+
+KINDS = ["output", "loss", "logits", "moving_mean", "moving_variance", "gradient",
+         "keras-sgd", "keras-adam", "keras-adamw"]
+CASES = {   # name: (builder, file suffix, keras2mxnet options)
+    "plain-keras3.keras": (lambda: transfer_models.grayscale_plain(channels=3), ".keras",
+                           ["--input-shape", 71, 71]),
+    "plain-keras2.h5": (lambda: transfer_models.grayscale_plain(
+        keras=transfer_models.import_tf_keras(), channels=3), ".h5", ["--input-shape", 71, 71]),
+    "nested-keras3.keras": (transfer_models.nested, ".keras", []),
+    "sequential-bn-head-keras3.keras": (transfer_models.sequential, ".keras", []),
+    "nested-bn-head-keras2.h5": (transfer_models.keras2_nested, ".h5", []),
+}
+BUILT = {}
+
+
+def converted(case, folder):
+    builder, suffix, options = CASES[case]
+    if case not in BUILT:
+        BUILT[case] = builder()
+    model = BUILT[case]
+    path = transfer_models.save(model, str(folder / ("model" + suffix)))
+    result = run_tool("keras2mxnet", path, "-o", folder / "mx", *options)
+    assert result.returncode == 0, result.stderr
+    return model, path, folder / "mx"
+
+
+def training_parity(path, prefix, folder, env=None, labels_from=None):
+    report = folder / "training.json"
+    images = ["--labels-from", labels_from] if labels_from else PHOTOS[:3]
+    result = run_tool("xception-parity", "--keras", path, "--mxnet", prefix, *images,
+                      "--random", 2, "--training", "--report", report, env=env)
+    return result, (json.loads(report.read_text()) if report.exists() else None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_one_training_step_agrees_with_keras(case, tmp_path):
+    model, path, prefix = converted(case, tmp_path)
+    labels_from = None
+    if case == "plain-keras3.keras":          # a class folder gives images and labels
+        labels_from = tmp_path / "classes"
+        for c, photo in enumerate(PHOTOS[:5]):
+            (labels_from / ("class%d" % c)).mkdir(parents=True)
+            (labels_from / ("class%d" % c) / "x.jpg").write_bytes(open(photo, "rb").read())
+    result, report = training_parity(path, prefix, tmp_path, labels_from=labels_from)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout and report["passed"]
+    kinds = {r["what"] for r in report["records"]}
+    assert kinds == set(KINDS)
+    gradients = [r for r in report["records"] if r["what"] == "gradient"]
+    trainable = sum(len(l.trainable_weights) for l in model.layers
+                    if not type(l).__name__.startswith(("Functional", "Sequential")))
+    nested = [l for l in model.layers if type(l).__name__ in ("Functional", "Sequential")]
+    trainable += sum(len(l.trainable_weights) for n in nested for l in n.layers)
+    assert len(gradients) == trainable
+    for r in report["records"]:
+        assert r["deviation"] <= r["tolerance"], r
+    outputs = [r for r in report["records"] if r["what"] == "output"]
+    assert max(r["deviation"] for r in outputs) <= 1e-4
+    assert report["classes"] == model.output_shape[-1]
+    if labels_from:
+        assert report["labels"][:5] == [0, 1, 2, 3, 4] and len(report["labels"]) == 7
+    else:
+        assert len(report["labels"]) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, named", [
+    ("block5_sepconv1_bn:epsilon=0.01", "block5_sepconv1_bn (output"),
+    ("fc1_bn:momentum=0.9", "fc1_bn (moving_"),
+])
+def test_a_batchnorm_changed_on_the_mxnet_side_fails_naming_it(fault, named, tmp_path):
+    _, path, prefix = converted("sequential-bn-head-keras3.keras", tmp_path)
+    result, report = training_parity(path, prefix, tmp_path,
+                                     env={"XCEPTION_MX_BN_FAULT": fault})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL: first layer beyond tolerance: " + named in result.stdout
+    assert report["first_layer_beyond_tolerance"] == fault.split(":")[0]
+    assert not report["passed"]
+
+
+def test_training_options_are_checked_in_one_line(tmp_path):
+    result = run_tool("xception-parity", "--keras", tmp_path / "m.keras", "--mxnet",
+                      tmp_path / "mx", "--labels-from", tmp_path)
+    assert_bad_input(result, "--labels-from goes with --training")

@@ -365,3 +365,25 @@ def keras2_multi_output(seed=0, size=(71, 71)):
 
 def flattened_multi_output(seed=0, size=(71, 71)):
     return multi_output(seed, size, flattened=True)
+
+
+def frozen_below_block13(seed=0, size=(71, 71), keras=None):
+    """Chollet's fine-tuning recipe: the base frozen up to block 12 (``layer.trainable =
+    False``), block 13 on and the head trainable."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, size)
+    unfrozen = False
+    for layer in base.layers:
+        unfrozen = unfrozen or layer.name.startswith("block13")
+        layer.trainable = unfrozen
+    inputs = keras.Input(tuple(size) + (3,))
+    x = layers.GlobalAveragePooling2D()(base(inputs))
+    x = layers.Dense(8, activation="relu", name="fc1")(x)
+    x = layers.BatchNormalization(name="fc1_bn")(x)
+    outputs = layers.Dense(3, activation="softmax", name="out")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def keras2_frozen_below_block13(seed=0, size=(71, 71)):
+    return frozen_below_block13(seed, size, import_tf_keras())

@@ -18,7 +18,8 @@ from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux, keras_layers
-from .transfer.keras_config import custom_layers, is_plain_xception, model_config
+from .transfer.keras_config import (custom_layers, frozen_layers, is_plain_xception,
+                                   model_config)
 from .transfer.layers import SUPPORTED_TEXT
 from .transfer.weights import convert_transfer, fill_missing_bn
 
@@ -232,7 +233,20 @@ def checkpoint_meta(conversion, epoch):
                                   getattr(conversion.net, "spec", None),
                                   conversion.net.config()["channels"]),
         "name_table": as_records(conversion.rows, conversion.match.file_names),
+        "frozen_layers": saved_frozen(conversion),
     }
+
+
+def saved_frozen(conversion):
+    """The name-table layers the file saved non-trainable (``layer.trainable = False``), which
+    xception-finetune keeps frozen, as Keras would."""
+    config = model_config(conversion.source)
+    if config is None:
+        return []
+    frozen = _guarded(conversion.source.path, frozen_layers, config)
+    names = conversion.match.file_names
+    return sorted({row.keras_layer for row in conversion.rows
+                   if names.get(row.keras_layer, row.keras_layer) in frozen})
 
 
 def convert_file(weights_path, prefix, epoch=0, force=False, **options):

@@ -22,6 +22,7 @@ from xception_mx.progress import progress
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.labels import labels_path
 from xception_mx.serving.loading import read_meta
+from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, keras_settings
 from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
@@ -91,6 +92,10 @@ def build_parser():
     p.add_argument("--lr-factor", type=float, default=0.1, help="step decay factor")
     p.add_argument("--freeze-base-epochs", type=int, default=0,
                    help="train only the head for the first N epochs")
+    p.add_argument("--trainable-from", metavar="LAYER",
+                   help="train only this Keras layer and those after it (e.g. "
+                        "block13_sepconv1); the layers the Keras file saved non-trainable stay "
+                        "frozen in any case")
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep BatchNorm statistics frozen (inference mode) throughout")
     p.add_argument("--min-crop", type=float, default=0.08,
@@ -190,7 +195,16 @@ def run_finetune(config, log=print):
     k = min(5, num_classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = len(data.train_sampler)
-    trainer = make_trainer(trainable_params(net, _phase(config, start_epoch) == "head"),
+    frozen = frozen_layers(read_meta(config["pretrained"]) if config["pretrained"] else {},
+                           config.get("trainable_from"))
+    frozen_params = frozen_parameters(net, frozen)
+    if frozen:
+        log("%s: %d layers frozen (%d parameters): %s" % (
+            PROG, len(frozen), len(frozen_params),
+            "saved non-trainable in the Keras file" if not config.get("trainable_from")
+            else "before %s" % config["trainable_from"]))
+    trainer = make_trainer(trainable_params(net, _phase(config, start_epoch) == "head",
+                                            frozen_params),
                            config["optimizer"], config["lr"], config["momentum"], config["wd"],
                            kvstore, config["amp"], keras_settings(config))
     if config["amp"]:
@@ -201,10 +215,11 @@ def run_finetune(config, log=print):
     source = read_meta(config["pretrained"]).get("source") if transfer_spec else None
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
-        trainable_params(net, phase == "head")
+        trainable_params(net, phase == "head", frozen_params)
         if transfer_spec:     # a frozen base runs in inference mode; the head trains
             set_base_inference(net, phase == "head" or config["freeze_bn"] or
                                base_called_in_inference(transfer_spec, source))
+        freeze_batchnorm(net, frozen)           # as Keras runs a non-trainable BatchNorm
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
                            steps_per_epoch, k, phase, bool(transfer_spec), shapes)
         dump_bn_statistics(net, epoch, rank, "before", shapes)        # probes for tests only
@@ -309,7 +324,10 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
             "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
             "classes": classes,
             "input": input_convention(size, transfer_spec, net.config()["channels"]),
-            "training": config}
+            "training": config,
+            "frozen_layers": frozen_layers(read_meta(config["pretrained"])
+                                           if config["pretrained"] else {},
+                                           config.get("trainable_from"))}
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
     return prefix

@@ -8,6 +8,7 @@ import os
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer import branches
+from xception_mx.training.frozen import frozen_layers
 from xception_mx.training.keras_optimizers import resolve_optimizer
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 from xception_mx.serving.labels import labels_path, read_labels
@@ -95,6 +96,10 @@ def check_config(config):
         meta = read_meta(config["pretrained"])
         require_keras_shaped(meta, config["pretrained"], "--pretrained")
     spec = meta["model"]["transfer"] if is_transfer(meta) else None
+    if config.get("trainable_from"):
+        make_sure(config["pretrained"], "--trainable-from chooses layers of a --pretrained "
+                  "checkpoint")
+        frozen_layers(meta, config["trainable_from"], "--pretrained %s" % config["pretrained"])
     outputs = branches(spec) if spec else []
     make_sure(not outputs, "--pretrained %s: the model has %d outputs (%s); xception-finetune "
               "trains single-output classifiers (training several heads is not supported)",

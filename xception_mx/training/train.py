@@ -104,16 +104,16 @@ def build_network(num_classes, input_size, contexts, pretrained=None, pretrained
     return net, head_loaded, shapes
 
 
-def trainable_params(net, head_only):
+def trainable_params(net, head_only, frozen=()):
     """Choose what trains: all differentiable parameters, or the head's only
-    (the others get ``grad_req='null'``, which the Trainer skips).  Returns all
-    differentiable parameters: one Trainer over them serves both phases, since
-    a parameter server cannot register a second Trainer's parameters."""
-    chosen, head = {}, set(net.head_parameter_names())
+    (the others get ``grad_req='null'``, which the Trainer skips), never those named in
+    ``frozen``.  Returns all differentiable parameters: one Trainer over them serves both
+    phases, since a parameter server cannot register a second Trainer's parameters."""
+    chosen, head, frozen = {}, set(net.head_parameter_names()), set(frozen)
     for name, param in net.collect_params().items():
         if not param._differentiable:
             continue
-        train = not head_only or name in head
+        train = (not head_only or name in head) and name not in frozen
         param.grad_req = "write" if train else "null"     # a no-op when unchanged
         chosen[name] = param
     return chosen

@@ -15,7 +15,9 @@ from xception_mx.serving.loading import (checkpoint_channels, is_transfer, read_
                                          read_params_file, require_keras_shaped, symbol_block,
                                          takes_raw_pixels)
 from xception_mx.training.data import scan_image_folder
-from xception_mx.training.train import build_network, forward_backward, make_trainer
+from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
+from xception_mx.training.train import (build_network, forward_backward, make_trainer,
+                                        trainable_params)
 from xception_mx.training.transfer_training import (base_called_in_inference,
                                                     build_transfer_network, set_base_inference,
                                                     training_specs)
@@ -45,7 +47,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
         classes = int(head["predictions_weight"].shape[0])
         model = load_keras_reference(keras_path, prefix, True, classes, None, size, channels)
         net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch)[0]
-        alter_batchnorm(net)
+        _as_saved(net, meta)
         canonical = _canonical(model, layers.layer_pairs(model))
         return model, net, canonical, lambda m: layers.xception_probe(m, training=True), \
             classes, []
@@ -61,7 +63,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
     model, replaced = keras_training_model(user, train_spec["head"][-1]["name"])
     net = build_transfer_network(spec, classes, size, [mx.cpu()], prefix, epoch)[0]
     set_base_inference(net, base_called_in_inference(spec, meta.get("source")))
-    alter_batchnorm(net)
+    _as_saved(net, meta)
     base = model.get_layer(file_transfer.base_name) if file_transfer.base_name else model
     only = None if file_transfer.base_name else set(file_transfer.base_layers)
     canonical = _canonical(base, layers.layer_pairs(base, only=only))
@@ -71,6 +73,15 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
         return transfer.transfer_probe(m, file_transfer, training=True,
                                        layers=train_spec["head"], base_training=base_training)
     return model, net, canonical, probe, classes, replaced
+
+
+def _as_saved(net, meta):
+    """The training network as xception-finetune trains it: the layers the file saved
+    non-trainable frozen (no gradient, BatchNorm in inference mode); and the test hook."""
+    frozen = frozen_layers(meta)
+    trainable_params(net, False, frozen_parameters(net, frozen))
+    freeze_batchnorm(net, frozen)
+    alter_batchnorm(net)
 
 
 def _canonical(model, pairs):

@@ -128,3 +128,21 @@ def custom_layers(config):
             walk(layer)
     walk(config)
     return found
+
+
+def frozen_layers(config):
+    """Names of the layers (nested models' too) saved non-trainable: their own ``trainable``
+    flag is false, or that of a model holding them (``base.trainable = False``)."""
+    found = set()
+
+    def walk(model, frozen):
+        for layer in (model.get("config") or {}).get("layers") or []:
+            if not isinstance(layer, dict):
+                continue
+            off = frozen or (layer.get("config") or {}).get("trainable") is False
+            if layer.get("class_name") in MODEL_CLASSES:
+                walk(layer, off)
+            elif off:
+                found.add(layer_name(layer))
+    walk(config, (config.get("config") or {}).get("trainable") is False)
+    return found

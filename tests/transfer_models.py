@@ -300,6 +300,15 @@ def strip_layer_names(path, out):
     return out
 
 
+def _pooled_bn_head(layers, features, units, classes):
+    """Global average pooling, ``Dense(units, relu)`` 'fc1', BatchNorm 'fc1_bn', a softmax
+    ``Dense`` 'out'."""
+    x = layers.GlobalAveragePooling2D()(features)
+    x = layers.Dense(units, activation="relu", name="fc1")(x)
+    x = layers.BatchNormalization(name="fc1_bn")(x)
+    return layers.Dense(classes, activation="softmax", name="out")(x)
+
+
 def grayscale_plain(seed=0, size=(71, 71), keras=None, channels=1):
     """``Xception(weights=None, input_shape=(H, W, 1))``: a whole Xception reading one
     channel, as X-ray classifiers train it."""
@@ -324,11 +333,8 @@ def grayscale_transfer(seed=0, size=(80, 90), keras=None):
     keras.utils.set_random_seed(seed)
     base = keras.applications.Xception(weights=None, include_top=False, input_tensor=x)
     randomize_batchnorm(base, seed, low=0.0, high=255.0)
-    y = layers.GlobalAveragePooling2D()(base.output)
-    y = layers.Dense(16, activation="relu", name="fc1")(y)
-    y = layers.BatchNormalization(name="fc1_bn")(y)
-    y = layers.Dense(4, activation="softmax", name="out")(y)
-    return randomize_head(keras.Model(inputs, y), seed)
+    return randomize_head(keras.Model(inputs, _pooled_bn_head(layers, base.output, 16, 4)),
+                          seed)
 
 
 def keras2_grayscale_transfer(seed=0, size=(80, 90)):
@@ -378,11 +384,8 @@ def frozen_below_block13(seed=0, size=(71, 71), keras=None):
         unfrozen = unfrozen or layer.name.startswith("block13")
         layer.trainable = unfrozen
     inputs = keras.Input(tuple(size) + (3,))
-    x = layers.GlobalAveragePooling2D()(base(inputs))
-    x = layers.Dense(8, activation="relu", name="fc1")(x)
-    x = layers.BatchNormalization(name="fc1_bn")(x)
-    outputs = layers.Dense(3, activation="softmax", name="out")(x)
-    return randomize_head(keras.Model(inputs, outputs), seed)
+    return randomize_head(keras.Model(inputs, _pooled_bn_head(layers, base(inputs), 8, 3)),
+                          seed)
 
 
 def keras2_frozen_below_block13(seed=0, size=(71, 71)):

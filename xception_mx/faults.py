@@ -25,8 +25,9 @@ they are averaged, to ``FOLDER/bn-{before,after}-epochN-rankR.npz`` (keys
 ``NAME@DEVICE``), so that a test can check the averaging of a real run.
 
 And one alteration: with ``XCEPTION_MX_BN_FAULT=LAYER:KEY=VALUE`` (``KEY``: ``epsilon`` or
-``momentum``), ``alter_batchnorm`` gives that BatchNorm layer of an MXNet training network
-another epsilon or momentum than Keras' (``xception-parity --training`` must name it).
+``momentum``; several separated by commas), ``alter_batchnorm`` gives that BatchNorm layer of
+an MXNet training network another epsilon or momentum than Keras' (``xception-parity
+--training`` must name it).
 """
 import os
 import time
@@ -94,13 +95,11 @@ BN_FAULT_KEYS = {"epsilon": "eps", "momentum": "momentum"}
 
 def alter_batchnorm(net):
     """Change one BatchNorm layer's epsilon or momentum when the environment asks for it."""
-    fault = os.environ.get(BN_FAULT)
-    if not fault:
-        return
-    layer, setting = fault.split(":", 1)
-    key, value = setting.split("=", 1)
+    for fault in filter(None, os.environ.get(BN_FAULT, "").split(",")):
+        layer, setting = fault.split(":", 1)
+        key, value = setting.split("=", 1)
 
-    def change(block):
-        if type(block).__name__ == "BatchNorm" and block.prefix == layer + "_":
-            block._kwargs[BN_FAULT_KEYS[key]] = float(value)
-    net.apply(change)
+        def change(block, layer=layer, key=key, value=value):
+            if type(block).__name__ == "BatchNorm" and block.prefix == layer + "_":
+                block._kwargs[BN_FAULT_KEYS[key]] = float(value)
+        net.apply(change)

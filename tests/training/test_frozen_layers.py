@@ -55,6 +55,8 @@ def test_a_base_saved_frozen_below_block13_trains_only_block13_on_and_the_head(b
     assert all(block_of(p) >= 13 for p in moved) and len(moved) == 29 + 8   # fc1, fc1_bn, out
     export = json.loads((tmp_path / "run" / "model-meta.json").read_text())
     assert export["frozen_layers"] == meta["frozen_layers"]
+    if builder is transfer_models.keras2_frozen_below_block13:
+        return                  # the step comparison of a frozen base: Keras 3's file below
     step = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx",
                     *PHOTOS[:3], "--random", 1, "--training", "--report", tmp_path / "s.json")
     assert step.returncode == 0, step.stdout + step.stderr

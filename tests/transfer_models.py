@@ -390,3 +390,13 @@ def frozen_below_block13(seed=0, size=(71, 71), keras=None):
 
 def keras2_frozen_below_block13(seed=0, size=(71, 71)):
     return frozen_below_block13(seed, size, import_tf_keras())
+
+
+def keras2_flattened_bn_head(seed=0, size=(71, 71)):
+    """``Model(base.input, head(base.output))`` in Keras 2 with a BatchNorm in the head (its
+    base trains on batch statistics: the Bessel-corrected variance of Keras 2's fused
+    BatchNorm is in play)."""
+    tf_keras = import_tf_keras()
+    base = _base(tf_keras, seed, size)
+    return randomize_head(tf_keras.Model(base.input, _pooled_bn_head(
+        tf_keras.layers, base.output, 8, 4)), seed)

@@ -20,7 +20,7 @@ CASES = {   # name: (builder, file suffix, keras2mxnet options)
         keras=transfer_models.import_tf_keras(), channels=3), ".h5", ["--input-shape", 71, 71]),
     "nested-keras3.keras": (transfer_models.nested, ".keras", []),
     "sequential-bn-head-keras3.keras": (transfer_models.sequential, ".keras", []),
-    "nested-bn-head-keras2.h5": (transfer_models.keras2_nested, ".h5", []),
+    "flattened-bn-head-keras2.h5": (transfer_models.keras2_flattened_bn_head, ".h5", []),
 }
 BUILT = {}
 

@@ -86,12 +86,13 @@ def row_kind(rows, layer):
     return next(r.kind for r in rows if r.keras_layer == layer)
 
 
-def canonical_names(keras_model):
+def canonical_names(keras_model, only=None):
     """``{Keras layer name: canonical name}`` for the layers with weights (the
-    residual layers Keras names automatically are found by their place)."""
+    residual layers Keras names automatically are found by their place); ``only``: of the
+    layers of those names (a flattened base among a model's layers)."""
     from xception_mx.validation.layers import layer_pairs
     names = {}
-    for _, keras_name, output in layer_pairs(keras_model):
+    for _, keras_name, output in layer_pairs(keras_model, only=only):
         if keras_model.get_layer(keras_name).weights:
             base = output.replace("_pointwise_fwd_output", "").replace("_fwd_output", "")
             names[keras_name] = base

@@ -8,6 +8,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from xception_mx.conversion import layouts
+from xception_mx.conversion.mxnet_to_keras import canonical_names
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_batchnorm
 from xception_mx.model.transfer import branches, network_symbol
@@ -48,7 +49,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
         model = load_keras_reference(keras_path, prefix, True, classes, None, size, channels)
         net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch)[0]
         _as_saved(net, meta)
-        canonical = _canonical(model, layers.layer_pairs(model))
+        canonical = canonical_names(model)
         return model, net, canonical, lambda m: layers.xception_probe(m, training=True), \
             classes, []
     spec = meta["model"]["transfer"]
@@ -66,7 +67,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
     _as_saved(net, meta)
     base = model.get_layer(file_transfer.base_name) if file_transfer.base_name else model
     only = None if file_transfer.base_name else set(file_transfer.base_layers)
-    canonical = _canonical(base, layers.layer_pairs(base, only=only))
+    canonical = canonical_names(base, only=only)
     base_training = not base_called_in_inference(spec, meta.get("source"))
 
     def probe(m):
@@ -82,16 +83,6 @@ def _as_saved(net, meta):
     trainable_params(net, False, frozen_parameters(net, frozen))
     freeze_batchnorm(net, frozen)
     alter_batchnorm(net)
-
-
-def _canonical(model, pairs):
-    """Keras layer name -> name-table layer name, for the layers with weights."""
-    names = {}
-    for _, keras_name, output in pairs:
-        if model.get_layer(keras_name).weights:
-            names[keras_name] = output.replace("_pointwise_fwd_output", "").replace(
-                "_fwd_output", "")
-    return names
 
 
 def _labels(labels_from, images, random_count, seed, classes, size, raw, channels):

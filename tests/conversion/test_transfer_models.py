@@ -273,3 +273,18 @@ def test_a_custom_layer_class_is_refused_as_such_whatever_its_weights(builder, s
                      "its computation is Python code the file does not hold; supported: ",
                      "Dense")
     assert not list(tmp_path.glob("mx*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("builder, suffix", [(transfer_models.pooled_then_flattened, ".keras"),
+                                             (transfer_models.keras2_pooled_then_flattened,
+                                              ".h5")], ids=["keras3", "keras2"])
+def test_a_flatten_after_pooling_passes_parity(builder, suffix, tmp_path):
+    """Issue #33's bar: the construct that crashed keras2mxnet converts and passes
+    xception-parity, Keras 2 and Keras 3."""
+    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / ("m" + suffix)))
+    assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
+    result = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx", *PHOTOS,
+                      "--random", 2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout and "over 7 inputs" in result.stdout

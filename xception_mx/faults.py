@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from xception_mx.model.padding import cut_array
+from xception_mx.model.xception import batchnorm_blocks
 
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
@@ -98,8 +99,5 @@ def alter_batchnorm(net):
     for fault in filter(None, os.environ.get(BN_FAULT, "").split(",")):
         layer, setting = fault.split(":", 1)
         key, value = setting.split("=", 1)
-
-        def change(block, layer=layer, key=key, value=value):
-            if type(block).__name__ == "BatchNorm" and block.prefix == layer + "_":
-                block._kwargs[BN_FAULT_KEYS[key]] = float(value)
-        net.apply(change)
+        for block in batchnorm_blocks(net, [layer]):
+            block._kwargs[BN_FAULT_KEYS[key]] = float(value)

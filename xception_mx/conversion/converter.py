@@ -28,7 +28,7 @@ STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
 MODELS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 
 Conversion = collections.namedtuple(
-    "Conversion", "net symbol arg_params aux_params rows match source warnings")
+    "Conversion", "net symbol arg_params aux_params rows match source warnings frozen")
 
 
 def keras_models_dir():
@@ -156,7 +156,9 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     arg_params, aux_params = build_params(rows, match.arrays)
     fill_missing_bn(net, arg_params)
     symbol = _graph_checked(weights_path, net, arg_params, aux_params)
-    return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings)
+    frozen = saved_frozen(weights_path, config, rows, match) if config is not None else []
+    return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings,
+                      frozen)
 
 
 WEIGHTS_ONLY_HINT = ("; the file holds weights only, without the model's architecture, so a "
@@ -233,20 +235,16 @@ def checkpoint_meta(conversion, epoch):
                                   getattr(conversion.net, "spec", None),
                                   conversion.net.config()["channels"]),
         "name_table": as_records(conversion.rows, conversion.match.file_names),
-        "frozen_layers": saved_frozen(conversion),
+        "frozen_layers": conversion.frozen,
     }
 
 
-def saved_frozen(conversion):
+def saved_frozen(path, config, rows, match):
     """The name-table layers the file saved non-trainable (``layer.trainable = False``), which
     xception-finetune keeps frozen, as Keras would."""
-    config = model_config(conversion.source)
-    if config is None:
-        return []
-    frozen = _guarded(conversion.source.path, frozen_layers, config)
-    names = conversion.match.file_names
-    return sorted({row.keras_layer for row in conversion.rows
-                   if names.get(row.keras_layer, row.keras_layer) in frozen})
+    frozen = _guarded(path, frozen_layers, config)
+    return sorted({row.keras_layer for row in rows
+                   if match.file_names.get(row.keras_layer, row.keras_layer) in frozen})
 
 
 def convert_file(weights_path, prefix, epoch=0, force=False, **options):

@@ -109,6 +109,16 @@ def batch_norm(channels, prefix, frozen=False):
                         use_global_stats=frozen)
 
 
+def batchnorm_blocks(net, layers=None):
+    """The ``BatchNorm`` blocks of ``net`` (with ``layers``, of the Keras layers of those
+    names: a block's prefix is its layer's name and ``_``)."""
+    prefixes = None if layers is None else {layer + "_" for layer in layers}
+    found = []
+    net.apply(lambda block: found.append(block) if isinstance(block, nn.BatchNorm) and (
+        prefixes is None or block.prefix in prefixes) else None)
+    return found
+
+
 def relu(prefix):
     return nn.Activation("relu", prefix=prefix)
 

@@ -264,7 +264,8 @@ def symbol_block(symbol, arg_params, aux_params, ctx=None, static=False):
 def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
     """Run ``net`` over NCHW float32 ``x`` in batches of exactly ``batch_size``
     (the last one padded, so static-shape networks see one shape); return
-    numpy outputs (a list of them for a network with several).  ``progress``: a bar (or log lines) over the images."""
+    numpy outputs (a list of them for a network with several).  ``progress``: a bar (or
+    log lines) over the images."""
     ctx = ctx or mx.cpu()
     outputs, several = [], False
     with progress_bar(total=len(x), desc=desc, enabled=progress, step=batch_size) as bar:

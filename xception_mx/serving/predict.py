@@ -7,7 +7,7 @@ from xception_mx.cpu import ISA_CHOICES
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import image_files
 from xception_mx.serving.fast import PRECISIONS, add_padding_argument
-from xception_mx.serving.runtime import Model
+from xception_mx.serving.runtime import Model, is_ranked
 
 PROG = "xception-predict"
 
@@ -46,7 +46,7 @@ def format_predictions(results):
             lines += _ranked_lines(ranked)
             continue
         for output, entries in ranked.items():
-            if entries and isinstance(entries[0], tuple):
+            if is_ranked(entries):
                 lines.append("  %s:" % output)
                 lines += _ranked_lines(entries, "    ")
             else:

@@ -67,6 +67,11 @@ def output_values(outputs, specs, top):
     return rows
 
 
+def is_ranked(entries):
+    """Whether an output's entries in ``output_values`` are ranked classes, not values."""
+    return bool(entries) and isinstance(entries[0], tuple)
+
+
 def image_list(images):
     """One image or a sequence of them as a list, each folder replaced by its images."""
     if isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)):
@@ -172,6 +177,6 @@ class Model:
         rows = self.ranked(images, top, names, progress)
         if self.outputs:
             return [{output: [(name, p) for p, _, name in entries]
-                     if entries and isinstance(entries[0], tuple) else entries
+                     if is_ranked(entries) else entries
                      for output, entries in row.items()} for row in rows]
         return [[(name, p) for p, _, name in row] for row in rows]

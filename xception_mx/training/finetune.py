@@ -195,8 +195,8 @@ def run_finetune(config, log=print):
     k = min(5, num_classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = len(data.train_sampler)
-    frozen = frozen_layers(read_meta(config["pretrained"]) if config["pretrained"] else {},
-                           config.get("trainable_from"))
+    pretrained_meta = read_meta(config["pretrained"]) if config["pretrained"] else {}
+    frozen = frozen_layers(pretrained_meta, config.get("trainable_from"))
     frozen_params = frozen_parameters(net, frozen)
     if frozen:
         log("%s: %d layers frozen (%d parameters): %s" % (
@@ -212,7 +212,7 @@ def run_finetune(config, log=print):
         amp.init_trainer(trainer)
     if resumed:
         shapes.load_states(trainer, run_dir.epoch_file(start_epoch - 1, "states"))
-    source = read_meta(config["pretrained"]).get("source") if transfer_spec else None
+    source = pretrained_meta.get("source")
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
         trainable_params(net, phase == "head", frozen_params)
@@ -254,7 +254,7 @@ def run_finetune(config, log=print):
             return run_dir, history, best
     if lead:
         export_best(run_dir, best["epoch"], num_classes, config, data.classes, history,
-                    export_spec)
+                    export_spec, frozen)
     scored_on = "validation" if data.val_loader is not None else \
         "training (no validation data: --val or --val-split)"
     log("best epoch %d (%s top-1 %.3f); exported %s-symbol.json, -0000.params, "
@@ -302,10 +302,12 @@ def model_input_shape(config):
     return tuple(config["input_shape"]) + (config.get("channels", 3),)
 
 
-def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None):
+def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None,
+                frozen=()):
     """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
     ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
-    with a softmax, or the transfer model with its own output."""
+    with a softmax, or the transfer model with its own output; ``frozen``: the run's frozen
+    layers, recorded so that a run from the export keeps them."""
     size = tuple(config["input_shape"])
     if transfer_spec:
         net = TransferNet(transfer_spec, input_shape=size)
@@ -325,9 +327,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
             "classes": classes,
             "input": input_convention(size, transfer_spec, net.config()["channels"]),
             "training": config,
-            "frozen_layers": frozen_layers(read_meta(config["pretrained"])
-                                           if config["pretrained"] else {},
-                                           config.get("trainable_from"))}
+            "frozen_layers": list(frozen)}
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
     return prefix

@@ -6,6 +6,7 @@ normalises with them."""
 from xception_mx.conversion.name_table import build_name_table
 from xception_mx.errors import make_sure
 from xception_mx.model.transfer import head_layers
+from xception_mx.model.xception import batchnorm_blocks
 from xception_mx.serving.loading import checkpoint_channels, is_transfer
 
 PARAMETER_SUFFIXES = ("weight", "bias", "gamma", "beta", "running_mean", "running_var",
@@ -50,9 +51,5 @@ def frozen_parameters(net, layers):
 def freeze_batchnorm(net, layers):
     """Run the BatchNorm layers among ``layers`` in inference mode (``use_global_stats``),
     from the next forward pass of the (not hybridized) training network."""
-    prefixes = {layer + "_" for layer in layers}
-
-    def freeze(block):
-        if type(block).__name__ == "BatchNorm" and block.prefix in prefixes:
-            block._kwargs["use_global_stats"] = True
-    net.apply(freeze)
+    for block in batchnorm_blocks(net, layers):
+        block._kwargs["use_global_stats"] = True

@@ -18,10 +18,9 @@ a base + head Keras model).
 - Layers that are the identity at inference (Dropout, augmentation) are not
   in the checkpoint, so they do not act in training either.
 """
-import mxnet as mx
-
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer import TransferNet
+from xception_mx.model.xception import batchnorm_blocks
 from xception_mx.serving.loading import is_transfer, read_meta, read_params_file
 from xception_mx.training.padded_training import padded_network
 from xception_mx.training.train import initialize
@@ -92,7 +91,5 @@ def set_base_inference(net, inference):
     """Run the base's BatchNorm layers on their running statistics (or not).
     Takes effect at the next forward pass of a network that is not
     hybridized (the training network is not)."""
-    def switch(block):
-        if isinstance(block, mx.gluon.nn.BatchNorm):
-            block._kwargs["use_global_stats"] = inference
-    net.base.apply(switch)
+    for block in batchnorm_blocks(net.base):
+        block._kwargs["use_global_stats"] = inference

@@ -29,6 +29,8 @@ from xception_mx.conversion import layouts
 from xception_mx.conversion.transfer.keras_config import MODEL_CLASSES
 from xception_mx.model.head_layers import IDENTITY_LAYERS
 
+from .transfer import replace_policies
+
 StepRecord = collections.namedtuple("StepRecord", "what keras_layer deviation rounding tolerance")
 StepRecord.__doc__ = """One compared quantity: ``what`` (loss, logits, gradient, moving_mean,
 moving_variance, or an optimizer's name), the Keras layer (``None`` for the loss and logits),
@@ -174,27 +176,11 @@ def keras_layer_variables(model, canonical):
     return found
 
 
-def _float64_policies(config):
-    """Every float32 dtype (policy) in a model config set to float64, in place."""
-    if isinstance(config, dict):
-        for key, value in config.items():
-            if key == "dtype" and value == "float32":
-                config[key] = "float64"
-            elif key == "dtype" and isinstance(value, dict) and \
-                    value.get("config", {}).get("name") == "float32":
-                value["config"]["name"] = "float64"
-            else:
-                _float64_policies(value)
-    elif isinstance(config, list):
-        for value in config:
-            _float64_policies(value)
-
-
 def float64_twin(model):
     """The same Keras model and weights computing in float64: the reference against which
     each float32 evaluation's rounding is measured."""
     config = model.get_config()
-    _float64_policies(config)
+    replace_policies(config, lambda name: "float64" if name == "float32" else None)
     twin = type(model).from_config(config)
     twin.set_weights([np.asarray(w, np.float64) for w in model.get_weights()])
     return twin

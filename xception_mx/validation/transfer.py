@@ -103,24 +103,33 @@ def _set_input_sizes(layers, size):
         _input_shapes(layer, size if layer.get("class_name") == "InputLayer" else (None, None))
 
 
-def _float32_policies(config, found):
-    """Every mixed-precision dtype policy in a model config (Keras 3's
-    ``DTypePolicy``, Keras 2's ``Policy``, or a policy name) set to float32;
-    the names replaced are added to ``found``."""
+def replace_policies(config, replacement, found=None):
+    """Every dtype policy in a model config (Keras 3's ``DTypePolicy``, Keras 2's ``Policy``,
+    or a policy name) for which ``replacement(name)`` gives a name set to it, in place; the
+    names replaced are added to ``found`` (returned)."""
+    found = set() if found is None else found
     if isinstance(config, dict):
         for key, value in config.items():
-            if key == "dtype" and isinstance(value, str) and value.startswith("mixed_"):
+            if key == "dtype" and isinstance(value, str) and replacement(value):
                 found.add(value)
-                config[key] = "float32"
-            elif key == "dtype" and isinstance(value, dict) and str(
-                    value.get("config", {}).get("name", "")).startswith("mixed_"):
+                config[key] = replacement(value)
+            elif key == "dtype" and isinstance(value, dict) and replacement(
+                    str(value.get("config", {}).get("name", ""))):
                 found.add(value["config"]["name"])
-                value["config"]["name"] = "float32"
+                value["config"]["name"] = replacement(value["config"]["name"])
             else:
-                _float32_policies(value, found)
+                replace_policies(value, replacement, found)
     elif isinstance(config, list):
         for value in config:
-            _float32_policies(value, found)
+            replace_policies(value, replacement, found)
+    return found
+
+
+def _float32_policies(config, found):
+    """Every mixed-precision policy in a model config set to float32; the names replaced are
+    added to ``found``."""
+    replace_policies(config, lambda name: "float32" if name.startswith("mixed_") else None,
+                     found)
 
 
 def as_converted(model, size):

@@ -14,7 +14,8 @@ three ways users write it:
 The result is a ``Transfer``: the input size (for a model that takes any
 size: 299x299, or the size its ``Resizing`` gives), the preprocessing operations,
 the base (nested model name or flattened, its pooling), the head layers and, for
-several outputs, each output's layers after the fork (``branches``), each as plain JSON-ready data (recorded in ``PREFIX-meta.json``, from which
+several outputs, each output's layers after the fork (``branches``), each as plain
+JSON-ready data (recorded in ``PREFIX-meta.json``, from which
 ``xception_mx.model.transfer.TransferNet`` rebuilds the network).
 """
 import collections
@@ -44,19 +45,22 @@ def _is_xception(config):
     return BASE_FIRST in names and "block14_sepconv2" in names
 
 
-def _input_size(layer):
-    cfg = layer.get("config", {})
+def _batch_shape(layer):
+    """The (N, H, W, C) a Keras input layer declares, or ``None``."""
+    cfg = (layer or {}).get("config", {})
     shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-    if shape and len(shape) == 4:
-        return shape[1:3]
-    return None
+    return shape if shape and len(shape) == 4 else None
+
+
+def _input_size(layer):
+    shape = _batch_shape(layer)
+    return shape[1:3] if shape else None
 
 
 def _input_channels(layer):
     """The channel count a Keras input layer declares (``None``: not declared)."""
-    cfg = (layer or {}).get("config", {})
-    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-    return shape[3] if shape and len(shape) == 4 else None
+    shape = _batch_shape(layer)
+    return shape[3] if shape else None
 
 
 def _base_pooling(path, base_config):

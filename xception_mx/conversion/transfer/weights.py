@@ -18,7 +18,7 @@ from xception_mx.model.transfer import TransferNet, head_has_flatten, head_layer
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input, spec_channels
 
 from ..errors import ConversionError, make_sure
-from ..matching import Match, match_layers
+from ..matching import match_layers
 from ..name_table import BN, BY_NAME, DENSE, NORM, ROLES, TARGET, Row, build_name_table
 from .architecture import read_transfer
 
@@ -171,7 +171,8 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
               "preprocessing, base or head", path, leftover and leftover[0])
     arrays.update(extra_arrays)
     file_names = dict(match.file_names, **names)
-    full = Match(False, None, match.layers, file_names, arrays, match.channels)
+    full = match._replace(include_top=False, classes=None, file_names=file_names,
+                          arrays=arrays)
     return net, rows + extra_rows, full
 
 

@@ -400,3 +400,47 @@ def keras2_flattened_bn_head(seed=0, size=(71, 71)):
     base = _base(tf_keras, seed, size)
     return randomize_head(tf_keras.Model(base.input, _pooled_bn_head(
         tf_keras.layers, base.output, 8, 4)), seed)
+
+
+def training_layers(seed=0, size=(71, 71), keras=None):
+    """Every layer that acts only in training, as public code writes them: augmentation in a
+    Sequential before ``preprocess_input``, ``GaussianNoise`` on the images, then
+    ``SpatialDropout2D`` on the base's feature map, ``Dropout(0.5)`` 'drop',
+    ``GaussianDropout`` and ``AlphaDropout`` in the head."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, size)
+    inputs = keras.Input(tuple(size) + (3,))
+    x = keras.Sequential([layers.RandomFlip("horizontal_and_vertical", name="flip"),
+                          layers.RandomRotation(0.1, fill_mode="constant", fill_value=9.0,
+                                                name="rotation"),
+                          layers.RandomZoom(0.2, interpolation="nearest", name="zoom"),
+                          layers.RandomTranslation(0.1, (-0.2, 0.1), fill_mode="wrap",
+                                                   name="shift"),
+                          layers.RandomContrast(0.2, name="contrast"),
+                          layers.RandomBrightness(0.1, name="brightness")],
+                         name="augmentation")(inputs)
+    x = layers.GaussianNoise(0.5, name="pixel_noise")(x)
+    x = keras.applications.xception.preprocess_input(x)
+    x = layers.SpatialDropout2D(0.1, name="channel_drop")(base(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.5, name="drop")(x)
+    x = layers.Dense(32, activation="relu", name="fc1")(x)
+    x = layers.GaussianDropout(0.1, name="gauss_drop")(x)
+    x = layers.AlphaDropout(0.1, name="alpha_drop")(x)
+    outputs = layers.Dense(3, activation="softmax", name="out")(x)
+    return randomize_head(keras.Model(inputs, outputs), seed)
+
+
+def linear_activations(seed=0, size=(71, 71), keras=None):
+    """``Dense(relu)`` then two linear ``Activation`` layers: a chain of identities after a
+    ``FullyConnected`` that oneDNN fuses with its ReLU."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, size)
+    inputs = keras.Input(tuple(size) + (3,))
+    x = layers.GlobalAveragePooling2D()(base(inputs))
+    x = layers.Dense(16, activation="relu", name="fc1")(x)
+    x = layers.Activation("linear", name="linear1")(x)
+    x = layers.Activation("linear", name="linear2")(x)
+    return randomize_head(keras.Model(inputs, layers.Dense(4, name="out")(x)), seed)

@@ -80,8 +80,13 @@ def test_weights_of_head_layers_keep_keras_names(tmp_path):
     assert rows[("out", "bias")] == "out_bias"
     assert rows[("block14_sepconv2_bn", "gamma")] == "block14_sepconv2_bn_gamma"
     assert meta["input"]["range"] == [0.0, 255.0]
-    assert [op["op"] for op in meta["model"]["transfer"]["preprocess"]] == ["divide",
-                                                                            "subtract"]
+    spec = meta["model"]["transfer"]
+    # the augmentation acts in training (#28): recorded with the file's settings
+    assert [op["op"] for op in spec["preprocess"]] == ["random_flip", "random_rotation",
+                                                       "divide", "subtract"]
+    assert spec["preprocess"][1]["degrees"] == [-36.0, 36.0]
+    assert [(l["class"], l.get("rate")) for l in spec["head"] if l["class"] == "Dropout"] == \
+        [("Dropout", 0.2)]
 
 
 def _unsupported_model(keras, edit):

@@ -13,6 +13,7 @@ import transfer_models
 from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from xception_mx.conversion import convert_file
 from rounding import assert_within_rounding, deviation
+import xception_mx
 from xception_mx import load_images
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.loading import load_network, load_params, load_symbol, read_meta
@@ -418,6 +419,9 @@ def test_finetune_of_a_keras2_model_resumes_after_a_stop_and_exports_it(converte
     meta = read_meta(str(out / "model"))
     assert meta["model"]["kind"] == "transfer" and meta["model"]["classes"] == 3
     assert meta["model"]["transfer"]["head"][-1]["activation"] == "softmax"
+    # Keras 2's moving variance (issue #28), and the export says who wrote the model
+    assert "Keras 2 wrote the model: 40 BatchNorm layers" in first.stdout
+    assert meta["source"]["keras_version"].startswith("2.")
 
 
 def test_finetune_refuses_a_head_that_is_not_a_single_label_classifier(converted, shapes,
@@ -427,3 +431,17 @@ def test_finetune_refuses_a_head_that_is_not_a_single_label_classifier(converted
                       "--pretrained", prefix, "--epochs", "1", "--batch-size", "16")
     assert_bad_input(result, "--pretrained", "sigmoid", "'out'", "single-label")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_fast_paths_run_a_head_with_a_chain_of_linear_activations(precision, tmp_path):
+    """MXNet's oneDNN partitioner lost the input of two identities after a fused Dense(relu)
+    ("needs parameter fc1_relu0_output0"); the fast paths read such chains from their start."""
+    model = transfer_models.built(transfer_models.linear_activations)
+    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    convert_file(path, str(tmp_path / "mx"))
+    x = load_images(PHOTOS, (71, 71))
+    ours = xception_mx.load(str(tmp_path / "mx"), precision=precision).logits(x)
+    keras_out = model.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0)
+    bound = 1e-4 if precision == "fp32" else 0.15 * np.abs(keras_out).max()
+    assert np.abs(ours - keras_out).max() <= bound

@@ -7,7 +7,9 @@ from mxnet.gluon import HybridBlock, nn
 
 from xception_mx.model.xception import BN_EPSILON
 
-# Layers that compute the identity at inference.
+# Layers that compute the identity at inference.  Those of them that act in training are
+# in the network too (``training_only``); the others (``SpatialDropout1D``/``3D``, which no
+# image head can hold, ``ActivityRegularization``) are left out.
 IDENTITY_LAYERS = (
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
     "GaussianDropout", "AlphaDropout", "ActivityRegularization",

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from xception_mx.errors import InputError
+from xception_mx.model.training_only import inference_layers
 
 RESAMPLE = Image.BILINEAR
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -50,7 +51,7 @@ def rescales_inside(spec):
     ``x / 127.5 - 1``).  A checkpoint's meta records the answer
     (``serving.loading.takes_raw_pixels``)."""
     return bool(spec) and any(op["op"] not in ("resize", "center_crop")
-                              for op in spec["preprocess"])
+                              for op in inference_layers(spec["preprocess"]))
 
 
 def input_convention(input_size, spec=None, channels=3):
@@ -58,7 +59,8 @@ def input_convention(input_size, spec=None, channels=3):
     Keras' preprocessed range, or for a transfer model ``spec`` that
     preprocesses inside, raw pixels."""
     shape = [1, channels] + list(input_size)
-    steps = ", then ".join(_step_text(op) for op in (spec or {}).get("preprocess", []))
+    steps = ", then ".join(_step_text(op) for op in
+                           inference_layers((spec or {}).get("preprocess", [])))
     base = dict(PREPROCESSING, shape=shape, color=color_name(channels))
     if not rescales_inside(spec):
         scale = PREPROCESSING["scale"] + ("; inside the network: " + steps if steps else "")

@@ -31,6 +31,8 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 from xception_mx.model.head_layers import ACTIVATIONS, HEAD_CLASSES, HeadLayer
+from xception_mx.model.regularizers import Regularizer
+from xception_mx.model.training_only import REGULARIZER_CLASSES, inference_layers
 
 from xception_mx.model.transfer_inputs import (base_input_size, check_model_input, known_op,
                                                preprocess_blocks, spec_channels)
@@ -58,7 +60,7 @@ def check_spec(spec):
     if any(not b["layers"] for b in branches(spec)):
         raise ValueError("an output's branch has no layers")
     for layer in head_layers(spec):
-        if layer["class"] not in HEAD_CLASSES:
+        if layer["class"] not in HEAD_CLASSES + REGULARIZER_CLASSES:
             raise ValueError("head layer %s: unknown class %s" % (layer["name"], layer["class"]))
         if "activation" in layer and layer["activation"] not in ACTIVATIONS:
             raise ValueError("head layer %s: unknown activation %s"
@@ -120,7 +122,7 @@ def output_kind(spec, branch=None):
     ``"probabilities"`` (ends in softmax), ``"logits"`` (ends in a linear layer),
     ``"scores"`` (another activation, sigmoid for multi-label heads, say) or
     ``"features"`` (no Dense at all)."""
-    layers = spec["head"] + (branch or {}).get("layers", [])
+    layers = inference_layers(spec["head"] + (branch or {}).get("layers", []))
     if not any(layer["class"] == "Dense" for layer in layers):
         return "features"
     last = layers[-1]
@@ -194,7 +196,8 @@ class TransferNet(HybridBlock):
     def _layers(self, child_name, layers, units, mapped, frozen_bn):
         blocks = []
         for i, (layer, n, on_map) in enumerate(zip(layers, units, mapped)):
-            blocks.append(HeadLayer(layer, n, frozen_bn, on_map))
+            blocks.append(Regularizer(layer, on_map) if layer["class"] in REGULARIZER_CLASSES
+                          else HeadLayer(layer, n, frozen_bn, on_map))
             self.register_child(blocks[-1], child_name % i)
         return blocks
 

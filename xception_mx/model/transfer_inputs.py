@@ -2,7 +2,8 @@
 base (``spec["preprocess"]``, see ``xception_mx.model.transfer``), with
 Keras' semantics: scalar arithmetic (``Rescaling``, ``preprocess_input``),
 the cast of an integer-typed input, ``Resizing``, ``CenterCrop`` and
-``Normalization``.
+``Normalization``; and the random augmentation layers, which act only in training
+(``augmentation``).
 
 A ``resize`` or ``center_crop`` sets the size the base computes at
 (``base_input_size``); a model with one takes other input sizes than its
@@ -11,6 +12,9 @@ when it crops.
 """
 from mxnet.gluon import HybridBlock
 
+from xception_mx.model.augmentation import Augmentation
+from xception_mx.model.regularizers import Regularizer
+from xception_mx.model.training_only import AUGMENTATION_OPS
 from xception_mx.model.xception import RGB, check_input_shape
 
 NORMALIZATION_EPSILON = 1e-7          # keras.backend.epsilon(), Normalization's floor
@@ -32,7 +36,7 @@ def known_op(op):
         size = op.get("size") or []
         return (op["op"] == "center_crop" or op.get("interpolation") in RESIZE_INTERPOLATIONS) \
             and len(size) == 2 and all(isinstance(s, int) and s >= 1 for s in size)
-    return op["op"] in SCALAR_OPS + ("normalize",)
+    return op["op"] in SCALAR_OPS + ("normalize", "regularize") + AUGMENTATION_OPS
 
 
 def preprocessed_size(spec):
@@ -189,5 +193,7 @@ def preprocess_blocks(spec, input_size):
         blocks.append(IntegerCast(op["dtype"]) if kind == "cast" else
                       Resize(op["size"]) if kind == "resize" else
                       CenterCrop(op["size"], next(offsets)) if kind == "center_crop" else
+                      Augmentation(op) if kind in AUGMENTATION_OPS else
+                      Regularizer(op, on_feature_map=True) if kind == "regularize" else
                       Normalization(op["name"], spec_channels(spec)))
     return blocks

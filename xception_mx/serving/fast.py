@@ -19,6 +19,7 @@ by default on CPUs with AMX).
 Every network is a Gluon ``SymbolBlock`` hybridized with static allocation,
 taking fp32 NCHW input preprocessed as usual; all of them output logits.
 """
+import json
 import os
 
 import mxnet as mx
@@ -91,6 +92,19 @@ class CountedIter(mx.io.NDArrayIter):
         return batch
 
 
+def without_copy_chains(symbol):
+    """``symbol`` with every identity copy that reads another copy reading the first one's
+    input instead (the same function).  MXNet 1.9.1's oneDNN partitioner loses the input of
+    such a chain after a fused ``FullyConnected``: a head with ``Dense(relu)`` then two linear
+    ``Activation`` layers failed with "needs parameter fc1_relu0_output0"."""
+    graph = json.loads(symbol.tojson())
+    nodes = graph["nodes"]
+    for node in nodes:
+        while node["op"] == "_copy" and nodes[node["inputs"][0][0]]["op"] == "_copy":
+            node["inputs"][0] = list(nodes[node["inputs"][0][0]]["inputs"][0])
+    return mx.sym.load_json(json.dumps(graph))
+
+
 def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None,
               pad_channels="auto"):
     """``(symbol, arg_params, aux_params)`` for ``precision``; with ``pad_channels`` (``on``,
@@ -101,6 +115,7 @@ def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibratio
     no_bf16 = precision == "bf16" and why_no_bf16()
     make_sure(not no_bf16, "bf16 needs oneDNN's AVX-512 kernels (%s): %s; use fp32 or int8",
               ", ".join(BF16_FLAGS), no_bf16)
+    symbol = without_copy_chains(symbol)
     if resolve_padding(pad_channels, precision=precision):
         symbol, arg_params, aux_params, _ = pad_network(symbol, arg_params, aux_params,
                                                         tuple(batch_shape))

@@ -212,18 +212,20 @@ class ImageDataset(gluon.data.Dataset):
     in [-1, 1] (Keras' Xception preprocessing), or with ``raw`` kept as pixels
     in [0, 255] (for a model that preprocesses inside).  ``channels``: 3 (RGB), 1
     (grayscale, Pillow's ``L`` as Keras' ``load_img(color_mode="grayscale")``) or 4 (RGBA);
-    every image converts, colour or not.
+    every image converts, colour or not.  Training images are cropped and flipped at random
+    with ``augment`` (else centre-cropped as validation's).
 
     Items are requested as ``(index, epoch)`` so that augmentation is a pure
     function of the seed, the epoch and the sample.
     """
 
     def __init__(self, source, indices, input_size, train, seed=0, min_crop=0.08, raw=False,
-                 channels=3):
+                 channels=3, augment=True):
         decodable(channels, "the training images")
         self.source, self.indices, self.channels = source, list(indices), channels
         self.input_size, self.train = tuple(input_size), train
         self.seed, self.min_crop, self.raw = seed, min_crop, raw
+        self.augment = augment              # training images: random crop and flip
         self.class_of_label = None          # source label -> model class, when they differ
 
     def __len__(self):
@@ -234,7 +236,7 @@ class ImageDataset(gluon.data.Dataset):
         index = self.indices[position]
         with Image.open(io.BytesIO(self.source.read(index))) as img:
             img = img.convert(PIL_MODES[self.channels])
-            if self.train:
+            if self.train and self.augment:
                 img = random_resized_crop(img, self.input_size,
                                           sample_rng(self.seed, epoch, index), self.min_crop)
             else:

@@ -7,29 +7,27 @@ import os
 import sys
 import time
 
-import mxnet as mx
 from mxnet import gluon
 
-from xception_mx.atomic import write_text
 from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
-from xception_mx.model.preprocess import input_convention, rescales_inside
-from xception_mx.model.transfer import TransferNet, network_symbol
-from xception_mx.model.xception import Xception
+from xception_mx.model.preprocess import rescales_inside
+from xception_mx.model.training_only import augments, seed_step
 from xception_mx.progress import progress
-from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.labels import labels_path
 from xception_mx.serving.loading import read_meta
+from xception_mx.training.export import EXPORT_NAME, export_best, model_input_shape
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
+from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, keras_settings
 from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
                                             check_finite_loss, check_finite_start,
                                             check_memory, config_from_args,
-                                            keep_head_classes)
+                                            keep_head_classes, PIPELINE_AUGMENTATION,
+                                            pipeline_augments)
 from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
 from xception_mx.training.train import (OPTIMIZERS, SCHEDULES, Counts, Throughput,
@@ -41,7 +39,6 @@ from xception_mx.training.transfer_training import (base_called_in_inference,
                                                     pretrained_transfer_spec, set_base_inference)
 
 PROG = "xception-finetune"
-EXPORT_NAME = "model"
 
 
 def build_parser():
@@ -100,6 +97,10 @@ def build_parser():
                    help="keep BatchNorm statistics frozen (inference mode) throughout")
     p.add_argument("--min-crop", type=float, default=0.08,
                    help="smallest area fraction of the random resized crop")
+    p.add_argument("--pipeline-augmentation", choices=PIPELINE_AUGMENTATION, default="auto",
+                   help="the data pipeline's random resized crop and flip: auto (on unless "
+                        "the model brings its own augmentation layers, which then act "
+                        "alone), on, off (the centre crop of validation)")
     devices = p.add_mutually_exclusive_group()
     devices.add_argument("--gpus", help="GPUs, e.g. 0,1,2,3")
     devices.add_argument("--cpus", type=int, help="N CPU contexts (data-parallel harness)")
@@ -154,7 +155,13 @@ def run_finetune(config, log=print):
     run_dir = RunDirectory(config["out"])
     resumed = resume_point(run_dir, config, lead)
     transfer_spec = pretrained_transfer_spec(config["pretrained"])
-    data = Data(config, rank, workers, raw=rescales_inside(transfer_spec))
+    own = augments(transfer_spec)
+    data = Data(config, rank, workers, raw=rescales_inside(transfer_spec),
+                augment=pipeline_augments(config, own))
+    if own:
+        log("%s: the model augments its images (%s)%s" % (
+            PROG, ", ".join(own), "; the pipeline's random crop and flip are off"
+            if not data.augment else "; the pipeline's random crop and flip too"))
     num_classes = config["num_classes"] or len(data.classes)
     make_sure(num_classes == len(data.classes), "--num-classes %d but the data has %d classes "
               "(%s)", num_classes, len(data.classes), ", ".join(data.classes[:6]))
@@ -196,6 +203,10 @@ def run_finetune(config, log=print):
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = len(data.train_sampler)
     pretrained_meta = read_meta(config["pretrained"]) if config["pretrained"] else {}
+    keras2 = Keras2Variance(net) if written_by_keras2(pretrained_meta) else None
+    if keras2:
+        log("%s: Keras 2 wrote the model: %d BatchNorm layers average the Bessel-corrected "
+            "batch variance, as its fused BatchNorm does" % (PROG, len(keras2)))
     frozen = frozen_layers(pretrained_meta, config.get("trainable_from"))
     frozen_params = frozen_parameters(net, frozen)
     if frozen:
@@ -221,7 +232,8 @@ def run_finetune(config, log=print):
                                base_called_in_inference(transfer_spec, source))
         freeze_batchnorm(net, frozen)           # as Keras runs a non-trainable BatchNorm
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
-                           steps_per_epoch, k, phase, bool(transfer_spec), shapes)
+                           steps_per_epoch, k, phase, bool(transfer_spec), shapes, rank,
+                           keras2.apply if keras2 else None)
         dump_bn_statistics(net, epoch, rank, "before", shapes)        # probes for tests only
         average_bn_statistics(net, contexts, kvstore)
         dump_bn_statistics(net, epoch, rank, "after", shapes)
@@ -254,7 +266,7 @@ def run_finetune(config, log=print):
             return run_dir, history, best
     if lead:
         export_best(run_dir, best["epoch"], num_classes, config, data.classes, history,
-                    export_spec, frozen)
+                    export_spec, frozen, pretrained_meta.get("source"))
     scored_on = "validation" if data.val_loader is not None else \
         "training (no validation data: --val or --val-split)"
     log("best epoch %d (%s top-1 %.3f); exported %s-symbol.json, -0000.params, "
@@ -264,10 +276,12 @@ def run_finetune(config, log=print):
 
 
 def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per_epoch, k,
-                 phase, train_mode=False, shapes=None):
+                 phase, train_mode=False, shapes=None, rank=0, after_backward=None):
     """One epoch; in training mode in the ``all`` phase, or with ``train_mode``
     (a transfer model, whose frozen base is put in inference mode by itself);
-    ``shapes``: a padded network's ShapeMap."""
+    ``shapes``: a padded network's ShapeMap.  Each step seeds the generator Dropout and
+    augmentation draw from (``seed_step``): a resumed run draws what the whole run would.
+    ``after_backward``: called after each backward pass (``Keras2Variance.apply``)."""
     data.train_sampler.set_epoch(epoch)
     meter, loss_sum, top1, topk, n = Throughput(), 0.0, 0, 0, 0
     train_mode = train_mode or phase == "all"
@@ -280,8 +294,9 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
                            config["lr"], config["warmup_epochs"], config["lr_schedule"],
                            config["lr_steps"], config["lr_factor"])
         trainer.set_learning_rate(lr)
+        seed_step(config["seed"], epoch, i, contexts, rank)
         losses, outputs = train_step(net, trainer, loss_fn, x, y, contexts, train_mode,
-                                     config["amp"], shapes)
+                                     config["amp"], shapes, after_backward)
         hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
         batch_loss = float(losses.sum())
         check_finite_loss(batch_loss, epoch, i, lr)
@@ -295,42 +310,6 @@ def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per
     return {"epoch": epoch, "phase": phase, "lr": lr, "train_loss": loss_sum / n,
             "train_top1": top1 / n, "train_topk": topk / n, "images_per_s": meter.rate,
             "seconds": time.perf_counter() - meter.start}
-
-
-def model_input_shape(config):
-    """``(H, W, C)`` of the run's plain Xception (C: the pretrained checkpoint's channels)."""
-    return tuple(config["input_shape"]) + (config.get("channels", 3),)
-
-
-def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None,
-                frozen=()):
-    """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
-    ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
-    with a softmax, or the transfer model with its own output; ``frozen``: the run's frozen
-    layers, recorded so that a run from the export keeps them."""
-    size = tuple(config["input_shape"])
-    if transfer_spec:
-        net = TransferNet(transfer_spec, input_shape=size)
-    else:
-        net = Xception(classes=num_classes, classifier_activation="softmax",
-                       input_shape=model_input_shape(config))
-    params = net.collect_params()
-    params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
-    arg_params, aux_params = {}, {}
-    symbol = network_symbol(net)
-    aux_names = set(symbol.list_auxiliary_states())
-    for name, param in params.items():
-        (aux_params if name in aux_names else arg_params)[name] = param.data().asnumpy()
-    prefix = run_dir.file(EXPORT_NAME)
-    meta = {"producer": "xception-mx xception-finetune", "model": net.config(),
-            "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
-            "classes": classes,
-            "input": input_convention(size, transfer_spec, net.config()["channels"]),
-            "training": config,
-            "frozen_layers": list(frozen)}
-    write_text(labels_path(prefix), "\n".join(classes) + "\n")
-    write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
-    return prefix
 
 
 def _main(argv):

@@ -160,7 +160,7 @@ def _fault_pause(epoch):
 
 SETTINGS_BEFORE_THEY_WERE_RECORDED = {     # a run of 0.2.0 resumes
     "channels": 3, "nesterov": False, "weight_decay": None, "beta1": None, "beta2": None,
-    "epsilon": None, "trainable_from": None}
+    "epsilon": None, "trainable_from": None, "pipeline_augmentation": "auto"}
 
 
 def check_resumable_config(saved, current,

@@ -134,7 +134,7 @@ class Data:
     server each worker trains on its shard (every ``workers``-th image, cut to
     the same length on every worker, as ``dist_sync`` needs equal step counts)."""
 
-    def __init__(self, config, rank=0, workers=1, raw=False):
+    def __init__(self, config, rank=0, workers=1, raw=False, augment=True):
         size = tuple(config["input_shape"])
         train_source = open_source(config["train"])
         self.classes = train_source.classes
@@ -156,7 +156,9 @@ class Data:
         make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
                   "(--batch-size %d)", config["train"], len(train_idx), batch)
         self.train_set = ImageDataset(train_source, train_idx, size, True, config["seed"],
-                                      config["min_crop"], raw, config.get("channels", 3))
+                                      config["min_crop"], raw, config.get("channels", 3),
+                                      augment)
+        self.augment = augment
         self.train_sampler = EpochBatchSampler(len(train_idx), batch, True, config["seed"],
                                                drop_last=True)
         self.train_loader = make_loader(self.train_set, self.train_sampler, config["workers"])
@@ -183,6 +185,18 @@ class Data:
             if dataset is not None:
                 dataset.class_of_label = class_of_label
         self.classes = list(names)
+
+
+PIPELINE_AUGMENTATION = ("auto", "on", "off")
+
+
+def pipeline_augments(config, model_augmentation):
+    """Whether the data pipeline crops and flips at random: ``--pipeline-augmentation``, by
+    default (``auto``) unless the model brings augmentation layers of its own
+    (``model_augmentation``: their names), which a user who built them into the model
+    expects to act alone, as in Keras."""
+    choice = config.get("pipeline_augmentation", "auto")
+    return choice == "on" or (choice == "auto" and not model_augmentation)
 
 
 def check_finite_start(net, context, source):

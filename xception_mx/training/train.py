@@ -176,7 +176,7 @@ def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_t
 
 
 def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False,
-               shapes=None):
+               shapes=None, after_backward=None):
     """One data-parallel step over the global batch ``data``/``label`` (NDArrays
     on the CPU); returns the per-sample losses and outputs (numpy).
 
@@ -185,10 +185,13 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
     BatchNorm backward is wrong in inference mode.  Frozen statistics for a
     whole network come from ``Xception(frozen_bn=True)`` instead.
     ``shapes``: the ShapeMap of a channel-padded network, whose padded slices
-    must not move (their gradients are masked before the update).
+    must not move (their gradients are masked before the update).  ``after_backward()`` runs
+    between the backward pass and the update.
     """
     losses, outputs = forward_backward(net, loss_fn, data, label, contexts, train_mode,
                                        trainer if amp else None)
+    if after_backward is not None:
+        after_backward()
     if shapes:
         shapes.mask_gradients(net)
     trainer.step(data.shape[0])

@@ -19,6 +19,7 @@ a base + head Keras model).
   in the checkpoint, so they do not act in training either.
 """
 from xception_mx.errors import InputError, make_sure
+from xception_mx.model.training_only import inference_layers
 from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import batchnorm_blocks
 from xception_mx.serving.loading import is_transfer, read_meta, read_params_file
@@ -39,7 +40,7 @@ def training_specs(spec, num_classes, where):
     make_sure(dense, "%s: the model's head has no Dense layer (a feature extractor); "
               "xception-finetune trains classifiers", where)
     last_at = dense[-1]
-    last, after = head[last_at], head[last_at + 1:]
+    last, after = head[last_at], inference_layers(head[last_at + 1:])
     softmax_after = all(layer["class"] == "Softmax" or (layer["class"] == "Activation" and
                                                          layer["activation"] == "softmax")
                         for layer in after)

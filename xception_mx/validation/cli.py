@@ -41,6 +41,11 @@ def build_parser():
     parser.add_argument("--labels-from", metavar="FOLDER",
                         help="with --training: the images and labels of a class folder (one "
                              "subfolder per class, as many as the model has)")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="with --training: the step of xception-finetune --freeze-bn "
+                             "(every BatchNorm on its moving statistics, gamma and beta "
+                             "trained), against Keras calling each BatchNorm with "
+                             "training=False")
     parser.add_argument("--report", metavar="JSON", help="also write the report as JSON")
     parser.add_argument("--plot", metavar="PNG",
                         help="with --per-layer: draw deviation against depth")
@@ -58,6 +63,8 @@ def _check_args(parser, args):
         parser.error("--plot draws the per-layer table; add --per-layer")
     if args.labels_from and not args.training:
         parser.error("--labels-from goes with --training")
+    if args.freeze_bn and not args.training:
+        parser.error("--freeze-bn goes with --training")
     if args.training and (args.per_layer or args.input_shape):
         parser.error("--training compares every layer itself, at the checkpoint's size; drop "
                      "--per-layer and --input-shape")
@@ -91,7 +98,8 @@ def _training(args):
     from .training_report import culprit, format_training
     records, details = run_training_parity(args.keras, args.mxnet, args.images,
                                            args.labels_from, args.random, args.seed,
-                                           args.epoch, args.atol)
+                                           args.epoch, args.atol,
+                                           freeze_bn=args.freeze_bn)
     print(format_training(records, details))
     found = culprit(records)
     if args.report:

@@ -30,9 +30,10 @@ def import_keras():
 
 
 def keras_xception(include_top=True, classes=1000, pooling=None, classifier_activation=None,
-                   input_shape=(299, 299), channels=3):
-    """``keras.applications.Xception(weights=None, ...)`` for ``(H, W, channels)`` input."""
-    keras = import_keras()
+                   input_shape=(299, 299), channels=3, keras=None):
+    """``keras.applications.Xception(weights=None, ...)`` for ``(H, W, channels)`` input
+    (``keras``: the Keras module, Keras 3 by default; tf-keras for Keras 2's)."""
+    keras = keras or import_keras()
     return keras.applications.Xception(
         weights=None, include_top=include_top, classes=classes, pooling=pooling,
         classifier_activation=classifier_activation,
@@ -160,12 +161,12 @@ def save_keras(model, path, fmt):
 
 
 def load_keras_model(path, include_top, classes, pooling=None, classifier_activation=None,
-                     input_shape=(299, 299), channels=3):
+                     input_shape=(299, 299), channels=3, keras=None):
     """A Keras Xception of the given head and input shape with the weights of
     ``path`` (any format ``save_keras`` writes, or tf-keras' ``.keras``),
-    loaded by Keras itself."""
+    loaded by Keras itself (``keras``: which, see ``keras_xception``)."""
     model = keras_xception(include_top, classes, pooling, classifier_activation, input_shape,
-                           channels)
+                           channels, keras)
     if path.endswith(".keras"):        # Keras 3's or tf-keras' archive, loaded in safe mode
         model.set_weights(load_user_model(path).get_weights())
     else:

@@ -11,10 +11,13 @@ from xception_mx.conversion import layouts
 from xception_mx.conversion.mxnet_to_keras import canonical_names
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_batchnorm
+from xception_mx.model.training_only import set_training_layers
 from xception_mx.model.transfer import branches, network_symbol
 from xception_mx.serving.loading import (checkpoint_channels, is_transfer, read_meta,
                                          read_params_file, require_keras_shaped, symbol_block,
                                          takes_raw_pixels)
+from xception_mx.training.keras2_statistics import (Keras2Variance, bessel_corrected,
+                                                    written_by_keras2)
 from xception_mx.training.data import scan_image_folder
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.train import (build_network, forward_backward, make_trainer,
@@ -23,12 +26,12 @@ from xception_mx.training.transfer_training import (base_called_in_inference,
                                                     build_transfer_network, set_base_inference,
                                                     training_specs)
 
-from . import layers, transfer
+from . import keras_side, layers, transfer
 from .parity import build_inputs, load_keras_reference, resolve_input_size
 from .training_step import (FLOOR_SHARE, GRADIENT_ATOL, ROUNDING_FACTOR, StepRecord,
-                            float64_twin, keras_layer_variables, keras_rows, keras_step,
-                            keras_training_model, mxnet_values, relative, set_mxnet_values,
-                            to_keras_layout)
+                            batchnorm_in_inference, float64_twin, keras2_fused_layers, keras_layer_variables,
+                            keras_rows, keras_step, keras_training_model, mxnet_values,
+                            relative, set_mxnet_values, to_keras_layout)
 
 OPTIMIZERS = {   # ours -> (Keras class, arguments; the same learning rates as Keras' examples)
     "keras-sgd": ("SGD", {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}),
@@ -37,17 +40,20 @@ OPTIMIZERS = {   # ours -> (Keras class, arguments; the same learning rates as K
 }
 
 
-def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
+def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False):
     """``(keras training model, MXNet training net, canonical names, probe (a model ->
-    ``(pairs, run)`` of its layers in training mode), classes, replaced layers)``."""
+    ``(pairs, run)`` of its layers in training mode), classes, replaced layers)``; with
+    ``freeze_bn`` as ``xception-finetune --freeze-bn`` trains (``batchnorm_in_inference``)."""
     channels = checkpoint_channels(meta)
     if not is_transfer(meta):
         head = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
         make_sure("predictions_weight" in head, "%s: a feature extractor (no 'predictions'); "
                   "--training compares classifiers", prefix)
         classes = int(head["predictions_weight"].shape[0])
-        model = load_keras_reference(keras_path, prefix, True, classes, None, size, channels)
-        net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch)[0]
+        model = load_keras_reference(keras_path, prefix, True, classes, None, size, channels,
+                                     _keras_that_wrote(keras_path))
+        net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch,
+                            frozen_bn=freeze_bn)[0]
         _as_saved(net, meta)
         canonical = canonical_names(model)
         return model, net, canonical, lambda m: layers.xception_probe(m, training=True), \
@@ -62,8 +68,9 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
     file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
     user, _ = transfer.as_converted(transfer.load_transfer_model(keras_path), size)
     model, replaced = keras_training_model(user, train_spec["head"][-1]["name"])
-    net = build_transfer_network(spec, classes, size, [mx.cpu()], prefix, epoch)[0]
-    set_base_inference(net, base_called_in_inference(spec, meta.get("source")))
+    net = build_transfer_network(spec, classes, size, [mx.cpu()], prefix, epoch,
+                                 frozen_bn=freeze_bn)[0]
+    set_base_inference(net, freeze_bn or base_called_in_inference(spec, meta.get("source")))
     _as_saved(net, meta)
     base = model.get_layer(file_transfer.base_name) if file_transfer.base_name else model
     only = None if file_transfer.base_name else set(file_transfer.base_layers)
@@ -76,9 +83,24 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch):
     return model, net, canonical, probe, classes, replaced
 
 
+def _keras_that_wrote(keras_path):
+    """tf-keras for a file Keras 2 wrote (whose training differs: its fused BatchNorm), else
+    Keras 3."""
+    if not keras_side.written_by_keras2(keras_path):
+        return None
+    keras_side.import_keras()                      # MXNet first, TensorFlow quiet
+    import tf_keras
+    return tf_keras
+
+
 def _as_saved(net, meta):
     """The training network as xception-finetune trains it: the layers the file saved
-    non-trainable frozen (no gradient, BatchNorm in inference mode); and the test hook."""
+    non-trainable frozen (no gradient, BatchNorm in inference mode); its Dropout and
+    augmentation switched off, as in the Keras model compared; Keras 2's moving variance for
+    a file Keras 2 wrote (``net.keras2_variance``, applied after the backward pass); and the
+    test hook."""
+    set_training_layers(net, False)
+    net.keras2_variance = Keras2Variance(net) if written_by_keras2(meta) else None
     frozen = frozen_layers(meta)
     trainable_params(net, False, frozen_parameters(net, frozen))
     freeze_batchnorm(net, frozen)
@@ -128,6 +150,8 @@ def _mxnet_step(net, start, x, y, optimizer=None, gradients=None):
         trainer = make_trainer(trainable, optimizer, lr, None, 0.0, "device", keras=arguments)
     losses, outputs = forward_backward(net, loss_fn, mx.nd.array(x), mx.nd.array(y),
                                        [mx.cpu()])
+    if net.keras2_variance:
+        net.keras2_variance.apply()
     grads = {k: v / len(x) for k, v in mxnet_values(net, "grad").items()}
     if trainer is not None:
         for name, param in net.collect_params().items():
@@ -139,21 +163,26 @@ def _mxnet_step(net, start, x, y, optimizer=None, gradients=None):
 
 
 def run_training_parity(keras_path, prefix, images=(), labels_from=None, random_count=0,
-                        seed=0, epoch=0, atol=1e-5, optimizers=tuple(OPTIMIZERS)):
-    """``(records, details)`` of one training step on both sides (``StepRecord`` each)."""
+                        seed=0, epoch=0, atol=1e-5, optimizers=tuple(OPTIMIZERS),
+                        freeze_bn=False):
+    """``(records, details)`` of one training step on both sides (``StepRecord`` each); with
+    ``freeze_bn``, the step of ``xception-finetune --freeze-bn``."""
     meta = read_meta(prefix)
     require_keras_shaped(meta, prefix, "--training")
     if not os.path.isfile(keras_path):
         raise InputError("%s: no such Keras model file" % keras_path)
     size = resolve_input_size(prefix, meta, None)
     model, net, canonical, probe_of, classes, replaced = _keras_model_and_net(
-        keras_path, prefix, meta, size, epoch)
+        keras_path, prefix, meta, size, epoch, freeze_bn)
     names, x, y = _labels(labels_from, images, random_count, seed, classes, size,
                           takes_raw_pixels(meta), checkpoint_channels(meta))
     make_sure(len(x) >= 2, "--training needs a batch of at least 2 inputs (BatchNorm on batch "
               "statistics); give more images or --random N")
     rows = keras_rows(meta["name_table"])
     twin = float64_twin(model)
+    if freeze_bn:
+        batchnorm_in_inference(model)
+        batchnorm_in_inference(twin)
     pairs, probe = probe_of(model)
     probe64 = probe_of(twin)[1]
     compare = Comparison(model, net, canonical, rows, pairs, probe, probe64, twin, x, y, atol)
@@ -161,7 +190,7 @@ def run_training_parity(keras_path, prefix, images=(), labels_from=None, random_
         r for name in optimizers for r in compare.optimizer_step(name)]
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch, "inputs": names,
                "labels": [int(v) for v in y], "classes": classes,
-               "identity_in_keras": replaced, "atol": atol}
+               "identity_in_keras": replaced, "atol": atol, "freeze_bn": freeze_bn}
     return records, details
 
 
@@ -177,6 +206,8 @@ class Comparison:
         self.twin_variables = keras_layer_variables(twin, canonical)
         self.keras_start = model.get_weights()
         self.twin_start = twin.get_weights()
+        self.twin_values = [v.numpy() for _, _, _, v, _ in self.twin_variables]
+        self.fused = keras2_fused_layers(model, len(x))
         self.mx_start = mxnet_values(net)
 
     def _keras_restart(self):
@@ -232,8 +263,11 @@ class Comparison:
             param, transform = self.rows[(canonical, role)]
             if role in ("moving_mean", "moving_variance"):
                 ours = to_keras_layout(m_after[param], transform)
+                exact = after64[i]
+                if role == "moving_variance" and layer in self.fused:   # float64 is unfused
+                    exact = bessel_corrected(exact, self.twin_values[i], *self.fused[layer])
                 statistics.append((role, layer, relative(ours, after[i]),
-                                   relative(after[i], after64[i])))
+                                   relative(after[i], exact)))
             elif trainable:
                 ours = to_keras_layout(m_grads[param], transform)
                 gradients.append(("gradient", layer, relative(ours, grads[i]),

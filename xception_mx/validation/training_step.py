@@ -21,6 +21,7 @@ float64 (``float64_twin``); each quantity passes within ``max(atol, 10 x that ro
 (gradients: at least ``GRADIENT_ATOL``).
 """
 import collections
+import functools
 
 import mxnet as mx
 import numpy as np
@@ -157,23 +158,52 @@ def keras_step(model, x_nchw, labels, optimizer=None):
     return float(loss), logits.numpy(), {id(v): g.numpy() for v, g in zip(variables, grads)}
 
 
+def batchnorm_in_inference(model):
+    """Call every BatchNorm layer of ``model`` in inference mode, its gamma and beta still
+    trained: in Keras, ``xception-finetune --freeze-bn`` (MXNet's ``use_global_stats``) is a
+    BatchNorm called with ``training=False`` while its layer stays trainable."""
+    for layer in _leaf_layers(model.layers):
+        if type(layer).__name__ == "BatchNormalization":
+            layer.call = functools.partial(_inference_call, layer.call)
+    return model
+
+
+def _inference_call(call, inputs, *args, **kwargs):
+    kwargs["training"] = False
+    return call(inputs, *args, **kwargs)
+
+
+def _leaf_layers(layers):
+    """Every layer, a nested model's layers in its place."""
+    for layer in layers:
+        if type(layer).__name__ in ("Functional", "Model", "Sequential"):
+            yield from _leaf_layers(layer.layers)
+        else:
+            yield layer
+
+
 def keras_layer_variables(model, canonical):
     """``[(keras layer name, canonical layer, role, variable, trainable)]`` of every weighted
     layer of ``model`` (a nested model's layers too); ``canonical``: Keras name -> the name
     table's layer name (the base's auto-named residual layers), others keep their names."""
     found = []
-
-    def walk(layers):
-        for layer in layers:
-            if type(layer).__name__ in ("Functional", "Model", "Sequential"):
-                walk(layer.layers)
-                continue
-            trainable = {id(v) for v in layer.trainable_weights}
-            for v in layer.weights:
-                found.append((layer.name, canonical.get(layer.name, layer.name),
-                              keras_variable_role(v), v, id(v) in trainable))
-    walk(model.layers)
+    for layer in _leaf_layers(model.layers):
+        trainable = {id(v) for v in layer.trainable_weights}
+        for v in layer.weights:
+            found.append((layer.name, canonical.get(layer.name, layer.name),
+                          keras_variable_role(v), v, id(v) in trainable))
     return found
+
+
+def keras2_fused_layers(model, batch):
+    """``{layer name: (momentum, n)}`` of the BatchNorm layers Keras 2 runs fused in
+    ``model`` (``n``: values per channel in a batch of ``batch``), whose moving variance
+    averages the Bessel-corrected batch variance (``training.keras2_statistics``)."""
+    return {layer.name: (float(layer.momentum),
+                         batch * int(np.prod(layer.input.shape[1:-1])))
+            for layer in _leaf_layers(model.layers)
+            if type(layer).__name__ == "BatchNormalization" and getattr(layer, "fused", False)
+            and type(layer).__module__.startswith("tf_keras")}
 
 
 def float64_twin(model):

@@ -12,6 +12,7 @@ from xception_mx.conversion.transfer.architecture import read_transfer
 from xception_mx.conversion.keras_reader import read_keras_file
 from xception_mx.conversion.transfer.keras_config import model_config
 from xception_mx.errors import InputError
+from xception_mx.model.training_only import inference_layers, inference_spec
 from xception_mx.model.transfer import (PREPROCESSED_OUTPUT, branches, head_layers,
                                         layer_output_name)
 
@@ -40,6 +41,7 @@ def structure(spec):
     """What must agree between a Keras file and a checkpoint: the layers and
     their settings (a Normalization's statistics are compared as outputs, and
     may be in the config or in the weights)."""
+    spec = inference_spec(spec)        # checkpoints before #28 did not record the others
     preprocess = [{k: v for k, v in op.items() if k not in ("mean", "variance")}
                   for op in spec["preprocess"]]
     return {"preprocess": preprocess, "base": spec["base"], "head": spec["head"],
@@ -182,7 +184,7 @@ def transfer_probe(model, transfer, training=False, layers=None, base_training=N
         for _, name, mx in layer_pairs(model, only=set(transfer.base_layers)):
             pairs.append((name, mx, ("outer", len(outer))))
             outer.append(model.get_layer(name).output)
-    for layer in head_layers(spec) if layers is None else layers:
+    for layer in inference_layers(head_layers(spec) if layers is None else layers):
         pairs.append((layer["name"], layer_output_name(layer["name"]), ("outer", len(outer))))
         outer.append(model.get_layer(layer["name"]).output)
     outer_run = probe_model(model, model.inputs, outer, training)

@@ -21,6 +21,7 @@ JSON-ready data (recorded in ``PREFIX-meta.json``, from which
 import collections
 
 from xception_mx.model.transfer import check_spec
+from xception_mx.model.training_only import inference_layers
 from xception_mx.model.transfer_inputs import preprocessed_size
 from xception_mx.model.xception import RGB
 
@@ -219,7 +220,7 @@ def read_transfer(path, config, declared_size=None):
     branches = [{"name": layer_name(fork[-1]), "layers": _entries(path, fork)}
                 for fork in forks]
     for branch in branches:
-        make_sure(branch["layers"], "%s: output '%s' computes nothing after the outputs fork "
+        make_sure(inference_layers(branch["layers"]), "%s: output '%s' computes nothing after the outputs fork "
                   "(only layers that are the identity at inference)", path, branch["name"])
     if cls != "Sequential":
         used = {layer_name(l) for l in chain + sum(forks, [])} | set(base_layers)

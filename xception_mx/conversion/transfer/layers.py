@@ -3,7 +3,10 @@ network description (``xception_mx.model.transfer``): a head layer, or the
 preprocessing operations of a layer before the base.  Anything else is
 refused with the layer's name and class.
 """
+from xception_mx.model.augmentation import augmentation_op
 from xception_mx.model.head_layers import ACTIVATIONS, IDENTITY_LAYERS
+from xception_mx.model.regularizers import regularizer_entry
+from xception_mx.model.training_only import REGULARIZER_CLASSES
 from xception_mx.model.transfer_inputs import INTEGER_RANGES, RESIZE_INTERPOLATIONS
 from xception_mx.model.xception import MIN_INPUT_SIZE
 
@@ -23,6 +26,8 @@ SCALAR_OPS = {
 }
 COMMUTATIVE = ("add", "multiply")
 PREPROCESSING_CLASSES = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
+AUGMENTATION_CLASSES = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                        "RandomContrast", "RandomBrightness")
 SUPPORTED_TEXT = ("supported: InputLayer, Rescaling, Normalization, Resizing, CenterCrop, "
                   "preprocess_input "
                   "arithmetic, identity augmentation layers; the Xception base; "
@@ -98,6 +103,8 @@ def resize_op(path, layer):
 def head_entry(path, layer):
     """The head spec entry of one layer (``None`` for identity layers)."""
     cls, cfg, name = layer.get("class_name"), layer.get("config", {}), layer_name(layer)
+    if cls in REGULARIZER_CLASSES:
+        return regularizer_entry(cls, name, cfg)
     if cls in IDENTITY_LAYERS:
         return None
     if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
@@ -140,6 +147,13 @@ def head_entry(path, layer):
 def preprocess_ops(path, layer):
     """The preprocessing operations of one layer before the base."""
     cls, cfg, name = layer.get("class_name"), layer.get("config", {}), layer_name(layer)
+    if cls in REGULARIZER_CLASSES:          # noise on the images, say: acts in training
+        return [dict(regularizer_entry(cls, name, cfg), op="regularize")]
+    if cls in AUGMENTATION_CLASSES:
+        try:
+            return [augmentation_op(cls, name, cfg)]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConversionError("%s: layer '%s' (%s): %s" % (path, name, cls, exc))
     if cls in IDENTITY_LAYERS:
         return []
     if cls == "Sequential":
@@ -147,7 +161,7 @@ def preprocess_ops(path, layer):
         for inner in cfg.get("layers", []):
             if inner.get("class_name") in INPUT_CLASSES:
                 continue
-            make_sure(inner.get("class_name") in IDENTITY_LAYERS or
+            make_sure(inner.get("class_name") in IDENTITY_LAYERS + AUGMENTATION_CLASSES or
                       inner.get("class_name") in PREPROCESSING_CLASSES,
                       "%s: layer '%s' (%s) inside '%s': not a preprocessing layer; %s", path,
                       layer_name(inner), inner.get("class_name"), name, SUPPORTED_TEXT)

@@ -2,13 +2,15 @@
 meta's spec (``model.transfer``) and takes the checkpoint's weights through
 the inverse layout transforms, bit-exactly.
 
-Layer names and weights are the original model's.  What the checkpoint does
-not hold is not rebuilt: layers that are the identity at inference
-(augmentation, Dropout, GaussianNoise...).  ``preprocess_input``'s arithmetic
+Layer names and weights are the original model's.  The layers that act only in training
+(Dropout and its kin, the augmentation layers) come back with their settings; those the
+checkpoint does not hold (``ActivityRegularization``, checkpoints written before they were
+recorded) are not rebuilt.  ``preprocess_input``'s arithmetic
 comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
 ``Rescaling``, ``Resizing`` and ``CenterCrop`` as themselves, a ``Normalization`` with its mean
 and variance in its config.
 """
+from xception_mx.model.training_only import is_training_only
 from xception_mx.model.transfer import branches, head_has_flatten, head_layers
 from xception_mx.model.transfer_inputs import preprocessed_size, spec_channels
 
@@ -66,6 +68,9 @@ def _preprocess(keras, x, spec, params, where):
         if op["op"] == "center_crop":
             x = keras.layers.CenterCrop(*op["size"], name=op.get("name"))(x)
             continue
+        if is_training_only(op):
+            x = _training_layer(keras, op)(x)
+            continue
         stats = []
         for stat in ("mean", "variance"):
             name = "%s_%s" % (op["name"], stat)
@@ -75,8 +80,44 @@ def _preprocess(keras, x, spec, params, where):
     return x
 
 
+def _training_layer(keras, entry):
+    """The Keras layer of a training-only head entry or augmentation operation."""
+    layers, name, kind = keras.layers, entry["name"], entry.get("op")
+    sampling = {k: entry[k] for k in ("fill_mode", "interpolation", "fill_value") if k in entry}
+    if kind == "random_flip":
+        return layers.RandomFlip(entry["mode"], name=name)
+    if kind == "random_rotation":
+        return layers.RandomRotation([d / 360.0 for d in entry["degrees"]], name=name,
+                                     **sampling)
+    if kind == "random_zoom":
+        width = entry["width_zoom"]
+        return layers.RandomZoom([z - 1.0 for z in entry["height_zoom"]],
+                                 None if width is None else [z - 1.0 for z in width],
+                                 name=name, **sampling)
+    if kind == "random_translation":
+        return layers.RandomTranslation(entry["height_shift"], entry["width_shift"], name=name,
+                                        **sampling)
+    if kind == "random_contrast":
+        low, high = entry["contrast"]
+        return layers.RandomContrast([1.0 - low, high - 1.0], value_range=entry["value_range"],
+                                     name=name)
+    if kind == "random_brightness":
+        return layers.RandomBrightness(entry["delta"], value_range=entry["value_range"],
+                                       name=name)
+    cls = entry["class"]
+    if cls == "GaussianNoise":
+        return layers.GaussianNoise(entry["stddev"], name=name)
+    if cls in ("Dropout", "AlphaDropout"):
+        shape = entry.get("noise_shape")
+        return getattr(layers, cls)(entry["rate"], noise_shape=tuple(shape) if shape else None,
+                                    name=name)
+    return getattr(layers, cls)(entry["rate"], name=name)      # SpatialDropout2D, Gaussian...
+
+
 def _head_layer(keras, layer):
     cls, name, layers = layer["class"], layer["name"], keras.layers
+    if is_training_only(layer):
+        return _training_layer(keras, layer)
     if cls == "Dense":
         return layers.Dense(layer["units"], activation=layer["activation"],
                             use_bias=layer["use_bias"], name=name)

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from xception_mx.model.augmentation import with_keras_draws
 from xception_mx.model.transfer import TransferNet, head_has_flatten, head_layers
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input, spec_channels
 
@@ -138,7 +139,7 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
     """A ``(net, rows, match, arrays)`` for the transfer model of ``keras_file``."""
     path = keras_file.path
     transfer = read_transfer(path, config)
-    spec = transfer.spec
+    spec = with_keras_draws(transfer.spec, keras_file.attrs.get("keras_version"))
     if input_shape is not None:
         try:
             size = check_model_input(spec, tuple(input_shape))

@@ -1,0 +1,52 @@
+"""The export of a fine-tuning run: its best epoch written as a checkpoint in the format
+``keras2mxnet`` writes (``OUT/model-symbol.json``, ``-0000.params``, ``-meta.json``,
+``-labels.txt``), the model with its own output."""
+import mxnet as mx
+
+from xception_mx.atomic import write_text
+from xception_mx.model.preprocess import input_convention
+from xception_mx.model.transfer import TransferNet, network_symbol
+from xception_mx.model.xception import Xception
+from xception_mx.serving.checkpoint import write_checkpoint
+from xception_mx.serving.labels import labels_path
+
+EXPORT_NAME = "model"
+
+
+def model_input_shape(config):
+    """``(H, W, C)`` of the run's plain Xception (C: the pretrained checkpoint's channels)."""
+    return tuple(config["input_shape"]) + (config.get("channels", 3),)
+
+
+def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None,
+                frozen=(), source=None):
+    """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
+    ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
+    with a softmax, or the transfer model with its own output; ``frozen``: the run's frozen
+    layers, recorded so that a run from the export keeps them; ``source``: the Keras file the
+    pretrained checkpoint came from (its version decides how a next run trains)."""
+    size = tuple(config["input_shape"])
+    if transfer_spec:
+        net = TransferNet(transfer_spec, input_shape=size)
+    else:
+        net = Xception(classes=num_classes, classifier_activation="softmax",
+                       input_shape=model_input_shape(config))
+    params = net.collect_params()
+    params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
+    arg_params, aux_params = {}, {}
+    symbol = network_symbol(net)
+    aux_names = set(symbol.list_auxiliary_states())
+    for name, param in params.items():
+        (aux_params if name in aux_names else arg_params)[name] = param.data().asnumpy()
+    prefix = run_dir.file(EXPORT_NAME)
+    meta = {"producer": "xception-mx xception-finetune", "model": net.config(),
+            "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
+            "classes": classes,
+            "input": input_convention(size, transfer_spec, net.config()["channels"]),
+            "training": config,
+            "frozen_layers": list(frozen)}
+    if source:
+        meta["source"] = source
+    write_text(labels_path(prefix), "\n".join(classes) + "\n")
+    write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
+    return prefix

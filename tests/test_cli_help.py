@@ -12,12 +12,14 @@ PARSERS = {"keras2mxnet": "xception_mx.conversion.cli", "mxnet2keras": "xception
            "xception-finetune": "xception_mx.training.finetune",
            "xception-pack": "xception_mx.training.pack",
            "xception-quantize": "xception_mx.serving.quantize",
-           "xception-launch": "xception_mx.training.launch"}
+           "xception-launch": "xception_mx.training.launch",
+           "xception-evaluate": "xception_mx.evaluation.cli"}
 SHOWN = {"xception-finetune": ["(default: 10)", "(default: 32)", "(default: 0.01)",
                                "(default: nag)", "(default: cosine)"],
          "xception-predict": ["(default: 5)", "(default: 8)"],
          "xception-pack": ["(default: 95)"],
          "xception-launch": ["(default: 1)", "(default: 30.0)"],
+         "xception-evaluate": ["(default: crop)", "(default: 32)", "(default: 0.0)"],
          "mxnet2keras": [".weights.h5", "[validate]"]}
 
 

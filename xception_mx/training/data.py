@@ -28,7 +28,7 @@ def labels_file_of_rec(rec_path):
     return os.path.splitext(rec_path)[0] + ".labels.txt"
 
 
-def scan_image_folder(root):
+def scan_image_folder(root, min_classes=2):
     """``(class names, [(path, label)])`` of a folder with one subfolder per class.
 
     Raises:
@@ -39,8 +39,8 @@ def scan_image_folder(root):
                      if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     make_sure(classes, "%s: no class subfolders (expected one subfolder of images per class)",
               root)
-    make_sure(len(classes) >= 2, "%s: only one class ('%s'); fine-tuning a classifier needs at "
-              "least two", root, classes[0])
+    make_sure(len(classes) >= min_classes, "%s: only one class ('%s'); fine-tuning a classifier "
+              "needs at least two", root, classes[0])
     samples = []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -63,9 +63,9 @@ def check_images(paths):
 class FolderSource:
     """Encoded images and labels of an image folder."""
 
-    def __init__(self, root):
+    def __init__(self, root, min_classes=2):
         self.root = root
-        self.classes, self.samples = scan_image_folder(root)
+        self.classes, self.samples = scan_image_folder(root, min_classes)
         check_images(path for path, _ in self.samples)
 
     def __len__(self):
@@ -89,7 +89,7 @@ class RecordSource:
     their own handle.
     """
 
-    def __init__(self, rec_path):
+    def __init__(self, rec_path, min_classes=2):
         self.rec_path = rec_path
         self.idx_path = os.path.splitext(rec_path)[0] + ".idx"
         make_sure(os.path.isfile(rec_path), "%s: no such RecordIO file", rec_path)
@@ -109,8 +109,8 @@ class RecordSource:
                 self.classes = [line.rstrip("\n") for line in f if line.strip()]
         else:
             self.classes = ["class %d" % i for i in range(max(self.labels) + 1)]
-        make_sure(len(set(self.labels)) >= 2, "%s: only one class; fine-tuning a classifier "
-                  "needs at least two", rec_path)
+        make_sure(len(set(self.labels)) >= min_classes, "%s: only one class; fine-tuning a "
+                  "classifier needs at least two", rec_path)
         make_sure(max(self.labels) < len(self.classes), "%s: label %d but %s names %d classes",
                   rec_path, max(self.labels), labels_path, len(self.classes))
 
@@ -143,11 +143,12 @@ class RecordSource:
         return "%s#%d" % (self.rec_path, self.keys[i])
 
 
-def open_source(path):
-    """A ``RecordSource`` for ``.rec`` files, a ``FolderSource`` for folders."""
+def open_source(path, min_classes=2):
+    """A ``RecordSource`` for ``.rec`` files, a ``FolderSource`` for folders (``min_classes``:
+    fewer are refused; fine-tuning needs two)."""
     if str(path).endswith(".rec"):
-        return RecordSource(path)
-    return FolderSource(path)
+        return RecordSource(path, min_classes)
+    return FolderSource(path, min_classes)
 
 
 def split_indices(labels, fraction, seed):

@@ -1,0 +1,76 @@
+"""``xception-evaluate PREFIX DATA``: accuracy, per-class scores, confusion matrix,
+calibration and the misclassified images of a checkpoint on a labelled image folder or
+RecordIO."""
+import sys
+
+from xception_mx.cli import Parser, run
+
+from .data import TRANSFORMS
+from .report import format_table, write_files, write_report
+
+PROG = "xception-evaluate"
+
+
+def build_parser():
+    p = Parser(prog=PROG, description="Score a checkpoint on a labelled image folder or "
+               "RecordIO: accuracy, per-class precision/recall/F1, confusion matrix, "
+               "calibration, the misclassified images; against Keras or another precision on "
+               "the same images.")
+    p.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix")
+    p.add_argument("data", metavar="DATA", help="image folder (one subfolder per class) or "
+                   ".rec from xception-pack")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
+                   help="auto: the checkpoint's own (fp32 unless written by xception-quantize)")
+    p.add_argument("--transform", choices=TRANSFORMS, default="crop",
+                   help="crop: xception-finetune's validation (resize, centre crop 87.5%%); "
+                        "keras: image_dataset_from_directory's bilinear resize, no crop")
+    p.add_argument("--labels", metavar="FILE", help="the model's class names, one per line "
+                   "(default: PREFIX-labels.txt, or ImageNet's for 1000 classes)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
+    p.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
+    p.add_argument("--keras", metavar="FILE", help="also run the Keras model the checkpoint was "
+                   "converted from (Keras itself, safe_mode) on the same inputs: both "
+                   "accuracies, their top-1 agreement, every image where it differs")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="with --keras: the share of images whose top-1 may differ before the "
+                        "exit status is 1")
+    p.add_argument("--compare", choices=("fp32", "bf16", "int8"), metavar="PRECISION",
+                   help="also run the checkpoint at this precision (fp32, bf16, int8) on the "
+                        "same inputs: what the other precision costs")
+    p.add_argument("--report", metavar="JSON", help="write every score as JSON")
+    p.add_argument("--out", metavar="DIR", help="write the CSVs and PNGs here")
+    return p
+
+
+def _main(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
+    if args.workers < 0:
+        parser.error("--workers must be >= 0, got %d" % args.workers)
+    if not 0.0 <= args.tolerance <= 1.0:
+        parser.error("--tolerance is a share of the images, in [0, 1]; got %g" % args.tolerance)
+    if args.tolerance and not args.keras:
+        parser.error("--tolerance goes with --keras")
+    from .run import evaluate
+    report = evaluate(args.prefix, args.data, args.precision, args.transform, args.batch_size,
+                      args.workers, args.labels, args.epoch, args.keras, args.compare,
+                      log=lambda line: print(line, file=sys.stderr))
+    print(format_table(report))
+    if args.out:
+        for path in write_files(report, args.out).values():
+            print("wrote %s" % path)
+    if args.report:
+        write_report(report, args.report)
+        print("wrote %s" % args.report)
+    if args.keras and 1.0 - report["agreement"] > args.tolerance:
+        print("FAIL: %d of %d images have another top-1 in Keras (--tolerance %g)" % (
+            len(report["keras_disagreements"]), report["images"], args.tolerance))
+        return 1
+    return 0
+
+
+def main(argv=None):
+    return run(PROG, _main, argv)

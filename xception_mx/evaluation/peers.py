@@ -1,0 +1,55 @@
+"""What an evaluation compares the checkpoint with, on the same decoded inputs: the Keras model
+it was converted from (``--keras``, run by Keras itself, ``safe_mode``), or the checkpoint at
+another precision (``--compare``)."""
+import numpy as np
+
+from xception_mx.errors import make_sure
+from xception_mx.serving.loading import checkpoint_channels, is_transfer
+from xception_mx.serving.runtime import Model
+
+
+def softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probabilities_of(kind, outputs):
+    """Class probabilities of a classifier's raw outputs (``kind``: logits or probabilities)."""
+    return softmax(outputs) if kind == "logits" else outputs
+
+
+def keras_scorer(keras_path, prefix, meta, input_size, classes, batch_size):
+    """``outputs(x_nchw)``: the Keras model's raw outputs (logits or probabilities, as the
+    checkpoint's) for inputs in the checkpoint's convention."""
+    from xception_mx.validation import keras_side, transfer
+    from xception_mx.validation.parity import load_keras_reference
+    if is_transfer(meta):
+        transfer.read_file_transfer(keras_path, meta["model"]["transfer"], prefix)
+        model, _ = transfer.as_converted(transfer.load_transfer_model(keras_path), input_size)
+    else:
+        model = load_keras_reference(keras_path, prefix, True, classes, None, input_size,
+                                     checkpoint_channels(meta))
+    return lambda x: np.asarray(keras_side.keras_predict(model, x, batch_size), np.float64)
+
+
+def precision_scorer(prefix, precision, batch_size, epoch=0):
+    """``(outputs(x_nchw), kind)`` of the checkpoint at ``precision``."""
+    model = Model(prefix, precision, epoch, batch_size)
+    return (lambda x: np.asarray(model.logits(x), np.float64)), model.kind
+
+
+def agreement(ours, theirs, labels, names, paths):
+    """How two sets of probabilities agree: ``(fraction with the same top-1, [the images
+    where it differs])``."""
+    mine, other = ours.argmax(axis=1), theirs.argmax(axis=1)
+    differ = np.flatnonzero(mine != other)
+    return float(1.0 - len(differ) / max(len(labels), 1)), [
+        {"path": paths[i], "true": names[labels[i]], "predicted": names[mine[i]],
+         "other": names[other[i]], "probability": float(ours[i, mine[i]]),
+         "other_probability": float(theirs[i, other[i]])} for i in differ]
+
+
+def check_compare(precision, model_precision):
+    make_sure(precision != model_precision, "--compare %s: the checkpoint already runs at %s; "
+              "compare with another precision", precision, precision)

@@ -1,0 +1,92 @@
+"""Evaluate a checkpoint on a labelled folder or RecordIO: decode in worker processes, run the
+fast path (and the peers compared, on the same inputs), score."""
+import os
+
+import numpy as np
+
+from xception_mx.errors import make_sure
+from xception_mx.progress import progress
+from xception_mx.serving.loading import takes_raw_pixels
+from xception_mx.serving.runtime import Model
+from xception_mx.training.data import labels_file_of_rec, open_source
+
+from . import peers
+from .classes import class_mapping, display_names, model_names
+from .data import EvaluationImages, loader
+from .metrics import top_k
+from .report import build_report
+
+CLASSIFIER_KINDS = ("logits", "probabilities")
+
+
+def open_labelled(path):
+    """The data source, refused in one line without the class names evaluation matches."""
+    if str(path).endswith(".rec"):
+        make_sure(os.path.isfile(labels_file_of_rec(path)), "%s: no labels file %s next to it "
+                  "(xception-pack writes one); evaluation matches classes by name", path,
+                  labels_file_of_rec(path))
+    return open_source(path, min_classes=1)
+
+
+def check_classifier(model):
+    make_sure(not model.outputs and model.kind in CLASSIFIER_KINDS, "%s: its output is %s; "
+              "xception-evaluate scores single-label classifiers (a softmax or logits output)",
+              model.prefix, "several outputs" if model.outputs else model.kind)
+
+
+def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, workers=2,
+             labels=None, epoch=0, keras=None, compare=None, log=print):
+    """The report of checkpoint ``prefix`` on ``data``; with ``keras`` (the Keras file it was
+    converted from) or ``compare`` (another precision), theirs on the same inputs too."""
+    model = Model(prefix, precision, epoch, batch_size)
+    check_classifier(model)
+    if compare:
+        peers.check_compare(compare, model.precision)
+    source = open_labelled(data)
+    classes = int(model.meta.get("model", {}).get("classes") or 0)
+    make_sure(classes > 0, "%s: the meta does not say how many classes the model has", prefix)
+    names = model_names(prefix, classes, labels)
+    mapping, warning = class_mapping(source.classes, names, classes, data)
+    if warning:
+        log("warning: %s" % warning)
+    scorers = {"model": lambda x: np.asarray(model.logits(x), np.float64)}
+    if keras:
+        scorers["keras"] = peers.keras_scorer(keras, prefix, model.meta, model.input_size,
+                                              classes, batch_size)
+    if compare:
+        scorers["compare"], compare_kind = peers.precision_scorer(prefix, compare, batch_size,
+                                                                  epoch)
+    dataset = EvaluationImages(source, model.input_size, mapping, transform,
+                               takes_raw_pixels(model.meta), model.channels)
+    outputs = {name: [] for name in scorers}
+    truths, order = [], []
+    with progress(total=len(dataset), desc="evaluate", unit="image") as bar:
+        for x, y, index in loader(dataset, batch_size, workers):
+            batch = x.asnumpy()
+            for name, scorer in scorers.items():
+                outputs[name].append(scorer(batch))
+            truths.append(y.asnumpy())
+            order.append(index.asnumpy())
+            bar.update(len(y))
+    raw = {name: np.concatenate(parts) for name, parts in outputs.items()}
+    truth = np.concatenate(truths).astype(np.int64)
+    paths = [source.name(int(i)) for i in np.concatenate(order)]
+    shown = display_names(names, classes)
+    probabilities = peers.probabilities_of(model.kind, raw["model"])
+    report = build_report(probabilities, truth, shown, paths)
+    report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,
+                  transform=transform)
+    if keras:
+        theirs = peers.probabilities_of(model.kind, raw["keras"])
+        report.update(keras=str(keras), keras_top1=top_k(theirs, truth, 1),
+                      keras_top5=top_k(theirs, truth, 5),
+                      max_abs_deviation=float(np.abs(raw["model"] - raw["keras"]).max()))
+        report["agreement"], report["keras_disagreements"] = peers.agreement(
+            probabilities, theirs, truth, shown, paths)
+    if compare:
+        theirs = peers.probabilities_of(compare_kind, raw["compare"])
+        same, differing = peers.agreement(probabilities, theirs, truth, shown, paths)
+        report["compare"] = {"precision": compare, "top1": top_k(theirs, truth, 1),
+                             "top5": top_k(theirs, truth, 5), "agreement": same,
+                             "disagreements": differing}
+    return report

@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 # the manual, in the order a reader follows it (later pages use what earlier ones wrote)
 PAGES = ["README.md"] + ["docs/%s.md" % name for name in (
-    "install", "conversion", "own-model", "parity", "predict", "finetune", "distributed",
+    "install", "conversion", "own-model", "parity", "predict", "evaluate", "finetune", "distributed",
     "api", "robustness", "design", "testing")]
 README_LINES = 150
 TAG = re.compile(r"<!--\s*readme-test:\s*(\S+)\s*-->")

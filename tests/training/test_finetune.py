@@ -98,6 +98,13 @@ def test_finetune_from_converted_checkpoint_learns_the_classes(work, tmp_path):
     best = json.loads((out / "best.json").read_text())
     assert best["metrics"]["val_top1"] == best_val      # the best epoch is the one exported
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # xception-evaluate's report of the export on the validation images (issue #29): the
+    # score the run measured on them, from the export's fast path
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["images"] == 30 and abs(evaluation["top1"] - best_val) <= 1 / 30
+    assert sum(map(sum, evaluation["confusion_matrix"])) == 30
+    assert (out / "evaluation" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert "the export on the 30 validation images: top-1" in result.stdout
     assert (out / "model-labels.txt").read_text().split() == [
         "checkerboard", "horizontal_stripes", "vertical_stripes"]
     meta = json.loads((out / "model-meta.json").read_text())

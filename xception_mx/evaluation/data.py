@@ -43,20 +43,22 @@ def keras_resize(pixels, size):
 
 
 class EvaluationImages(gluon.data.Dataset):
-    """``(input, model class, index)`` of every image of a source (``training.data``'s folder or
-    RecordIO), decoded to ``channels`` and transformed to ``input_size`` by ``transform``, in
+    """``(input, model class, index)`` of the images of a source (``training.data``'s folder or
+    RecordIO; ``indices``: which, default all), decoded to ``channels`` and transformed to ``input_size`` by ``transform``, in
     the checkpoint's convention (``raw`` 0..255 pixels, else ``x / 127.5 - 1``); ``model_class``:
     the model's class of each of the source's labels."""
 
     def __init__(self, source, input_size, model_class, transform="crop", raw=False,
-                 channels=3):
+                 channels=3, indices=None):
         self.source, self.input_size, self.model_class = source, tuple(input_size), model_class
         self.transform, self.raw, self.channels = transform, raw, channels
+        self.indices = list(range(len(source)) if indices is None else indices)
 
     def __len__(self):
-        return len(self.source)
+        return len(self.indices)
 
-    def __getitem__(self, index):
+    def __getitem__(self, position):
+        index = self.indices[position]
         with Image.open(io.BytesIO(self.source.read(index))) as img:
             img = img.convert(PIL_MODES[self.channels])
             if self.transform == "keras":

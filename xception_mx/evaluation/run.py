@@ -35,14 +35,16 @@ def check_classifier(model):
 
 
 def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, workers=2,
-             labels=None, epoch=0, keras=None, compare=None, log=print):
-    """The report of checkpoint ``prefix`` on ``data``; with ``keras`` (the Keras file it was
+             labels=None, epoch=0, keras=None, compare=None, log=print, indices=None):
+    """The report of checkpoint ``prefix`` on ``data`` (a path, or an opened ``training.data``
+    source and the ``indices`` of its images to score); with ``keras`` (the Keras file it was
     converted from) or ``compare`` (another precision), theirs on the same inputs too."""
     model = Model(prefix, precision, epoch, batch_size)
     check_classifier(model)
     if compare:
         peers.check_compare(compare, model.precision)
-    source = open_labelled(data)
+    source = open_labelled(data) if isinstance(data, (str, os.PathLike)) else data
+    data = getattr(source, "root", None) or getattr(source, "rec_path", data)
     classes = int(model.meta.get("model", {}).get("classes") or 0)
     make_sure(classes > 0, "%s: the meta does not say how many classes the model has", prefix)
     names = model_names(prefix, classes, labels)
@@ -57,7 +59,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
         scorers["compare"], compare_kind = peers.precision_scorer(prefix, compare, batch_size,
                                                                   epoch)
     dataset = EvaluationImages(source, model.input_size, mapping, transform,
-                               takes_raw_pixels(model.meta), model.channels)
+                               takes_raw_pixels(model.meta), model.channels, indices)
     outputs = {name: [] for name in scorers}
     truths, order = [], []
     with progress(total=len(dataset), desc="evaluate", unit="image") as bar:

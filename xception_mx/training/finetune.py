@@ -17,7 +17,8 @@ from xception_mx.model.preprocess import rescales_inside
 from xception_mx.model.training_only import augments, seed_step
 from xception_mx.progress import progress
 from xception_mx.serving.loading import read_meta
-from xception_mx.training.export import EXPORT_NAME, export_best, model_input_shape
+from xception_mx.training.export import (EXPORT_NAME, evaluate_export, export_best,
+                                         model_input_shape)
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, keras_settings
@@ -267,6 +268,13 @@ def run_finetune(config, log=print):
     if lead:
         export_best(run_dir, best["epoch"], num_classes, config, data.classes, history,
                     export_spec, frozen, pretrained_meta.get("source"))
+        if data.val_set is not None:
+            report = evaluate_export(run_dir, data.val_set, config, log)
+            log("%s: the export on the %d validation images: top-1 %.4f, top-%d %.4f, loss "
+                "%.4f, ECE %.4f; per class and confusion matrix in %s, %s" % (
+                    PROG, report["images"], report["top1"], report["top_k"], report["top5"],
+                    report["loss"], report["ece"], run_dir.file("evaluation.json"),
+                    run_dir.file("evaluation")))
     scored_on = "validation" if data.val_loader is not None else \
         "training (no validation data: --val or --val-split)"
     log("best epoch %d (%s top-1 %.3f); exported %s-symbol.json, -0000.params, "

@@ -285,6 +285,52 @@ def depthwise_section():
     return text + table(["channels x size", "MXNet ms", "TF ms", "MXNet speed vs TF"], rows)
 
 
+EVALUATION_BATCH = 32
+EVALUATION_SYNSETS = ("n01440764", "n02123045", "n03781244")   # tench, tabby, monastery
+EVALUATION_COPIES = 32                                           # images per class
+
+
+def evaluation_folder():
+    """A labelled ImageNet-style folder (synset subfolders) of the test photos' JPEGs, copied
+    ``EVALUATION_COPIES`` times per class."""
+    import shutil
+    folder = os.path.join(DEMO, "evaluation")
+    photos = sorted(os.path.join(PHOTOS, n) for n in os.listdir(PHOTOS) if n.endswith(".jpg"))
+    for synset in EVALUATION_SYNSETS:
+        os.makedirs(os.path.join(folder, synset), exist_ok=True)
+        for i in range(EVALUATION_COPIES):
+            target = os.path.join(folder, synset, "%03d.jpg" % i)
+            if not os.path.exists(target):
+                shutil.copy(photos[i % len(photos)], target)
+    return folder
+
+
+def evaluation_section():
+    folder = evaluation_folder()
+    batch = str(EVALUATION_BATCH)
+    runs = {"network alone (fast path, fp32, xception-predict's padding)": (
+                "infer_mxnet", {"prefix": PREFIX, "mode": "fused", "pad_channels": "auto",
+                                "batches": [EVALUATION_BATCH]}),
+            "xception-evaluate (2 decoding workers, the same network)": (
+                "evaluate_folder", {"prefix": PREFIX, "folder": folder,
+                                    "batch": EVALUATION_BATCH})}
+    results = repeated(runs)
+    network = rate_stats(results[list(runs)[0]], batch)[1]
+    rows = []
+    for name, rs in results.items():
+        low, med = rate_stats(rs, batch)
+        high = max(r["images_per_s"][batch] for r in rs)
+        rows.append([name, "%.2f / %.2f / %.2f" % (low, med, high), "%.2fx" % (med / network)])
+    ratio = rate_stats(results[list(runs)[1]], batch)[1] / network
+    text = ("xception-evaluate on %d JPEGs of 3 ImageNet synset folders (the test photos, "
+            "decoded, resized and centre-cropped to 299x299 in worker processes), batch %d, "
+            "images/s after the first batch, min / median / max of %d alternating runs; ratio "
+            "to the network alone at the same batch.  Target: >= 0.80x; measured %.2fx (%s).\n\n"
+            % (3 * EVALUATION_COPIES, EVALUATION_BATCH, REPEATS, ratio,
+               "met" if ratio >= 0.8 else "missed"))
+    return text + table(["run", "images/s", "vs the network alone"], rows)
+
+
 def sections_of(text):
     """``{title: body}`` of a BENCHMARKS.md."""
     found, title = {}, None
@@ -331,7 +377,8 @@ def main():
                 ("3b", "3b. Where the int8 and bf16 time goes: oneDNN primitives",
                  reduced_primitives_section),
                 ("4", "4. Training step", lambda: training_section()[0]),
-                ("5", "5. Depthwise convolution micro-benchmark", depthwise_section)]
+                ("5", "5. Depthwise convolution micro-benchmark", depthwise_section),
+                ("7", "7. Evaluation throughput (xception-evaluate)", evaluation_section)]
     old = {}
     if only and os.path.exists(os.path.join(ROOT, "BENCHMARKS.md")):
         with open(os.path.join(ROOT, "BENCHMARKS.md")) as f:

@@ -282,7 +282,14 @@ def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=
     return {"primitives": table}
 
 
-WORKLOADS = {"primitives": primitives, "train_mxnet": train_mxnet, "train_keras": train_keras,
+def evaluate_folder(prefix, folder, batch=32, workers=2):
+    """xception-evaluate's loop on a labelled folder: images/s after its first batch."""
+    from xception_mx.evaluation.run import evaluate
+    report = evaluate(prefix, folder, batch_size=batch, workers=workers, log=lambda *_: None)
+    return {"images_per_s": {str(batch): report["images_per_s"]}, "top1": report["top1"]}
+
+
+WORKLOADS = {"evaluate_folder": evaluate_folder, "primitives": primitives, "train_mxnet": train_mxnet, "train_keras": train_keras,
              "train_keras_on_batch": train_keras_on_batch, "infer_keras": infer_keras,
              "infer_mxnet": infer_mxnet, "fidelity": fidelity, "depthwise": depthwise,
              "peak_gflops": peak_gflops, "int8_conv_rate": int8_conv_rate}

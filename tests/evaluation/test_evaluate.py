@@ -143,6 +143,12 @@ def test_a_folder_whose_classes_sort_in_another_order_scores_the_same(trained, t
     assert shuffled["confusion_matrix"] == ordered["confusion_matrix"]
     assert [shuffled["per_class"][n] for n in renamed] == \
         [ordered["per_class"][n] for n in classes]
+    # the same images packed as RecordIO (xception-pack keeps the encoded bytes)
+    assert run_tool("xception-pack", root / "val", tmp_path / "val").returncode == 0
+    packed, from_rec = _evaluate(root / "mx", tmp_path / "val.rec", tmp_path / "c")
+    assert packed.returncode == 0, packed.stderr
+    assert from_rec["confusion_matrix"] == ordered["confusion_matrix"]
+    assert from_rec["loss"] == pytest.approx(ordered["loss"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -213,6 +219,13 @@ def test_bad_inputs_are_one_line_and_write_nothing(trained, imagenet, tmp_path):
     assert run_tool("xception-pack", root / "val", tmp_path / "data").returncode == 0
     os.remove(tmp_path / "data.labels.txt")
     cases.append(((root / "mx", rec), ("data.rec", "no labels file")))
+    keras = import_keras()
+    features = keras.applications.Xception(weights=None, include_top=False, pooling="avg",
+                                           input_shape=SIZE + (3,))
+    features.save(str(tmp_path / "features.keras"))
+    assert run_tool("keras2mxnet", tmp_path / "features.keras", "-o",
+                    tmp_path / "features").returncode == 0
+    cases.append(((tmp_path / "features", root / "val"), ("features", "single-label")))
     for (prefix, data), fragments in cases:
         result = run_tool("xception-evaluate", prefix, data, "--report", tmp_path / "r.json",
                           "--out", tmp_path / "out", "--workers", 0)

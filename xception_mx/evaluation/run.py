@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a labelled folder or RecordIO: decode in worker processes, run the
 fast path (and the peers compared, on the same inputs), score."""
 import os
+import time
 
 import numpy as np
 
@@ -17,6 +18,24 @@ from .metrics import top_k
 from .report import build_report
 
 CLASSIFIER_KINDS = ("logits", "probabilities")
+
+
+class Rate:
+    """Images per second after the first batch (which also loads and optimises the network)."""
+
+    def __init__(self):
+        self.start, self.images, self.first = None, 0, 0
+
+    def batch_done(self, n):
+        if self.start is None:
+            self.start, self.first = time.perf_counter(), n
+        else:
+            self.images += n
+
+    @property
+    def rate(self):
+        elapsed = time.perf_counter() - self.start if self.start else 0.0
+        return self.images / elapsed if self.images and elapsed > 0 else None
 
 
 def open_labelled(path):
@@ -62,6 +81,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
                                takes_raw_pixels(model.meta), model.channels, indices)
     outputs = {name: [] for name in scorers}
     truths, order = [], []
+    timer = Rate()
     with progress(total=len(dataset), desc="evaluate", unit="image") as bar:
         for x, y, index in loader(dataset, batch_size, workers):
             batch = x.asnumpy()
@@ -70,6 +90,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
             truths.append(y.asnumpy())
             order.append(index.asnumpy())
             bar.update(len(y))
+            timer.batch_done(len(y))
     raw = {name: np.concatenate(parts) for name, parts in outputs.items()}
     truth = np.concatenate(truths).astype(np.int64)
     paths = [source.name(int(i)) for i in np.concatenate(order)]
@@ -77,7 +98,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
     probabilities = peers.probabilities_of(model.kind, raw["model"])
     report = build_report(probabilities, truth, shown, paths)
     report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,
-                  transform=transform)
+                  transform=transform, images_per_s=timer.rate)
     if keras:
         theirs = peers.probabilities_of(model.kind, raw["keras"])
         report.update(keras=str(keras), keras_top1=top_k(theirs, truth, 1),

@@ -25,9 +25,12 @@ REPORT_KEYS = {"top1", "top5", "loss", "images", "classes", "per_class", "confus
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A seeded transfer model Keras trained a few steps on generated textures (base frozen),
-    its checkpoint with the class names in Keras' order, and a validation folder."""
-    keras = import_keras()
+    """A seeded transfer model Keras trained on generated textures (base frozen), its
+    checkpoint with the class names in Keras' order, and a validation folder.  Keras 2
+    (tf-keras): Keras 3.15's metrics, and its fit on a tf.data dataset, fail under TF 2.17
+    ("dtype='string' is not a valid dtype"), and the bar is the accuracy evaluate prints."""
+    import_keras()                      # MXNet first, TensorFlow quiet
+    import tf_keras as keras
     root = tmp_path_factory.mktemp("evaluate")
     classes = write_shapes_dataset(str(root / "train"), per_class=10, size=(90, 80), seed=0)
     write_shapes_dataset(str(root / "val"), per_class=8, size=(84, 100), seed=1)
@@ -41,12 +44,9 @@ def trained(tmp_path_factory):
     x = keras.layers.BatchNormalization(name="features_bn")(x)
     outputs = keras.layers.Dense(len(classes), activation="softmax", name="out")(x)
     model = keras.Model(inputs, outputs)
-    # no metrics: Keras 3.15's metric objects fail under TF 2.17 ("dtype='string'"); the loss
-    # is model.evaluate's, the accuracy its argmax of model.predict
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    images, labels = _directory_dataset(root / "train", 10)
-    model.fit(images, labels, batch_size=10, epochs=2, shuffle=False, verbose=0)
-    path = str(root / "model.keras")
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(_directory_dataset(root / "train", 10), epochs=2, verbose=0)
+    path = str(root / "model.h5")
     model.save(path)
     assert run_tool("keras2mxnet", path, "-o", root / "mx").returncode == 0
     (root / "mx-labels.txt").write_text("\n".join(classes) + "\n")
@@ -54,14 +54,11 @@ def trained(tmp_path_factory):
 
 
 def _directory_dataset(folder, batch_size):
-    """``(images, labels)`` of ``image_dataset_from_directory``, as numpy: tf-keras' (Keras
-    3.15's, and its ``fit`` on any ``tf.data`` dataset, fail on TF 2.17's string tensors; both
-    decode and resize with TF, bilinear, no crop)."""
+    """Keras' ``image_dataset_from_directory`` (decoded and resized by TF, bilinear, no
+    crop), in sorted order."""
     import tf_keras
-    dataset = tf_keras.utils.image_dataset_from_directory(str(folder), image_size=SIZE,
-                                                          batch_size=batch_size, shuffle=False)
-    batches = list(dataset.as_numpy_iterator())
-    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+    return tf_keras.utils.image_dataset_from_directory(str(folder), image_size=SIZE,
+                                                       batch_size=batch_size, shuffle=False)
 
 
 def _evaluate(prefix, data, folder, *options):
@@ -85,14 +82,14 @@ def test_keras_transform_is_tf_image_resize():
 def test_evaluate_reports_the_accuracy_keras_evaluate_prints(trained, tmp_path):
     model, root, classes = trained
     result, report = _evaluate(root / "mx", root / "val", tmp_path, "--transform", "keras",
-                               "--keras", root / "model.keras")
+                               "--keras", root / "model.h5")
     assert result.returncode == 0, result.stdout + result.stderr
     assert report["agreement"] == 1.0 and report["keras_disagreements"] == []
     assert report["keras_top1"] == report["top1"] and report["max_abs_deviation"] < 1e-4
-    images, labels = _directory_dataset(root / "val", 8)
-    loss = model.evaluate(images, labels, batch_size=8, verbose=0)
-    probabilities = model.predict(images, batch_size=8, verbose=0)
-    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    val = _directory_dataset(root / "val", 8)
+    loss, accuracy = model.evaluate(val, verbose=0)          # what Keras prints
+    probabilities = model.predict(val, verbose=0)
+    labels = np.concatenate([y.numpy() for _, y in val])
     assert abs(report["top1"] - accuracy) < 1e-6
     assert len(set(probabilities.argmax(axis=1))) > 1       # a model that tells classes apart
     assert abs(report["loss"] - loss) < 1e-4
@@ -242,6 +239,14 @@ def test_int8_cost_and_a_keras_disagreement_are_reported(trained, tmp_path):
     assert other["precision"] == "int8" and 0.0 <= other["top1"] <= 1.0
     assert len(other["disagreements"]) == round((1 - other["agreement"]) * report["images"])
     assert "int8: top-1" in result.stdout
+    quantized = run_tool("xception-quantize", root / "mx", "-o", tmp_path / "q8", "--precision",
+                         "int8", "--calib-images", root / "val" / classes[0])
+    assert quantized.returncode == 0, quantized.stderr
+    shutil.copy(str(root / "mx-labels.txt"), str(tmp_path / "q8-labels.txt"))
+    again, copy = _evaluate(tmp_path / "q8", root / "val", tmp_path / "q")
+    assert again.returncode == 0 and copy["precision"] == "int8", again.stderr
+    refused = run_tool("xception-evaluate", tmp_path / "q8", root / "val", "--compare", "fp32")
+    assert_bad_input(refused, "--compare fp32", "optimized int8 copy", "--precision int8")
     # a checkpoint that is not the Keras model any more: exit status 1, the images named
     arg_params, aux_params = load_params(str(root / "mx"), 0)
     arg_params = {k: v.asnumpy() for k, v in arg_params.items()}
@@ -250,7 +255,7 @@ def test_int8_cost_and_a_keras_disagreement_are_reported(trained, tmp_path):
                      {k: v.asnumpy() for k, v in aux_params.items()}, read_meta(str(root / "mx")))
     shutil.copy(str(root / "mx-labels.txt"), str(tmp_path / "bad-labels.txt"))
     result, report = _evaluate(tmp_path / "bad", root / "val", tmp_path / "k", "--keras",
-                               root / "model.keras", "--transform", "keras")
+                               root / "model.h5", "--transform", "keras")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL: %d of 24 images have another top-1 in Keras" % len(
         report["keras_disagreements"]) in result.stdout

@@ -4,7 +4,7 @@ another precision (``--compare``)."""
 import numpy as np
 
 from xception_mx.errors import make_sure
-from xception_mx.serving.loading import checkpoint_channels, is_transfer
+from xception_mx.serving.loading import checkpoint_channels, is_serving_copy, is_transfer
 from xception_mx.serving.runtime import Model
 
 
@@ -50,6 +50,11 @@ def agreement(ours, theirs, labels, names, paths):
          "other_probability": float(theirs[i, other[i]])} for i in differ]
 
 
-def check_compare(precision, model_precision):
-    make_sure(precision != model_precision, "--compare %s: the checkpoint already runs at %s; "
+def check_compare(precision, model):
+    """``--compare precision`` is another precision this checkpoint runs at."""
+    make_sure(not is_serving_copy(model.meta), "--compare %s: %s is an optimized %s copy "
+              "(xception-quantize), which runs only as it is; evaluate its source %s with "
+              "--precision %s --compare %s", precision, model.prefix, model.precision,
+              model.meta.get("source_checkpoint", "checkpoint"), model.precision, precision)
+    make_sure(precision != model.precision, "--compare %s: the checkpoint already runs at %s; "
               "compare with another precision", precision, precision)

@@ -61,7 +61,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
     model = Model(prefix, precision, epoch, batch_size)
     check_classifier(model)
     if compare:
-        peers.check_compare(compare, model.precision)
+        peers.check_compare(compare, model)
     source = open_labelled(data) if isinstance(data, (str, os.PathLike)) else data
     data = getattr(source, "root", None) or getattr(source, "rec_path", data)
     classes = int(model.meta.get("model", {}).get("classes") or 0)

@@ -70,18 +70,36 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
     mapping, warning = class_mapping(source.classes, names, classes, data)
     if warning:
         log("warning: %s" % warning)
-    scorers = {"model": lambda x: np.asarray(model.logits(x), np.float64)}
+    scorers, kinds = {"model": lambda x: np.asarray(model.logits(x), np.float64)}, {}
     if keras:
         scorers["keras"] = peers.keras_scorer(keras, prefix, model.meta, model.input_size,
                                               classes, batch_size)
     if compare:
-        scorers["compare"], compare_kind = peers.precision_scorer(prefix, compare, batch_size,
-                                                                  epoch)
+        scorers["compare"], kinds["compare"] = peers.precision_scorer(prefix, compare,
+                                                                      batch_size, epoch)
     dataset = EvaluationImages(source, model.input_size, mapping, transform,
                                takes_raw_pixels(model.meta), model.channels, indices)
+    raw, truth, order, rate = _run(dataset, scorers, batch_size, workers)
+    shown, paths = display_names(names, classes), [source.name(int(i)) for i in order]
+    probabilities = {name: peers.probabilities_of(kinds.get(name, model.kind), values)
+                     for name, values in raw.items()}
+    report = build_report(probabilities["model"], truth, shown, paths)
+    report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,
+                  transform=transform, images_per_s=rate)
+    if keras:
+        report.update(_against(probabilities, "keras", truth, shown, paths), keras=str(keras),
+                      max_abs_deviation=float(np.abs(raw["model"] - raw["keras"]).max()))
+    if compare:
+        report["compare"] = dict(_against(probabilities, "compare", truth, shown, paths),
+                                 precision=compare)
+    return report
+
+
+def _run(dataset, scorers, batch_size, workers):
+    """Every scorer's raw outputs over the dataset, decoded in ``workers`` processes: ``(
+    {name: outputs}, true classes, source indices, images/s after the first batch)``."""
     outputs = {name: [] for name in scorers}
-    truths, order = [], []
-    timer = Rate()
+    truths, order, timer = [], [], Rate()
     with progress(total=len(dataset), desc="evaluate", unit="image") as bar:
         for x, y, index in loader(dataset, batch_size, workers):
             batch = x.asnumpy()
@@ -91,25 +109,17 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
             order.append(index.asnumpy())
             bar.update(len(y))
             timer.batch_done(len(y))
-    raw = {name: np.concatenate(parts) for name, parts in outputs.items()}
-    truth = np.concatenate(truths).astype(np.int64)
-    paths = [source.name(int(i)) for i in np.concatenate(order)]
-    shown = display_names(names, classes)
-    probabilities = peers.probabilities_of(model.kind, raw["model"])
-    report = build_report(probabilities, truth, shown, paths)
-    report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,
-                  transform=transform, images_per_s=timer.rate)
-    if keras:
-        theirs = peers.probabilities_of(model.kind, raw["keras"])
-        report.update(keras=str(keras), keras_top1=top_k(theirs, truth, 1),
-                      keras_top5=top_k(theirs, truth, 5),
-                      max_abs_deviation=float(np.abs(raw["model"] - raw["keras"]).max()))
-        report["agreement"], report["keras_disagreements"] = peers.agreement(
-            probabilities, theirs, truth, shown, paths)
-    if compare:
-        theirs = peers.probabilities_of(compare_kind, raw["compare"])
-        same, differing = peers.agreement(probabilities, theirs, truth, shown, paths)
-        report["compare"] = {"precision": compare, "top1": top_k(theirs, truth, 1),
-                             "top5": top_k(theirs, truth, 5), "agreement": same,
-                             "disagreements": differing}
-    return report
+    return ({name: np.concatenate(parts) for name, parts in outputs.items()},
+            np.concatenate(truths).astype(np.int64), np.concatenate(order), timer.rate)
+
+
+def _against(probabilities, peer, truth, names, paths):
+    """A peer's accuracies and its top-1 agreement with the checkpoint (keys as the report's
+    ``keras_*`` or ``compare`` entries)."""
+    theirs = probabilities[peer]
+    same, differing = peers.agreement(probabilities["model"], theirs, truth, names, paths)
+    if peer == "keras":
+        return {"keras_top1": top_k(theirs, truth, 1), "keras_top5": top_k(theirs, truth, 5),
+                "agreement": same, "keras_disagreements": differing}
+    return {"top1": top_k(theirs, truth, 1), "top5": top_k(theirs, truth, 5),
+            "agreement": same, "disagreements": differing}

@@ -32,6 +32,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, "%s: error: %s\n" % (self.prog, message))
 
+    def check_minimums(self, args, **minimums):
+        """Refuse an integer option below its minimum: ``batch_size=1`` checks
+        ``--batch-size``."""
+        for name, minimum in minimums.items():
+            value = getattr(args, name)
+            if value < minimum:
+                self.error("--%s must be >= %d, got %d" % (name.replace("_", "-"), minimum,
+                                                           value))
+
 
 def run(prog, body, argv=None):
     """Call ``body(argv)``; report ``InputError`` as one line and return 2."""

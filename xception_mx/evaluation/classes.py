@@ -6,21 +6,15 @@ a data class named ``n01440764`` (an ImageNet synset folder), ``tench`` or ``ten
 model that names no classes is matched by sorted order when the counts agree, with a warning
 that says so.
 """
-import os
-
 from xception_mx.errors import make_sure
-from xception_mx.serving.labels import (IMAGENET_CLASSES, imagenet_classes, labels_path,
-                                        read_labels)
+from xception_mx.serving.labels import IMAGENET_CLASSES, imagenet_classes, labelled_names
 
 
 def model_names(prefix, classes, labels=None):
     """``[set of names of class i]`` for a model of ``classes`` outputs (``labels``: a labels
     file given instead of ``PREFIX-labels.txt``), or ``None``: the model names none."""
-    path = labels or (labels_path(prefix) if os.path.exists(labels_path(prefix)) else None)
-    if path:
-        names = read_labels(path)
-        make_sure(len(names) == classes, "%s: %d labels for a model with %d classes", path,
-                  len(names), classes)
+    names = labelled_names(prefix, classes, labels)
+    if names:
         return [{name.strip()} for name in names]
     if classes == IMAGENET_CLASSES:
         return [{synset, lemma, "%s (%s)" % (lemma, synset)}

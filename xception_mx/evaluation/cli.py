@@ -46,10 +46,7 @@ def build_parser():
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
-    if args.workers < 0:
-        parser.error("--workers must be >= 0, got %d" % args.workers)
+    parser.check_minimums(args, batch_size=1, workers=0)
     if not 0.0 <= args.tolerance <= 1.0:
         parser.error("--tolerance is a share of the images, in [0, 1]; got %g" % args.tolerance)
     if args.tolerance and not args.keras:

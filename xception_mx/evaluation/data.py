@@ -12,8 +12,8 @@ import numpy as np
 from mxnet import gluon
 from PIL import Image
 
-from xception_mx.model.preprocess import PIL_MODES, preprocess_input, raw_pixels
-from xception_mx.training.data import center_crop
+from xception_mx.model.preprocess import PIL_MODES
+from xception_mx.training.data import center_crop, network_input
 
 TRANSFORMS = ("crop", "keras")
 
@@ -65,9 +65,8 @@ class EvaluationImages(gluon.data.Dataset):
                 pixels = keras_resize(np.asarray(img).reshape(img.size[1], img.size[0], -1),
                                       self.input_size)
             else:
-                pixels = np.asarray(center_crop(img, self.input_size), np.float32)
-        pixels = pixels.reshape((1,) + self.input_size + (self.channels,))
-        x = (raw_pixels if self.raw else preprocess_input)(pixels)[0]
+                pixels = center_crop(img, self.input_size)
+            x = network_input(pixels, self.input_size, self.channels, self.raw)
         return x, np.int64(self.model_class[self.source.label(index)]), np.int64(index)
 
 

@@ -8,17 +8,6 @@ from xception_mx.serving.loading import checkpoint_channels, is_serving_copy, is
 from xception_mx.serving.runtime import Model
 
 
-def softmax(logits):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def probabilities_of(kind, outputs):
-    """Class probabilities of a classifier's raw outputs (``kind``: logits or probabilities)."""
-    return softmax(outputs) if kind == "logits" else outputs
-
-
 def keras_scorer(keras_path, prefix, meta, input_size, classes, batch_size):
     """``outputs(x_nchw)``: the Keras model's raw outputs (logits or probabilities, as the
     checkpoint's) for inputs in the checkpoint's convention."""

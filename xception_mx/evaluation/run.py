@@ -8,7 +8,7 @@ import numpy as np
 from xception_mx.errors import make_sure
 from xception_mx.progress import progress
 from xception_mx.serving.loading import takes_raw_pixels
-from xception_mx.serving.runtime import Model
+from xception_mx.serving.runtime import Model, class_probabilities
 from xception_mx.training.data import labels_file_of_rec, open_source
 
 from . import peers
@@ -81,7 +81,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
                                takes_raw_pixels(model.meta), model.channels, indices)
     raw, truth, order, rate = _run(dataset, scorers, batch_size, workers)
     shown, paths = display_names(names, classes), [source.name(int(i)) for i in order]
-    probabilities = {name: peers.probabilities_of(kinds.get(name, model.kind), values)
+    probabilities = {name: class_probabilities(values, kinds.get(name, model.kind))
                      for name, values in raw.items()}
     report = build_report(probabilities["model"], truth, shown, paths)
     report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,

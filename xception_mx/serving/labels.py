@@ -49,16 +49,25 @@ def labels_path(prefix):
     return "%s-labels.txt" % prefix
 
 
+def labelled_names(prefix, classes, labels=None):
+    """The names of a labels file for a model with ``classes`` outputs: ``labels`` if given,
+    else ``PREFIX-labels.txt`` if present; ``None`` without one."""
+    path = labels or (labels_path(prefix) if os.path.exists(labels_path(prefix)) else None)
+    if not path:
+        return None
+    names = read_labels(path)
+    if len(names) != classes:
+        raise InputError("%s: %d labels for a model with %d classes"
+                         % (path, len(names), classes))
+    return names
+
+
 def class_names(prefix, classes, labels=None):
     """Names for a model with ``classes`` outputs: ``labels`` if given, else
     ``PREFIX-labels.txt`` if present, else ImageNet's for 1000 classes, else
     ``class N``."""
-    path = labels or (labels_path(prefix) if os.path.exists(labels_path(prefix)) else None)
-    if path:
-        names = read_labels(path)
-        if len(names) != classes:
-            raise InputError("%s: %d labels for a model with %d classes"
-                             % (path, len(names), classes))
+    names = labelled_names(prefix, classes, labels)
+    if names:
         return names
     if classes == IMAGENET_CLASSES:
         return imagenet_names()

@@ -84,10 +84,7 @@ def build_parser():
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error("--top must be >= 1, got %d" % args.top)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
+    parser.check_minimums(args, top=1, batch_size=1)
     calib = None
     if args.calib_images:
         if args.precision != "int8":

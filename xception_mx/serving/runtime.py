@@ -30,6 +30,12 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def class_probabilities(outputs, kind):
+    """A classifier's outputs as class probabilities: logits through softmax; a model's own
+    probabilities (or scores: a sigmoid multi-label head, say) as the model gives them."""
+    return softmax(outputs) if kind == "logits" else outputs
+
+
 def checkpoint_output_kind(meta):
     """``output_kind`` of a transfer model; for plain Xception ``"logits"``,
     or ``"features"`` when it has no top (pooled or not)."""
@@ -42,7 +48,7 @@ def rank_classes(outputs, kind, names, top):
     """Per row of ``outputs``, ``[(probability, class index, name)...]``, best first: logits
     go through softmax; a model's own probabilities or scores (a sigmoid multi-label head,
     say) are ranked as the model gives them."""
-    probabilities = softmax(outputs) if kind == "logits" else outputs
+    probabilities = class_probabilities(outputs, kind)
     ranked = []
     for p in probabilities:
         order = np.argsort(-p)[:top]

@@ -197,6 +197,13 @@ def random_resized_crop(img, size, rng, min_area=0.08):
     return img
 
 
+def network_input(pixels, size, channels, raw):
+    """Decoded pixels (an image or array of ``size``) as one CHW float32 input: raw 0..255,
+    or Keras' ``x / 127.5 - 1``."""
+    pixels = np.asarray(pixels, np.float32).reshape((1,) + tuple(size) + (channels,))
+    return (raw_pixels if raw else preprocess_input)(pixels)[0]
+
+
 def center_crop(img, size, fraction=EVAL_CROP_FRACTION):
     """Resize so the crop of ``size`` covers ``fraction`` of each side, then crop the centre."""
     height, width = size
@@ -242,9 +249,7 @@ class ImageDataset(gluon.data.Dataset):
                                           sample_rng(self.seed, epoch, index), self.min_crop)
             else:
                 img = center_crop(img, self.input_size)
-            pixels = np.asarray(img, dtype=np.uint8).reshape(
-                (1,) + self.input_size + (self.channels,))
-            x = (raw_pixels if self.raw else preprocess_input)(pixels)[0]
+            x = network_input(img, self.input_size, self.channels, self.raw)
         label = self.source.label(index)
         if self.class_of_label is not None:
             label = self.class_of_label[label]

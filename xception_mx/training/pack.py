@@ -73,8 +73,7 @@ def build_parser():
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resize < 0:
-        parser.error("--resize must be >= 0, got %d" % args.resize)
+    parser.check_minimums(args, resize=0)
     paths, count = pack_folder(args.folder, args.out, args.resize, args.quality, args.force)
     print("%s: %d images -> %s" % (PROG, count, ", ".join(paths)))
     return 0

@@ -53,10 +53,7 @@ def build_parser():
 
 
 def _check_args(parser, args):
-    if args.random < 0:
-        parser.error("--random must be >= 0, got %d" % args.random)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1, got %d" % args.batch_size)
+    parser.check_minimums(args, random=0, batch_size=1)
     if not args.atol > 0:
         parser.error("--atol must be > 0, got %g" % args.atol)
     if args.plot and not args.per_layer:

@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: setup setup-horovod demo test bench robustness clean
+PEERS_VENV ?= .venv-peers
+
+.PHONY: setup setup-horovod setup-peers demo test bench bench-peers robustness clean
 
 setup: $(VENV)/.installed
 
@@ -48,11 +50,26 @@ test: setup setup-horovod
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean:
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV) $(PEERS_VENV) $(DEMO)
 
-# Every benchmark, side by side with Keras/TF; rewrites BENCHMARKS.md.
-bench: setup
+# The runtimes users could pick instead (ONNX Runtime, OpenVINO + NNCF, tf2onnx), in a venv
+# of their own: they need a newer numpy than MXNet 1.9.1's.  Pinned in bench/peers-constraints.txt.
+setup-peers: $(PEERS_VENV)/.installed
+
+$(PEERS_VENV)/.installed: bench/peers-constraints.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -c bench/peers-constraints.txt tensorflow-cpu \
+		tf2onnx onnx onnxruntime openvino nncf sympy
+	$(PEERS_VENV)/bin/python -m pip install -q --no-deps -c bench/peers-constraints.txt tf-keras
+	touch $@
+
+# Every benchmark, side by side with Keras/TF, ONNX Runtime and OpenVINO; rewrites BENCHMARKS.md.
+bench: setup setup-peers
 	$(BIN)/python bench/run.py
+
+# The sections that run the peers (inference at each precision, per-layer profiles).
+bench-peers: setup setup-peers
+	$(BIN)/python bench/run.py 2 3 8
 
 # Long fuzzing / kill / full-disk runs; rewrites ROBUSTNESS.md.
 robustness: setup

@@ -1,4 +1,6 @@
-"""Shared benchmark helpers: machine description, repeated timing, tables."""
+"""Shared benchmark helpers: the demo's files, workloads in their own processes, alternating
+rounds, machine description, tables."""
+import json
 import os
 import platform
 import statistics
@@ -8,6 +10,56 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+DEMO = os.path.join(ROOT, "demo")
+WEIGHTS = os.path.join(DEMO, "xception_seed0.h5")
+PREFIX = os.path.join(DEMO, "xception")
+PHOTOS = os.path.join(ROOT, "tests", "data")
+GFLOP_PER_IMAGE = 2 * 8.4     # Xception: about 8.4 G multiply-adds per 299x299 image
+# Alternating rounds per measurement; BENCH_ROUNDS=5 where the noise needs more.
+REPEATS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# The engine xception-predict and xception-evaluate run MXNet on (xception_mx/_threads.py):
+# the fast-path rows are measured as those commands run them.
+SERVING_ENV = {"MXNET_ENGINE_TYPE": "NaiveEngine"}
+# The peers' venv (make bench-peers) and its worker.
+PEERS_PYTHON = os.path.join(ROOT, ".venv-peers", "bin", "python")
+
+
+def workload(name, env=None, **kwargs):
+    """One workload in a fresh process, its JSON result: ``bench/workloads.py NAME`` in this
+    venv, or ``peers.NAME``: ``bench/peers.py NAME`` in the peers' venv."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    if name.startswith("peers."):
+        argv = [PEERS_PYTHON, os.path.join(ROOT, "bench", "peers.py"), name[len("peers."):]]
+    else:
+        argv = [sys.executable, os.path.join(ROOT, "bench", "workloads.py"), name]
+    result = subprocess.run(argv + [json.dumps(kwargs)], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError("%s failed:\n%s" % (name, result.stderr[-3000:]))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def repeated(runs):
+    """``{name: [result, ...]}`` over REPEATS alternating rounds; ``runs``: ``{name:
+    (workload, kwargs[, environment])}``."""
+    results = {name: [] for name in runs}
+    for _ in range(REPEATS):
+        for name, (workload_name, kwargs, *env) in runs.items():
+            results[name].append(workload(workload_name, *env, **kwargs))
+    return results
+
+
+def rate_stats(results, key):
+    """``(min, median, max)`` images/s over the rounds (``key``: the batch, or None)."""
+    values = [r["images_per_s"][key] if isinstance(r["images_per_s"], dict)
+              else r["images_per_s"] for r in results]
+    return min(values), statistics.median(values), max(values)
+
+
+def ceiling(peak_ops, keras_rate):
+    """The best ratio to Keras any network can reach on this machine: the practical peak over
+    Keras' rate, both in operations per second."""
+    return peak_ops / (keras_rate * GFLOP_PER_IMAGE)
 
 
 def machine():

@@ -5,53 +5,20 @@ frameworks alternating, several repetitions; tables give min and median and
 the ratio to Keras/TF measured in the same run.
 """
 import datetime
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_convert  # noqa: E402
-from common import ROOT, machine, table  # noqa: E402
+import inference  # noqa: E402
+import profiles  # noqa: E402
+from common import (DEMO, PHOTOS, PREFIX, REPEATS, ROOT, SERVING_ENV, WEIGHTS,  # noqa: E402
+                    machine, rate_stats, repeated, table, workload)
 
-DEMO = os.path.join(ROOT, "demo")
-WEIGHTS = os.path.join(DEMO, "xception_seed0.h5")
-PREFIX = os.path.join(DEMO, "xception")
-PHOTOS = os.path.join(ROOT, "tests", "data")
-GFLOP_PER_IMAGE = 2 * 8.4     # Xception: about 8.4 G multiply-adds per 299x299 image
 DEPTHWISE_SHAPES = [(64, 147), (128, 147), (128, 74), (256, 74), (256, 37), (728, 37),
                     (728, 19), (1024, 19), (1024, 10), (1536, 10)]
-REPEATS = 3
-
-
-def workload(name, env=None, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "workloads.py"), name,
-                             json.dumps(kwargs)], capture_output=True, text=True, env=env,
-                            cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError("%s failed:\n%s" % (name, result.stderr[-3000:]))
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def repeated(runs):
-    """``{name: [result, ...]}`` over REPEATS alternating rounds; ``runs``: ``{name:
-    (workload, kwargs[, environment])}``."""
-    results = {name: [] for name in runs}
-    for _ in range(REPEATS):
-        for name, (workload_name, kwargs, *env) in runs.items():
-            results[name].append(workload(workload_name, *env, **kwargs))
-    return results
-
-
-def rate_stats(results, key):
-    values = [r["images_per_s"][key] if isinstance(r["images_per_s"], dict)
-              else r["images_per_s"] for r in results]
-    return min(values), statistics.median(values)
-
-
 # The fused fp32 networks: (channels padded, oneDNN ISA cap).  xception-predict's auto picks one.
 FUSED = [(False, None), (True, None), (False, "AVX2"), (True, "AVX512_MIC")]
 
@@ -68,87 +35,9 @@ def fused_runs():
             cap.lower() if cap else "all",
             ", xception-predict's auto here" if (padded, cap) == auto else "")
         runs[name] = ("infer_mxnet", {"prefix": PREFIX, "mode": "fused" if padded
-                                      else "fused-unpadded"}, {"DNNL_MAX_CPU_ISA": cap or "ALL"})
+                                      else "fused-unpadded"},
+                      dict(SERVING_ENV, DNNL_MAX_CPU_ISA=cap or "ALL"))
     return runs
-
-
-def ceiling(peak_ops, keras_rate):
-    """The best ratio to Keras any network can reach on this machine: the practical peak over
-    Keras' rate, both in operations per second."""
-    return peak_ops / (keras_rate * GFLOP_PER_IMAGE)
-
-
-def inference_section(peak):
-    runs = dict({"Keras/TF 2.17 (predict_on_batch)": ("infer_keras", {}),
-                 "MXNet plain (imperative Gluon)": ("infer_mxnet", {"prefix": PREFIX,
-                                                                    "mode": "plain"}),
-                 "MXNet hybridized, static allocation": ("infer_mxnet", {"prefix": PREFIX,
-                                                                         "mode": "static"})},
-                **fused_runs())
-    results = repeated(runs)
-    keras = {b: rate_stats(results["Keras/TF 2.17 (predict_on_batch)"], b)[1]
-             for b in ("1", "8", "32")}
-    rows = []
-    for name, rs in results.items():
-        row = [name]
-        for b in ("1", "8", "32"):
-            low, med = rate_stats(rs, b)
-            row.append("%.1f / %.1f (%.2fx)" % (low, med, med / keras[b]))
-        row.append("%.0f%%" % (100 * rate_stats(rs, "8")[1] * GFLOP_PER_IMAGE / peak))
-        row.append("%.0f" % max(r["peak_rss_mb"] for r in rs))
-        rows.append(row)
-    text = ("Images/s at 299x299, min / median of %d runs, ratio = median / Keras' median at "
-            "the same batch. Share of peak: batch-8 median x %.1f GFLOP per image / %.0f "
-            "GFLOP/s (the machine's practical peak: the faster of numpy sgemm and MXNet's oneDNN "
-            "inner product on 2048x2048 matrices). Peak RSS: the whole process "
-            "(batch 32 is its largest). Keras' share of peak sets the ceiling: no fp32 "
-            "network can run faster than %.2fx Keras at batch 8 here.\n\n"
-            % (REPEATS, GFLOP_PER_IMAGE, peak, ceiling(peak, keras["8"])))
-    return text + table(["network", "batch 1", "batch 8", "batch 32", "share of peak (b8)",
-                         "peak RSS MB"], rows), keras
-
-
-# (column, channels padded, oneDNN ISA cap): the cap removes kernels, not only instructions:
-# AVX512_MIC leaves the avx512_common ones (no brgconv, no brdgmm_dw), AVX2 the AVX2 ones.
-PRIMITIVE_RUNS = [("728 channels", False, None), ("736 channels", True, None),
-                  ("736, `DNNL_MAX_CPU_ISA=AVX512_MIC`", True, "AVX512_MIC"),
-                  ("728, `DNNL_MAX_CPU_ISA=AVX2`", False, "AVX2")]
-
-
-def primitive_table(tables):
-    """Rows of calls / ms / share per primitive implementation, one column per run."""
-    totals = {k: sum(ms for _, ms in t.values()) for k, t in tables.items()}
-    keys = sorted(set().union(*tables.values()),
-                  key=lambda k: -max(tables[c].get(k, [0, 0])[1] for c in tables))
-    rows = []
-    for key in keys + ["total"]:
-        row = [key]
-        for c in tables:
-            calls, ms = tables[c].get(key, [0, 0.0])
-            if key == "total":
-                row.append("%.0f ms" % totals[c])
-            else:
-                row.append("%d / %.0f ms / %.0f%%" % (calls, ms, 100 * ms / totals[c])
-                           if calls else "")
-        rows.append(row)
-    return table(["primitive implementation"] + list(tables), rows)
-
-
-def primitives_section():
-    """Share of a fused fp32 forward per oneDNN implementation: 728 against 736 channels, and
-    with oneDNN's ISA capped (which kernels, hence which layouts and reorders, it picks)."""
-    tables = {}
-    for column, padded, isa in PRIMITIVE_RUNS:
-        env = dict({"MKLDNN_VERBOSE": "1"}, **({"DNNL_MAX_CPU_ISA": isa} if isa else {}))
-        tables[column] = workload("primitives", env=env, prefix=PREFIX,
-                                  pad_channels=padded)["primitives"]
-    text = ("One fused fp32 forward, batch 8 at 299x299, after two warm-ups, from "
-            "`MKLDNN_VERBOSE=1` (oneDNN inside MXNet 1.9.1): calls / milliseconds / share of the "
-            "forward per primitive and implementation, with the middle flow's 728 channels "
-            "and padded to 736 (`xception_mx/model/padding.py`), and with oneDNN's ISA capped "
-            "(`DNNL_MAX_CPU_ISA`, set before MXNet starts): one run each, so totals are "
-            "indicative; section 2 has the throughput.\n\n")
-    return text + primitive_table(tables)
 
 
 def reduced_caps():
@@ -163,88 +52,13 @@ def reduced_caps():
     return caps
 
 
-def reduced_primitives_section():
-    """Share of an int8 and a bf16 forward per oneDNN implementation, with and without AMX."""
-    tables = {}
-    for precision, caps in reduced_caps().items():
-        for label, isa in caps:
-            tables["%s, %s" % (precision, label)] = workload(
-                "primitives", env={"MKLDNN_VERBOSE": "1", "DNNL_MAX_CPU_ISA": isa},
-                prefix=PREFIX, pad_channels="auto", precision=precision,
-                calib=PHOTOS if precision == "int8" else None)["primitives"]
-    text = ("One int8 (calibrated on the 5 photos) and one bf16 forward, batch 8 at 299x299, "
-            "channels padded as xception-predict's auto does, after two warm-ups, from "
-            "`MKLDNN_VERBOSE=1`: calls / milliseconds / share per primitive and "
-            "implementation, without AMX and, where this CPU has it, with oneDNN's AMX "
-            "kernels (`DNNL_MAX_CPU_ISA=AVX512_CORE_AMX`; `xception_mx/cpu.py`). One run each; "
-            "section 3 has the throughput.\n\n")
-    return text + primitive_table(tables)
-
-
-# (label, channels, size): the int8 1x1 convolution on the middle flow's shape (batch 8), and on
-# a shape oneDNN 2.4's AMX 1x1 kernel takes (16x16 positions, channels in blocks of 64).
-INT8_CONV_SHAPES = [("the middle flow's shape (736 channels, 19x19, batch 8)", 736, 19),
-                    ("a shape oneDNN's AMX 1x1 kernel is built for (768 channels, 16x16)",
-                     768, 16)]
-
-
-def int8_conv_text(caps, keras):
-    """A paragraph: the int8 1x1 convolution's rate with each of ``caps`` ([(label, ISA)]), and
-    the ratio to Keras a whole forward at the middle flow's best rate would reach."""
-    runs = {(shape, label): ("int8_conv_rate", {"channels": channels, "size": size},
-                             {"DNNL_MAX_CPU_ISA": isa})
-            for shape, channels, size in INT8_CONV_SHAPES for label, isa in caps}
-    rates = {key: statistics.median(r["gops"] for r in rs) for key, rs in repeated(runs).items()}
-    parts = ["on %s: %s" % (shape, ", ".join("%.0f %s" % (rates[shape, label], label)
-                                              for label, _ in caps))
-             for shape, _, _ in INT8_CONV_SHAPES]
-    best = max(rates[INT8_CONV_SHAPES[0][0], label] for label, _ in caps)
-    return ("The int8 network's kernel, oneDNN's int8 1x1 convolution with its ReLU (section 3b: "
-            "about three quarters of the int8 forward), in G operations/s, median of %d runs "
-            "(`int8_conv_rate` in bench/workloads.py): %s. A network that ran its whole forward "
-            "at its middle flow's best rate (%.0f) would reach %.2fx Keras' fp32 batch 8; 5x "
-            "needs %.0f G operations/s over the whole forward.\n\n"
-            % (REPEATS, "; ".join(parts), best, ceiling(best, keras["8"]),
-               5 * keras["8"] * GFLOP_PER_IMAGE))
-
-
-def precision_section(keras, int8_peak):
-    runs, caps_of = {}, reduced_caps()
-    for precision, caps in caps_of.items():
-        for label, isa in caps:
-            name = "MXNet %s%s, %s" % (precision, {"bf16": " (AMP, oneDNN)",
-                                                  "int8": " (oneDNN, naive calibration on the "
-                                                          "5 photos)"}[precision], label)
-            runs[name] = ("infer_mxnet", {"prefix": PREFIX, "mode": precision, "batches": [8],
-                                          "calib": PHOTOS if precision == "int8" else None},
-                          {"DNNL_MAX_CPU_ISA": isa})
-    results = repeated(runs)
-    fidelity = {isa: workload("fidelity", env={"DNNL_MAX_CPU_ISA": isa}, prefix=PREFIX,
-                              calib=PHOTOS)
-                for isa in {env["DNNL_MAX_CPU_ISA"] for _, _, env in runs.values()}}
-    rows = []
-    for name, (_, kwargs, env) in runs.items():
-        low, med = rate_stats(results[name], "8")
-        f = fidelity[env["DNNL_MAX_CPU_ISA"]][kwargs["mode"]]
-        rows.append([name, "%.1f / %.1f" % (low, med), "%.2fx" % (med / keras["8"]),
-                     "%.0f%%" % (100 * med * GFLOP_PER_IMAGE / int8_peak),
-                     "%.3g" % f["photos"]["max_abs"], "%.0f%% / %.0f%%" % (
-                         100 * f["photos"]["top1"], 100 * f["photos"]["top5"]),
-                     "%.3g" % f["random"]["max_abs"], "%.0f%% / %.0f%%" % (
-                         100 * f["random"]["top1"], 100 * f["random"]["top5"])])
-    text = ("Batch 8, 299x299; fidelity against the fp32 checkpoint (logits) on the 5 sample "
-            "photos and 8 random inputs, computed with the same oneDNN kernels (AMX or not). "
-            "The demo model has random weights, so its logits are "
-            "close together: a hard case for top-5 agreement. Share of int8 peak: median x "
-            "%.1f G operations per image / %.0f G int8 operations/s (the machine's practical "
-            "int8 peak without AMX: oneDNN's int8 inner product, uint8 or int8 data times int8 "
-            "weights, on 2048x2048 matrices); the ceiling for int8 without AMX here is %.2fx "
-            "Keras' fp32 batch 8.\n\n"
-            % (GFLOP_PER_IMAGE, int8_peak, ceiling(int8_peak, keras["8"])))
-    text += int8_conv_text(caps_of["int8"], keras)
-    return text + table(["network", "images/s min / median", "vs Keras", "share of int8 peak",
-                         "max |dev| photos", "top-1 / top-5 photos", "max |dev| random",
-                         "top-1 / top-5 random"], rows)
+def auto_caps():
+    """``{precision: DNNL_MAX_CPU_ISA or None}`` as xception-predict's auto sets it here."""
+    from xception_mx.cpu import isa_cap_helps_here
+    from xception_mx.model.padding import resolve_padding
+    caps = {precision: found[-1][1] for precision, found in reduced_caps().items()}
+    caps["fp32"] = isa_cap_helps_here("fp32", resolve_padding("auto"))
+    return caps
 
 
 def training_section():
@@ -262,11 +76,11 @@ def training_section():
     keras = rate_stats(results["Keras train_on_batch"], None)[1]
     rows = []
     for name, rs in results.items():
-        low, med = rate_stats(rs, None)
-        rows.append([name, "%.2f / %.2f" % (low, med), "%.2fx" % (med / keras),
+        low, med, high = rate_stats(rs, None)
+        rows.append([name, "%.2f / %.2f / %.2f" % (low, med, high), "%.2fx" % (med / keras),
                      "%.0f" % max(r["peak_rss_mb"] for r in rs)])
-    text = ("Training step, batch 8, 299x299, 1000 classes, images/s min / median of %d runs; "
-            "ratio to Keras train_on_batch.\n\n" % REPEATS)
+    text = ("Training step, batch 8, 299x299, 1000 classes, images/s min / median / max of %d "
+            "alternating rounds; ratio to Keras train_on_batch.\n\n" % REPEATS)
     return text + table(["framework", "images/s", "vs Keras train_on_batch", "peak RSS MB"],
                         rows), results
 
@@ -318,8 +132,7 @@ def evaluation_section():
     network = rate_stats(results[list(runs)[0]], batch)[1]
     rows = []
     for name, rs in results.items():
-        low, med = rate_stats(rs, batch)
-        high = max(r["images_per_s"][batch] for r in rs)
+        low, med, high = rate_stats(rs, batch)
         rows.append([name, "%.2f / %.2f / %.2f" % (low, med, high), "%.2fx" % (med / network)])
     ratio = rate_stats(results[list(runs)[1]], batch)[1] / network
     text = ("xception-evaluate on %d JPEGs of 3 ImageNet synset folders (the test photos, "
@@ -359,26 +172,38 @@ def main():
             state["peaks"] = workload("peak_gflops")
         return state["peaks"]
 
-    def inference():
-        state["inference"], state["keras"] = inference_section(peaks()["gflops"])
-        return state["inference"]
+    def versions():
+        if "versions" not in state:
+            state["versions"] = inference.prepare_peers()
+        return state["versions"]
+
+    def inference_():
+        text, state["keras"] = inference.inference_section(peaks()["gflops"], fused_runs(),
+                                                           versions())
+        return text
 
     def precision():
-        if "keras" not in state:
-            state["keras"] = {b: rate_stats(repeated({"k": ("infer_keras", {})})["k"], b)[1]
-                              for b in ("1", "8", "32")}
-        return precision_section(state["keras"], peaks()["int8_gops"])
+        keras = state.get("keras") or inference.keras_rates()
+        caps = reduced_caps()
+        return inference.precision_section(keras, peaks()["int8_gops"], caps, versions(),
+                                           profiles.int8_conv_text(caps["int8"], keras))
+
+    def layers():
+        versions()
+        return profiles.layers_section(auto_caps())
     builders = [("1", "1. Conversion", lambda: bench_convert.run(WEIGHTS)[0]),
                 ("1b", "1b. Conversion of a transfer model",
                  lambda: bench_convert.run_transfer(DEMO)[0]),
-                ("2", "2. Inference, fp32", inference),
-                ("2b", "2b. Where the time goes: oneDNN primitives", primitives_section),
+                ("2", "2. Inference, fp32", inference_),
+                ("2b", "2b. Where the time goes: oneDNN primitives",
+                 profiles.primitives_section),
                 ("3", "3. Reduced precision on CPU", precision),
                 ("3b", "3b. Where the int8 and bf16 time goes: oneDNN primitives",
-                 reduced_primitives_section),
+                 lambda: profiles.reduced_primitives_section(reduced_caps())),
                 ("4", "4. Training step", lambda: training_section()[0]),
                 ("5", "5. Depthwise convolution micro-benchmark", depthwise_section),
-                ("7", "7. Evaluation throughput (xception-evaluate)", evaluation_section)]
+                ("7", "7. Evaluation throughput (xception-evaluate)", evaluation_section),
+                ("8", "8. Per layer, against OpenVINO and ONNX Runtime", layers)]
     old = {}
     if only and os.path.exists(os.path.join(ROOT, "BENCHMARKS.md")):
         with open(os.path.join(ROOT, "BENCHMARKS.md")) as f:

@@ -11,6 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import xception_mx  # noqa: E402,F401  (threads, and MXNet before TensorFlow)
@@ -119,10 +120,11 @@ def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
 
 
 def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib=None,
-                pad_channels=None):
+                pad_channels=None, photos=None, logits_out=None):
     """``mode``: plain (imperative Gluon), static (hybridized, static allocation),
     fused (oneDNN-fused fp32, channels padded to 16), fused-unpadded (728 channels), bf16,
-    int8 (``pad_channels``: on, off, default as xception-predict's auto)."""
+    int8 (``pad_channels``: on, off, default as xception-predict's auto).  ``photos``: an
+    .npy of NCHW images whose logits go to ``logits_out``."""
     import mxnet as mx
     from xception_mx import Xception
     from xception_mx.serving.fast import load_fast_network
@@ -144,23 +146,25 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
     for b in batches:
         rates.update(_time_inference(lambda x: nets[b](mx.nd.array(x)).wait_to_read(), [b],
                                      size, iterations))
+    if logits_out:
+        from xception_mx.serving.loading import run_batches
+        np.save(logits_out, run_batches(nets[batches[0]], np.load(photos),
+                                        batch_size=batches[0]))
     return {"images_per_s": rates}
 
 
-def fidelity(prefix, calib, size=299):
-    """bf16 and int8 against fp32: max logit deviation, top-1/top-5 agreement on
-    the photos and on a random batch."""
-    from xception_mx.serving.fast import load_fast_network, logits_agreement
-    from xception_mx.serving.loading import load_network, run_batches
-    photos = _photos(calib, size)
-    noise = np.random.RandomState(0).uniform(-1, 1, (8, 3, size, size)).astype(np.float32)
-    plain = load_network(prefix, output="logits")[0]
-    out = {}
-    for precision in ("bf16", "int8"):
-        net = load_fast_network(prefix, precision=precision, calibration=photos)[0]
-        out[precision] = {name: logits_agreement(run_batches(plain, x), run_batches(net, x))
-                          for name, x in (("photos", photos), ("random", noise))}
-    return out
+def keras_logits(weights, photos, logits_out):
+    """Keras' own logits (Keras 3, the weights file the other rows convert) on ``photos``."""
+    from xception_mx.validation.keras_side import keras_predict, load_keras_model
+    model = load_keras_model(weights, include_top=True, classes=1000)
+    np.save(logits_out, keras_predict(model, np.load(photos)))
+    return {}
+
+
+def save_photos(calib, out, size=299):
+    """The photos as the benchmark's rows take them (NCHW, Keras' preprocessing) to ``out``."""
+    np.save(out, _photos(calib, size))
+    return {}
 
 
 def depthwise(framework, shapes, batch=8, iterations=10):
@@ -282,6 +286,32 @@ def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=
     return {"primitives": table}
 
 
+def layer_profile(prefix, precision, batch=8, size=299, pad_channels="auto", calib=None,
+                  runs=3):
+    """Milliseconds per (flow, kind) of a fast-path forward (``bench/layers.py``), the median
+    of ``runs`` forwards' ``MKLDNN_VERBOSE`` lines (set by the caller), and the forward's
+    median wall time."""
+    import statistics
+    import mxnet as mx
+    import layers
+    from xception_mx.cpu import executed_primitives
+    from xception_mx.serving.fast import load_fast_network
+    calibration = _photos(calib, size) if calib else None
+    net = load_fast_network(prefix, precision=precision, batch_size=batch,
+                            calibration=calibration, pad_channels=pad_channels)[0]
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size))
+                    .astype(np.float32))
+    net(x).wait_to_read()
+    net(x).wait_to_read()
+    measured, walls = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        measured.append(executed_primitives(lambda: net(x).wait_to_read())[1])
+        walls.append(1000 * (time.perf_counter() - start))
+    return {"groups": layers.grouped([layers.mxnet_records(r) for r in measured]),
+            "wall_ms": statistics.median(walls)}
+
+
 def evaluate_folder(prefix, folder, batch=32, workers=2):
     """xception-evaluate's loop on a labelled folder: images/s after its first batch."""
     from xception_mx.evaluation.run import evaluate
@@ -289,9 +319,11 @@ def evaluate_folder(prefix, folder, batch=32, workers=2):
     return {"images_per_s": {str(batch): report["images_per_s"]}, "top1": report["top1"]}
 
 
-WORKLOADS = {"evaluate_folder": evaluate_folder, "primitives": primitives, "train_mxnet": train_mxnet, "train_keras": train_keras,
+WORKLOADS = {"evaluate_folder": evaluate_folder, "primitives": primitives,
+             "layer_profile": layer_profile, "keras_logits": keras_logits,
+             "save_photos": save_photos, "train_mxnet": train_mxnet, "train_keras": train_keras,
              "train_keras_on_batch": train_keras_on_batch, "infer_keras": infer_keras,
-             "infer_mxnet": infer_mxnet, "fidelity": fidelity, "depthwise": depthwise,
+             "infer_mxnet": infer_mxnet, "depthwise": depthwise,
              "peak_gflops": peak_gflops, "int8_conv_rate": int8_conv_rate}
 
 if __name__ == "__main__":

@@ -60,3 +60,38 @@ def test_a_library_user_who_imports_mxnet_first_is_told_how_to_get_every_core():
     assert ("OMP_NUM_THREADS=%d before importing mxnet" % cores) in late
     assert "RuntimeWarning" not in warnings_of("import xception_mx, mxnet")
     assert "RuntimeWarning" not in warnings_of("import mxnet, xception_mx", OMP_NUM_THREADS="1")
+
+
+# Which engine runs the operators: NaiveEngine runs each in the calling thread, so a failing
+# kernel raises at the call; the threaded engines defer the error to the result's first read.
+ENGINE_PROBE = """
+import sys
+sys.argv[0] = sys.argv[1]
+import os, xception_mx, mxnet as mx
+try:
+    y = mx.nd.take(mx.nd.arange(3), mx.nd.array([10]), mode="raise")
+    print("deferred")
+    y.wait_to_read()
+except mx.MXNetError:
+    print("raised", os.environ.get("MXNET_ENGINE_TYPE"))
+"""
+
+
+def engine_probe(command, **env):
+    environ = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
+    return subprocess.run([sys.executable, "-c", ENGINE_PROBE, "/venv/bin/" + command],
+                          capture_output=True, text=True, env=dict(environ, **env),
+                          check=True)
+
+
+def test_serving_commands_run_operators_in_the_calling_thread_and_say_nothing_of_it():
+    """xception-predict and xception-evaluate run MXNet's NaiveEngine (1.2-1.5x at batch 1,
+    bench/NOTES.md) without MXNet's "start using engine" line on stderr; training commands
+    keep the threaded engine; a user's MXNET_ENGINE_TYPE wins."""
+    for command in ("xception-predict", "xception-evaluate"):
+        result = engine_probe(command)
+        assert result.stdout.split() == ["raised", "NaiveEngine"]
+        assert "engine" not in result.stderr, result.stderr
+    assert engine_probe("xception-finetune").stdout.split() == ["deferred", "raised", "None"]
+    chosen = engine_probe("xception-predict", MXNET_ENGINE_TYPE="ThreadedEngine")
+    assert chosen.stdout.split() == ["deferred", "raised", "ThreadedEngine"]

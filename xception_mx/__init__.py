@@ -5,11 +5,12 @@ on the fast path, ``convert`` a Keras file, check ``parity`` with Keras.  Also t
 network ``Xception`` and the input convention (``load_images``, ``preprocess_input``).
 Modules that moved keep their old names for one release (``_moved``).
 """
-from xception_mx._threads import configure_threads
+from xception_mx._threads import configure_engine, configure_threads
 from xception_mx.cpu import request_amx
 
 configure_threads()
 request_amx()     # before oneDNN's first AMX instruction, which is fatal without it
+configure_engine()
 
 from xception_mx import _moved  # noqa: E402
 from xception_mx.api import convert, load, parity  # noqa: E402

@@ -44,7 +44,8 @@ def test_fused_fp32_keeps_keras_parity(setup):
 @pytest.mark.slow
 # Both paddings, whatever this CPU's default: Intel's auto pads int8, AMD's does not.
 @pytest.mark.parametrize("padding", ["off", "on"])
-@pytest.mark.parametrize("precision, max_dev", [("bf16", 0.1), ("int8", 0.5)])
+# bf16: 0.014-0.021 measured (BatchNorm folded in float32); folded in bf16 by oneDNN, 0.075
+@pytest.mark.parametrize("precision, max_dev", [("bf16", 0.04), ("int8", 0.5)])
 def test_reduced_precision_agrees_with_fp32_on_every_photo(precision, max_dev, padding, setup):
     prefix, x, plain, _ = setup
     photos = len(PHOTOS)
@@ -127,7 +128,7 @@ def test_bf16_without_onednn_avx512_kernels_is_refused_in_one_line(setup):
     assert result.stdout == ""
 
 
-def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks(setup):
+def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks_nor_batchnorm(setup):
     """Unpadded, oneDNN has no bf16 kernel for the middle flow's 728-channel blocks and runs
     those convolutions on gemm (x64:gemm:jit), half the speed (BENCHMARKS.md section 3), on
     any AVX-512 CPU: xception-predict's auto pads bf16 networks there, so every convolution
@@ -146,6 +147,10 @@ def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks(setup):
     # bf16 kernels of oneDNN's AVX-512 families (avx512_core, _bf16, Intel's _amx...)
     assert all(i.split(":")[-1].startswith("avx512_core") for i, _ in convolutions
                if "gemm" not in i), set(convolutions)
+    # BatchNorm is folded into the convolutions (serving/folding.py), not run on its own:
+    # AMP alone ran 40 float32 BatchNorms a forward, a fifth of its time (bench/NOTES.md)
+    assert not [line for line in result.stdout.splitlines()
+                if line.startswith("dnnl_verbose,exec,cpu,batch_normalization,")]
 
 
 def predict_top1_and_kernels(prefix, *args, env=None):

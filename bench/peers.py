@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import layers  # noqa: E402
+from timing import images_per_s  # noqa: E402
 
 SIZE = 299
 ONNX_FP32, ONNX_INT8, OPENVINO_INT8 = "xception.onnx", "xception_int8_qdq.onnx", \
@@ -150,17 +151,7 @@ def infer(runtime, precision, models, photos=None, batches=(1, 8, 32), iteration
     """Images/s of one row at each batch (random NHWC input, two warm-ups, then at least
     ``iterations`` images), and its logits on the photos, saved to ``logits_out``."""
     run, _ = session(runtime, precision, models)
-    rates = {}
-    for batch in batches:
-        x = np.random.RandomState(batch).uniform(-1, 1, (batch, SIZE, SIZE, 3)) \
-            .astype(np.float32)
-        run(x)
-        run(x)
-        n = max(2, iterations // batch)
-        start = time.perf_counter()
-        for _ in range(n):
-            run(x)
-        rates[str(batch)] = batch * n / (time.perf_counter() - start)
+    rates = images_per_s(run, batches, lambda batch: (batch, SIZE, SIZE, 3), iterations)
     if logits_out:
         np.save(logits_out, np.concatenate([run(x[None]) for x in _nhwc(photos)]))
     return {"images_per_s": rates, "precision": _effective_precision(runtime, precision)}

@@ -17,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import xception_mx  # noqa: E402,F401  (threads, and MXNet before TensorFlow)
 import numpy as np  # noqa: E402
 
+from timing import images_per_s  # noqa: E402
+
 
 def _batch(batch, size, seed=0):
     rng = np.random.RandomState(seed)
@@ -96,17 +98,7 @@ def train_keras_on_batch(batch=8, size=299, steps=6, warmup=2, policy=None):
 
 
 def _time_inference(run, batches, size, iterations):
-    results = {}
-    for batch in batches:
-        x = np.random.RandomState(batch).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
-        run(x)
-        run(x)
-        n = max(2, iterations // batch)
-        start = time.perf_counter()
-        for _ in range(n):
-            run(x)
-        results[str(batch)] = batch * n / (time.perf_counter() - start)
-    return results
+    return images_per_s(run, batches, lambda batch: (batch, 3, size, size), iterations)
 
 
 def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
@@ -262,13 +254,10 @@ def int8_conv_rate(channels=736, size=19, batch=8, convs=4, repeats=20):
     return {"gops": convs * 2 * batch * size * size * channels ** 2 / (ms / 1000) / 1e9}
 
 
-def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=None):
-    """Milliseconds per oneDNN primitive implementation in one ``precision`` forward (fused
-    fp32; int8 calibrated on the images ``calib``), from
-    ``MKLDNN_VERBOSE=1`` (set by the caller before MXNet starts): ``{"kind impl":
-    [calls, ms]}``, the verbose lines of the measured forward only (after two warm-ups)."""
+def _warm_fast_network(prefix, precision, batch, size, pad_channels, calib):
+    """A fast network (int8 calibrated on the images ``calib``) and a random batch, after two
+    warm-up forwards."""
     import mxnet as mx
-    from xception_mx.cpu import executed_primitives
     from xception_mx.serving.fast import load_fast_network
     calibration = _photos(calib, size) if calib else None
     net = load_fast_network(prefix, precision=precision, batch_size=batch,
@@ -277,6 +266,16 @@ def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=
                     .astype(np.float32))
     net(x).wait_to_read()
     net(x).wait_to_read()
+    return net, x
+
+
+def primitives(prefix, pad_channels, batch=8, size=299, precision="fp32", calib=None):
+    """Milliseconds per oneDNN primitive implementation in one ``precision`` forward (fused
+    fp32; int8 calibrated on the images ``calib``), from
+    ``MKLDNN_VERBOSE=1`` (set by the caller before MXNet starts): ``{"kind impl":
+    [calls, ms]}``, the verbose lines of the measured forward only (after two warm-ups)."""
+    from xception_mx.cpu import executed_primitives
+    net, x = _warm_fast_network(prefix, precision, batch, size, pad_channels, calib)
     _, executed = executed_primitives(lambda: net(x).wait_to_read())
     table = {}
     for fields in executed:
@@ -292,17 +291,9 @@ def layer_profile(prefix, precision, batch=8, size=299, pad_channels="auto", cal
     of ``runs`` forwards' ``MKLDNN_VERBOSE`` lines (set by the caller), and the forward's
     median wall time."""
     import statistics
-    import mxnet as mx
     import layers
     from xception_mx.cpu import executed_primitives
-    from xception_mx.serving.fast import load_fast_network
-    calibration = _photos(calib, size) if calib else None
-    net = load_fast_network(prefix, precision=precision, batch_size=batch,
-                            calibration=calibration, pad_channels=pad_channels)[0]
-    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size))
-                    .astype(np.float32))
-    net(x).wait_to_read()
-    net(x).wait_to_read()
+    net, x = _warm_fast_network(prefix, precision, batch, size, pad_channels, calib)
     measured, walls = [], []
     for _ in range(runs):
         start = time.perf_counter()

@@ -1,8 +1,10 @@
 """Run every benchmark and rewrite BENCHMARKS.md (``make bench``).
 
-Each measurement runs in a fresh process (``bench/workloads.py``), the two
-frameworks alternating, several repetitions; tables give min and median and
-the ratio to Keras/TF measured in the same run.
+Each measurement runs in a fresh process (``bench/workloads.py`` in this venv, ``bench/peers.py``
+in the peers' own: ONNX Runtime, OpenVINO), Keras/TF, xception-mx and the peers alternating over
+several rounds (``BENCH_ROUNDS``, 3 by default); tables give min / median / max and the ratio
+to Keras/TF measured in the same run.  ``bench/run.py 2 3 8`` runs those sections and keeps
+the others of BENCHMARKS.md.
 """
 import datetime
 import os

@@ -119,13 +119,18 @@ def _onnxruntime(path, profile):
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.enable_profiling = profile
+    # beside the models, not in the working directory; read once, then removed
+    options.profile_file_prefix = os.path.join(os.path.dirname(path), "onnxruntime_profile")
     sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
 
     def records():
         """Every profiled run's records (the profile is written at the end)."""
-        with open(sess.end_profiling()) as f:
-            return layers.onnxruntime_records(json.load(f))
+        written = sess.end_profiling()
+        with open(written) as f:
+            found = layers.onnxruntime_records(json.load(f))
+        os.remove(written)
+        return found
     return (lambda x: sess.run(None, {name: x})[0]), records
 
 

@@ -39,32 +39,41 @@ def with_logits(name, spec):
     return (workload_name, dict(kwargs, photos=PHOTOS_NPY, logits_out=path), *env), path
 
 
+# The peers at each precision: (runtime, the precision it is asked for; OpenVINO's "default"
+# is its own choice, bf16 on a CPU with AVX-512 BF16), and how the row's model was made.
+PEERS = {"fp32": [("onnxruntime", "fp32"), ("openvino", "fp32")],
+         "bf16": [("openvino", "default")],
+         "int8": [("onnxruntime", "int8"), ("openvino", "int8")]}
+RUNTIMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+HOW = {("onnxruntime", "fp32"): "tf2onnx %(tf2onnx)s from the Keras model",
+       ("openvino", "fp32"): "the ONNX model, INFERENCE_PRECISION_HINT=f32",
+       ("openvino", "default"): "the ONNX model, the plugin's choice on this CPU",
+       ("onnxruntime", "int8"): "static QDQ, per-channel, calibrated on the 5 photos",
+       ("openvino", "int8"): "NNCF post-training quantization on the 5 photos"}
+
+
+def _shown(precision, versions):
+    return ("default (%s)" % versions["openvino_default"] if precision == "default"
+            else precision)
+
+
+def peer_label(runtime, precision, versions):
+    """``ONNX Runtime fp32``, ``OpenVINO default (bf16)``...: a peer's column name."""
+    return "%s %s" % (RUNTIMES[runtime], _shown(precision, versions))
+
+
 def peer_runs(precision, versions):
-    """``{row name: spec}`` of the peers at ``precision`` (fp32, bf16: OpenVINO's default,
-    int8)."""
-    ort, ov = "ONNX Runtime %s" % versions["onnxruntime"], \
-        "OpenVINO %s" % versions["openvino"].split("-")[0]
-    rows = {"fp32": {"%s fp32 (tf2onnx %s from the Keras model)" % (ort, versions["tf2onnx"]):
-                     ("onnxruntime", "fp32"),
-                     "%s fp32 (the ONNX model, INFERENCE_PRECISION_HINT=f32)" % ov:
-                     ("openvino", "fp32")},
-            "bf16": {"%s, its default precision (%s on this CPU)" % (
-                ov, versions["openvino_default"]): ("openvino", "default")},
-            "int8": {"%s int8 (static QDQ, per-channel, calibrated on the 5 photos)" % ort:
-                     ("onnxruntime", "int8"),
-                     "%s int8 (NNCF post-training quantization on the 5 photos)" % ov:
-                     ("openvino", "int8")}}[precision]
-    return {name: ("peers.infer", {"runtime": runtime, "precision": p, "models": PEERS_DIR})
-            for name, (runtime, p) in rows.items()}
+    """``{row name: spec}`` of the peers at ``precision`` (fp32, bf16, int8)."""
+    return {"%s %s %s (%s)" % (RUNTIMES[runtime], versions[runtime].split("-")[0],
+                               _shown(asked, versions), HOW[runtime, asked] % versions):
+            ("peers.infer", {"runtime": runtime, "precision": asked, "models": PEERS_DIR})
+            for runtime, asked in PEERS[precision]}
 
 
 def fidelity(logits_path):
     """Max |logit deviation| from Keras and top-1 / top-5 agreement on the photos."""
-    keras, ours = np.load(KERAS_LOGITS), np.load(logits_path)
-    top5 = lambda x: np.argsort(-x, 1)[:, :5]   # noqa: E731
-    return {"max_abs": float(np.abs(keras - ours).max()),
-            "top1": float((keras.argmax(1) == ours.argmax(1)).mean()),
-            "top5": float((top5(keras) == top5(ours)).all(1).mean())}
+    from xception_mx.serving.fast import logits_agreement
+    return logits_agreement(np.load(KERAS_LOGITS), np.load(logits_path))
 
 
 def measure(runs):

@@ -32,10 +32,7 @@ SIZE = 299
 ONNX_FP32, ONNX_INT8, OPENVINO_INT8 = "xception.onnx", "xception_int8_qdq.onnx", \
     "xception_int8_nncf.xml"
 
-# (runtime, precision): what each row runs.  OpenVINO's "default" is its own choice of
-# precision: bf16 on a CPU with AVX-512 BF16 or AMX, fp32 elsewhere.
-RUNS = {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"),
-        ("openvino", "default"), ("openvino", "int8")}
+INPUT = "input"     # the ONNX model's input, named in the signature tf2onnx converts
 
 
 def _nhwc(photos_npy):
@@ -43,8 +40,8 @@ def _nhwc(photos_npy):
 
 
 def convert(weights, photos, out):
-    """Write the three models of ``RUNS`` under ``out`` from the Keras ``weights``; kept when
-    already there and newer than ``weights``."""
+    """Write the ONNX model and the two int8 models under ``out`` from the Keras ``weights``;
+    kept when already there and newer than ``weights``."""
     os.makedirs(out, exist_ok=True)
     targets = [os.path.join(out, name) for name in (ONNX_FP32, ONNX_INT8, OPENVINO_INT8)]
     if all(os.path.exists(t) and os.path.getmtime(t) >= os.path.getmtime(weights)
@@ -65,7 +62,7 @@ def _to_onnx(weights, path):
     model = tf_keras.applications.Xception(weights=None, classifier_activation=None,
                                            input_shape=(SIZE, SIZE, 3))
     model.load_weights(weights)
-    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="input"),)
+    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name=INPUT),)
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=path)
 
 
@@ -77,11 +74,10 @@ def _onnxruntime_int8(fp32_path, calibration, path):
     from onnxruntime.quantization.shape_inference import quant_pre_process
     prepared = path + ".prepared.onnx"
     quant_pre_process(fp32_path, prepared)
-    name = _input_name(fp32_path)
 
     class Photos(CalibrationDataReader):
         def __init__(self):
-            self.items = iter([{name: x[None]} for x in calibration])
+            self.items = iter([{INPUT: x[None]} for x in calibration])
 
         def get_next(self):
             return next(self.items, None)
@@ -99,14 +95,9 @@ def _openvino_int8(fp32_path, calibration, path):
     ov.save_model(quantized, path)
 
 
-def _input_name(onnx_path):
-    import onnxruntime as ort
-    return ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]) \
-        .get_inputs()[0].name
-
-
 def session(runtime, precision, models, profile=False):
-    """``run(x_nhwc) -> logits`` of one row of ``RUNS``, and a function that returns the
+    """``run(x_nhwc) -> logits`` of ``runtime`` (onnxruntime, openvino) at ``precision`` (fp32,
+    int8, or OpenVINO's ``default``), and a function that returns the
     runtime's per-layer records (``[(name, op, ms)]`` per run) after ``profile``d runs."""
     if runtime == "onnxruntime":
         return _onnxruntime(os.path.join(models, ONNX_INT8 if precision == "int8"

@@ -5,7 +5,7 @@ import statistics
 
 from common import (GFLOP_PER_IMAGE, PHOTOS, PREFIX, REPEATS, SERVING_ENV, ceiling,
                     repeated, table, workload)
-from inference import PEERS_DIR
+from inference import PEERS, PEERS_DIR, peer_label
 
 # (column, channels padded, oneDNN ISA cap): the cap removes kernels, not only instructions:
 # AVX512_MIC leaves the avx512_common ones (no brgconv, no brdgmm_dw), AVX2 the AVX2 ones.
@@ -98,24 +98,16 @@ def int8_conv_text(caps, keras):
 
 # (precision, batch): bf16 first, the largest gap (issue 31).
 PROFILES = [("bf16", 8), ("bf16", 1), ("fp32", 8), ("fp32", 1), ("int8", 8), ("int8", 1)]
-# The peers' profiled rows at each precision: (column, runtime, precision).
-PEER_PROFILES = {"fp32": [("OpenVINO fp32", "openvino", "fp32"),
-                          ("ONNX Runtime fp32", "onnxruntime", "fp32")],
-                 "bf16": [("OpenVINO default (bf16)", "openvino", "default")],
-                 "int8": [("OpenVINO int8", "openvino", "int8"),
-                          ("ONNX Runtime int8", "onnxruntime", "int8")]}
-
-
-def layer_profiles(precision, batch, isa):
+def layer_profiles(precision, batch, isa, versions):
     """``{column: {"groups": {flow: {kind: ms}}, "wall_ms": ms}}``: xception-mx's fast path
     (oneDNN's ISA ceiling ``isa`` as xception-predict's auto sets it) and each peer."""
     env = dict(SERVING_ENV, MKLDNN_VERBOSE="1", **({"DNNL_MAX_CPU_ISA": isa} if isa else {}))
     found = {"xception-mx %s" % precision: workload(
         "layer_profile", env=env, prefix=PREFIX, precision=precision, batch=batch,
         calib=PHOTOS if precision == "int8" else None)}
-    for column, runtime, peer_precision in PEER_PROFILES[precision]:
-        found[column] = workload("peers.profile", runtime=runtime, precision=peer_precision,
-                                 models=PEERS_DIR, batch=batch)
+    for runtime, asked in PEERS[precision]:
+        found[peer_label(runtime, asked, versions)] = workload(
+            "peers.profile", runtime=runtime, precision=asked, models=PEERS_DIR, batch=batch)
     return found
 
 
@@ -137,9 +129,9 @@ def layer_table(profiles):
     return table(["flow: kind of layer (ms)"] + list(profiles), rows)
 
 
-def layers_section(isa_of):
+def layers_section(isa_of, versions):
     """Section 8; ``isa_of``: ``{precision: DNNL_MAX_CPU_ISA or None}``, xception-predict's
-    auto."""
+    auto; ``versions``: the peers' (``inference.prepare_peers``)."""
     parts = ["One forward at 299x299, milliseconds per Xception flow (entry: blocks 1-4, "
              "middle: 5-12, exit: 13-14 and the classifier) and kind of layer, the median of 3 "
              "profiled forwards after two warm-ups, each runtime alone in its process: "
@@ -151,5 +143,5 @@ def layers_section(isa_of):
              "totals' last digit; sections 2 and 3 have the throughput."]
     for precision, batch in PROFILES:
         parts += ["### %s, batch %d" % (precision, batch),
-                  layer_table(layer_profiles(precision, batch, isa_of[precision]))]
+                  layer_table(layer_profiles(precision, batch, isa_of[precision], versions))]
     return "\n\n".join(parts)

@@ -191,8 +191,7 @@ def main():
                                            profiles.int8_conv_text(caps["int8"], keras))
 
     def layers():
-        versions()
-        return profiles.layers_section(auto_caps())
+        return profiles.layers_section(auto_caps(), versions())
     builders = [("1", "1. Conversion", lambda: bench_convert.run(WEIGHTS)[0]),
                 ("1b", "1b. Conversion of a transfer model",
                  lambda: bench_convert.run_transfer(DEMO)[0]),

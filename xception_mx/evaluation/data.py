@@ -44,9 +44,10 @@ def keras_resize(pixels, size):
 
 class EvaluationImages(gluon.data.Dataset):
     """``(input, model class, index)`` of the images of a source (``training.data``'s folder or
-    RecordIO; ``indices``: which, default all), decoded to ``channels`` and transformed to ``input_size`` by ``transform``, in
-    the checkpoint's convention (``raw`` 0..255 pixels, else ``x / 127.5 - 1``); ``model_class``:
-    the model's class of each of the source's labels."""
+    RecordIO; ``indices``: which, default all), decoded to ``channels`` and transformed to
+    ``input_size`` by ``transform``, in the checkpoint's convention (``raw`` 0..255 pixels,
+    else ``x / 127.5 - 1``); ``model_class``: the model's class of each of the source's
+    labels."""
 
     def __init__(self, source, input_size, model_class, transform="crop", raw=False,
                  channels=3, indices=None):

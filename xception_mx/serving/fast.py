@@ -3,9 +3,9 @@
 - ``fp32``: the graph fused by oneDNN (conv + ReLU, conv + sum...) through
   ``Symbol.optimize_for('MKLDNN', shape_dict=...)``.  Two traps of MXNet
   1.9.1: without the input shapes ``optimize_for`` returns the graph
-  unchanged, and with the parameters passed (which lets it fold BatchNorm into
-  the convolutions) it fails on Xception's depthwise + pointwise + BatchNorm
-  chains ("Shape inconsistent"), so BatchNorm stays a separate op.
+  unchanged, and with the parameters passed it fails on Xception's depthwise +
+  pointwise + BatchNorm chains ("Shape inconsistent"); without them, the fused
+  convolutions fold their BatchNorm when the network first runs.
 - ``bf16``: BatchNorm folded into the convolutions in float32 (``folding.py``), MXNet's AMP
   graph conversion to bfloat16 (parameters cast where the ops allow it), then fused by oneDNN
   as fp32 is.
@@ -30,8 +30,8 @@ from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
 from xception_mx.progress import progress
-from xception_mx.serving.folding import fold_batchnorm
 from xception_mx.serving.checkpoint import write_checkpoint
+from xception_mx.serving.folding import fold_batchnorm
 from xception_mx.serving.loading import (check_finite, check_params_fit, checkpoint_channels,
                                          checkpoint_input_size,
                                          is_serving_copy, load_params, load_symbol,

@@ -22,8 +22,9 @@ def prepare_peers():
     """The photos as every row takes them, Keras' logits on them, and the peers' models
     (converted once per weights file); the peers' versions."""
     if not os.path.exists(PEERS_PYTHON):
-        sys.exit("bench/run.py: %s is missing: `make bench-peers` makes the peers' venv "
-                 "(ONNX Runtime, OpenVINO, tf2onnx)" % PEERS_PYTHON)
+        sys.stderr.write("bench/run.py: %s is missing: `make bench-peers` makes the peers' "
+                         "venv (ONNX Runtime, OpenVINO, tf2onnx)\n" % PEERS_PYTHON)
+        sys.exit(2)
     os.makedirs(PEERS_DIR, exist_ok=True)
     workload("save_photos", calib=PHOTOS, out=PHOTOS_NPY)
     workload("keras_logits", weights=WEIGHTS, photos=PHOTOS_NPY, logits_out=KERAS_LOGITS)

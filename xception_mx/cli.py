@@ -1,6 +1,8 @@
 """What every command-line tool of the toolkit shares: one-line errors and
 exit status 2 for bad input, never a traceback for it."""
 import argparse
+import faulthandler
+import io
 import os
 import sys
 
@@ -42,8 +44,25 @@ class Parser(argparse.ArgumentParser):
                                                            value))
 
 
+def report_crashes():
+    """On a native crash (a segmentation fault in MXNet's or Horovod's C++ code), print where
+    every Python thread was to stderr: MXNet's own handler prints "Segmentation fault: 11"
+    and no stack.  Python's ``faulthandler`` replaces it and hands the signal on to it.
+    Left as it is when already on (``-X faulthandler``, pytest); off when stderr is no file
+    (a test's capture).  Returns whether it is on."""
+    if faulthandler.is_enabled():
+        return True
+    try:
+        faulthandler.enable(all_threads=True)
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return False
+    return True
+
+
 def run(prog, body, argv=None):
-    """Call ``body(argv)``; report ``InputError`` as one line and return 2."""
+    """Call ``body(argv)``; report ``InputError`` as one line and return 2, a native crash
+    with every thread's Python stack (``report_crashes``)."""
+    report_crashes()
     try:
         status = body(argv)
         sys.stdout.flush()            # a closed pipe shows here, not at exit (status 120)

@@ -15,6 +15,10 @@ signal landed.  The points:
   not written yet), ``epoch-N:checkpoint-written`` (epoch N complete on disk,
   epoch N+1 not started).
 
+With ``XCEPTION_MX_CRASH_POINT=NAME`` instead, the process that reaches the point crashes
+there as a native library would (a segmentation fault): a test checks what such a crash
+reports (``cli.report_crashes``) and leaves behind.
+
 With ``XCEPTION_MX_TRACE=FILE``, every point reached appends ``TIME NAME`` to
 FILE: the robustness harness times a run with it, and after a random kill
 reads which phase the kill landed in.
@@ -29,6 +33,7 @@ And one alteration: with ``XCEPTION_MX_BN_FAULT=LAYER:KEY=VALUE`` (``KEY``: ``ep
 an MXNet training network another epsilon or momentum than Keras' (``xception-parity
 --training`` must name it).
 """
+import ctypes
 import os
 import time
 
@@ -40,16 +45,19 @@ from xception_mx.model.xception import batchnorm_blocks
 KILL_POINT = "XCEPTION_MX_KILL_POINT"
 KILL_MARK = "XCEPTION_MX_KILL_MARK"
 TRACE = "XCEPTION_MX_TRACE"
+CRASH_POINT = "XCEPTION_MX_CRASH_POINT"
 WAIT_SECONDS = 60
 
 
 def fault_point(name):
-    """Stop here to be killed when the environment names this point; note the time it was
-    reached when a trace is asked for."""
+    """Stop here to be killed when the environment names this point (or crash here); note the
+    time it was reached when a trace is asked for."""
     trace = os.environ.get(TRACE)
     if trace:
         with open(trace, "a") as f:
             f.write("%.6f %s\n" % (time.time(), name))
+    if os.environ.get(CRASH_POINT) == name:
+        ctypes.string_at(0)          # reads address 0: SIGSEGV, as a crashing kernel would
     if os.environ.get(KILL_POINT) != name:
         return
     mark = os.environ[KILL_MARK]

@@ -2,6 +2,7 @@
 test checks the process was alive and at the point when it was killed, then
 what the next reader and the next writer find (issue #14)."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,7 +14,8 @@ import pytest
 from conftest import BIN
 from xception_mx.conversion import convert_file
 from xception_mx.validation.robustness import checkpoint_state
-from xception_mx.faults import KILL_MARK, KILL_POINT
+from xception_mx.cli import EXIT_BAD_INPUT
+from xception_mx.faults import CRASH_POINT, KILL_MARK, KILL_POINT
 
 # point -> the checkpoint a reader finds after the kill: the commit journal is
 # the commit point, a reader completes a commit the writer left half done
@@ -71,6 +73,23 @@ def test_a_conversion_killed_at_a_named_point_leaves_the_old_or_the_new_checkpoi
     assert again.returncode == 0, again.stderr
     assert checkpoint_state(prefix) == old            # the same conversion as the first
     assert sorted(os.listdir(tmp_path)) == ["x-0000.params", "x-meta.json", "x-symbol.json"]
+
+
+def test_a_native_crash_shows_where_every_thread_was_and_leaves_no_checkpoint(sources,
+                                                                             tmp_path):
+    # MXNet's own handler prints "Segmentation fault: 11" and no stack: a crash in its C++
+    # code (or Horovod's) must say where the Python code was, for the bug report
+    prefix = tmp_path / "x"
+    result = subprocess.run([os.path.join(BIN, "keras2mxnet"), sources[1], "-o", prefix,
+                             "--input-shape", "99", "99"], capture_output=True, text=True,
+                            env=dict(os.environ, **{CRASH_POINT: "checkpoint:params-written"}),
+                            timeout=300)
+    assert result.returncode not in (0, EXIT_BAD_INPUT), result.stderr[-2000:]
+    assert "Fatal Python error: Segmentation fault" in result.stderr
+    assert re.search(r'File ".*checkpoint\.py", line \d+ in write_checkpoint', result.stderr)
+    assert re.search(r'File ".*conversion.*", line \d+ in main', result.stderr)
+    assert checkpoint_state(str(prefix)) is None
+    assert not os.path.exists(str(prefix) + "-0000.params")
 
 
 def _finetune_args(data, pretrained, out, epochs):

@@ -143,6 +143,9 @@ def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False, keras=
         options["rescale_grad"] = float(hvd.size())
         trainer = hvd.DistributedTrainer(params, optimizer, options)
         hvd.broadcast_parameters(params, root_rank=0)
+        # Horovod 0.28 only enqueues the broadcasts; wait for them (as its earlier releases
+        # did), so that no rank loads states or starts a step while they are in flight
+        mx.nd.waitall()
         return trainer
     local_update = amp or is_distributed(kvstore)
     trainer = gluon.Trainer(params, optimizer, options, kvstore=kvstore,

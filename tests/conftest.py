@@ -33,6 +33,16 @@ def run_tool(name, *args, cwd=None, env=None):
                           env=dict(os.environ, **(env or {})))
 
 
+def failure_output(result, tail=3000):
+    """What a failed command's assertion shows: the Python stacks a native crash printed
+    (``cli.report_crashes``; the list of extension modules after them would push them out
+    of the tail), then the ends of stdout and stderr."""
+    both = (result.stdout or "") + (result.stderr or "")
+    stacks = [line for line in both.splitlines() if "Fatal Python error" in line or
+              "Thread 0x" in line or "Current thread" in line or 'File "' in line]
+    return "\n".join(stacks[-60:] + [result.stdout[-tail:], result.stderr[-tail:]])
+
+
 def assert_bad_input(result, *fragments):
     """Exit status 2 and one line on stderr holding every fragment (besides the progress
     lines of work done before the failure), no traceback."""

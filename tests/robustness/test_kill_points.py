@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import BIN
+from conftest import BIN, run_tool
 from xception_mx.conversion import convert_file
 from xception_mx.validation.robustness import checkpoint_state
 from xception_mx.cli import EXIT_BAD_INPUT
@@ -90,6 +90,9 @@ def test_a_native_crash_shows_where_every_thread_was_and_leaves_no_checkpoint(so
     assert re.search(r'File ".*conversion.*", line \d+ in main', result.stderr)
     assert checkpoint_state(str(prefix)) is None
     assert not os.path.exists(str(prefix) + "-0000.params")
+    again = run_tool("keras2mxnet", sources[1], "-o", prefix, "--input-shape", "99", "99")
+    assert again.returncode == 0, again.stderr
+    assert sorted(os.listdir(tmp_path)) == ["x-0000.params", "x-meta.json", "x-symbol.json"]
 
 
 def _finetune_args(data, pretrained, out, epochs):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import transfer_models
-from conftest import DATA, PHOTOS, assert_bad_input, run_tool
+from conftest import DATA, PHOTOS, assert_bad_input, failure_output, run_tool
 from xception_mx.conversion import convert_file
 from rounding import assert_within_rounding, deviation
 import xception_mx
@@ -47,7 +47,7 @@ def test_parity_compares_outputs_and_every_layer_of_a_transfer_model(name, conve
     report = tmp_path / "report.json"
     result = run_tool("xception-parity", "--keras", path, "--mxnet", prefix, DATA,
                       "--random", "2", "--per-layer", "--report", report)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     found = json.loads(report.read_text())
     assert found["passed"] and found["first_divergent_layer"] is None
     assert len(found["inputs"]) == len(PHOTOS) + 2
@@ -72,7 +72,7 @@ def test_parity_runs_a_mixed_precision_model_in_float32_and_says_so(tmp_path):
     report = tmp_path / "report.json"
     result = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx", DATA,
                       "--random", "2", "--report", report)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     assert "computes in mixed_float16; compared in float32" in result.stdout
     found = json.loads(report.read_text())
     assert found["keras_policy"] == "float32 (the file's mixed_float16)"

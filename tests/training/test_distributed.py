@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from conftest import BIN, run_tool
+from conftest import BIN, failure_output, run_tool
 from rounding import assert_within_rounding, deviation
 from xception_mx.training.synthetic import write_shapes_dataset
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
@@ -50,7 +50,7 @@ def single_process_reference(pretrained, steps=2, reverse=False, slices=1):
 def test_two_workers_end_identical_and_equal_to_one_process(base, tmp_path):
     result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--", sys.executable,
                       WORKER, "dist_sync", base / "x71", tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     # the scheduler assigns ranks, so launch order and rank may differ
     # ps-lite's scheduler assigns the ranks; the prefix follows what each worker says
     assert re.search(r"^\[rank 0\] rank 0 done", result.stdout, re.M)
@@ -120,7 +120,7 @@ def start_until_first_checkpoint(argv, out, log_path):
 
 def assert_resumed_to_the_end(resumed, out):
     """A ``--resume`` run continued from epoch 0 or 1, ran all 3 epochs, exported."""
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert resumed.returncode == 0, failure_output(resumed)
     assert re.search(r"resuming from epoch [01] of", resumed.stdout)
     with open(out / "metrics.csv") as f:
         assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
@@ -139,7 +139,7 @@ def test_finetune_runs_as_a_two_worker_job_with_a_head_only_phase(base, tmp_path
     result = run_tool("xception-launch", "-n", "2", "-s", "1", *BOUND, "--",
                       *dist_finetune_args(base, out, "--epochs", "2", "--freeze-base-epochs",
                                           "1"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     logged = re.findall(r"^\[(rank \d)\] epoch 1: train", result.stdout, re.M)
     assert logged == ["rank 0"]                             # only rank 0 logs
     assert (out / "epoch-0001.json").exists() and (out / "model-0000.params").exists()
@@ -197,7 +197,7 @@ def test_ssh_launcher_places_processes_round_robin_and_trains(base, tmp_path):
          "dist_sync", str(base / "x71"), str(tmp_path)], capture_output=True, text=True,
         timeout=600,
         env=dict(os.environ, FAKE_SSH_LOG=str(log), OMP_NUM_THREADS="1"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     # servers then workers, round-robin over the hosts; the ssh port where given
     for placed in ("server 0 on 127.0.0.1", "worker 0 on localhost", "worker 1 on 127.0.0.1"):
         assert "xception-launch: %s via ssh" % placed in result.stderr
@@ -324,7 +324,7 @@ def horovodrun(n, *command):
 @pytest.mark.slow
 def test_two_horovod_workers_end_identical_and_equal_to_one_process(base, tmp_path):
     result = horovodrun(2, sys.executable, WORKER, "horovod", base / "x71", tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     assert_ranks_equal_one_process(base, tmp_path)
 
 

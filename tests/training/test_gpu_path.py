@@ -21,7 +21,7 @@ from xception_mx.training.devices import (check_horovod_gpus, horovod_contexts,
 from xception_mx.training.padded_training import ShapeMap
 from xception_mx.training.train import make_trainer, train_step
 
-from conftest import BIN, assert_bad_input, run_tool
+from conftest import BIN, assert_bad_input, failure_output, run_tool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH = os.path.join(BIN, "xception-launch")
@@ -154,7 +154,7 @@ def test_a_dist_device_sync_job_on_two_cpu_contexts_per_worker_ends_identical(ba
          "--cpus", "2", "--epochs", "1", "--workers", "0", "--kvstore", "dist_device_sync"],
         capture_output=True, text=True, timeout=450,
         env=dict(os.environ, **{PARAMS_DUMP: str(tmp_path)}))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, failure_output(result)
     assert (out / "model-0000.params").exists() and (out / "epoch-0000.json").exists()
     ranks = [np.load(tmp_path / ("params-epoch0-rank%d.npz" % r)) for r in (0, 1)]
     names = sorted({key.split("@")[0] for key in ranks[0].files})

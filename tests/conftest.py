@@ -37,7 +37,7 @@ def failure_output(result, tail=3000):
     """What a failed command's assertion shows: the Python stacks a native crash printed
     (``cli.report_crashes``; the list of extension modules after them would push them out
     of the tail), then the ends of stdout and stderr."""
-    both = (result.stdout or "") + (result.stderr or "")
+    both = result.stdout + result.stderr
     stacks = [line for line in both.splitlines() if "Fatal Python error" in line or
               "Thread 0x" in line or "Current thread" in line or 'File "' in line]
     return "\n".join(stacks[-60:] + [result.stdout[-tail:], result.stderr[-tail:]])

@@ -80,10 +80,8 @@ def test_a_native_crash_shows_where_every_thread_was_and_leaves_no_checkpoint(so
     # MXNet's own handler prints "Segmentation fault: 11" and no stack: a crash in its C++
     # code (or Horovod's) must say where the Python code was, for the bug report
     prefix = tmp_path / "x"
-    result = subprocess.run([os.path.join(BIN, "keras2mxnet"), sources[1], "-o", prefix,
-                             "--input-shape", "99", "99"], capture_output=True, text=True,
-                            env=dict(os.environ, **{CRASH_POINT: "checkpoint:params-written"}),
-                            timeout=300)
+    result = run_tool("keras2mxnet", sources[1], "-o", prefix, "--input-shape", "99", "99",
+                      env={CRASH_POINT: "checkpoint:params-written"})
     assert result.returncode not in (0, EXIT_BAD_INPUT), result.stderr[-2000:]
     assert "Fatal Python error: Segmentation fault" in result.stderr
     assert re.search(r'File ".*checkpoint\.py", line \d+ in write_checkpoint', result.stderr)

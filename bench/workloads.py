@@ -39,6 +39,7 @@ def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False, amp=False):
     import mxnet as mx
     from mxnet import gluon
     from xception_mx.model.padding import BLOCK
+    from xception_mx.training.optimizers import resolve_optimizer
     from xception_mx.training.train import (build_network, make_trainer, train_step,
                                             trainable_params)
     if amp:
@@ -47,8 +48,9 @@ def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False, amp=False):
     net, _, shapes = build_network(1000, (size, size), [mx.cpu()],
                                    channel_block=BLOCK if padded else None)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = make_trainer(trainable_params(net, False), "sgd", 0.001, 0.9, 1e-4, "device",
-                           amp=amp)
+    trainer = make_trainer(trainable_params(net, False),
+                           resolve_optimizer("sgd", 0.001, {"momentum": 0.9, "wd": 1e-4}),
+                           "device", amp=amp)
     if amp:
         mx_amp.init_trainer(trainer)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -66,7 +68,7 @@ def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False, amp=False):
 def _keras_training(batch, size, policy=None):
     """A compiled Keras Xception (SGD momentum, logits) and an NHWC batch; ``policy``: a
     Keras dtype policy (``mixed_bfloat16``)."""
-    from xception_mx.validation.keras_side import import_keras
+    from xception_mx.keras_side import import_keras
     keras = import_keras()
     if policy:
         keras.mixed_precision.set_global_policy(policy)
@@ -102,7 +104,7 @@ def _time_inference(run, batches, size, iterations):
 
 
 def infer_keras(batches=(1, 8, 32), size=299, iterations=32):
-    from xception_mx.validation.keras_side import import_keras
+    from xception_mx.keras_side import import_keras
     keras = import_keras()
     model = keras.applications.Xception(weights=None, classifier_activation=None,
                                         input_shape=(size, size, 3))
@@ -147,7 +149,7 @@ def infer_mxnet(prefix, mode, batches=(1, 8, 32), size=299, iterations=32, calib
 
 def keras_logits(weights, photos, logits_out):
     """Keras' own logits (Keras 3, the weights file the other rows convert) on ``photos``."""
-    from xception_mx.validation.keras_side import keras_predict, load_keras_model
+    from xception_mx.keras_side import keras_predict, load_keras_model
     model = load_keras_model(weights, include_top=True, classes=1000)
     np.save(logits_out, keras_predict(model, np.load(photos)))
     return {}
@@ -173,7 +175,7 @@ def depthwise(framework, shapes, batch=8, iterations=10):
                                   num_group=channels, no_bias=True).wait_to_read()
             out["%dx%d" % (channels, size)] = _ms(run, iterations)
     else:
-        from xception_mx.validation.keras_side import import_keras
+        from xception_mx.keras_side import import_keras
         import_keras()
         import tensorflow as tf
         for channels, size in shapes:

@@ -10,7 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from xception_mx.validation import keras_side  # noqa: E402
+import reference_models  # noqa: E402  (beside this script)
+from xception_mx.keras_side import loading as keras_side  # noqa: E402
 
 
 def main(argv=None):
@@ -29,9 +30,9 @@ def main(argv=None):
     if args.transfer:
         if args.format not in ("keras", "legacy-model-h5"):
             parser.error("--transfer: a whole model: --format keras or legacy-model-h5")
-        model = keras_side.reference_transfer_model(seed=args.seed, classes=args.classes)
+        model = reference_models.reference_transfer_model(seed=args.seed, classes=args.classes)
     else:
-        model = keras_side.reference_model(seed=args.seed, include_top=not args.notop,
+        model = reference_models.reference_model(seed=args.seed, include_top=not args.notop,
                                            classes=args.classes)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     tmp = args.output + ".tmp" + keras_side.SUFFIX[args.format]

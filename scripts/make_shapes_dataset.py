@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from xception_mx.training.synthetic import write_shapes_dataset  # noqa: E402
+from shapes_dataset import write_shapes_dataset  # noqa: E402
 
 
 def main(argv=None):

@@ -9,14 +9,16 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))   # the harness modules beside it
 
-from xception_mx.validation import kills as kill_harness, robustness  # noqa: E402
-from xception_mx.validation.keras_side import FORMATS, SUFFIX  # noqa: E402
+import kill_harness  # noqa: E402  (beside this script)
+import robustness_harness as robustness  # noqa: E402
+from xception_mx.keras_side import FORMATS, SUFFIX  # noqa: E402
 
 
 def kill_training_runs(work, weights, kills, seed):
     """Fine-tuning killed ``kills`` times at random moments, then resumed."""
-    from xception_mx.training.synthetic import write_shapes_dataset
+    from shapes_dataset import write_shapes_dataset
     data = os.path.join(work, "shapes")
     write_shapes_dataset(data, per_class=8, seed=2, size=(80, 80))
     base = os.path.join(work, "x71")
@@ -63,8 +65,8 @@ def main(argv=None):
         "# Robustness", "",
         "Written by `make robustness` (`scripts/robustness.py --fuzz-cases %d --kills %d "
         "--training-kills %d --seed %d`) on %s. The test suite runs short versions of the same "
-        "harness (`tests/robustness/test_robustness.py`, `xception_mx/validation/robustness.py`) and kills "
-        "at every named point (`tests/robustness/test_kill_points.py`). Random kills are timed "
+        "harness (`tests/robustness/test_robustness.py`, `scripts/robustness_harness.py`) and "
+        "kills at every named point (`tests/robustness/test_kill_points.py`). Random kills are timed "
         "from a traced run (`XCEPTION_MX_TRACE`: the time each named point of "
         "`xception_mx/faults.py` is reached); a killed run's trace names the last point it "
         "passed, which is the phase given in brackets." % (

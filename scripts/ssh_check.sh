@@ -19,7 +19,7 @@ WORKER="^$BIN/python $BIN/xception-finetune"
 cd "$ROOT"
 "$BIN/python" scripts/make_keras_reference.py --seed 0 --notop -o "$WORK/base.h5"
 "$BIN/keras2mxnet" "$WORK/base.h5" -o "$WORK/base71" --input-shape 71 71 --force
-"$BIN/python" -c "from xception_mx.training.synthetic import write_shapes_dataset; \
+PYTHONPATH=scripts "$BIN/python" -c "from shapes_dataset import write_shapes_dataset; \
 write_shapes_dataset('$WORK/data', per_class=8, seed=2, size=(80, 80))"
 rm -rf "$WORK/run"
 set -- "$BIN/xception-launch" -n 2 -s 1 --launcher ssh --hosts "$HOSTS" --timeout 900 -- \

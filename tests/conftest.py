@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the seeded reference models the demo writes too (scripts/reference_models.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "scripts"))
 
 import keras_files  # noqa: E402
+import reference_models  # noqa: E402
 from xception_mx.progress import without_progress  # noqa: E402
-from xception_mx.validation import keras_side  # noqa: E402
+from xception_mx import keras_side  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
@@ -53,6 +57,14 @@ def assert_bad_input(result, *fragments):
         assert fragment in lines[0]
 
 
+def cpu_file(directory, vendor, flags):
+    """A /proc/cpuinfo of two processors."""
+    path = directory / ("%s-%s" % (vendor, flags.replace(" ", "_")))
+    path.write_text("processor\t: 0\nvendor_id\t: %s\nflags\t\t: %s\n\n"
+                    "processor\t: 1\n" % (vendor, flags))
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def keras_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("keras")
@@ -61,7 +73,7 @@ def keras_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reference_model():
     """Seed-0 Xception with a 1000-class top, logits output, non-trivial BNs."""
-    return keras_side.reference_model(seed=0, include_top=True, classes=1000)
+    return reference_models.reference_model(seed=0, include_top=True, classes=1000)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +107,7 @@ def keras_files_top(reference_model, keras_dir):
 
 @pytest.fixture(scope="session")
 def notop_model(reference_model):
-    return keras_side.same_weights(reference_model, include_top=False)
+    return reference_models.same_weights(reference_model, include_top=False)
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +133,7 @@ def base(keras_files_top, tmp_path_factory):
     """A small training job's inputs: the reference converted at 71x71
     (``base / "x71"``) and 24 synthetic images of 3 classes (``base / "data"``)."""
     from xception_mx.conversion import convert_file
-    from xception_mx.training.synthetic import write_shapes_dataset
+    from shapes_dataset import write_shapes_dataset
     directory = tmp_path_factory.mktemp("dist")
     convert_file(keras_files_top["legacy-h5"], str(directory / "x71"), input_shape=(71, 71))
     write_shapes_dataset(str(directory / "data"), per_class=8, seed=2, size=(80, 80))

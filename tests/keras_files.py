@@ -110,7 +110,7 @@ def save_with_keras2(model, path, whole_model):
     (tf-keras): ``save_weights`` to legacy HDF5, or with ``whole_model`` the
     whole model, as the ``.h5`` or (``path`` ending in ``.keras``) the
     ``.keras`` archive Keras 2 writes."""
-    from xception_mx.validation.keras_side import import_keras
+    from xception_mx.keras_side import import_keras
     import_keras()                                # MXNet first, TensorFlow quiet
     import tf_keras
     keras2 = tf_keras.applications.Xception(weights=None, classifier_activation=None)

@@ -3,7 +3,8 @@ and Keras 2 through tf-keras), seeded, with non-trivial BatchNorms in base and
 head: the styles of issue #12 (nested, flattened, Sequential)."""
 import functools
 
-from xception_mx.validation.keras_side import import_keras, randomize_batchnorm, randomize_head
+from xception_mx.keras_side import import_keras
+from reference_models import randomize_batchnorm, randomize_head
 
 
 def import_tf_keras():

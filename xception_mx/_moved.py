@@ -2,7 +2,10 @@
 
 ``MOVED`` is the table (old name -> new name); ``python -m xception_mx._moved`` prints it.
 Importing an old name gives the new module itself (the same object) and a
-``DeprecationWarning`` that names the new one.  The old names go in ``REMOVED_IN``.
+``DeprecationWarning`` that names the new one; a module split in several (new names joined by
+``+``) gives a module holding the public names of each.  The old names go in ``REMOVED_IN``.
+Test and script helpers that left the package (the robustness and kill harnesses, the
+synthetic dataset, the seeded reference models) are in ``scripts/``, not in the table.
 
 The top-level ``convert`` and ``validate`` packages of 0.1 are not in the table: installing
 them again is what collided with other distributions (configobj's ``validate``); they are
@@ -12,6 +15,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
 
 REMOVED_IN = "0.3"
@@ -30,7 +34,9 @@ MOVED = {
     "xception_mx.padded_training": "xception_mx.training.padded_training",
     "xception_mx.run_dir": "xception_mx.training.run_dir",
     "xception_mx.run_setup": "xception_mx.training.run_setup",
-    "xception_mx.synthetic": "xception_mx.training.synthetic",
+    "xception_mx.validation.keras_side": "xception_mx.keras_side",
+    "xception_mx.validation.transfer": "xception_mx.keras_side+"
+                                       "xception_mx.conversion.transfer.same_model",
     "xception_mx.train": "xception_mx.training.train",
     "xception_mx.transfer_training": "xception_mx.training.transfer_training",
 }
@@ -47,8 +53,16 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         new = MOVED[spec.name]
         warnings.warn("%s moved to %s; the old name goes in xception-mx %s"
-                      % (spec.name, new, REMOVED_IN), DeprecationWarning, stacklevel=2)
-        return importlib.import_module(new)
+                      % (spec.name, new.replace("+", " and "), REMOVED_IN),
+                      DeprecationWarning, stacklevel=2)
+        if "+" not in new:
+            return importlib.import_module(new)
+        joined = types.ModuleType(spec.name, "%s, split: %s" % (spec.name, new))
+        for part in new.split("+"):
+            module = importlib.import_module(part)
+            joined.__dict__.update({name: value for name, value in vars(module).items()
+                                    if not name.startswith("_")})
+        return joined
 
     def exec_module(self, module):
         """The new module ran when it was imported."""
@@ -62,4 +76,4 @@ def install():
 
 if __name__ == "__main__":
     for old, new in sorted(MOVED.items()):
-        print("%-36s -> %s" % (old, new))
+        print("%-36s -> %s" % (old, new.replace("+", " + ")))

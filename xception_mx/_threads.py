@@ -13,8 +13,8 @@ import warnings
 THREAD_ENV = "OMP_NUM_THREADS"
 ENGINE_ENV = "MXNET_ENGINE_TYPE"
 # The commands that only run networks forward.  MXNet's default engine hands each operator to
-# a worker thread; its NaiveEngine runs it in the calling thread, which measured 1.2-1.5x the
-# images/s at batch 1 and 1.02-1.08x at batch 8 on the fast paths (bench/NOTES.md, issue 31).
+# a worker thread; its NaiveEngine runs it in the calling thread, which is faster on the fast
+# paths, most at batch 1 (the figures: BENCHMARKS.md and bench/NOTES.md).
 # Training keeps the default: it overlaps devices, Horovod's collectives and data loading.
 SERVING_COMMANDS = ("xception-predict", "xception-evaluate")
 # The environment as the user gave it, before this package or MXNet (which

@@ -19,7 +19,7 @@ ceiling to ``AVX512_CORE_AMX`` (they were a preview then), and it never asks Lin
 later) for the AMX tile state, so with that setting alone the process dies of SIGILL at the
 first AMX instruction.  ``request_amx`` asks for it, and ``import xception_mx`` calls it
 (elsewhere Linux says no, harmlessly); ``auto`` raises the ceiling for int8 and bf16 where the
-CPU has AMX (measured on a Xeon: bf16 2.6x, int8 1.08x faster, BENCHMARKS.md section 3).
+CPU has AMX (faster for both: BENCHMARKS.md section 3).
 """
 import contextlib
 import ctypes
@@ -123,16 +123,15 @@ def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None):
     """The cap that makes this CPU's fused ``precision`` forward faster, or None.
 
     int8 and bf16 where the CPU has AMX for them and Linux grants it: ``AVX512_CORE_AMX``,
-    which raises oneDNN 2.4's ceiling to its AMX kernels (measured on a Xeon, batch 8: bf16
-    14.9 images/s against 5.7, int8 35.0 against 32.3; ``amx_refused``: see ``why_no_amx``).
+    which raises oneDNN 2.4's ceiling to its AMX kernels (``amx_refused``: see
+    ``why_no_amx``).
 
-    fp32 on an AMD CPU with AVX-512 (measured on an EPYC, BENCHMARKS.md sections 2 and 2b:
-    the 58 depthwise reorders fall to 1): ``AVX512_MIC`` for a network padded to 16-channel
-    blocks (its kernels run 16 channels at a time), ``AVX2`` for 728 channels.  Not on Intel:
-    there oneDNN's ``brgconv`` kernels, which the cap removes, are the fast path for the
-    padded network (measured on a Xeon in three runs: 1.21-1.37x Keras capped against
-    1.32-1.56x uncapped at batch 1; at batch 8 0.82-1.17x against 0.99-1.10x).  The
-    caps never apply to int8 or bf16."""
+    fp32 on an AMD CPU with AVX-512, where the cap removes the depthwise convolutions'
+    layout reorders: ``AVX512_MIC`` for a network padded to 16-channel blocks (its kernels
+    run 16 channels at a time), ``AVX2`` for 728 channels.  Not on Intel: there oneDNN's
+    ``brgconv`` kernels, which the cap removes, are the fast path for the padded network.
+    The caps never apply to int8 or bf16.  The measurements behind each rule: BENCHMARKS.md
+    sections 2, 2b and 3."""
     if precision in AMX_FLAGS:
         return None if why_no_amx(precision, cpuinfo, amx_refused) else AMX_ISA
     fields = cpu_fields(cpuinfo)

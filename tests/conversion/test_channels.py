@@ -13,7 +13,7 @@ import transfer_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx import load
 from xception_mx.model.preprocess import load_images
-from xception_mx.validation.keras_side import import_keras
+from xception_mx.keras_side import import_keras
 
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
     "plain-keras3.keras": (transfer_models.grayscale_plain, ".keras", ["--input-shape", 71, 71]),

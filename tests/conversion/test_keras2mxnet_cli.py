@@ -11,7 +11,7 @@ import pytest
 
 import keras_files
 from conftest import run_tool
-from xception_mx.validation import keras_side
+from xception_mx import keras_side
 from xception_mx.atomic import sha256_file
 
 

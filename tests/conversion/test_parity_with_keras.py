@@ -8,7 +8,8 @@ import pytest
 
 from conftest import PHOTOS
 from xception_mx.conversion import convert_file
-from xception_mx.validation import keras_side
+import reference_models
+from xception_mx import keras_side
 from xception_mx.model.preprocess import load_images
 from xception_mx.serving.fast import load_fast_network
 
@@ -60,7 +61,7 @@ def assert_same_logits(keras_out, mx_out):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "%dx%d" % s)
 def test_logits_match_keras_at_any_input_size(shape, reference_model, keras_files_top,
                                               tmp_path):
-    keras_model = keras_side.same_weights(reference_model, input_shape=shape)
+    keras_model = reference_models.same_weights(reference_model, input_shape=shape)
     prefix = str(tmp_path / "xception")
     convert_file(keras_files_top["legacy-h5"], prefix, input_shape=shape,
                  classifier_activation=None)
@@ -75,7 +76,7 @@ def test_logits_match_keras_at_any_input_size(shape, reference_model, keras_file
 @pytest.mark.slow
 def test_softmax_output_matches_keras_probabilities(reference_model, keras_files_top, tmp_path):
     shape = (224, 224)
-    keras_model = keras_side.same_weights(reference_model, input_shape=shape,
+    keras_model = reference_models.same_weights(reference_model, input_shape=shape,
                                           classifier_activation="softmax")
     prefix = str(tmp_path / "xception")
     convert_file(keras_files_top["keras"], prefix, input_shape=shape)
@@ -90,7 +91,7 @@ def test_softmax_output_matches_keras_probabilities(reference_model, keras_files
 @pytest.mark.parametrize("pooling", [None, "avg", "max"])
 def test_notop_features_match_keras(pooling, reference_model, keras_file_notop, tmp_path):
     shape = (224, 224) if pooling else (181, 240)
-    keras_model = keras_side.same_weights(reference_model, include_top=False, pooling=pooling,
+    keras_model = reference_models.same_weights(reference_model, include_top=False, pooling=pooling,
                                           input_shape=shape)
     prefix = str(tmp_path / "features")
     convert_file(keras_file_notop, prefix, input_shape=shape, pooling=pooling)

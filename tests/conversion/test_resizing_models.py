@@ -11,7 +11,7 @@ import pytest
 
 import transfer_models
 from conftest import assert_bad_input, run_tool
-from xception_mx.validation import keras_side
+from xception_mx import keras_side
 from xception_mx.serving.loading import load_network
 
 

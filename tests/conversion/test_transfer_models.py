@@ -9,7 +9,7 @@ import pytest
 import transfer_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx.conversion import convert_file
-from xception_mx.validation import keras_side
+from xception_mx import keras_side
 from xception_mx import load_images
 from xception_mx.serving.loading import load_network
 

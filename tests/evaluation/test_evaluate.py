@@ -15,8 +15,9 @@ from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx.evaluation.data import keras_resize
 from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.loading import load_params, load_symbol, read_meta
-from xception_mx.training.synthetic import write_shapes_dataset
-from xception_mx.validation.keras_side import import_keras, randomize_batchnorm
+from shapes_dataset import write_shapes_dataset
+from xception_mx.keras_side import import_keras
+from reference_models import randomize_batchnorm
 
 SIZE = (71, 71)
 REPORT_KEYS = {"top1", "top5", "loss", "images", "classes", "per_class", "confusion_matrix",

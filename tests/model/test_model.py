@@ -5,7 +5,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from xception_mx.validation import keras_side
+from xception_mx import keras_side
 from xception_mx import Xception, tf_same_pool_padding
 from xception_mx.model.xception import pool_input_sizes
 

@@ -16,6 +16,7 @@ from mxnet import gluon
 from xception_mx import atomic
 from xception_mx.training.padded_training import ShapeMap
 from xception_mx.training.run_dir import RunDirectory
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer
 
 
@@ -57,7 +58,8 @@ def test_a_run_folders_files_stay_as_they_were_when_their_write_fails(tmp_path, 
     run = RunDirectory(str(tmp_path))
     net = gluon.nn.Dense(2, in_units=3)
     net.initialize(ctx=mx.cpu())
-    trainer = make_trainer(net.collect_params(), "nag", 0.1, 0.9, 0.0, "device")
+    trainer = make_trainer(net.collect_params(),
+                           resolve_optimizer("nag", 0.1, {"momentum": 0.9, "wd": 0.0}), "device")
     rows = [{"epoch": 0, "train_loss": 1.0}]
     run.write_best(0, rows[0])
     run.write_csv(rows)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import BIN, run_tool
 from xception_mx.conversion import convert_file
-from xception_mx.validation.robustness import checkpoint_state
+from robustness_harness import checkpoint_state
 from xception_mx.cli import EXIT_BAD_INPUT
 from xception_mx.faults import CRASH_POINT, KILL_MARK, KILL_POINT
 
@@ -102,7 +102,7 @@ def _finetune_args(data, pretrained, out, epochs):
 @pytest.mark.slow
 def test_a_run_killed_after_an_epoch_resumes_at_the_next_and_ends_like_an_uninterrupted_one(
         keras_files_top, tmp_path):
-    from xception_mx.training.synthetic import write_shapes_dataset
+    from shapes_dataset import write_shapes_dataset
     write_shapes_dataset(str(tmp_path / "data"), per_class=8, seed=2, size=(80, 80))
     pretrained = str(tmp_path / "x71")
     convert_file(keras_files_top["legacy-h5"], pretrained, input_shape=(71, 71))

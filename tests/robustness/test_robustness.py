@@ -13,8 +13,9 @@ import pytest
 
 from conftest import PHOTOS
 from xception_mx.conversion import ConversionError, convert
-from xception_mx.validation import kills, robustness
-from xception_mx.validation.robustness import checkpoint_state, clean_failure, outputs_of, run_tool
+import kill_harness as kills
+import robustness_harness as robustness
+from robustness_harness import checkpoint_state, clean_failure, outputs_of, run_tool
 
 FUZZ_CASES = int(os.environ.get("XCEPTION_MX_FUZZ_CASES", "3"))
 FUZZ_SEEDS = int(os.environ.get("XCEPTION_MX_FUZZ_SEEDS", "4"))

@@ -260,7 +260,7 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    from xception_mx.training.synthetic import write_shapes_dataset
+    from shapes_dataset import write_shapes_dataset
     root = tmp_path_factory.mktemp("shapes")
     write_shapes_dataset(str(root / "train"), per_class=30, seed=0)
     write_shapes_dataset(str(root / "val"), per_class=10, seed=1)
@@ -353,7 +353,7 @@ def test_bf16_and_int8_paths_run_a_transfer_model_close_to_fp32(converted, tmp_p
 def canonical_weights(model):
     """``{canonical layer name: [arrays]}`` (a nested base as one entry; the
     residual layers Keras auto-names by their place)."""
-    from xception_mx.conversion.mxnet_to_keras import canonical_names
+    from xception_mx.keras_side import canonical_names
     return {canonical: model.get_layer(name).get_weights()
             for name, canonical in canonical_names(model).items()}
 

@@ -13,13 +13,16 @@ from mxnet import gluon
 from mxnet.contrib import amp
 
 from xception_mx.model.xception import Xception
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step
 
 amp.init(target_dtype="bfloat16")
 contexts = [mx.cpu(0), mx.cpu(1)]
 net = Xception(classes=3, input_shape=(71, 71))
 net.initialize(mx.init.Xavier(), ctx=contexts)
-trainer = make_trainer(net.collect_params(), "nag", 0.01, 0.9, 1e-4, "device", amp=True)
+trainer = make_trainer(net.collect_params(),
+                       resolve_optimizer("nag", 0.01, {"momentum": 0.9, "wd": 1e-4}), "device",
+                       amp=True)
 amp.init_trainer(trainer)
 before = net.collect_params()["block1_conv1_weight"].data(contexts[0]).copy()
 data = mx.nd.random.uniform(-1, 1, (4, 3, 71, 71), ctx=mx.cpu())

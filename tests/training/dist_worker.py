@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
 from xception_mx.training.devices import join_job  # noqa
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import (build_network, make_trainer, train_step,  # noqa
                                         trainable_params)
 
@@ -25,7 +26,8 @@ job = join_job(backend)
 print("rank %d pid %d" % (job.rank, os.getpid()), flush=True)
 # a seed per rank: equal parameters at the end prove that rank 0's were shared
 net, _, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=job.rank, frozen_bn=True)
-trainer = make_trainer(trainable_params(net, False), "nag", 0.001, 0.9, 0.0, job.kvstore)
+trainer = make_trainer(trainable_params(net, False),
+                       resolve_optimizer("nag", 0.001, {"momentum": 0.9, "wd": 0.0}), job.kvstore)
 if sys.argv[4:] == ["die"] and job.rank == 1:
     os.kill(os.getpid(), signal.SIGKILL)
 rng = np.random.RandomState(0)

@@ -16,7 +16,8 @@ from mxnet import gluon
 
 from conftest import BIN, failure_output, run_tool
 from rounding import assert_within_rounding, deviation
-from xception_mx.training.synthetic import write_shapes_dataset
+from shapes_dataset import write_shapes_dataset
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +35,8 @@ def single_process_reference(pretrained, steps=2, reverse=False, slices=1):
     device (the same sums evaluated another way: this run's rounding, see
     rounding.py)."""
     net, _, _ = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=0, frozen_bn=True)
-    trainer = make_trainer(trainable_params(net, False), "nag", 0.002, 0.9, 0.0, "device")
+    trainer = make_trainer(trainable_params(net, False),
+                           resolve_optimizer("nag", 0.002, {"momentum": 0.9, "wd": 0.0}), "device")
     rng = np.random.RandomState(0)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     for _ in range(steps):

@@ -20,9 +20,10 @@ import keras_files
 from conftest import BIN, assert_bad_input, run_tool
 from rounding import assert_within_rounding, deviation
 from xception_mx.conversion import convert_file
-from xception_mx.validation.kills import TRAINING_ATOL
+from kill_harness import TRAINING_ATOL
 from xception_mx.progress import without_progress
-from xception_mx.training.synthetic import write_shapes_dataset
+from shapes_dataset import write_shapes_dataset
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import (build_network, forward_backward, make_trainer, train_step,
                                         trainable_params)
 
@@ -190,7 +191,9 @@ def test_four_cpu_contexts_keep_parameters_identical_and_match_one_context(work)
     multi, singles = nets[0], nets[1:]
     start = {name: p.data(mx.cpu(0)).asnumpy() for name, p in multi.collect_params().items()}
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainers = [make_trainer(trainable_params(net, False), "nag", 0.005, 0.9, 1e-4, "device")
+    trainers = [make_trainer(trainable_params(net, False),
+                             resolve_optimizer("nag", 0.005, {"momentum": 0.9, "wd": 1e-4}),
+                             "device")
                 for net in nets]
     rng = np.random.RandomState(0)
     for step in range(2):          # the second step carries momentum
@@ -219,7 +222,8 @@ def test_bn_statistics_are_averaged_over_contexts(work):
     from xception_mx.training.train import average_bn_statistics
     two = [mx.cpu(0), mx.cpu(1)]
     net = _nets(str(work / "x71"), [two])[0]
-    trainer = make_trainer(trainable_params(net, False), "sgd", 0.01, 0.0, 0.0, "device")
+    trainer = make_trainer(trainable_params(net, False),
+                           resolve_optimizer("sgd", 0.01, {"momentum": 0.0, "wd": 0.0}), "device")
     x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (4, 3, 71, 71)).astype(np.float32))
     train_step(net, trainer, gluon.loss.SoftmaxCrossEntropyLoss(), x, mx.nd.array([0, 1, 2, 0]),
                two)
@@ -292,10 +296,10 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
 
 @pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_same_parameters(work, tmp_path):
-    """Kills drawn after the first checkpoint of a traced run (xception_mx/validation/kills.py): each
+    """Kills drawn after the first checkpoint of a traced run (scripts/kill_harness.py): each
     killed run resumes at the epoch after its last complete checkpoint and ends with the
     uninterrupted run's parameters."""
-    from xception_mx.validation.kills import kill_training
+    from kill_harness import kill_training
     args = [work / "small", "--pretrained", work / "x71", *RESUME_ARGS]
     counts = kill_training(args, tmp_path / "run", kills=2, seed=3,
                            reference=str(tmp_path / "reference"))
@@ -367,7 +371,7 @@ def test_damaged_or_unwritable_epoch_checkpoints(work, uninterrupted, tmp_path):
     args = [work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS]
     assert finetune(*args, "--stop-after", "0").returncode == 0
     before = (out / "epoch-0000.params").read_bytes()
-    from xception_mx.validation.robustness import clean_failure, run_tool as run_limited
+    from robustness_harness import clean_failure, run_tool as run_limited
     full = run_limited("xception-finetune", args + ["--resume"], file_size_limit=20 << 20)
     assert clean_failure(full, "xception-finetune"), full.stderr[-2000:]
     assert "cannot write the checkpoint of epoch 1" in full.stderr

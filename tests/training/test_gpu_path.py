@@ -19,6 +19,7 @@ from xception_mx.training import devices
 from xception_mx.training.devices import (check_horovod_gpus, horovod_contexts,
                                           parse_contexts)
 from xception_mx.training.padded_training import ShapeMap
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step
 
 from conftest import BIN, assert_bad_input, failure_output, run_tool
@@ -129,13 +130,15 @@ def test_trainer_states_are_written_as_cpu_arrays_whatever_the_contexts(tmp_path
     contexts = [mx.cpu(1), mx.cpu(2)]
     net = gluon.nn.Dense(3, in_units=4)
     net.initialize(ctx=contexts)
-    trainer = make_trainer(net.collect_params(), "adam", 0.01, 0.9, 0.0, "device")
+    trainer = make_trainer(net.collect_params(),
+                           resolve_optimizer("adam", 0.01, {"momentum": 0.9, "wd": 0.0}), "device")
     step = (mx.nd.random.uniform(shape=(4, 4)), mx.nd.array([0, 1, 2, 0]))
     train_step(net, trainer, gluon.loss.SoftmaxCrossEntropyLoss(), *step, contexts)
     ShapeMap(net, net).save_states(trainer, str(tmp_path / "states"))
     found = pickled_devices(str(tmp_path / "states"))
     assert len(found) == 4 and set(found) == {(1, 0)}, found    # Adam: mean, var; cpu(0)
-    again = make_trainer(net.collect_params(), "adam", 0.01, 0.9, 0.0, "device")
+    again = make_trainer(net.collect_params(),
+                         resolve_optimizer("adam", 0.01, {"momentum": 0.9, "wd": 0.0}), "device")
     ShapeMap(net, net).load_states(again, str(tmp_path / "states"))
     before = net.weight.data(contexts[1]).copy()
     train_step(net, again, gluon.loss.SoftmaxCrossEntropyLoss(), *step, contexts)

@@ -6,7 +6,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from xception_mx.training.keras2_statistics import Keras2Variance
-from xception_mx.validation.keras_side import import_keras
+from xception_mx.keras_side import import_keras
 
 
 def _keras2_moving_variance(x_nhwc, start, momentum):

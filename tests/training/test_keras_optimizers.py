@@ -9,9 +9,9 @@ from mxnet import autograd, gluon
 
 import transfer_models
 from conftest import assert_bad_input, run_tool
-from xception_mx.training.keras_optimizers import resolve_optimizer
+from xception_mx.training.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.train import make_trainer
-from xception_mx.validation.keras_side import import_keras
+from xception_mx.keras_side import import_keras
 
 LEARNING_RATES = [0.1, 0.1, 0.02, 0.02, 0.05, 0.05]        # a step schedule, then up again
 CASES = [   # (ours, Keras class, Keras arguments)
@@ -55,8 +55,10 @@ def mxnet_trajectory(name, arguments, start, grads, scale, momentum=None, wd=0.0
     for i, w in enumerate(start):
         params.get("w%d" % i, shape=w.shape, init=mx.init.Constant(mx.nd.array(w)))
     params.initialize(ctx=mx.cpu())
-    trainer = make_trainer(params, name, LEARNING_RATES[0] * scale, momentum, wd, "device",
-                           keras=arguments)
+    given = {"momentum": momentum, "wd": wd}
+    given.update({SETTING_OF_KERAS[k]: v for k, v in (arguments or {}).items()})
+    trainer = make_trainer(params, resolve_optimizer(name, LEARNING_RATES[0] * scale, given),
+                           "device")
     weights = []
     for lr, step in zip(LEARNING_RATES, grads):
         trainer.set_learning_rate(lr * scale)
@@ -125,10 +127,10 @@ def test_flags_an_optimizer_does_not_take_are_refused_in_one_line(flags, fragmen
 def test_unset_settings_take_keras_defaults_for_keras_optimizers():
     base = {"momentum": None, "nesterov": False, "wd": None, "weight_decay": None,
             "beta1": None, "beta2": None, "epsilon": None}
-    assert resolve_optimizer(dict(base, optimizer="keras-adamw"))["weight_decay"] == 0.004
-    adam = resolve_optimizer(dict(base, optimizer="keras-adam"))
+    assert resolve_optimizer("keras-adamw", 0.001, base).settings["weight_decay"] == 0.004
+    adam = resolve_optimizer("keras-adam", 0.001, base).settings
     assert (adam["beta1"], adam["beta2"], adam["epsilon"], adam["weight_decay"]) == (
         0.9, 0.999, 1e-7, None)
-    assert resolve_optimizer(dict(base, optimizer="keras-sgd"))["momentum"] == 0.0
-    nag = resolve_optimizer(dict(base, optimizer="nag"))
+    assert resolve_optimizer("keras-sgd", 0.01, base).settings["momentum"] == 0.0
+    nag = resolve_optimizer("nag", 0.01, base).settings
     assert (nag["momentum"], nag["wd"]) == (0.9, 1e-4)

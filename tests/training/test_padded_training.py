@@ -15,9 +15,10 @@ from mxnet import gluon
 from conftest import BIN
 from xception_mx.conversion import convert_file
 from rounding import assert_within_rounding, deviation
-from xception_mx.validation.kills import TRAINING_ATOL
+from kill_harness import TRAINING_ATOL
 from xception_mx.model.padding import BLOCK
-from xception_mx.training.synthetic import write_shapes_dataset
+from shapes_dataset import write_shapes_dataset
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
 
 REVERSED = mx.nd.array(np.arange(7, -1, -1))
@@ -47,7 +48,9 @@ def _train(pretrained, block, batches, reverse=False, optimizer="nag"):
     rounding of each other; returns the net, its ShapeMap and its trainer."""
     net, _, shapes = build_network(3, (71, 71), [mx.cpu()], pretrained, seed=0,
                                    channel_block=block)
-    trainer = make_trainer(trainable_params(net, False), optimizer, 0.001, 0.9, 1e-3, "device")
+    trainer = make_trainer(trainable_params(net, False),
+                           resolve_optimizer(optimizer, 0.001, {"momentum": 0.9, "wd": 1e-3}),
+                           "device")
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     for data, label in batches:
         if reverse:

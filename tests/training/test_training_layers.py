@@ -54,7 +54,7 @@ def _our_parameters(layer, drawn, height, width):
 
 
 def test_each_augmentation_transforms_as_keras_does_on_keras_draws():
-    from xception_mx.validation.keras_side import import_keras
+    from xception_mx.keras_side import import_keras
     keras = import_keras()
     images = (np.random.RandomState(0).rand(4, 13, 10, 3) * 255).astype(np.float32)
     batch = mx.nd.array(images.transpose(0, 3, 1, 2))

@@ -19,6 +19,7 @@ from mxnet import gluon
 import transfer_models
 from conftest import PHOTOS, run_tool
 from xception_mx.model.preprocess import load_images
+from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step, trainable_params
 from xception_mx.training.transfer_training import build_transfer_network
 from xception_mx.validation.training_step import keras_training_model, mxnet_values, relative
@@ -65,8 +66,8 @@ def test_a_few_steps_follow_keras_fit(tmp_path):
     losses2 = keras_fit(other, nhwc, y.astype(np.int32), library, jit_compile=True)
 
     net = build_transfer_network(spec, 5, size, [mx.cpu()], str(tmp_path / "mx"))[0]
-    trainer = make_trainer(trainable_params(net, False), "keras-sgd", LR, 0.9, 0.0, "device",
-                           keras={"momentum": 0.9, "nesterov": True})
+    trainer = make_trainer(trainable_params(net, False), resolve_optimizer(
+        "keras-sgd", LR, {"momentum": 0.9, "nesterov": True}), "device")
     ours = []
     for k in range(STEPS):
         part = slice(k * BATCH, (k + 1) * BATCH)

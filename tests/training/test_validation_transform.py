@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from xception_mx.training.run_setup import Data
-from xception_mx.training.synthetic import write_shapes_dataset
+from shapes_dataset import write_shapes_dataset
 
 SIZE = (71, 71)
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 
+from xception_mx import keras_side
 from xception_mx.atomic import atomic_path
 from xception_mx.cli import Parser, run
 from xception_mx.serving.labels import labels_path
@@ -53,7 +54,7 @@ def xception_weights(params, include_top, classes, where, channels=3):
 def fill_xception(model, weights, prefix):
     """Set the weights of Keras' Xception ``model`` (possibly with weightless
     layers before it) from ``xception_weights``."""
-    names = canonical_names(model)
+    names = keras_side.canonical_names(model)
     make_sure(sorted(names.values()) == sorted(weights), "%s: the checkpoint's layers do not "
               "match Keras' Xception", prefix)
     for keras_name, canonical in names.items():
@@ -75,7 +76,6 @@ def keras_model(prefix, epoch=0):
     classes = int(head.shape[0]) if include_top else None
     weights = xception_weights(params, include_top, classes, where, checkpoint_channels(meta))
     pooling = None if include_top else meta.get("model", {}).get("pooling")
-    from xception_mx.validation import keras_side
     model = keras_side.keras_xception(include_top, classes or 1000, pooling, None,
                                       checkpoint_input_size(meta), checkpoint_channels(meta))
     fill_xception(model, weights, prefix)
@@ -84,19 +84,6 @@ def keras_model(prefix, epoch=0):
 
 def row_kind(rows, layer):
     return next(r.kind for r in rows if r.keras_layer == layer)
-
-
-def canonical_names(keras_model, only=None):
-    """``{Keras layer name: canonical name}`` for the layers with weights (the
-    residual layers Keras names automatically are found by their place); ``only``: of the
-    layers of those names (a flattened base among a model's layers)."""
-    from xception_mx.validation.layers import layer_pairs
-    names = {}
-    for _, keras_name, output in layer_pairs(keras_model, only=only):
-        if keras_model.get_layer(keras_name).weights:
-            base = output.replace("_pointwise_fwd_output", "").replace("_fwd_output", "")
-            names[keras_name] = base
-    return names
 
 
 def output_format(path):
@@ -118,7 +105,6 @@ def write_keras(prefix, out, epoch=0, force=False):
               "model with its own head; it is written as a whole .keras model (a weights file "
               "would lose the architecture)", out, prefix)
     model = keras_model(prefix, epoch)
-    from xception_mx.validation import keras_side
     with atomic_path(out) as tmp:
         keras_side.save_keras(model, tmp, {".weights.h5": "weights-h5", ".keras": "keras",
                                            ".h5": "legacy-h5"}[suffix])

@@ -3,6 +3,8 @@ it was converted from (``--keras``, run by Keras itself, ``safe_mode``), or the 
 another precision (``--compare``)."""
 import numpy as np
 
+from xception_mx import keras_side
+from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import make_sure
 from xception_mx.serving.loading import checkpoint_channels, is_serving_copy, is_transfer
 from xception_mx.serving.runtime import Model
@@ -11,13 +13,11 @@ from xception_mx.serving.runtime import Model
 def keras_scorer(keras_path, prefix, meta, input_size, classes, batch_size):
     """``outputs(x_nchw)``: the Keras model's raw outputs (logits or probabilities, as the
     checkpoint's) for inputs in the checkpoint's convention."""
-    from xception_mx.validation import keras_side, transfer
-    from xception_mx.validation.parity import load_keras_reference
     if is_transfer(meta):
-        transfer.read_file_transfer(keras_path, meta["model"]["transfer"], prefix)
-        model, _ = transfer.as_converted(transfer.load_transfer_model(keras_path), input_size)
+        read_file_transfer(keras_path, meta["model"]["transfer"], prefix)
+        model, _ = keras_side.as_converted(keras_side.load_transfer_model(keras_path), input_size)
     else:
-        model = load_keras_reference(keras_path, prefix, True, classes, None, input_size,
+        model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None, input_size,
                                      checkpoint_channels(meta))
     return lambda x: np.asarray(keras_side.keras_predict(model, x, batch_size), np.float64)
 

@@ -39,14 +39,12 @@ BATCHNORM_PAD = {1: 0.0, 2: 0.0, 3: 0.0, 4: PADDED_VARIANCE}
 
 def padding_helps_here(cpuinfo=None, training=False, precision="fp32"):
     """Whether padding speeds this CPU up.  fp32 and int8 inference: on Intel with AVX-512,
-    where oneDNN 2.4's 1x1 kernels for 16-channel blocks run at full vector width (measured
-    on a Xeon: the whole network 1.48x at batch 8); AMD's AVX-512 (EPYC, measured) runs the
-    forward kernels no faster than the AVX2 ones for 728 channels, so the network stays as
-    it is there.  bf16 inference: on any CPU with AVX-512, since oneDNN has no bf16 kernel
-    for 728-channel blocks and falls back to gemm convolutions and a plain BatchNorm
-    (measured on an AMD EPYC at batch 8: 9.4 images/s unpadded, 19.4 padded).  Training: on
-    any CPU with AVX-512 (measured: the training step 1.09x faster padded on an AMD EPYC,
-    1.32x on an Intel Xeon; BENCHMARKS.md section 4)."""
+    where oneDNN 2.4's 1x1 kernels for 16-channel blocks run at full vector width; AMD's
+    AVX-512 runs the forward kernels no faster than the AVX2 ones for 728 channels, so the
+    network stays as it is there.  bf16 inference: on any CPU with AVX-512, since oneDNN has
+    no bf16 kernel for 728-channel blocks and falls back to gemm convolutions and a plain
+    BatchNorm.  Training: on any CPU with AVX-512.  The figures behind each rule are in
+    BENCHMARKS.md (sections 2, 2b and 4), measured again with ``make bench``."""
     fields = cpu_fields(cpuinfo)
     return has_avx512(fields) and (training or precision == "bf16" or is_intel(fields))
 

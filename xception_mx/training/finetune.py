@@ -21,7 +21,7 @@ from xception_mx.training.export import (EXPORT_NAME, evaluate_export, export_be
                                          model_input_shape)
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
-from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, keras_settings
+from xception_mx.training.optimizers import OPTIMIZER_NAMES, run_optimizer
 from xception_mx.training.padded_training import channel_block
 from xception_mx.training.run_dir import RunDirectory, resume_point
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
@@ -31,7 +31,7 @@ from xception_mx.training.run_setup import (Data, available_memory, check_config
                                             pipeline_augments)
 from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
-from xception_mx.training.train import (OPTIMIZERS, SCHEDULES, Counts, Throughput,
+from xception_mx.training.train import (SCHEDULES, Counts, Throughput,
                                         average_bn_statistics, build_network, count_correct,
                                         evaluate, learning_rate, make_trainer,
                                         train_step, trainable_params)
@@ -63,7 +63,7 @@ def build_parser():
                         "299 299)")
     p.add_argument("--epochs", type=int, default=10, help="epochs of the whole run")
     p.add_argument("--batch-size", type=int, default=32, help="global batch over all devices")
-    p.add_argument("--optimizer", choices=OPTIMIZERS + KERAS_OPTIMIZERS, default="nag",
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="nag",
                    help="MXNet's sgd, nag (Nesterov momentum SGD), adam; or Keras' SGD, Adam, "
                         "AdamW with Keras' formulas, unset settings as Keras sets them "
                         "(keras-sgd, keras-adam, keras-adamw; see docs/finetune.md, Training "
@@ -217,8 +217,7 @@ def run_finetune(config, log=print):
             else "before %s" % config["trainable_from"]))
     trainer = make_trainer(trainable_params(net, _phase(config, start_epoch) == "head",
                                             frozen_params),
-                           config["optimizer"], config["lr"], config["momentum"], config["wd"],
-                           kvstore, config["amp"], keras_settings(config))
+                           run_optimizer(config), kvstore, config["amp"])
     if config["amp"]:
         from mxnet.contrib import amp
         amp.init_trainer(trainer)

@@ -9,7 +9,7 @@ from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer import branches
 from xception_mx.training.frozen import frozen_layers
-from xception_mx.training.keras_optimizers import resolve_optimizer
+from xception_mx.training.optimizers import SETTINGS, resolve_optimizer
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
 from xception_mx.serving.labels import labels_path, read_labels
 from xception_mx.serving.loading import (check_finite, checkpoint_channels,
@@ -60,10 +60,9 @@ def config_from_args(args):
     meta = read_meta(args.pretrained) if args.pretrained else {}
     config["input_shape"] = list(args.input_shape or checkpoint_input_size(meta))
     config["channels"] = checkpoint_channels(meta)      # images decode to as many
-    try:
-        resolve_optimizer(config)
-    except ValueError as exc:
-        raise InputError(str(exc))
+    optimizer = resolve_optimizer(config["optimizer"], config["lr"],
+                                  {key: config[key] for key in SETTINGS})
+    config.update(optimizer.settings)           # recorded with every checkpoint
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:

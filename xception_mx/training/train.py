@@ -31,11 +31,10 @@ from xception_mx.errors import make_sure
 from xception_mx.model.xception import HEAD_PREFIX, Xception
 from xception_mx.progress import progress
 from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
-from xception_mx.training.keras_optimizers import KERAS_OPTIMIZERS, trainer_options
+from xception_mx.training.optimizers import trainer_arguments
 from xception_mx.serving.loading import read_params_file
 from xception_mx.training.padded_training import padded_network
 
-OPTIMIZERS = ("sgd", "nag", "adam")
 SCHEDULES = ("cosine", "step")
 
 
@@ -119,7 +118,7 @@ def trainable_params(net, head_only, frozen=()):
     return chosen
 
 
-def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False, keras=None):
+def make_trainer(params, optimizer, kvstore, amp=False):
     """A Gluon Trainer.  Updates happen on the workers (``update_on_kvstore``
     off) with AMP, where MXNet checks for overflow, and on a parameter server,
     so that trainer states can be saved by the workers.  On a parameter server
@@ -130,14 +129,8 @@ def make_trainer(params, optimizer, lr, momentum, wd, kvstore, amp=False, keras=
     summed over the workers (Horovod averages; ``rescale_grad`` undoes that), so
     that ``lr`` means what it means on a parameter server.
 
-    ``optimizer``: MXNet's ``sgd``, ``nag``, ``adam`` (``momentum``, coupled ``wd``), or
-    Keras' ``keras-sgd``, ``keras-adam``, ``keras-adamw`` with ``keras``: their Keras
-    arguments (``keras_optimizers``)."""
-    options = {"learning_rate": lr, "wd": wd}
-    if optimizer in ("sgd", "nag"):
-        options["momentum"] = momentum
-    if optimizer in KERAS_OPTIMIZERS:          # Keras' formulas; ``keras``: its arguments
-        optimizer, options = trainer_options(optimizer, lr, keras or {})
+    ``optimizer``: an ``optimizers.Optimizer`` (``resolve_optimizer``)."""
+    optimizer, options = trainer_arguments(optimizer)
     if kvstore == HOROVOD:
         hvd = import_horovod()
         options["rescale_grad"] = float(hvd.size())

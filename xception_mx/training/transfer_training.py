@@ -15,8 +15,9 @@ a base + head Keras model).
   its BatchNorm layers use their running statistics (``use_global_stats``,
   which keeps the gradients right); the head's BatchNorm layers train as in
   Keras.
-- Layers that are the identity at inference (Dropout, augmentation) are not
-  in the checkpoint, so they do not act in training either.
+- Layers that act only in training (Dropout and its kin, the augmentation layers) act at
+  the file's rates and parameters, seeded per step so that a resumed run is the same run
+  (``model/training_only.py``); the exported symbol leaves them out, as Keras' inference does.
 """
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.training_only import inference_layers

@@ -1,21 +1,14 @@
-"""Layer-by-layer comparison: every Keras layer output against the MXNet
-internal output of the same layer, to find where a conversion starts to differ.
-
-Keras layers are paired with MXNet outputs by name; the layers Keras leaves
-auto-named (residual convolutions, their BatchNorms, the adds) by their place
-in the graph: a residual convolution by its channel count, its BatchNorm by
-its input, an add by the block layer feeding it.
+"""Layer-by-layer comparison: every Keras layer output against the MXNet internal output
+of the same layer (paired by ``keras_side.pairing``), to find where a conversion starts to
+differ; the table and the plot.
 """
 import collections
 
 import numpy as np
 
-from xception_mx.model.xception import ENTRY_EXIT_BLOCKS
 from xception_mx.progress import progress
 
 from .metrics import max_deviation, max_magnitude
-
-RESIDUAL_BLOCK_BY_CHANNELS = {c2: block for block, _, _, c2, _ in ENTRY_EXIT_BLOCKS}
 
 LayerRecord = collections.namedtuple(
     "LayerRecord", "depth keras_layer mxnet_output shape max_abs max_ref scaled")
@@ -24,73 +17,8 @@ sides, output shape (Keras, NHWC), max |keras - mxnet|, max |keras|, and the
 deviation scaled by ``max(1, max |keras|)`` (what the tolerance applies to)."""
 
 
-def _parents(layer):
-    """Names of the layers feeding ``layer`` (Keras 3 nodes hold an
-    ``operation``, Keras 2's via tf-keras a ``layer``)."""
-    return [(getattr(parent, "operation", None) or parent.layer).name
-            for parent in layer._inbound_nodes[0].parent_nodes]
-
-
-def layer_pairs(keras_model, only=None):
-    """``[(depth, keras layer name, MXNet internal output name)]`` for every
-    layer of a Keras Xception except the input (with ``only``, for the layers
-    of those names)."""
-    mapped, pairs = {}, []
-    for depth, layer in enumerate(keras_model.layers):
-        cls, name = type(layer).__name__, layer.name
-        if cls == "InputLayer" or (only is not None and name not in only):
-            continue
-        if cls == "SeparableConv2D":
-            out = name + "_pointwise_fwd_output"
-        elif cls == "Add":
-            block = next(p for p in _parents(layer) if p.startswith("block")).split("_")[0]
-            out = block + "_add_output"
-        elif cls == "Conv2D" and not name.startswith("block"):
-            out = RESIDUAL_BLOCK_BY_CHANNELS[layer.filters] + "_residual_conv_fwd_output"
-        elif cls == "BatchNormalization" and not name.startswith("block"):
-            out = mapped[_parents(layer)[0]].replace("_residual_conv_", "_residual_bn_")
-        elif cls == "GlobalAveragePooling2D":
-            out = "avg_pool_fwd_output"
-        elif cls == "GlobalMaxPooling2D":
-            out = "max_pool_fwd_output"
-        else:
-            out = name + "_fwd_output"
-        mapped[name] = out
-        pairs.append((depth, name, out))
-    return pairs
-
-
 def _to_nhwc(array):
     return np.transpose(array, (0, 2, 3, 1)) if array.ndim == 4 else array
-
-
-def probe_model(keras_model, inputs, outputs, training=False):
-    """A model of ``keras_model``'s own Keras (Keras 3 or tf-keras) from
-    ``inputs`` to the list ``outputs``, run on NHWC numpy: a list of arrays.  With
-    ``training`` it runs in training mode (BatchNorm on batch statistics, which also updates
-    the layers' moving statistics)."""
-    import importlib
-    library = importlib.import_module(type(keras_model).__module__.split(".")[0])
-    probe = library.Model(inputs, list(outputs))
-
-    def run(nhwc):
-        if training:
-            values = probe(nhwc, training=True)
-            values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple))
-                                              else [values])]
-            return values
-        values = probe.predict(nhwc, verbose=0)
-        return list(values) if isinstance(values, (list, tuple)) else [values]
-    return run
-
-
-def xception_probe(keras_model, training=False):
-    """``(pairs, run)`` for a Keras Xception: ``layer_pairs`` and a function
-    giving every paired layer's output for an NHWC batch (in training mode with
-    ``training``)."""
-    pairs = layer_pairs(keras_model)
-    return pairs, probe_model(keras_model, keras_model.input,
-                              [keras_model.get_layer(n).output for _, n, _ in pairs], training)
 
 
 def compare_layers(pairs, keras_run, mx_internals, x, batch_size=4):

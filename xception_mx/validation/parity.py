@@ -11,6 +11,8 @@ import os
 import mxnet as mx
 import numpy as np
 
+from xception_mx import keras_side
+from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import image_files, load_images
 from xception_mx.model.transfer_inputs import check_model_input
@@ -19,7 +21,7 @@ from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_s
                                          read_meta, require_keras_shaped, run_batches,
                                          takes_raw_pixels)
 
-from . import keras_side, layers, transfer
+from . import layers
 from .metrics import max_deviation, max_magnitude
 
 Record = collections.namedtuple("Record", "name max_abs max_rel top1 top5 output",
@@ -127,23 +129,6 @@ def resolve_input_size(prefix, meta, input_size):
     return tuple(input_size)
 
 
-def load_keras_reference(keras_path, prefix, include_top, classes, pooling, input_size,
-                         channels=3, keras=None):
-    """The Keras model, loaded by Keras' own loader (``keras``: which Keras, default 3), with
-    logits output."""
-    if not os.path.isfile(keras_path):
-        raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras file (.h5, "
-                                     ".weights.h5 or .keras)" if os.path.isdir(keras_path)
-                                     else "no such Keras weights file"))
-    try:
-        return keras_side.load_keras_model(keras_path, include_top, classes or 1000, pooling,
-                                           None, input_size, channels, keras)
-    except (ValueError, OSError, KeyError, TypeError) as exc:
-        raise InputError("%s: Keras cannot load it into Xception(include_top=%s, classes=%s) as "
-                         "the checkpoint %s is: %s" % (keras_path, include_top, classes, prefix,
-                                                       str(exc).strip().splitlines()[0][:300]))
-
-
 Parity = collections.namedtuple("Parity", "records layers details")
 
 
@@ -163,10 +148,10 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     include_top, classes, pooling = checkpoint_head(params, meta)
     channels = checkpoint_channels(meta)
     names, x = build_inputs(images, random_count, seed, input_size, channels=channels)
-    keras_model = load_keras_reference(keras_path, prefix, include_top, classes, pooling,
+    keras_model = keras_side.load_keras_reference(keras_path, prefix, include_top, classes, pooling,
                                        input_size, channels)
     records, layer_records = compare_both(
-        keras_model, net, names, x, per_layer and (lambda: layers.xception_probe(keras_model)),
+        keras_model, net, names, x, per_layer and (lambda: keras_side.xception_probe(keras_model)),
         prefix, epoch, input_size, batch_size)
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
                "input_size": list(input_size), "include_top": include_top,
@@ -227,16 +212,16 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
                                      "(.keras or .h5)" if os.path.isdir(keras_path)
                                      else "no such Keras model file"))
     spec = meta["model"]["transfer"]
-    file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
+    file_transfer = read_file_transfer(keras_path, spec, prefix)
     raw = takes_raw_pixels(meta)
     channels = checkpoint_channels(meta)
     names, x = build_inputs(images, random_count, seed, input_size, raw, channels)
-    keras_model, mixed = transfer.as_converted(transfer.load_transfer_model(keras_path),
+    keras_model, mixed = keras_side.as_converted(keras_side.load_transfer_model(keras_path),
                                                input_size)
     net, _ = load_network(prefix, epoch, input_size=input_size)
     records, layer_records = compare_both(
         keras_model, net, names, x,
-        per_layer and (lambda: transfer.transfer_probe(keras_model, file_transfer)),
+        per_layer and (lambda: keras_side.transfer_probe(keras_model, file_transfer)),
         prefix, epoch, input_size, batch_size,
         [o["name"] for o in meta["model"].get("outputs") or []])
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,

@@ -7,8 +7,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from xception_mx import keras_side
 from xception_mx.conversion import layouts
-from xception_mx.conversion.mxnet_to_keras import canonical_names
+from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_batchnorm
 from xception_mx.model.training_only import set_training_layers
@@ -19,6 +20,7 @@ from xception_mx.serving.loading import (checkpoint_channels, is_transfer, read_
 from xception_mx.training.keras2_statistics import (Keras2Variance, bessel_corrected,
                                                     written_by_keras2)
 from xception_mx.training.data import scan_image_folder
+from xception_mx.training.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.train import (build_network, forward_backward, make_trainer,
                                         trainable_params)
@@ -26,14 +28,14 @@ from xception_mx.training.transfer_training import (base_called_in_inference,
                                                     build_transfer_network, set_base_inference,
                                                     training_specs)
 
-from . import keras_side, layers, transfer
-from .parity import build_inputs, load_keras_reference, resolve_input_size
+from .parity import build_inputs, resolve_input_size
 from .training_step import (FLOOR_SHARE, GRADIENT_ATOL, ROUNDING_FACTOR, StepRecord,
                             batchnorm_in_inference, float64_twin, keras2_fused_layers, keras_layer_variables,
                             keras_rows, keras_step, keras_training_model, mxnet_values,
                             relative, set_mxnet_values, to_keras_layout)
 
-OPTIMIZERS = {   # ours -> (Keras class, arguments; the same learning rates as Keras' examples)
+# ours -> (Keras class, arguments; the learning rates of Keras' examples)
+COMPARED_OPTIMIZERS = {
     "keras-sgd": ("SGD", {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}),
     "keras-adam": ("Adam", {"learning_rate": 0.001}),
     "keras-adamw": ("AdamW", {"learning_rate": 0.001, "weight_decay": 0.004}),
@@ -50,13 +52,13 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
         make_sure("predictions_weight" in head, "%s: a feature extractor (no 'predictions'); "
                   "--training compares classifiers", prefix)
         classes = int(head["predictions_weight"].shape[0])
-        model = load_keras_reference(keras_path, prefix, True, classes, None, size, channels,
-                                     _keras_that_wrote(keras_path))
+        model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None, size,
+                                                channels, _keras_that_wrote(keras_path))
         net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch,
                             frozen_bn=freeze_bn)[0]
         _as_saved(net, meta)
-        canonical = canonical_names(model)
-        return model, net, canonical, lambda m: layers.xception_probe(m, training=True), \
+        canonical = keras_side.canonical_names(model)
+        return model, net, canonical, lambda m: keras_side.xception_probe(m, training=True), \
             classes, []
     spec = meta["model"]["transfer"]
     make_sure(not branches(spec), "%s: --training compares single-output classifiers", prefix)
@@ -65,8 +67,8 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
     make_sure(last, "%s: the head has no Dense layer; --training compares classifiers", prefix)
     classes = last[-1]["units"]
     train_spec = training_specs(spec, classes, where)[0]
-    file_transfer = transfer.read_file_transfer(keras_path, spec, prefix)
-    user, _ = transfer.as_converted(transfer.load_transfer_model(keras_path), size)
+    file_transfer = read_file_transfer(keras_path, spec, prefix)
+    user, _ = keras_side.as_converted(keras_side.load_transfer_model(keras_path), size)
     model, replaced = keras_training_model(user, train_spec["head"][-1]["name"])
     net = build_transfer_network(spec, classes, size, [mx.cpu()], prefix, epoch,
                                  frozen_bn=freeze_bn)[0]
@@ -74,11 +76,11 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
     _as_saved(net, meta)
     base = model.get_layer(file_transfer.base_name) if file_transfer.base_name else model
     only = None if file_transfer.base_name else set(file_transfer.base_layers)
-    canonical = canonical_names(base, only=only)
+    canonical = keras_side.canonical_names(base, only=only)
     base_training = not base_called_in_inference(spec, meta.get("source"))
 
     def probe(m):
-        return transfer.transfer_probe(m, file_transfer, training=True,
+        return keras_side.transfer_probe(m, file_transfer, training=True,
                                        layers=train_spec["head"], base_training=base_training)
     return model, net, canonical, probe, classes, replaced
 
@@ -144,10 +146,11 @@ def _mxnet_step(net, start, x, y, optimizer=None, gradients=None):
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = None
     if optimizer:                    # as xception-finetune makes it
-        arguments = dict(OPTIMIZERS[optimizer][1])
+        arguments = dict(COMPARED_OPTIMIZERS[optimizer][1])
         lr = arguments.pop("learning_rate")
         trainable = {n: p for n, p in net.collect_params().items() if p.grad_req != "null"}
-        trainer = make_trainer(trainable, optimizer, lr, None, 0.0, "device", keras=arguments)
+        trainer = make_trainer(trainable, resolve_optimizer(optimizer, lr, {
+            SETTING_OF_KERAS[k]: v for k, v in arguments.items()}), "device")
     losses, outputs = forward_backward(net, loss_fn, mx.nd.array(x), mx.nd.array(y),
                                        [mx.cpu()])
     if net.keras2_variance:
@@ -163,7 +166,7 @@ def _mxnet_step(net, start, x, y, optimizer=None, gradients=None):
 
 
 def run_training_parity(keras_path, prefix, images=(), labels_from=None, random_count=0,
-                        seed=0, epoch=0, atol=1e-5, optimizers=tuple(OPTIMIZERS),
+                        seed=0, epoch=0, atol=1e-5, optimizers=tuple(COMPARED_OPTIMIZERS),
                         freeze_bn=False):
     """``(records, details)`` of one training step on both sides (``StepRecord`` each); with
     ``freeze_bn``, the step of ``xception-finetune --freeze-bn``."""
@@ -284,7 +287,7 @@ class Comparison:
         float64."""
         import tensorflow as tf
         library = __import__(type(self.model).__module__.split(".")[0])
-        cls, arguments = OPTIMIZERS[name]
+        cls, arguments = COMPARED_OPTIMIZERS[name]
         self._keras_restart()
         _, _, grads = keras_step(self.model, self.x, self.y,
                                  getattr(library.optimizers, cls)(**arguments))

@@ -28,9 +28,9 @@ import numpy as np
 
 from xception_mx.conversion import layouts
 from xception_mx.conversion.transfer.keras_config import MODEL_CLASSES
+from xception_mx.keras_side import replace_policies
 from xception_mx.model.head_layers import IDENTITY_LAYERS
 
-from .transfer import replace_policies
 
 StepRecord = collections.namedtuple("StepRecord", "what keras_layer deviation rounding tolerance")
 StepRecord.__doc__ = """One compared quantity: ``what`` (loss, logits, gradient, moving_mean,

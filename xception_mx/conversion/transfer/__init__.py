@@ -5,5 +5,6 @@ converted both ways:
 - ``layers``: one layer of it as an entry of the network description;
 - ``architecture``: the whole chain, as a ``Transfer``;
 - ``weights``: each tensor of the file to its MXNet parameter (``convert_transfer``);
+- ``same_model``: whether a Keras file holds the model a checkpoint was converted from;
 - ``to_keras``: a transfer checkpoint back to a Keras model.
 """

@@ -10,6 +10,7 @@ comes back as Keras operations (``x / 127.5``, ``- 1``), ``Rescaling`` as
 ``Rescaling``, ``Resizing`` and ``CenterCrop`` as themselves, a ``Normalization`` with its mean
 and variance in its config.
 """
+from xception_mx.keras_side import import_keras
 from xception_mx.model.training_only import is_training_only
 from xception_mx.model.transfer import branches, head_has_flatten, head_layers
 from xception_mx.model.transfer_inputs import preprocessed_size, spec_channels
@@ -140,7 +141,6 @@ def _head_layer(keras, layer):
 def build_keras_transfer(spec, params, where, fill_xception):
     """The Keras 3 model of ``spec`` with ``params`` (MXNet names, numpy);
     ``fill_xception(xception_model)`` sets the base's weights."""
-    from xception_mx.validation.keras_side import import_keras
     keras = import_keras()
     channels = spec_channels(spec)
     size = tuple(spec["input_shape"]) + (channels,)

@@ -1,4 +1,4 @@
-"""Robustness harness: damaged Keras files and full disks (kills: ``kills.py``).
+"""Robustness harness: damaged Keras files and full disks (kills: ``kill_harness.py``).
 
 Each function runs a bounded number of cases through the real command-line
 tools (in subprocesses, so a crash or a hang is seen as such) and returns

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from xception_mx.conversion import convert_file
-from xception_mx.validation import keras_side
+import reference_models
+from xception_mx import keras_side
 from xception_mx.atomic import sha256_file
 from xception_mx.model.preprocess import load_images
 from xception_mx.serving.labels import imagenet_classes
@@ -157,7 +158,7 @@ def test_predict_agrees_with_keras_top5_on_photos(checkpoints, reference_model):
         else:
             current = line.strip()
             ours[current] = []
-    keras_model = keras_side.same_weights(reference_model, classifier_activation="softmax")
+    keras_model = reference_models.same_weights(reference_model, classifier_activation="softmax")
     keras_probs = keras_side.keras_predict(keras_model, load_images(PHOTOS, (299, 299)))
     for path, probs in zip(PHOTOS, keras_probs):
         assert ours[path] == list(np.argsort(-probs)[:5]), path
@@ -188,7 +189,7 @@ def test_predict_uses_a_labels_file_for_other_class_counts(keras_file_10_classes
     (tmp_path / "ten-labels.txt").write_text("\n".join(labels) + "\n")
     result = run_tool("xception-predict", prefix, PHOTOS[0], "--top", "3")
     assert result.returncode == 0, result.stderr
-    at_99 = keras_side.same_weights(keras_file_10_classes[1], classes=10, input_shape=(99, 99))
+    at_99 = reference_models.same_weights(keras_file_10_classes[1], classes=10, input_shape=(99, 99))
     keras_logits = keras_side.keras_predict(at_99, load_images(PHOTOS[:1], (99, 99)))[0]
     expected = ["label-%d" % i for i in np.argsort(-keras_logits)[:3]]
     assert re.findall(r"label-\d", result.stdout) == expected, result.stdout

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from .robustness import BIN, checkpoint_state, run_tool
+from robustness_harness import BIN, checkpoint_state, run_tool
 
 # the named points (xception_mx/faults.py) random kills are counted from
 WRITE_STARTS = "checkpoint:before-temp-files"

@@ -26,13 +26,13 @@ import os
 import mxnet as mx
 import numpy as np
 
+from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.meta import QUANTIZE, build_meta
+from xception_mx.checkpoint.reading import check_finite, load_params, load_symbol, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
 from xception_mx.progress import progress
-from xception_mx.checkpoint.files import write_checkpoint
-from xception_mx.checkpoint.meta import QUANTIZE, build_meta
-from xception_mx.checkpoint.reading import check_finite, load_params, load_symbol, read_meta
 from xception_mx.serving.folding import fold_batchnorm
 from xception_mx.serving.loading import check_params_fit, output_symbol, symbol_block
 

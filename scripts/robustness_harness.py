@@ -122,15 +122,14 @@ def checkpoint_state(prefix):
     """Which complete checkpoint ``prefix`` holds: the sha256 of its params
     and symbol, or ``None`` if the files do not form one."""
     from xception_mx.errors import InputError
-    from xception_mx.serving.loading import load_params, load_symbol, read_meta
+    from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
     try:
         meta = read_meta(prefix)
         load_symbol(prefix)
-        load_params(prefix, meta.get("epoch", 0))
+        load_params(prefix, meta.epoch)
     except InputError:
         return None
-    files = meta.get("files", {})
-    return (files.get("params", {}).get("sha256"), files.get("symbol", {}).get("sha256"))
+    return tuple((meta.file_record(key) or {}).get("sha256") for key in ("params", "symbol"))
 
 
 # --- full disk ----------------------------------------------------------------

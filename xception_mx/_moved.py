@@ -20,9 +20,8 @@ import warnings
 
 REMOVED_IN = "0.3"
 MOVED = {
-    "xception_mx.checkpoint": "xception_mx.serving.checkpoint",
     "xception_mx.fast": "xception_mx.serving.fast",
-    "xception_mx.labels": "xception_mx.serving.labels",
+    "xception_mx.labels": "xception_mx.checkpoint.labels",
     "xception_mx.predict": "xception_mx.serving.predict",
     "xception_mx.quantize": "xception_mx.serving.quantize",
     "xception_mx.padding": "xception_mx.model.padding",
@@ -39,6 +38,8 @@ MOVED = {
                                        "xception_mx.conversion.transfer.same_model",
     "xception_mx.train": "xception_mx.training.train",
     "xception_mx.transfer_training": "xception_mx.training.transfer_training",
+    "xception_mx.serving.checkpoint": "xception_mx.checkpoint.files",
+    "xception_mx.serving.labels": "xception_mx.checkpoint.labels",
 }
 
 

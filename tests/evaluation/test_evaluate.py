@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx.evaluation.data import keras_resize
-from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.loading import load_params, load_symbol, read_meta
+from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
 from shapes_dataset import write_shapes_dataset
 from xception_mx.keras_side import import_keras
 from reference_models import randomize_batchnorm

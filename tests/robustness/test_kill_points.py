@@ -84,7 +84,7 @@ def test_a_native_crash_shows_where_every_thread_was_and_leaves_no_checkpoint(so
                       env={CRASH_POINT: "checkpoint:params-written"})
     assert result.returncode not in (0, EXIT_BAD_INPUT), result.stderr[-2000:]
     assert "Fatal Python error: Segmentation fault" in result.stderr
-    assert re.search(r'File ".*checkpoint\.py", line \d+ in write_checkpoint', result.stderr)
+    assert re.search(r'File ".*checkpoint/files\.py", line \d+ in write_checkpoint', result.stderr)
     assert re.search(r'File ".*conversion.*", line \d+ in main', result.stderr)
     assert checkpoint_state(str(prefix)) is None
     assert not os.path.exists(str(prefix) + "-0000.params")

@@ -15,7 +15,7 @@ from xception_mx import keras_side
 from xception_mx.cpu import AMX_ISA, ISA_ENV, why_no_amx
 from xception_mx.model.preprocess import load_images
 from xception_mx.serving.fast import load_fast_network, logits_agreement
-from xception_mx.serving.labels import imagenet_classes
+from xception_mx.checkpoint.labels import imagenet_classes
 from xception_mx.serving.loading import load_network, run_batches
 
 SHAPE = (299, 299)

@@ -16,8 +16,9 @@ from rounding import assert_within_rounding, deviation
 import xception_mx
 from xception_mx import load_images
 from xception_mx.model.training_only import inference_layers
-from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.loading import load_network, load_params, load_symbol, read_meta
+from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
+from xception_mx.serving.loading import load_network
 
 MODELS = {   # name: (builder, suffix); input convention and output in the comment
     "nested": (transfer_models.nested, ".keras"),                 # raw pixels, softmax
@@ -200,12 +201,12 @@ def test_a_frozen_base_computes_in_training_what_it_computes_at_inference(conver
     the base set to inference they equal the inference features; with batch statistics they
     would not."""
     from mxnet import autograd
-    from xception_mx.serving.loading import checkpoint_input_size, read_meta
+    from xception_mx.checkpoint.reading import read_meta
     from xception_mx.training.transfer_training import (build_transfer_network,
                                                         pretrained_transfer_spec,
                                                         set_base_inference)
     _, prefix = converted["nested"]
-    size = checkpoint_input_size(read_meta(prefix))
+    size = read_meta(prefix).input_size()
     net = build_transfer_network(pretrained_transfer_spec(prefix), 3, size, [mx.cpu()],
                                  prefix)[0]
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (4, 3) + tuple(size)))
@@ -226,12 +227,12 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
     pass and the same gradients, within the rounding of the batch in another order."""
     from mxnet import gluon
     from xception_mx.model.padding import BLOCK
-    from xception_mx.serving.loading import checkpoint_input_size, read_meta
+    from xception_mx.checkpoint.reading import read_meta
     from xception_mx.training.train import forward_backward
     from xception_mx.training.transfer_training import (build_transfer_network,
                                                         pretrained_transfer_spec)
     _, prefix = converted["nested"]
-    size = checkpoint_input_size(read_meta(prefix))
+    size = read_meta(prefix).input_size()
     rng = np.random.RandomState(0)
     x = mx.nd.array(rng.uniform(0, 255, (4, 3) + tuple(size)))
     y = mx.nd.array([0, 1, 2, 0])

@@ -11,8 +11,8 @@ import mxnet as mx
 import pytest
 
 from conftest import assert_bad_input, run_tool
-from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.loading import load_params, load_symbol, read_meta
+from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
 from xception_mx.training.run_setup import Data
 
 SIZE = ("--input-shape", "71", "71")

@@ -14,7 +14,7 @@ import reference_models
 from xception_mx import keras_side
 from xception_mx.atomic import sha256_file
 from xception_mx.model.preprocess import load_images
-from xception_mx.serving.labels import imagenet_classes
+from xception_mx.checkpoint.labels import imagenet_classes
 
 
 @pytest.fixture(scope="module")

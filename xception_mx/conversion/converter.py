@@ -7,11 +7,12 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.atomic import sha256_file
+from xception_mx.checkpoint.files import check_writable, write_checkpoint
+from xception_mx.checkpoint.meta import KERAS2MXNET, build_meta
+from xception_mx.checkpoint.reading import mxnet_error_text
 from xception_mx.model.preprocess import input_convention
 from xception_mx.model.transfer import network_symbol
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
-from xception_mx.serving.checkpoint import check_writable, write_checkpoint
-from xception_mx.serving.loading import mxnet_error_text
 
 from . import layouts
 from .errors import ConversionError, make_sure
@@ -223,20 +224,18 @@ def _guarded(path, function, *args):
 def checkpoint_meta(conversion, epoch):
     """The ``PREFIX-meta.json`` record of a conversion."""
     source = conversion.source
-    return {
-        "producer": "xception-mx keras2mxnet",
-        "source": {"path": os.path.abspath(source.path), "sha256": sha256_file(source.path),
-                   "bytes": os.path.getsize(source.path), "format": source.format,
-                   "keras_version": source.attrs.get("keras_version"),
-                   "backend": source.attrs.get("backend")},
-        "model": conversion.net.config(),
-        "epoch": epoch,
-        "input": input_convention(conversion.net.input_size,
-                                  getattr(conversion.net, "spec", None),
-                                  conversion.net.config()["channels"]),
-        "name_table": as_records(conversion.rows, conversion.match.file_names),
-        "frozen_layers": conversion.frozen,
-    }
+    return build_meta(
+        KERAS2MXNET,
+        source={"path": os.path.abspath(source.path), "sha256": sha256_file(source.path),
+                "bytes": os.path.getsize(source.path), "format": source.format,
+                "keras_version": source.attrs.get("keras_version"),
+                "backend": source.attrs.get("backend")},
+        model=conversion.net.config(),
+        epoch=epoch,
+        input=input_convention(conversion.net.input_size, getattr(conversion.net, "spec", None),
+                               conversion.net.config()["channels"]),
+        name_table=as_records(conversion.rows, conversion.match.file_names),
+        frozen_layers=conversion.frozen)
 
 
 def saved_frozen(path, config, rows, match):

@@ -12,11 +12,9 @@ import sys
 
 from xception_mx import keras_side
 from xception_mx.atomic import atomic_path
+from xception_mx.checkpoint.labels import labels_path
+from xception_mx.checkpoint.reading import load_params, read_meta
 from xception_mx.cli import Parser, run
-from xception_mx.serving.labels import labels_path
-from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_size,
-                                         is_transfer, load_params,
-                                         read_meta, require_keras_shaped)
 
 from . import layouts
 from .errors import ConversionError, make_sure
@@ -30,7 +28,7 @@ OUTPUT_SUFFIXES = (".weights.h5", ".keras", ".h5")
 def checkpoint_params(prefix, epoch=0):
     """``(meta, {MXNet name: numpy array})`` of an fp32 checkpoint."""
     meta = read_meta(prefix)
-    require_keras_shaped(meta, prefix, "mxnet2keras")
+    meta.require_keras_shaped(prefix, "mxnet2keras")
     arg_params, aux_params = load_params(prefix, epoch)
     return meta, {k: v.asnumpy() for k, v in dict(arg_params, **aux_params).items()}
 
@@ -66,18 +64,18 @@ def keras_model(prefix, epoch=0):
     user's transfer model rebuilt from the meta."""
     meta, params = checkpoint_params(prefix, epoch)
     where = "%s-%04d.params" % (prefix, epoch)
-    if is_transfer(meta):
-        spec = meta["model"]["transfer"]
-        base = xception_weights(params, False, None, where, checkpoint_channels(meta))
+    if meta.is_transfer:
+        spec = meta.transfer_spec
+        base = xception_weights(params, False, None, where, meta.channels)
         return build_keras_transfer(spec, params, where,
                                     lambda model: fill_xception(model, base, prefix))
     head = params.get("predictions_weight")
     include_top = head is not None
     classes = int(head.shape[0]) if include_top else None
-    weights = xception_weights(params, include_top, classes, where, checkpoint_channels(meta))
-    pooling = None if include_top else meta.get("model", {}).get("pooling")
+    weights = xception_weights(params, include_top, classes, where, meta.channels)
+    pooling = None if include_top else meta.pooling
     model = keras_side.keras_xception(include_top, classes or 1000, pooling, None,
-                                      checkpoint_input_size(meta), checkpoint_channels(meta))
+                                      meta.input_size(), meta.channels)
     fill_xception(model, weights, prefix)
     return model
 
@@ -101,7 +99,7 @@ def write_keras(prefix, out, epoch=0, force=False):
     directory = os.path.dirname(os.path.abspath(out))
     make_sure(os.path.isdir(directory), "%s: output folder does not exist", directory)
     make_sure(os.access(directory, os.W_OK), "%s: cannot write to the output folder", directory)
-    make_sure(suffix == ".keras" or not is_transfer(read_meta(prefix)), "-o %s: %s holds a "
+    make_sure(suffix == ".keras" or not read_meta(prefix).is_transfer, "-o %s: %s holds a "
               "model with its own head; it is written as a whole .keras model (a weights file "
               "would lose the architecture)", out, prefix)
     model = keras_model(prefix, epoch)

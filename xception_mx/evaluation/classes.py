@@ -6,8 +6,8 @@ a data class named ``n01440764`` (an ImageNet synset folder), ``tench`` or ``ten
 model that names no classes is matched by sorted order when the counts agree, with a warning
 that says so.
 """
+from xception_mx.checkpoint.labels import IMAGENET_CLASSES, imagenet_classes, labelled_names
 from xception_mx.errors import make_sure
-from xception_mx.serving.labels import IMAGENET_CLASSES, imagenet_classes, labelled_names
 
 
 def model_names(prefix, classes, labels=None):

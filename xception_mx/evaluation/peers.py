@@ -6,19 +6,18 @@ import numpy as np
 from xception_mx import keras_side
 from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import make_sure
-from xception_mx.serving.loading import checkpoint_channels, is_serving_copy, is_transfer
 from xception_mx.serving.runtime import Model
 
 
 def keras_scorer(keras_path, prefix, meta, input_size, classes, batch_size):
     """``outputs(x_nchw)``: the Keras model's raw outputs (logits or probabilities, as the
     checkpoint's) for inputs in the checkpoint's convention."""
-    if is_transfer(meta):
-        read_file_transfer(keras_path, meta["model"]["transfer"], prefix)
+    if meta.is_transfer:
+        read_file_transfer(keras_path, meta.transfer_spec, prefix)
         model, _ = keras_side.as_converted(keras_side.load_transfer_model(keras_path), input_size)
     else:
-        model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None, input_size,
-                                     checkpoint_channels(meta))
+        model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None,
+                                                input_size, meta.channels)
     return lambda x: np.asarray(keras_side.keras_predict(model, x, batch_size), np.float64)
 
 
@@ -41,9 +40,9 @@ def agreement(ours, theirs, labels, names, paths):
 
 def check_compare(precision, model):
     """``--compare precision`` is another precision this checkpoint runs at."""
-    make_sure(not is_serving_copy(model.meta), "--compare %s: %s is an optimized %s copy "
+    make_sure(not model.meta.is_serving_copy, "--compare %s: %s is an optimized %s copy "
               "(xception-quantize), which runs only as it is; evaluate its source %s with "
               "--precision %s --compare %s", precision, model.prefix, model.precision,
-              model.meta.get("source_checkpoint", "checkpoint"), model.precision, precision)
+              model.meta.source_checkpoint("checkpoint"), model.precision, precision)
     make_sure(precision != model.precision, "--compare %s: the checkpoint already runs at %s; "
               "compare with another precision", precision, precision)

@@ -7,7 +7,6 @@ import numpy as np
 
 from xception_mx.errors import make_sure
 from xception_mx.progress import progress
-from xception_mx.serving.loading import takes_raw_pixels
 from xception_mx.serving.runtime import Model, class_probabilities
 from xception_mx.training.data import labels_file_of_rec, open_source
 
@@ -64,7 +63,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
         peers.check_compare(compare, model)
     source = open_labelled(data) if isinstance(data, (str, os.PathLike)) else data
     data = getattr(source, "root", None) or getattr(source, "rec_path", data)
-    classes = int(model.meta.get("model", {}).get("classes") or 0)
+    classes = int(model.meta.num_classes or 0)
     make_sure(classes > 0, "%s: the meta does not say how many classes the model has", prefix)
     names = model_names(prefix, classes, labels)
     mapping, warning = class_mapping(source.classes, names, classes, data)
@@ -78,7 +77,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
         scorers["compare"], kinds["compare"] = peers.precision_scorer(prefix, compare,
                                                                       batch_size, epoch)
     dataset = EvaluationImages(source, model.input_size, mapping, transform,
-                               takes_raw_pixels(model.meta), model.channels, indices)
+                               model.meta.takes_raw_pixels, model.channels, indices)
     raw, truth, order, rate = _run(dataset, scorers, batch_size, workers)
     shown, paths = display_names(names, classes), [source.name(int(i)) for i in order]
     probabilities = {name: class_probabilities(values, kinds.get(name, model.kind))

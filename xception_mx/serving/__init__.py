@@ -1,4 +1,4 @@
-"""Checkpoints and running them: writing (``checkpoint.py``) and reading
-(``loading.py``) checkpoints, fast oneDNN networks (``fast.py``), ``xception-predict``
-(``predict.py``), ``xception-quantize`` (``quantize.py``) and class names
-(``labels.py``)."""
+"""Running checkpoints: a checkpoint's network and batches through it (``loading.py``), fast
+oneDNN networks (``fast.py``), a checkpoint ready to run (``runtime.py``), ``xception-predict``
+(``predict.py``) and ``xception-quantize`` (``quantize.py``).  Reading and writing them is
+``xception_mx.checkpoint``'s."""

@@ -26,16 +26,15 @@ import os
 import mxnet as mx
 import numpy as np
 
+from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.meta import QUANTIZE, build_meta
+from xception_mx.checkpoint.reading import check_finite, load_params, load_symbol, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
 from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
 from xception_mx.progress import progress
-from xception_mx.serving.checkpoint import write_checkpoint
 from xception_mx.serving.folding import fold_batchnorm
-from xception_mx.serving.loading import (check_finite, check_params_fit, checkpoint_channels,
-                                         checkpoint_input_size,
-                                         is_serving_copy, load_params, load_symbol,
-                                         output_symbol, read_meta, symbol_block)
+from xception_mx.serving.loading import check_params_fit, output_symbol, symbol_block
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -137,7 +136,7 @@ def logits_checkpoint(prefix, epoch=0):
     """``(meta, input shape (C, H, W), symbol with logits output, arg_params, aux_params)``."""
     meta = read_meta(prefix)
     symbol = output_symbol(load_symbol(prefix), "logits", meta)
-    shape = (checkpoint_channels(meta),) + tuple(checkpoint_input_size(meta))
+    shape = (meta.channels,) + tuple(meta.input_size())
     return (meta, shape, symbol) + tuple(load_params(prefix, epoch))
 
 
@@ -158,9 +157,9 @@ def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration
     ``int8``.  A quantized checkpoint is loaded as it is.
     """
     meta, shape, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
-    stored = meta.get("precision", "fp32")
+    stored = meta.precision
     precision = precision or stored
-    if is_serving_copy(meta):
+    if meta.is_serving_copy:
         make_sure(precision == stored, "%s holds an optimized %s network; run it with "
                   "--precision %s", prefix, stored, stored)
         return symbol_block(symbol, arg_params, aux_params, static=True), meta
@@ -182,9 +181,9 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
               "graph to float32 input ('This layer requires uniform type'); export int8 or "
               "fp32")
     meta, shape, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
-    make_sure(not is_serving_copy(meta), "%s is already an optimized %s copy; export from "
-              "its source, %s", prefix, meta.get("precision", "fp32"),
-              meta.get("source_checkpoint", "the checkpoint it was made from"))
+    make_sure(not meta.is_serving_copy, "%s is already an optimized %s copy; export from "
+              "its source, %s", prefix, meta.precision,
+              meta.source_checkpoint("the checkpoint it was made from"))
     check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape)
     padded = []
     if resolve_padding(pad_channels, precision=precision):
@@ -192,15 +191,14 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
                                                              (1,) + shape)
     out_symbol, out_args, out_aux = optimized(symbol, arg_params, aux_params, precision,
                                               (1,) + shape, calibration, "off")
-    model = dict(meta.get("model", {}), classifier_activation=None)
-    out_meta = dict(meta, producer="xception-mx xception-quantize", precision=precision,
-                    model=model, source_checkpoint=os.path.abspath(prefix),
-                    optimized={"oneDNN": "fused" if precision == "fp32" else precision,
-                               "padded_convolutions": len(padded), "channel_block": BLOCK})
-    if precision == "int8":
-        out_meta["calibration"] = {"images": len(calibration), "mode": "naive",
-                                   "source": calibration_source}
-    out_meta.pop("name_table", None)
+    calibrated = {"images": len(calibration), "mode": "naive",
+                  "source": calibration_source} if precision == "int8" else None
+    out_meta = build_meta(QUANTIZE, base=meta, precision=precision,
+                          model=dict(meta.model, classifier_activation=None),
+                          source_checkpoint=os.path.abspath(prefix),
+                          optimized={"oneDNN": "fused" if precision == "fp32" else precision,
+                                     "padded_convolutions": len(padded), "channel_block": BLOCK},
+                          calibration=calibrated)
     as_numpy = {k: v.asnumpy() for k, v in out_args.items()}
     aux_numpy = {k: v.asnumpy() for k, v in out_aux.items()}
     return write_checkpoint(out_prefix, out_symbol, as_numpy, aux_numpy, out_meta, force=force)

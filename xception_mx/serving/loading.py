@@ -1,177 +1,29 @@
-"""Load an exported Xception checkpoint and run it (no TensorFlow needed)."""
-import json
-import os
-import struct
-
+"""Run an exported Xception checkpoint (no TensorFlow needed): the network cut at an output,
+its parameters checked against the symbol, batches through it.  Reading the checkpoint is
+``xception_mx.checkpoint``'s; its names imported here stay importable from here for one
+release, as do the meta helpers that became ``Meta``'s accessors."""
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from xception_mx.atomic import directory_lock, sha256_file
+from xception_mx.checkpoint.meta import as_meta
+from xception_mx.checkpoint.reading import (check_finite, check_params_header,  # noqa: F401
+                                            first_non_finite, load_params, load_symbol,
+                                            mxnet_error_text, read_meta, read_params_file,
+                                            symbol_path, verify_against_meta)
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import load_images
 from xception_mx.progress import progress as progress_bar
-from xception_mx.serving.checkpoint import journal_path, recover_checkpoint
 
 LOGITS_OUTPUT = "predictions_fwd_output"
 FEATURES_OUTPUT = "block14_sepconv2_act_fwd_output"
-
-
-def mxnet_error_text(exc):
-    """The informative line of an MXNet error (they start with a C++ traceback)."""
-    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
-    return lines[-1][:300] if lines else type(exc).__name__
-
-
-def read_meta(prefix):
-    """``PREFIX-meta.json`` as a dict (``{}`` if the checkpoint has none), after
-    completing a commit a killed writer left half done."""
-    if os.path.exists(journal_path(prefix)):
-        with directory_lock(os.path.dirname(os.path.abspath(prefix))):
-            recover_checkpoint(prefix, clean=False)
-    path = "%s-meta.json" % prefix
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InputError("%s: unreadable checkpoint metadata (%s)" % (path, exc))
-    if not isinstance(meta, dict):
-        raise InputError("%s: checkpoint metadata must be a JSON object" % path)
-    return meta
-
-
-def symbol_path(prefix):
-    """``PREFIX-symbol.json``, which must exist: a checkpoint without it is no checkpoint."""
-    path = "%s-symbol.json" % prefix
-    if not os.path.isfile(path):
-        raise InputError("%s: no such file (expected an MXNet checkpoint PREFIX-symbol.json)"
-                         % path)
-    return path
-
-
-def load_symbol(prefix):
-    path = symbol_path(prefix)
-    verify_against_meta(prefix, "symbol", path)
-    try:
-        with open(path, "rb") as f:
-            graph = json.loads(f.read().decode("utf-8"))
-        if not isinstance(graph, dict) or "nodes" not in graph or "heads" not in graph:
-            raise ValueError("no 'nodes' and 'heads'")
-        return mx.sym.load(path)
-    except (ValueError, mx.base.MXNetError) as exc:
-        raise InputError("%s: not a readable MXNet symbol file (%s)"
-                         % (path, mxnet_error_text(exc)))
-
-
-PARAMS_MAGIC = 0x112        # MXNet's NDArray-list file magic (uint64, little-endian)
-
-
-def check_params_header(path):
-    """Refuse a file that is not an MXNet parameter file before MXNet parses it."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if len(head) < 24:
-        raise InputError("%s: truncated MXNet parameter file (%d bytes)" % (path, len(head)))
-    magic, _, count = struct.unpack("<QQQ", head)
-    if magic != PARAMS_MAGIC:
-        raise InputError("%s: not an MXNet parameter file (bad header)" % path)
-    if not 0 < count < 100000:
-        raise InputError("%s: damaged MXNet parameter file (claims %d arrays)" % (path, count))
-
-
-def verify_against_meta(prefix, key, path):
-    """A file listed in ``PREFIX-meta.json`` must have the sha256 recorded there."""
-    entry = read_meta(prefix).get("files", {}).get(key)
-    same_file = entry and str(entry.get("name", "")).rsplit("-", 1)[-1] == \
-        os.path.basename(path).rsplit("-", 1)[-1]      # the prefix may have been renamed
-    if same_file:
-        if sha256_file(path) != entry.get("sha256"):
-            raise InputError("%s: does not match %s-meta.json (sha256 differs): damaged, or "
-                             "mixed from two writes; reconvert it" % (path, prefix))
-
-
-def read_params_file(prefix, epoch):
-    """The named arrays of ``PREFIX-%04d.params`` as saved (``arg:``/``aux:``
-    prefixes kept), checked against the meta's sha256 and MXNet's file header
-    before MXNet parses it."""
-    path = "%s-%04d.params" % (prefix, epoch)
-    if not os.path.isfile(path):
-        raise InputError("%s: no such file (expected MXNet parameters for epoch %d)"
-                         % (path, epoch))
-    verify_against_meta(prefix, "params", path)
-    check_params_header(path)
-    try:
-        saved = mx.nd.load(path)
-    except (mx.base.MXNetError, OSError) as exc:
-        raise InputError("%s: not a readable MXNet parameter file (%s)"
-                         % (path, mxnet_error_text(exc)))
-    if not isinstance(saved, dict):
-        raise InputError("%s: expected named parameters (arg:/aux:)" % path)
-    return saved
-
-
-def load_params(prefix, epoch):
-    """``(arg_params, aux_params)`` of ``PREFIX-%04d.params``."""
-    saved = read_params_file(prefix, epoch)
-    arg_params = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
-    aux_params = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
-    return arg_params, aux_params
-
-
-def first_non_finite(arrays):
-    """``(name, count)`` of the first array (by name) holding NaN or infinity,
-    or ``None``; ``arrays``: name -> NDArray or numpy array."""
-    for name in sorted(arrays):
-        value = arrays[name]
-        value = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
-        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
-        if bad:
-            return name, bad
-    return None
-
-
-def check_finite(arrays, where, consequence):
-    """Refuse parameters holding NaN or infinity (a Keras file's own, which
-    keras2mxnet converts with a warning) where they give nonsense."""
-    bad = first_non_finite(arrays)
-    if bad:
-        raise InputError("%s: parameter %s holds %d NaN/Inf values; %s (keras2mxnet warns of "
-                         "such weights, --strict refuses them)" % ((where,) + bad + (consequence,)))
-
-
-def is_transfer(meta):
-    """Whether the checkpoint is a user's transfer model (base + head)."""
-    return (meta or {}).get("model", {}).get("kind") == "transfer"
-
-
-def is_serving_copy(meta):
-    """Whether a checkpoint is an optimized copy written by ``xception-quantize`` (int8,
-    bf16, or fused fp32 with padded channels) rather than a Keras-shaped fp32 checkpoint."""
-    return meta.get("precision", "fp32") != "fp32" or "optimized" in meta
-
-
-def require_keras_shaped(meta, prefix, purpose):
-    """Refuse an optimized serving copy where Keras' shapes and layers are needed."""
-    if is_serving_copy(meta):
-        raise InputError("%s: an optimized %s checkpoint for serving (xception-quantize); %s "
-                         "needs the fp32 checkpoint it came from (%s)"
-                         % (prefix, meta.get("precision", "fp32"), purpose,
-                            meta.get("source_checkpoint", "?")))
-
-
-def takes_raw_pixels(meta):
-    """Whether the checkpoint's ``data`` is raw 0..255 pixels (the model
-    preprocesses inside) rather than Keras' ``x / 127.5 - 1``."""
-    return list((meta or {}).get("input", {}).get("range", [-1.0, 1.0])) == [0.0, 255.0]
 
 
 def output_symbol(symbol, output="default", meta=None):
     """The symbol cut at ``output``: ``'default'`` (as exported), ``'logits'``
     (plain Xception: before its softmax; a transfer model: its own output, as
     Keras gives it), an internal output name, or a list of them (grouped)."""
-    if output == "default" or (output == "logits" and is_transfer(meta)):
+    if output == "default" or (output == "logits" and as_meta(meta).is_transfer):
         return symbol
     internals = symbol.get_internals()
     if isinstance(output, (list, tuple)):
@@ -210,25 +62,13 @@ def check_params_fit(symbol, arg_params, aux_params, input_size, where, channels
                                 input_size[0], input_size[1]))
 
 
-def checkpoint_input_size(meta, default=(299, 299)):
-    """The input size a checkpoint was built for, from its meta."""
-    shape = meta.get("model", {}).get("input_shape")
-    if shape:
-        return tuple(shape)
-    return tuple(default) if default else None
-
-
-def checkpoint_channels(meta):
-    """The input channels of a checkpoint (3 where its meta predates the key, or it has none)."""
-    return int(meta.get("model", {}).get("channels", 3))
-
-
 def checkpoint_images(files, meta):
     """Image files as the checkpoint's ``data`` input: its size and channels (images
     converted to grayscale for a 1-channel model), raw pixels or ``x / 127.5 - 1`` as its
     meta says."""
-    return load_images(files, checkpoint_input_size(meta), raw=takes_raw_pixels(meta),
-                       channels=checkpoint_channels(meta))
+    meta = as_meta(meta)
+    return load_images(files, meta.input_size(), raw=meta.takes_raw_pixels,
+                       channels=meta.channels)
 
 
 def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
@@ -239,11 +79,11 @@ def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):
     """
     ctx = ctx or mx.cpu()
     meta = read_meta(prefix)
-    input_size = tuple(input_size or checkpoint_input_size(meta))
+    input_size = tuple(input_size or meta.input_size())
     symbol = output_symbol(load_symbol(prefix), output, meta)
     arg_params, aux_params = load_params(prefix, epoch)
     check_params_fit(symbol, arg_params, aux_params, input_size,
-                     "%s-%04d.params" % (prefix, epoch), checkpoint_channels(meta))
+                     "%s-%04d.params" % (prefix, epoch), meta.channels)
     return symbol_block(symbol, arg_params, aux_params, ctx=ctx), meta
 
 
@@ -281,3 +121,35 @@ def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
             bar.update(real)
     joined = [np.concatenate(parts) for parts in zip(*outputs)]
     return joined if several else joined[0]
+
+
+# --- the meta helpers of 0.2, kept for one release: use ``Meta``'s accessors -------------
+
+def is_transfer(meta):
+    """``Meta.is_transfer``."""
+    return as_meta(meta).is_transfer
+
+
+def is_serving_copy(meta):
+    """``Meta.is_serving_copy``."""
+    return as_meta(meta).is_serving_copy
+
+
+def require_keras_shaped(meta, prefix, purpose):
+    """``Meta.require_keras_shaped``."""
+    as_meta(meta).require_keras_shaped(prefix, purpose)
+
+
+def takes_raw_pixels(meta):
+    """``Meta.takes_raw_pixels``."""
+    return as_meta(meta).takes_raw_pixels
+
+
+def checkpoint_input_size(meta, default=(299, 299)):
+    """``Meta.input_size``."""
+    return as_meta(meta).input_size(default)
+
+
+def checkpoint_channels(meta):
+    """``Meta.channels``."""
+    return as_meta(meta).channels

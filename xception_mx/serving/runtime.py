@@ -10,16 +10,15 @@ import os
 
 import numpy as np
 
+from xception_mx.checkpoint.labels import class_names
+from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.padding import resolve_padding
 from xception_mx.model.preprocess import image_files
 from xception_mx.model.transfer import output_kind
 from xception_mx.serving.fast import PRECISIONS, load_fast_network
-from xception_mx.serving.labels import class_names
-from xception_mx.serving.loading import (checkpoint_channels, checkpoint_images,
-                                         checkpoint_input_size, is_serving_copy, is_transfer,
-                                         read_meta, run_batches, symbol_path)
+from xception_mx.serving.loading import checkpoint_images, run_batches
 
 LOAD_PRECISIONS = ("auto",) + PRECISIONS
 
@@ -39,9 +38,9 @@ def class_probabilities(outputs, kind):
 def checkpoint_output_kind(meta):
     """``output_kind`` of a transfer model; for plain Xception ``"logits"``,
     or ``"features"`` when it has no top (pooled or not)."""
-    if is_transfer(meta):
-        return output_kind(meta["model"]["transfer"])
-    return "logits" if meta.get("model", {}).get("include_top", True) else "features"
+    if meta.is_transfer:
+        return output_kind(meta.transfer_spec)
+    return "logits" if meta.include_top else "features"
 
 
 def rank_classes(outputs, kind, names, top):
@@ -105,15 +104,15 @@ class Model:
         make_sure(batch_size >= 1, "batch_size must be >= 1, got %r", batch_size)
         self.prefix, self.epoch, self.batch_size, self.labels = prefix, epoch, batch_size, labels
         symbol_path(prefix)           # no checkpoint there: said now, not at the first call
-        self.meta = read_meta(prefix)     # {} for a checkpoint written without one
-        stored = self.meta.get("precision", "fp32")
+        self.meta = read_meta(prefix)     # empty for a checkpoint written without one
+        stored = self.meta.precision
         self.precision = stored if precision == "auto" else precision
         self.kind = checkpoint_output_kind(self.meta)
-        self.outputs = self.meta.get("model", {}).get("outputs")    # several: their specs
-        self.input_size = tuple(checkpoint_input_size(self.meta))
-        self.channels = checkpoint_channels(self.meta)
-        self.padded = (self.meta.get("optimized", {}).get("padded_convolutions", 0) > 0
-                       if is_serving_copy(self.meta)
+        self.outputs = self.meta.outputs    # several: their specs
+        self.input_size = tuple(self.meta.input_size())
+        self.channels = self.meta.channels
+        self.padded = (self.meta.padded_convolutions > 0
+                       if self.meta.is_serving_copy
                        else resolve_padding(channel_padding, precision=self.precision))
         self.onednn_isa = onednn_isa
         self.network = None           # the fast network (a Gluon SymbolBlock), at first use

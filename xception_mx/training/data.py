@@ -17,7 +17,7 @@ from PIL import Image
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.preprocess import (IMAGE_SUFFIXES, PIL_MODES, RESAMPLE, decodable,
                                           preprocess_input, raw_pixels)
-from xception_mx.serving.loading import mxnet_error_text
+from xception_mx.checkpoint.reading import mxnet_error_text
 
 EVAL_CROP_FRACTION = 0.875          # resize to size / 0.875, then centre-crop
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)

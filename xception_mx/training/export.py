@@ -4,11 +4,12 @@
 import mxnet as mx
 
 from xception_mx.atomic import write_text
+from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.labels import labels_path
+from xception_mx.checkpoint.meta import FINETUNE, build_meta
 from xception_mx.model.preprocess import input_convention
 from xception_mx.model.transfer import TransferNet, network_symbol
 from xception_mx.model.xception import Xception
-from xception_mx.serving.checkpoint import write_checkpoint
-from xception_mx.serving.labels import labels_path
 
 EXPORT_NAME = "model"
 
@@ -39,14 +40,10 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
     for name, param in params.items():
         (aux_params if name in aux_names else arg_params)[name] = param.data().asnumpy()
     prefix = run_dir.file(EXPORT_NAME)
-    meta = {"producer": "xception-mx xception-finetune", "model": net.config(),
-            "epoch": 0, "trained_epoch": epoch, "metrics": history[epoch],
-            "classes": classes,
-            "input": input_convention(size, transfer_spec, net.config()["channels"]),
-            "training": config,
-            "frozen_layers": list(frozen)}
-    if source:
-        meta["source"] = source
+    meta = build_meta(FINETUNE, model=net.config(), epoch=0, trained_epoch=epoch,
+                      metrics=history[epoch], classes=classes,
+                      input=input_convention(size, transfer_spec, net.config()["channels"]),
+                      training=config, frozen_layers=list(frozen), source=source or None)
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
     return prefix

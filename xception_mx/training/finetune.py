@@ -9,6 +9,8 @@ import time
 
 from mxnet import gluon
 
+from xception_mx.checkpoint.meta import Meta
+from xception_mx.checkpoint.reading import read_meta
 from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
@@ -16,7 +18,6 @@ from xception_mx.model.padding import PADDING_CHOICES
 from xception_mx.model.preprocess import rescales_inside
 from xception_mx.model.training_only import augments, seed_step
 from xception_mx.progress import progress
-from xception_mx.serving.loading import read_meta
 from xception_mx.training.export import (EXPORT_NAME, evaluate_export, export_best,
                                          model_input_shape)
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
@@ -203,7 +204,7 @@ def run_finetune(config, log=print):
     k = min(5, num_classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = len(data.train_sampler)
-    pretrained_meta = read_meta(config["pretrained"]) if config["pretrained"] else {}
+    pretrained_meta = read_meta(config["pretrained"]) if config["pretrained"] else Meta()
     keras2 = Keras2Variance(net) if written_by_keras2(pretrained_meta) else None
     if keras2:
         log("%s: Keras 2 wrote the model: %d BatchNorm layers average the Bessel-corrected "
@@ -223,7 +224,7 @@ def run_finetune(config, log=print):
         amp.init_trainer(trainer)
     if resumed:
         shapes.load_states(trainer, run_dir.epoch_file(start_epoch - 1, "states"))
-    source = pretrained_meta.get("source")
+    source = pretrained_meta.source
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
         trainable_params(net, phase == "head", frozen_params)
@@ -266,7 +267,7 @@ def run_finetune(config, log=print):
             return run_dir, history, best
     if lead:
         export_best(run_dir, best["epoch"], num_classes, config, data.classes, history,
-                    export_spec, frozen, pretrained_meta.get("source"))
+                    export_spec, frozen, pretrained_meta.source)
         if data.val_set is not None:
             report = evaluate_export(run_dir, data.val_set, config, log)
             log("%s: the export on the %d validation images: top-1 %.4f, top-%d %.4f, loss "

@@ -3,11 +3,11 @@
 before ``LAYER``.  As in Keras, a frozen layer gets no gradient and no update (weight decay
 included), and a frozen BatchNorm runs in inference mode: its moving statistics stay, and it
 normalises with them."""
+from xception_mx.checkpoint.meta import as_meta
 from xception_mx.conversion.name_table import build_name_table
 from xception_mx.errors import make_sure
 from xception_mx.model.transfer import head_layers
 from xception_mx.model.xception import batchnorm_blocks
-from xception_mx.serving.loading import checkpoint_channels, is_transfer
 
 PARAMETER_SUFFIXES = ("weight", "bias", "gamma", "beta", "running_mean", "running_var",
                       "depthwise_weight", "pointwise_weight", "mean", "variance")
@@ -16,23 +16,23 @@ WEIGHTED = ("Dense", "BatchNormalization")
 
 def layer_order(meta):
     """The checkpoint's weighted layers in Keras' order (the name table's), base first."""
-    rows = meta.get("name_table")
+    meta = as_meta(meta)
+    rows = meta.name_table
     if rows:
         names = [row["keras_layer"] for row in rows]
-    elif is_transfer(meta):
-        names = [row.keras_layer for row in build_name_table(
-            False, channels=checkpoint_channels(meta))]
-        names += [l["name"] for l in head_layers(meta["model"]["transfer"])
+    elif meta.is_transfer:
+        names = [row.keras_layer for row in build_name_table(False, channels=meta.channels)]
+        names += [l["name"] for l in head_layers(meta.transfer_spec)
                   if l["class"] in WEIGHTED]
     else:
         names = [row.keras_layer for row in build_name_table(
-            True, meta.get("model", {}).get("classes") or 1, checkpoint_channels(meta))]
+            True, meta.num_classes or 1, meta.channels)]
     return list(dict.fromkeys(names))
 
 
 def frozen_layers(meta, trainable_from=None, where="--pretrained"):
     """The layers that stay frozen: the file's, and with ``trainable_from`` all before it."""
-    frozen = list(meta.get("frozen_layers") or [])
+    frozen = as_meta(meta).frozen_layers
     if trainable_from:
         order = layer_order(meta)
         make_sure(trainable_from in order, "--trainable-from %s: no layer of that name with "

@@ -11,6 +11,7 @@ moving statistics), as that Keras would have made it: with ``m`` the momentum, M
 """
 from mxnet import autograd
 
+from xception_mx.checkpoint.meta import as_meta
 from xception_mx.model.xception import batchnorm_blocks
 
 
@@ -22,7 +23,7 @@ def bessel_corrected(new, old, momentum, n):
 
 def written_by_keras2(meta):
     """Whether the checkpoint (its meta) comes from a file Keras 2 wrote."""
-    return str((meta.get("source") or {}).get("keras_version") or "").startswith("2")
+    return str(as_meta(meta).keras_version or "").startswith("2")
 
 
 def feature_map_batchnorms(net):

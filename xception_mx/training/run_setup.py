@@ -5,16 +5,15 @@ loaders, shards)."""
 import math
 import os
 
+from xception_mx.checkpoint.labels import labels_path, read_labels
+from xception_mx.checkpoint.meta import Meta
+from xception_mx.checkpoint.reading import check_finite, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.transfer import branches
 from xception_mx.training.frozen import frozen_layers
 from xception_mx.training.optimizers import SETTINGS, resolve_optimizer
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
-from xception_mx.serving.labels import labels_path, read_labels
-from xception_mx.serving.loading import (check_finite, checkpoint_channels,
-                                         checkpoint_input_size, is_transfer,
-                                         read_meta, require_keras_shaped)
 from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
                                        split_indices)
 from xception_mx.training.devices import HOROVOD
@@ -57,9 +56,9 @@ def check_memory(batch_size, input_shape, devices, available):
 def config_from_args(args):
     """The run configuration as JSON-ready data (stored with every checkpoint)."""
     config = {k: v for k, v in vars(args).items()}
-    meta = read_meta(args.pretrained) if args.pretrained else {}
-    config["input_shape"] = list(args.input_shape or checkpoint_input_size(meta))
-    config["channels"] = checkpoint_channels(meta)      # images decode to as many
+    meta = read_meta(args.pretrained) if args.pretrained else Meta()
+    config["input_shape"] = list(args.input_shape or meta.input_size())
+    config["channels"] = meta.channels      # images decode to as many
     optimizer = resolve_optimizer(config["optimizer"], config["lr"],
                                   {key: config[key] for key in SETTINGS})
     config.update(optimizer.settings)           # recorded with every checkpoint
@@ -88,13 +87,13 @@ def check_config(config):
     make_sure(config["workers"] >= 0, "--workers must be >= 0")
     make_sure(0 <= config["freeze_base_epochs"] <= config["epochs"],
               "--freeze-base-epochs must be between 0 and --epochs (%d)", config["epochs"])
-    meta = {}
+    meta = Meta()
     if config["pretrained"]:
         path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
         make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
         meta = read_meta(config["pretrained"])
-        require_keras_shaped(meta, config["pretrained"], "--pretrained")
-    spec = meta["model"]["transfer"] if is_transfer(meta) else None
+        meta.require_keras_shaped(config["pretrained"], "--pretrained")
+    spec = meta.transfer_spec if meta.is_transfer else None
     if config.get("trainable_from"):
         make_sure(config["pretrained"], "--trainable-from chooses layers of a --pretrained "
                   "checkpoint")
@@ -220,6 +219,6 @@ def keep_head_classes(data, prefix):
     if os.path.exists(path):
         data.use_class_order(read_labels(path), path)
         return
-    named = read_meta(prefix).get("classes")
+    named = read_meta(prefix).class_names
     if named:
         data.use_class_order(list(named), prefix + "-meta.json")

@@ -27,12 +27,12 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from xception_mx.checkpoint.reading import read_params_file
 from xception_mx.errors import make_sure
 from xception_mx.model.xception import HEAD_PREFIX, Xception
 from xception_mx.progress import progress
 from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
 from xception_mx.training.optimizers import trainer_arguments
-from xception_mx.serving.loading import read_params_file
 from xception_mx.training.padded_training import padded_network
 
 SCHEDULES = ("cosine", "step")

@@ -19,19 +19,19 @@ a base + head Keras model).
   the file's rates and parameters, seeded per step so that a resumed run is the same run
   (``model/training_only.py``); the exported symbol leaves them out, as Keras' inference does.
 """
+from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.training_only import inference_layers
 from xception_mx.model.transfer import TransferNet
 from xception_mx.model.xception import batchnorm_blocks
-from xception_mx.serving.loading import is_transfer, read_meta, read_params_file
 from xception_mx.training.padded_training import padded_network
 from xception_mx.training.train import initialize
 
 
 def pretrained_transfer_spec(prefix):
     """The transfer spec of checkpoint ``prefix``, or ``None`` for plain Xception."""
-    meta = read_meta(prefix) if prefix else {}
-    return meta["model"]["transfer"] if is_transfer(meta) else None
+    meta = read_meta(prefix) if prefix else None
+    return meta.transfer_spec if meta is not None and meta.is_transfer else None
 
 
 def training_specs(spec, num_classes, where):

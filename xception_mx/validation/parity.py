@@ -12,14 +12,12 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx import keras_side
+from xception_mx.checkpoint.reading import read_meta
 from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import InputError
 from xception_mx.model.preprocess import image_files, load_images
 from xception_mx.model.transfer_inputs import check_model_input
-from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_size,
-                                         is_transfer, load_network,
-                                         read_meta, require_keras_shaped, run_batches,
-                                         takes_raw_pixels)
+from xception_mx.serving.loading import load_network, run_batches
 
 from . import layers
 from .metrics import max_deviation, max_magnitude
@@ -104,20 +102,19 @@ def first_failing_output(records, atol):
 
 def checkpoint_head(net_params, meta):
     """``(include_top, classes, pooling)`` of a checkpoint."""
-    model = meta.get("model", {})
     weight = net_params.get("predictions_weight")
     if weight is not None:
         return True, int(weight.shape[0]), None
-    return False, None, model.get("pooling")
+    return False, None, meta.pooling
 
 
 def resolve_input_size(prefix, meta, input_size):
     """The requested size, which must be the one the checkpoint was built for."""
-    built = checkpoint_input_size(meta, default=None) if meta else None
+    built = meta.input_size(default=None) if meta else None
     if input_size is None:
         return tuple(built or (299, 299))
     try:
-        spec = meta["model"]["transfer"] if is_transfer(meta) else None
+        spec = meta.transfer_spec if meta.is_transfer else None
         input_size = check_model_input(spec, tuple(input_size))
     except ValueError as exc:
         raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
@@ -137,16 +134,16 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     """Run both models on the same inputs and compare them; with ``per_layer``
     every intermediate output too."""
     meta = read_meta(prefix)
-    require_keras_shaped(meta, prefix, "parity (a conversion against Keras; compare the "
+    meta.require_keras_shaped(prefix, "parity (a conversion against Keras; compare the "
                          "copy with fp32 by xception-predict --precision)")
     input_size = resolve_input_size(prefix, meta, input_size)
-    if is_transfer(meta):
+    if meta.is_transfer:
         return run_transfer_parity(keras_path, prefix, meta, images, random_count, seed,
                                    input_size, epoch, batch_size, per_layer)
     net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
     params = {name: p.data() for name, p in net.collect_params().items()}
     include_top, classes, pooling = checkpoint_head(params, meta)
-    channels = checkpoint_channels(meta)
+    channels = meta.channels
     names, x = build_inputs(images, random_count, seed, input_size, channels=channels)
     keras_model = keras_side.load_keras_reference(keras_path, prefix, include_top, classes, pooling,
                                        input_size, channels)
@@ -211,10 +208,10 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
         raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras model file "
                                      "(.keras or .h5)" if os.path.isdir(keras_path)
                                      else "no such Keras model file"))
-    spec = meta["model"]["transfer"]
+    spec = meta.transfer_spec
     file_transfer = read_file_transfer(keras_path, spec, prefix)
-    raw = takes_raw_pixels(meta)
-    channels = checkpoint_channels(meta)
+    raw = meta.takes_raw_pixels
+    channels = meta.channels
     names, x = build_inputs(images, random_count, seed, input_size, raw, channels)
     keras_model, mixed = keras_side.as_converted(keras_side.load_transfer_model(keras_path),
                                                input_size)
@@ -223,12 +220,12 @@ def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, in
         keras_model, net, names, x,
         per_layer and (lambda: keras_side.transfer_probe(keras_model, file_transfer)),
         prefix, epoch, input_size, batch_size,
-        [o["name"] for o in meta["model"].get("outputs") or []])
+        [o["name"] for o in meta.outputs or []])
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,
                "input_size": list(input_size), "kind": "transfer", "channels": channels,
                "input_range": [0.0, 255.0] if raw else [-1.0, 1.0],
-               "classes": meta["model"].get("classes"),
-               "outputs": meta["model"].get("outputs"),
+               "classes": meta.num_classes,
+               "outputs": meta.outputs,
                "keras_policy": "float32 (the file's %s)" % mixed if mixed else "float32",
                "keras_mixed_precision": mixed}
     return Parity(records, layer_records, details)

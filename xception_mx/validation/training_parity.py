@@ -8,15 +8,14 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from xception_mx import keras_side
+from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.conversion import layouts
 from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_batchnorm
 from xception_mx.model.training_only import set_training_layers
 from xception_mx.model.transfer import branches, network_symbol
-from xception_mx.serving.loading import (checkpoint_channels, is_transfer, read_meta,
-                                         read_params_file, require_keras_shaped, symbol_block,
-                                         takes_raw_pixels)
+from xception_mx.serving.loading import symbol_block
 from xception_mx.training.keras2_statistics import (Keras2Variance, bessel_corrected,
                                                     written_by_keras2)
 from xception_mx.training.data import scan_image_folder
@@ -46,8 +45,8 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
     """``(keras training model, MXNet training net, canonical names, probe (a model ->
     ``(pairs, run)`` of its layers in training mode), classes, replaced layers)``; with
     ``freeze_bn`` as ``xception-finetune --freeze-bn`` trains (``batchnorm_in_inference``)."""
-    channels = checkpoint_channels(meta)
-    if not is_transfer(meta):
+    channels = meta.channels
+    if not meta.is_transfer:
         head = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
         make_sure("predictions_weight" in head, "%s: a feature extractor (no 'predictions'); "
                   "--training compares classifiers", prefix)
@@ -60,7 +59,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
         canonical = keras_side.canonical_names(model)
         return model, net, canonical, lambda m: keras_side.xception_probe(m, training=True), \
             classes, []
-    spec = meta["model"]["transfer"]
+    spec = meta.transfer_spec
     make_sure(not branches(spec), "%s: --training compares single-output classifiers", prefix)
     where = "--mxnet %s" % prefix
     last = [l for l in spec["head"] if l["class"] == "Dense"]
@@ -72,12 +71,12 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
     model, replaced = keras_training_model(user, train_spec["head"][-1]["name"])
     net = build_transfer_network(spec, classes, size, [mx.cpu()], prefix, epoch,
                                  frozen_bn=freeze_bn)[0]
-    set_base_inference(net, freeze_bn or base_called_in_inference(spec, meta.get("source")))
+    set_base_inference(net, freeze_bn or base_called_in_inference(spec, meta.source))
     _as_saved(net, meta)
     base = model.get_layer(file_transfer.base_name) if file_transfer.base_name else model
     only = None if file_transfer.base_name else set(file_transfer.base_layers)
     canonical = keras_side.canonical_names(base, only=only)
-    base_training = not base_called_in_inference(spec, meta.get("source"))
+    base_training = not base_called_in_inference(spec, meta.source)
 
     def probe(m):
         return keras_side.transfer_probe(m, file_transfer, training=True,
@@ -171,17 +170,17 @@ def run_training_parity(keras_path, prefix, images=(), labels_from=None, random_
     """``(records, details)`` of one training step on both sides (``StepRecord`` each); with
     ``freeze_bn``, the step of ``xception-finetune --freeze-bn``."""
     meta = read_meta(prefix)
-    require_keras_shaped(meta, prefix, "--training")
+    meta.require_keras_shaped(prefix, "--training")
     if not os.path.isfile(keras_path):
         raise InputError("%s: no such Keras model file" % keras_path)
     size = resolve_input_size(prefix, meta, None)
     model, net, canonical, probe_of, classes, replaced = _keras_model_and_net(
         keras_path, prefix, meta, size, epoch, freeze_bn)
     names, x, y = _labels(labels_from, images, random_count, seed, classes, size,
-                          takes_raw_pixels(meta), checkpoint_channels(meta))
+                          meta.takes_raw_pixels, meta.channels)
     make_sure(len(x) >= 2, "--training needs a batch of at least 2 inputs (BatchNorm on batch "
               "statistics); give more images or --random N")
-    rows = keras_rows(meta["name_table"])
+    rows = keras_rows(meta.name_table)
     twin = float64_twin(model)
     if freeze_bn:
         batchnorm_in_inference(model)

@@ -12,7 +12,7 @@ from conftest import DATA, PHOTOS, assert_bad_input, run_tool
 from xception_mx.conversion import convert_file
 from xception_mx.validation import keras_side
 from xception_mx.atomic import sha256_file
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.serving.labels import imagenet_classes
 
 

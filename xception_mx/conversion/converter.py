@@ -7,7 +7,7 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.atomic import sha256_file
-from xception_mx.model.preprocess import input_convention
+from xception_mx.images.convention import input_convention
 from xception_mx.model.transfer import network_symbol
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 from xception_mx.serving.checkpoint import check_writable, write_checkpoint

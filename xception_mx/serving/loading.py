@@ -9,7 +9,7 @@ from mxnet import gluon
 
 from xception_mx.atomic import directory_lock, sha256_file
 from xception_mx.errors import InputError
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.progress import progress as progress_bar
 from xception_mx.serving.checkpoint import journal_path, recover_checkpoint
 

@@ -4,7 +4,7 @@
 import mxnet as mx
 
 from xception_mx.atomic import write_text
-from xception_mx.model.preprocess import input_convention
+from xception_mx.images.convention import input_convention
 from xception_mx.model.transfer import TransferNet, network_symbol
 from xception_mx.model.xception import Xception
 from xception_mx.serving.checkpoint import write_checkpoint

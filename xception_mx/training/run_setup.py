@@ -15,8 +15,8 @@ from xception_mx.serving.labels import labels_path, read_labels
 from xception_mx.serving.loading import (check_finite, checkpoint_channels,
                                          checkpoint_input_size, is_transfer,
                                          read_meta, require_keras_shaped)
-from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
-                                       split_indices)
+from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
+from xception_mx.images.sources import open_source, split_indices
 from xception_mx.training.devices import HOROVOD
 
 

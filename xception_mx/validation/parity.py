@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.errors import InputError
-from xception_mx.model.preprocess import image_files, load_images
+from xception_mx.images.decode import image_files, load_images
 from xception_mx.model.transfer_inputs import check_model_input
 from xception_mx.serving.loading import (checkpoint_channels, checkpoint_input_size,
                                          is_transfer, load_network,

@@ -72,7 +72,8 @@ def test_fine_tuning_validation_decodes_as_keras_load_img_then_crops(keras, odd_
         source, (height, width) = one_image_source(tmp_path / str(n), path)
         x, _ = ImageDataset(source, [0], size, train=False, raw=True, channels=channels)[0]
         scale = max(size[0] / (height * 0.875), size[1] / (width * 0.875))
-        resized = (max(size[0], int(round(height * scale))), max(size[1], int(round(width * scale))))
+        resized = (max(size[0], int(round(height * scale))),
+                   max(size[1], int(round(width * scale))))
         top, left = (resized[0] - size[0]) // 2, (resized[1] - size[1]) // 2
         theirs = keras_pixels(keras, path, channels, resized)[top:top + size[0],
                                                               left:left + size[1]]

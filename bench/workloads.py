@@ -29,7 +29,7 @@ def _batch(batch, size, seed=0):
 
 def _photos(calib, size):
     """The images of ``calib`` (files or folders) at ``size`` x ``size``, NCHW."""
-    from xception_mx.model.preprocess import image_files, load_images
+    from xception_mx.images.decode import image_files, load_images
     return load_images(image_files(calib), (size, size))
 
 

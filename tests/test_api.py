@@ -12,7 +12,7 @@ from PIL import Image
 import xception_mx as xm
 from xception_mx._moved import MOVED
 from xception_mx.serving.fast import load_fast_network
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.serving.loading import load_network, run_batches
 
 from conftest import PHOTOS, run_tool

@@ -15,7 +15,7 @@ configure_engine()
 from xception_mx import _moved  # noqa: E402
 from xception_mx.api import convert, load, parity  # noqa: E402
 from xception_mx.errors import InputError  # noqa: E402
-from xception_mx.model.preprocess import image_files, load_images, preprocess_input  # noqa
+from xception_mx.images.decode import image_files, load_images, preprocess_input  # noqa
 from xception_mx.model.xception import Xception, min_input_size, tf_same_pool_padding  # noqa
 from xception_mx.serving.runtime import Model  # noqa: E402
 

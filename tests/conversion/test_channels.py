@@ -1,7 +1,7 @@
 """Models whose input is not RGB (issue #33): a grayscale Xception, whole or as a transfer
 model's base, written by Keras 2 and Keras 3, converts, passes parity, predicts, fine-tunes
-and goes back to Keras; images decode to one channel as Keras'
-``load_img(color_mode="grayscale")`` does, colour or not."""
+and goes back to Keras (images decode to one channel as Keras'
+``load_img(color_mode="grayscale")`` does, colour or not: ``tests/images/test_decode.py``)."""
 import json
 import os
 
@@ -12,7 +12,6 @@ from PIL import Image
 import transfer_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx import load
-from xception_mx.model.preprocess import load_images
 from xception_mx.keras_side import import_keras
 
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
@@ -68,26 +67,6 @@ def test_a_grayscale_model_converts_and_passes_parity(case, tmp_path):
     assert parity.returncode == 0, parity.stdout + parity.stderr
     rows = [l for l in parity.stdout.splitlines() if l.startswith(("random[", "astronaut"))]
     assert len(rows) == 3 and "PASS" in parity.stdout
-
-
-@pytest.mark.parametrize("channels, mode", [(1, "grayscale"), (3, "rgb"), (4, "rgba")])
-def test_images_decode_as_keras_load_img_does(channels, mode, tmp_path):
-    keras = import_keras()
-    gray = tmp_path / "gray.png"
-    Image.open(PHOTOS[0]).convert("L").save(gray)
-    rgba = tmp_path / "rgba.png"
-    Image.open(PHOTOS[1]).convert("RGBA").save(rgba)
-    files = PHOTOS + [str(gray), str(rgba)]
-    for size in [(71, 71), (80, 90)]:
-        ours = load_images(files, size, raw=True, channels=channels).transpose(0, 2, 3, 1)
-        theirs = np.stack([keras.utils.img_to_array(keras.utils.load_img(
-            f, color_mode=mode, target_size=size, interpolation="bilinear")) for f in files])
-        assert ours.shape == theirs.shape == (len(files),) + size + (channels,)
-        assert np.array_equal(ours, theirs)
-    if channels == 1:        # a colour photo is not one of its own channels, but its luma
-        colour = load_images(PHOTOS[:1], (71, 71), raw=True, channels=3)[0]
-        luma = load_images(PHOTOS[:1], (71, 71), raw=True, channels=1)[0, 0]
-        assert not any(np.array_equal(luma, c) for c in colour)
 
 
 @pytest.mark.slow

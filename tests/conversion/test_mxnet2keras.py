@@ -10,7 +10,7 @@ from conftest import BIN, PHOTOS, run_tool
 from xception_mx.conversion import convert_file
 from xception_mx.conversion.mxnet_to_keras import write_keras
 from xception_mx import keras_side
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.serving.loading import load_network, run_batches
 from shapes_dataset import write_shapes_dataset
 

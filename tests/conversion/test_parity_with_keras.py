@@ -10,7 +10,7 @@ from conftest import PHOTOS
 from xception_mx.conversion import convert_file
 import reference_models
 from xception_mx import keras_side
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.serving.fast import load_fast_network
 
 ATOL = 1e-4

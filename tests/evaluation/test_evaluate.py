@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from conftest import PHOTOS, assert_bad_input, run_tool
-from xception_mx.evaluation.data import keras_resize
 from xception_mx.checkpoint.files import write_checkpoint
 from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
 from shapes_dataset import write_shapes_dataset
@@ -68,15 +67,6 @@ def _evaluate(prefix, data, folder, *options):
     report = json.loads((folder / "report.json").read_text()) \
         if (folder / "report.json").exists() else None
     return result, report
-
-
-def test_keras_transform_is_tf_image_resize():
-    import tensorflow as tf
-    import_keras()
-    pixels = np.random.RandomState(0).randint(0, 256, (37, 53, 3)).astype(np.uint8)
-    for size in ((71, 71), (20, 90)):
-        theirs = tf.image.resize(pixels, size).numpy()
-        assert np.abs(keras_resize(pixels, size) - theirs).max() < 1e-3
 
 
 @pytest.mark.slow

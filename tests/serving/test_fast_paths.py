@@ -13,7 +13,7 @@ from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx.conversion import convert_file
 from xception_mx import keras_side
 from xception_mx.cpu import AMX_ISA, ISA_ENV, why_no_amx
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.serving.fast import load_fast_network, logits_agreement
 from xception_mx.checkpoint.labels import imagenet_classes
 from xception_mx.serving.loading import load_network, run_batches

@@ -18,7 +18,7 @@ from mxnet import gluon
 
 import transfer_models
 from conftest import PHOTOS, run_tool
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step, trainable_params
 from xception_mx.training.transfer_training import build_transfer_network

@@ -13,7 +13,7 @@ from xception_mx.conversion import convert_file
 import reference_models
 from xception_mx import keras_side
 from xception_mx.atomic import sha256_file
-from xception_mx.model.preprocess import load_images
+from xception_mx.images.decode import load_images
 from xception_mx.checkpoint.labels import imagenet_classes
 
 

@@ -13,15 +13,9 @@ import numpy as np
 from xception_mx.atomic import directory_lock, sha256_file
 from xception_mx.checkpoint.files import journal_path, recover_checkpoint
 from xception_mx.checkpoint.meta import Meta
-from xception_mx.errors import InputError
+from xception_mx.errors import InputError, mxnet_error_text
 
 PARAMS_MAGIC = 0x112        # MXNet's NDArray-list file magic (uint64, little-endian)
-
-
-def mxnet_error_text(exc):
-    """The informative line of an MXNet error (they start with a C++ traceback)."""
-    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
-    return lines[-1][:300] if lines else type(exc).__name__
 
 
 def read_meta(prefix):

@@ -5,7 +5,7 @@ import sys
 import time
 
 from xception_mx.cli import Parser, run
-from xception_mx.model.preprocess import color_name
+from xception_mx.images.convention import color_name
 
 from .converter import convert, convert_file, find_standard_weights, head_options
 from .errors import make_sure

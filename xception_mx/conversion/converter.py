@@ -9,8 +9,8 @@ import numpy as np
 from xception_mx.atomic import sha256_file
 from xception_mx.checkpoint.files import check_writable, write_checkpoint
 from xception_mx.checkpoint.meta import KERAS2MXNET, build_meta
-from xception_mx.checkpoint.reading import mxnet_error_text
-from xception_mx.model.preprocess import input_convention
+from xception_mx.errors import mxnet_error_text
+from xception_mx.images.convention import input_convention
 from xception_mx.model.transfer import network_symbol
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 

@@ -4,8 +4,8 @@ RecordIO."""
 import sys
 
 from xception_mx.cli import Parser, run
+from xception_mx.images.datasets import TRANSFORMS
 
-from .data import TRANSFORMS
 from .report import format_table, write_files, write_report
 
 PROG = "xception-evaluate"

@@ -6,13 +6,13 @@ import time
 import numpy as np
 
 from xception_mx.errors import make_sure
+from xception_mx.images.datasets import EvaluationImages, loader
+from xception_mx.images.sources import labels_file_of_rec, open_source
 from xception_mx.progress import progress
 from xception_mx.serving.runtime import Model, class_probabilities
-from xception_mx.training.data import labels_file_of_rec, open_source
 
 from . import peers
 from .classes import class_mapping, display_names, model_names
-from .data import EvaluationImages, loader
 from .metrics import top_k
 from .report import build_report
 
@@ -54,7 +54,7 @@ def check_classifier(model):
 
 def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, workers=2,
              labels=None, epoch=0, keras=None, compare=None, log=print, indices=None):
-    """The report of checkpoint ``prefix`` on ``data`` (a path, or an opened ``training.data``
+    """The report of checkpoint ``prefix`` on ``data`` (a path, or an opened ``images.sources``
     source and the ``indices`` of its images to score); with ``keras`` (the Keras file it was
     converted from) or ``compare`` (another precision), theirs on the same inputs too."""
     model = Model(prefix, precision, epoch, batch_size)

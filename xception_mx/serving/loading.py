@@ -9,10 +9,10 @@ from mxnet import gluon
 from xception_mx.checkpoint.meta import as_meta
 from xception_mx.checkpoint.reading import (check_finite, check_params_header,  # noqa: F401
                                             first_non_finite, load_params, load_symbol,
-                                            mxnet_error_text, read_meta, read_params_file,
-                                            symbol_path, verify_against_meta)
-from xception_mx.errors import InputError
-from xception_mx.model.preprocess import load_images
+                                            read_meta, read_params_file, symbol_path,
+                                            verify_against_meta)
+from xception_mx.errors import InputError, mxnet_error_text  # noqa: F401
+from xception_mx.images.decode import load_images
 from xception_mx.progress import progress as progress_bar
 
 LOGITS_OUTPUT = "predictions_fwd_output"

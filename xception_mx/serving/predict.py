@@ -5,7 +5,7 @@ import sys
 from xception_mx.cli import Parser, run
 from xception_mx.cpu import ISA_CHOICES
 from xception_mx.errors import InputError
-from xception_mx.model.preprocess import image_files
+from xception_mx.images.decode import image_files
 from xception_mx.serving.fast import PRECISIONS, add_padding_argument
 from xception_mx.serving.runtime import Model, is_ranked
 

@@ -5,7 +5,7 @@ import sys
 
 from xception_mx.checkpoint.reading import read_meta
 from xception_mx.cli import Parser, run
-from xception_mx.model.preprocess import image_files
+from xception_mx.images.decode import image_files
 from xception_mx.serving.fast import PRECISIONS, add_padding_argument, export_checkpoint
 from xception_mx.serving.loading import checkpoint_images
 

@@ -15,7 +15,7 @@ from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.padding import resolve_padding
-from xception_mx.model.preprocess import image_files
+from xception_mx.images.decode import image_files
 from xception_mx.model.transfer import output_kind
 from xception_mx.serving.fast import PRECISIONS, load_fast_network
 from xception_mx.serving.loading import checkpoint_images, run_batches

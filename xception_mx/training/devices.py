@@ -4,7 +4,7 @@ import collections
 
 import mxnet as mx
 
-from xception_mx.checkpoint.reading import mxnet_error_text
+from xception_mx.errors import mxnet_error_text
 from xception_mx.errors import InputError, make_sure
 
 HOROVOD_GPU_BUILD = ("HOROVOD_GPU_OPERATIONS=NCCL make setup-horovod (with the CUDA toolkit "

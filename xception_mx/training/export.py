@@ -7,7 +7,7 @@ from xception_mx.atomic import write_text
 from xception_mx.checkpoint.files import write_checkpoint
 from xception_mx.checkpoint.labels import labels_path
 from xception_mx.checkpoint.meta import FINETUNE, build_meta
-from xception_mx.model.preprocess import input_convention
+from xception_mx.images.convention import input_convention
 from xception_mx.model.transfer import TransferNet, network_symbol
 from xception_mx.model.xception import Xception
 

@@ -15,7 +15,7 @@ from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.model.padding import PADDING_CHOICES
-from xception_mx.model.preprocess import rescales_inside
+from xception_mx.images.convention import rescales_inside
 from xception_mx.model.training_only import augments, seed_step
 from xception_mx.progress import progress
 from xception_mx.training.export import (EXPORT_NAME, evaluate_export, export_best,

@@ -16,7 +16,7 @@ from xception_mx.atomic import atomic_path, write_text
 from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.progress import progress
-from xception_mx.training.data import FolderSource, labels_file_of_rec
+from xception_mx.images.sources import FolderSource, labels_file_of_rec
 
 PROG = "xception-pack"
 

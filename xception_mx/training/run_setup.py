@@ -14,8 +14,8 @@ from xception_mx.model.transfer import branches
 from xception_mx.training.frozen import frozen_layers
 from xception_mx.training.optimizers import SETTINGS, resolve_optimizer
 from xception_mx.model.transfer_inputs import base_input_size, check_model_input
-from xception_mx.training.data import (EpochBatchSampler, ImageDataset, make_loader, open_source,
-                                       split_indices)
+from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
+from xception_mx.images.sources import open_source, split_indices
 from xception_mx.training.devices import HOROVOD
 
 

@@ -15,7 +15,7 @@ from xception_mx import keras_side
 from xception_mx.checkpoint.reading import read_meta
 from xception_mx.conversion.transfer.same_model import read_file_transfer
 from xception_mx.errors import InputError
-from xception_mx.model.preprocess import image_files, load_images
+from xception_mx.images.decode import image_files, load_images
 from xception_mx.model.transfer_inputs import check_model_input
 from xception_mx.serving.loading import load_network, run_batches
 

@@ -1,71 +1,46 @@
-"""Image files to the tensor the converted network expects.
+"""Image files to pixels at the network's size and channels.
 
-Convention (the same as ``keras.applications.xception.preprocess_input``):
-RGB, values scaled from ``[0, 255]`` to ``[-1, 1]`` by ``x / 127.5 - 1``, laid
-out NCHW as float32.  Images are decoded with Pillow, converted to RGB and
-resized to the network's input size with bilinear resampling.
+Images are decoded with Pillow and converted to the network's channels by one function,
+``to_channels``, which every command's decoding goes through (prediction, parity,
+evaluation, fine-tuning, quantization's calibration): Pillow's ``RGB`` for 3 channels,
+``L`` (ITU-R 601 luma) for 1 (grayscale: X-rays, spectrograms), ``RGBA`` for 4, as Keras'
+``load_img(color_mode=...)`` converts.  Then they are resized to the network's input size
+with bilinear resampling.  Other channel counts have no image decoding: such a model takes
+arrays.
 
-A model whose input has 1 channel (grayscale: X-rays, spectrograms) gets images converted
-to Pillow's ``L`` (ITU-R 601 luma) before resizing, as Keras'
-``load_img(color_mode="grayscale")`` does; 4 channels are ``RGBA`` (``color_mode="rgba"``).
-Other channel counts have no image decoding: such a model takes arrays.
+``xception_mx.model.preprocess`` (and ``xception_mx.preprocess``) of 0.2 are this module;
+the input convention's names they held are importable from here too.
 """
+import io
 import os
 
 import numpy as np
 from PIL import Image
 
 from xception_mx.errors import InputError
-from xception_mx.model.training_only import inference_layers
+from xception_mx.images.convention import (COLOR_NAMES, PREPROCESSING,  # noqa: F401 (0.2 names)
+                                           color_name, input_convention, preprocess_input,
+                                           raw_pixels, rescales_inside)
 
 RESAMPLE = Image.BILINEAR
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-
-
-PREPROCESSING = {"input_name": "data", "layout": "NCHW", "dtype": "float32", "color": "RGB",
-                 "scale": "x / 127.5 - 1", "range": [-1.0, 1.0]}
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}          # channels -> the Pillow mode decoded to
-COLOR_NAMES = {1: "grayscale", 3: "RGB", 4: "RGBA"}
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def color_name(channels):
-    """What ``PREFIX-meta.json``'s ``input.color`` says for a channel count."""
-    return COLOR_NAMES.get(channels, "%d channels" % channels)
+def to_channels(img, channels=3):
+    """A PIL image in the Pillow mode of ``channels`` (``L``, ``RGB`` or ``RGBA``), converted
+    as Keras' ``load_img`` converts: the one grayscale and colour conversion of every
+    command.  A palette or alpha image takes Pillow's conversion (alpha dropped, not
+    composited); grayscale is Pillow's ``L`` (ITU-R 601-2 luma, ``L = R * 299/1000 +
+    G * 587/1000 + B * 114/1000`` in integer arithmetic)."""
+    return img.convert(PIL_MODES[channels])
 
 
-def _step_text(op):
-    if op["op"] == "normalize":
-        return "normalize by %s's mean and variance" % op["name"]
-    if op["op"] == "cast":
-        return "truncate to %s" % op["dtype"]
-    if op["op"] == "resize":
-        return "resize to %dx%d (%s)" % (op["size"][0], op["size"][1], op["interpolation"])
-    if op["op"] == "center_crop":
-        return "center crop to %dx%d" % tuple(op["size"])
-    return "%s %g" % (op["op"], op["value"])
-
-
-def rescales_inside(spec):
-    """Whether a transfer model ``spec`` changes pixel values inside, and so
-    takes raw 0..255 pixels (resizing and cropping alone keep Keras'
-    ``x / 127.5 - 1``).  A checkpoint's meta records the answer
-    (``serving.loading.takes_raw_pixels``)."""
-    return bool(spec) and any(op["op"] not in ("resize", "center_crop")
-                              for op in inference_layers(spec["preprocess"]))
-
-
-def input_convention(input_size, spec=None, channels=3):
-    """What a checkpoint's ``data`` input is (``PREFIX-meta.json``'s ``input``):
-    Keras' preprocessed range, or for a transfer model ``spec`` that
-    preprocesses inside, raw pixels."""
-    shape = [1, channels] + list(input_size)
-    steps = ", then ".join(_step_text(op) for op in
-                           inference_layers((spec or {}).get("preprocess", [])))
-    base = dict(PREPROCESSING, shape=shape, color=color_name(channels))
-    if not rescales_inside(spec):
-        scale = PREPROCESSING["scale"] + ("; inside the network: " + steps if steps else "")
-        return dict(base, scale=scale)
-    return dict(base, scale="raw pixels; inside the network: " + steps, range=[0.0, 255.0])
+def decode_bytes(data, channels=3):
+    """Encoded image bytes (a file's, a RecordIO record's) as a PIL image of ``channels``."""
+    with Image.open(io.BytesIO(data)) as img:
+        return to_channels(img, channels)
 
 
 def image_files(paths):
@@ -89,18 +64,14 @@ def image_files(paths):
     return files
 
 
-def preprocess_input(images):
-    """Scale uint8-range images (NHWC or HWC, any channel count) to Keras' ``[-1, 1]`` NCHW.
-
-    Returns float32 of shape ``(N, C, H, W)``.
-    """
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise ValueError("expected images shaped (N, H, W, C), got %s" % (x.shape,))
-    x = x / 127.5 - 1.0
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+def check_images(paths):
+    """Decode every image once so that a broken file stops the run before training."""
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                to_channels(img, 3).load()
+        except UNREADABLE as exc:
+            raise InputError("%s: cannot read image (%s)" % (path, exc))
 
 
 def decodable(channels, what):
@@ -121,7 +92,7 @@ def load_image(path, size, channels=3):
     try:
         with Image.open(path) as img:
             return pil_pixels(img, size, channels)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except UNREADABLE as exc:
         raise InputError("%s: cannot read image (%s)" % (path, exc))
 
 
@@ -129,7 +100,7 @@ def pil_pixels(img, size, channels=3):
     """A PIL image as uint8 ``(H, W, channels)`` in Pillow's mode for that many channels
     (converted first, as Keras' ``load_img`` does), resized (bilinear) to ``size=(H, W)``."""
     height, width = size
-    img = img.convert(PIL_MODES[channels])
+    img = to_channels(img, channels)
     if img.size != (width, height):
         img = img.resize((width, height), RESAMPLE)
     return np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
@@ -166,13 +137,6 @@ def image_pixels(image, size, name=None, channels=3):
         decodable(channels, name or "image")
         return pil_pixels(image, size, channels)
     return array_pixels(image, size, name or "array", channels)
-
-
-def raw_pixels(images):
-    """uint8-range images (NHWC) as float32 NCHW, values kept in ``[0, 255]``
-    (for models that preprocess inside)."""
-    x = np.asarray(images, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def load_images(images, size=(299, 299), raw=False, channels=3):

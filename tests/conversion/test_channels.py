@@ -9,29 +9,29 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx import load
 from xception_mx.keras_side import import_keras
 
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
-    "plain-keras3.keras": (transfer_models.grayscale_plain, ".keras", ["--input-shape", 71, 71]),
-    "plain-keras3.weights.h5": (transfer_models.grayscale_plain, ".weights.h5",
+    "plain-keras3.keras": (own_models.grayscale_plain, ".keras", ["--input-shape", 71, 71]),
+    "plain-keras3.weights.h5": (own_models.grayscale_plain, ".weights.h5",
                                 ["--input-shape", 71, 71]),
-    "plain-keras2.h5": (transfer_models.keras2_grayscale_plain, ".h5", ["--input-shape", 71, 71]),
-    "transfer-keras3.keras": (transfer_models.grayscale_transfer, ".keras", []),
-    "transfer-keras2.h5": (transfer_models.keras2_grayscale_transfer, ".h5", []),
+    "plain-keras2.h5": (own_models.keras2_grayscale_plain, ".h5", ["--input-shape", 71, 71]),
+    "transfer-keras3.keras": (own_models.grayscale_transfer, ".keras", []),
+    "transfer-keras2.h5": (own_models.keras2_grayscale_transfer, ".h5", []),
 }
 
 
 def save_case(name, folder):
     builder, suffix, options = CASES[name]
-    model = transfer_models.built(builder)
+    model = own_models.built(builder)
     path = str(folder / ("model" + suffix))
     if suffix == ".weights.h5":
         model.save_weights(path)
     else:
-        transfer_models.save(model, path)
+        own_models.save(model, path)
     return model, path, options
 
 
@@ -104,8 +104,8 @@ def test_a_grayscale_model_predicts_and_fine_tunes_from_grayscale_and_colour_ima
 
 @pytest.mark.slow
 def test_a_channel_count_no_image_has_takes_arrays_and_refuses_image_files(tmp_path):
-    model = transfer_models.grayscale_plain(channels=2)
-    path = transfer_models.save(model, str(tmp_path / "two.keras"))
+    model = own_models.grayscale_plain(channels=2)
+    path = own_models.save(model, str(tmp_path / "two.keras"))
     prefix = tmp_path / "mx"
     assert run_tool("keras2mxnet", path, "-o", prefix, "--input-shape", 71, 71).returncode == 0
     x = np.random.RandomState(0).uniform(-1, 1, (3, 2, 71, 71)).astype(np.float32)

@@ -138,8 +138,8 @@ def test_zip_that_is_not_a_keras_archive(tmp_path, out):
 
 
 def test_savedmodel_folder_says_to_save_a_keras_file(tmp_path, out):
-    import transfer_models
-    tf_keras = transfer_models.import_tf_keras()
+    import own_models
+    tf_keras = own_models.import_tf_keras()
     model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)])
     folder = tmp_path / "exported_model"
     model.save(str(folder), save_format="tf")          # TF 2.x's default before 2.13

@@ -9,22 +9,22 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx import load, load_images
 
 OUTPUTS = ["diseases", "gender", "age"]
 CASES = {   # name: (builder, file suffix)
-    "nested-keras3.keras": (transfer_models.multi_output, ".keras"),
-    "flattened-keras3.h5": (transfer_models.flattened_multi_output, ".h5"),
-    "flattened-keras2.h5": (transfer_models.keras2_multi_output, ".h5"),
+    "nested-keras3.keras": (own_models.multi_output, ".keras"),
+    "flattened-keras3.h5": (own_models.flattened_multi_output, ".h5"),
+    "flattened-keras2.h5": (own_models.keras2_multi_output, ".h5"),
 }
 
 
 def converted(case, folder):
     builder, suffix = CASES[case]
-    model = transfer_models.built(builder)
-    path = transfer_models.save(model, str(folder / ("model" + suffix)))
+    model = own_models.built(builder)
+    path = own_models.save(model, str(folder / ("model" + suffix)))
     result = run_tool("keras2mxnet", path, "-o", folder / "mx")
     assert result.returncode == 0, result.stderr
     return model, path, folder / "mx"
@@ -101,7 +101,7 @@ def test_mxnet2keras_gives_the_three_outputs_back(tmp_path):
     back = tmp_path / "back.keras"
     result = run_tool("mxnet2keras", prefix, "-o", back)
     assert result.returncode == 0, result.stderr
-    keras = transfer_models.import_keras()
+    keras = own_models.import_keras()
     rebuilt = keras.saving.load_model(str(back))
     assert rebuilt.output_names == OUTPUTS
     for theirs, ours in zip(keras_outputs(model, PHOTOS), keras_outputs(rebuilt, PHOTOS)):

@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import transfer_models
+import own_models
 from conftest import assert_bad_input, run_tool
 from xception_mx import keras_side
 from xception_mx.serving.loading import load_network
@@ -53,9 +53,9 @@ def test_a_model_that_takes_any_size_and_resizes_converts_at_its_resizing_size_o
     at 80x90, or at 30x45 (smaller than Xception's 71x71 minimum) when asked; Keras'
     preprocessed input convention (nothing rescales inside); the way back is a Keras model
     that takes any size and holds the same Resizing."""
-    model = transfer_models.built(transfer_models.any_size_resizing)
+    model = own_models.built(own_models.any_size_resizing)
     assert model.input_shape == (None, None, None, 3)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     rng = np.random.RandomState(5)
     for size in [None, (30, 45)]:
         prefix = tmp_path / ("mx%s" % (size and size[0]))
@@ -86,8 +86,8 @@ def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(t
     converted at the crop's size by default, at 150x120 (downsampled) and 40x300 (stretched)
     when asked, each giving Keras' outputs; xception-parity compares at 150x120; mxnet2keras
     gives back both layers, named, with the same outputs."""
-    model = transfer_models.built(transfer_models.evaluation_crop)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    model = own_models.built(own_models.evaluation_crop)
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     rng = np.random.RandomState(6)
     for size in [None, (150, 120), (40, 300)]:
         prefix = tmp_path / ("mx%s" % (size and size[0]))
@@ -112,7 +112,7 @@ def test_the_imagenet_evaluation_transform_inside_a_model_converts_at_any_size(t
 def test_a_center_crop_larger_than_its_input_is_refused_in_one_line(tmp_path):
     """Keras resizes an input smaller than the crop (smart_resize) instead of cropping: not
     computed here, so refused, for the size the model declares and for --input-shape."""
-    keras = transfer_models.import_keras()
+    keras = own_models.import_keras()
     base = keras.applications.Xception(weights=None, include_top=False,
                                        input_shape=(None, None, 3))
     for declared, asked in [((72, 90), None), ((None, None), (100, 70))]:
@@ -152,7 +152,7 @@ def _resizing_model(keras, **options):
 ], ids=["nearest", "bicubic", "crop", "pad", "antialias", "too-small"])
 def test_a_resizing_the_checkpoint_cannot_compute_alike_is_refused_in_one_line(
         options, fragments, tmp_path):
-    model = _resizing_model(transfer_models.import_keras(), **options)
+    model = _resizing_model(own_models.import_keras(), **options)
     path = str(tmp_path / "m.keras")
     model.save(path)
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")

@@ -6,18 +6,18 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, run_tool
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("builder, suffix, moves", [
-    (transfer_models.nested, ".keras", True),
-    (transfer_models.keras2_nested, ".h5", False),
+    (own_models.nested, ".keras", True),
+    (own_models.keras2_nested, ".h5", False),
 ], ids=["keras3", "keras2"])
 def test_fine_tuning_moves_the_base_batchnorm_statistics_as_the_files_keras_does(
         builder, suffix, moves, tmp_path):
-    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / ("m" + suffix)))
+    path = own_models.save(own_models.built(builder), str(tmp_path / ("m" + suffix)))
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     data = tmp_path / "data"
     for c in range(2):

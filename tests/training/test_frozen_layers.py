@@ -7,7 +7,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 
 BEFORE_BLOCK13 = 70        # weighted layers of blocks 1-12 (residual ones included)
@@ -34,12 +34,12 @@ def block_of(param):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("builder", [transfer_models.frozen_below_block13,
-                                     transfer_models.keras2_frozen_below_block13],
+@pytest.mark.parametrize("builder", [own_models.frozen_below_block13,
+                                     own_models.keras2_frozen_below_block13],
                          ids=["keras3", "keras2"])
 def test_a_base_saved_frozen_below_block13_trains_only_block13_on_and_the_head(builder,
                                                                                tmp_path):
-    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / "m.h5"))
+    path = own_models.save(own_models.built(builder), str(tmp_path / "m.h5"))
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     meta = json.loads((tmp_path / "mx-meta.json").read_text())
     assert len(meta["frozen_layers"]) == BEFORE_BLOCK13
@@ -55,7 +55,7 @@ def test_a_base_saved_frozen_below_block13_trains_only_block13_on_and_the_head(b
     assert all(block_of(p) >= 13 for p in moved) and len(moved) == 29 + 8   # fc1, fc1_bn, out
     export = json.loads((tmp_path / "run" / "model-meta.json").read_text())
     assert export["frozen_layers"] == meta["frozen_layers"]
-    if builder is transfer_models.keras2_frozen_below_block13:
+    if builder is own_models.keras2_frozen_below_block13:
         return                  # the step comparison of a frozen base: Keras 3's file below
     step = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx",
                     *PHOTOS[:3], "--random", 1, "--training", "--report", tmp_path / "s.json")
@@ -68,8 +68,8 @@ def test_a_base_saved_frozen_below_block13_trains_only_block13_on_and_the_head(b
 
 @pytest.mark.slow
 def test_trainable_from_freezes_every_layer_before_it_in_a_plain_checkpoint(tmp_path):
-    model = transfer_models.grayscale_plain(channels=3)
-    path = transfer_models.save(model, str(tmp_path / "plain.keras"))
+    model = own_models.grayscale_plain(channels=3)
+    path = own_models.save(model, str(tmp_path / "plain.keras"))
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape", 71,
                     71).returncode == 0
     data = class_folder(tmp_path / "data", 5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-import transfer_models
+import own_models
 from conftest import assert_bad_input, run_tool
 from xception_mx.training.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.train import make_trainer
@@ -77,7 +77,7 @@ def mxnet_trajectory(name, arguments, start, grads, scale, momentum=None, wd=0.0
                               for c in CASES])
 def test_each_step_updates_the_weights_as_keras_optimizer_does(name, cls, arguments,
                                                                 keras_version):
-    keras = import_keras() if keras_version == "keras3" else transfer_models.import_tf_keras()
+    keras = import_keras() if keras_version == "keras3" else own_models.import_tf_keras()
     scale = 0.1 if "adam" in name else 1.0
     start, grads = steps()
     theirs = keras_trajectory(keras, cls, arguments, start, grads, scale)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, run_tool
 from xception_mx.model import augmentation as aug
 from xception_mx.model.regularizers import Regularizer
-from xception_mx.model.transfer import network_symbol
-from xception_mx.training.transfer_training import build_transfer_network
+from xception_mx.model.own_model import network_symbol
+from xception_mx.training.own_model_training import build_own_model_network
 
 # Measured: 3.2e-4 of a 0..255 pixel between TF's sampler and MXNet's BilinearSampler
 # (float32 coordinate arithmetic); a misplaced centre or fill rule is off by whole pixels.
@@ -125,7 +125,7 @@ def test_regularizers_act_in_training_at_the_files_rates_and_are_the_identity_ot
 
 
 def _converted(tmp_path):
-    path = transfer_models.save(transfer_models.built(transfer_models.training_layers),
+    path = own_models.save(own_models.built(own_models.training_layers),
                                 str(tmp_path / "m.keras"))
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     return path, json.loads((tmp_path / "mx-meta.json").read_text())
@@ -143,7 +143,7 @@ def _class_folder(root):
 def test_dropout_half_zeroes_its_training_activations_and_leaves_inference_alone(tmp_path):
     _, meta = _converted(tmp_path)
     spec = meta["model"]["transfer"]
-    net = build_transfer_network(spec, 3, (71, 71), [mx.cpu()], str(tmp_path / "mx"))[0]
+    net = build_own_model_network(spec, 3, (71, 71), [mx.cpu()], str(tmp_path / "mx"))[0]
     seen = {}
     drop = [b for b in net.head if b.prefix == "drop_"][0]
     hook = drop.register_forward_hook(lambda block, inputs, output: seen.update(

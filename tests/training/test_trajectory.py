@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, run_tool
 from xception_mx.images.decode import load_images
 from xception_mx.training.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step, trainable_params
-from xception_mx.training.transfer_training import build_transfer_network
+from xception_mx.training.own_model_training import build_own_model_network
 from xception_mx.validation.training_step import keras_training_model, mxnet_values, relative
 
 BATCH, STEPS, LR = 4, 3, 0.01
@@ -46,9 +46,9 @@ def keras_fit(model, x, y, library, jit_compile):
 
 @pytest.mark.slow
 def test_a_few_steps_follow_keras_fit(tmp_path):
-    library = transfer_models.import_keras()
-    user = transfer_models.built(transfer_models.sequential)         # no dropout, no augmentation
-    path = transfer_models.save(user, str(tmp_path / "m.keras"))
+    library = own_models.import_keras()
+    user = own_models.built(own_models.sequential)         # no dropout, no augmentation
+    path = own_models.save(user, str(tmp_path / "m.keras"))
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     meta = json.loads((tmp_path / "mx-meta.json").read_text())
     spec, size = meta["model"]["transfer"], tuple(meta["model"]["input_shape"])
@@ -65,7 +65,7 @@ def test_a_few_steps_follow_keras_fit(tmp_path):
     losses = keras_fit(model, nhwc, y.astype(np.int32), library, jit_compile=False)
     losses2 = keras_fit(other, nhwc, y.astype(np.int32), library, jit_compile=True)
 
-    net = build_transfer_network(spec, 5, size, [mx.cpu()], str(tmp_path / "mx"))[0]
+    net = build_own_model_network(spec, 5, size, [mx.cpu()], str(tmp_path / "mx"))[0]
     trainer = make_trainer(trainable_params(net, False), resolve_optimizer(
         "keras-sgd", LR, {"momentum": 0.9, "nesterov": True}), "device")
     ours = []

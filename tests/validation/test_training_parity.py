@@ -8,20 +8,20 @@ import json
 
 import pytest
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 
 KINDS = ["output", "loss", "logits", "moving_mean", "moving_variance", "gradient",
          "keras-sgd", "keras-adam", "keras-adamw"]
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
-    "plain-keras3.keras": (lambda: transfer_models.grayscale_plain(channels=3), ".keras",
+    "plain-keras3.keras": (lambda: own_models.grayscale_plain(channels=3), ".keras",
                            ["--input-shape", 71, 71]),
-    "plain-keras2.h5": (lambda: transfer_models.grayscale_plain(
-        keras=transfer_models.import_tf_keras(), channels=3), ".h5", ["--input-shape", 71, 71]),
-    "nested-keras3.keras": (transfer_models.nested, ".keras", []),
-    "sequential-bn-head-keras3.keras": (transfer_models.sequential, ".keras", []),
-    "flattened-bn-head-keras2.h5": (transfer_models.keras2_flattened_bn_head, ".h5", []),
-    "training-layers-keras3.keras": (transfer_models.training_layers, ".keras", []),
+    "plain-keras2.h5": (lambda: own_models.grayscale_plain(
+        keras=own_models.import_tf_keras(), channels=3), ".h5", ["--input-shape", 71, 71]),
+    "nested-keras3.keras": (own_models.nested, ".keras", []),
+    "sequential-bn-head-keras3.keras": (own_models.sequential, ".keras", []),
+    "flattened-bn-head-keras2.h5": (own_models.keras2_flattened_bn_head, ".h5", []),
+    "training-layers-keras3.keras": (own_models.training_layers, ".keras", []),
 }
 BUILT = {}
 
@@ -31,7 +31,7 @@ def converted(case, folder):
     if case not in BUILT:
         BUILT[case] = builder()
     model = BUILT[case]
-    path = transfer_models.save(model, str(folder / ("model" + suffix)))
+    path = own_models.save(model, str(folder / ("model" + suffix)))
     result = run_tool("keras2mxnet", path, "-o", folder / "mx", *options)
     assert result.returncode == 0, result.stderr
     return model, path, folder / "mx"

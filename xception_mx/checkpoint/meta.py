@@ -1,7 +1,7 @@
 """``PREFIX-meta.json``: what a checkpoint says about itself, built and read in one place.
 
 ``Meta`` wraps the parsed JSON object; its accessors answer what the rest of the package
-asks (input size and channels, transfer spec, precision...), so no other module reads the
+asks (input size and channels, own model's spec, precision...), so no other module reads the
 dict's keys.  ``build_meta`` makes the record each writer (keras2mxnet, xception-finetune's
 export, xception-quantize's serving copy) stores, field for field and in the order each has
 always written: the files on disk are read by users and tests.
@@ -85,13 +85,13 @@ class Meta(Mapping):
         return self._raw.get("model", {})
 
     @property
-    def is_transfer(self):
-        """Whether the checkpoint is a user's transfer model (base + head)."""
+    def is_own_model(self):
+        """Whether the checkpoint is a user's own model (base + head)."""
         return self.model.get("kind") == "transfer"
 
     @property
-    def transfer_spec(self):
-        """A transfer model's spec (its preprocessing, base and head); ``KeyError`` for
+    def own_model_spec(self):
+        """An own model's spec (its preprocessing, base and head); ``KeyError`` for
         another checkpoint."""
         return self._raw["model"]["transfer"]
 

@@ -11,7 +11,7 @@ from xception_mx.checkpoint.files import check_writable, write_checkpoint
 from xception_mx.checkpoint.meta import KERAS2MXNET, build_meta
 from xception_mx.errors import mxnet_error_text
 from xception_mx.images.convention import input_convention
-from xception_mx.model.transfer import network_symbol
+from xception_mx.model.own_model import network_symbol
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 
 from . import layouts
@@ -19,10 +19,10 @@ from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux, keras_layers
-from .transfer.keras_config import (custom_layers, frozen_layers, is_plain_xception,
+from .own_model.keras_config import (custom_layers, frozen_layers, is_plain_xception,
                                    model_config)
-from .transfer.layers import SUPPORTED_TEXT
-from .transfer.weights import convert_transfer, fill_missing_bn
+from .own_model.layers import SUPPORTED_TEXT
+from .own_model.weights import convert_own_model, fill_missing_bn
 
 STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
                   "xception_weights_tf_dim_ordering_tf_kernels_notop.h5")
@@ -127,8 +127,8 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     ``include_top=None`` follows the file; ``True`` insists on a classifier,
     ``False`` on a feature extractor.  Weights with NaN/Inf are reported in
     ``warnings`` (an error with ``strict``).  A model file whose architecture
-    is a transfer-learning model (preprocessing, Xception base, head) gives
-    that model (``TransferNet``); ``input_shape=None`` is then the size the
+    is a base + head model (preprocessing, Xception base, head) gives
+    that model (``OwnModelNet``); ``input_shape=None`` is then the size the
     model declares.  Nothing is written.
     """
     _refuse_custom_layers(weights_path, model_config(read_keras_file(weights_path,
@@ -139,7 +139,7 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
         make_sure(include_top is None and pooling is None, "%s: --classifier-activation and "
                   "--pooling apply to plain Xception files; this model's own head decides its "
                   "output", weights_path)
-        net, rows, match = _guarded(weights_path, convert_transfer, keras_file, config,
+        net, rows, match = _guarded(weights_path, convert_own_model, keras_file, config,
                                     input_shape, strict)
     else:
         try:
@@ -169,7 +169,7 @@ WEIGHTS_ONLY_HINT = ("; the file holds weights only, without the model's archite
 
 def _match_plain(keras_file, config):
     """``match_layers``; a weights-only file that holds more than Xception
-    (nested models, extra layers: a transfer model's weights) is refused with
+    (nested models, extra layers: an own model's weights) is refused with
     what to do instead."""
     try:
         return match_layers(keras_file)

@@ -1,5 +1,5 @@
-"""``mxnet2keras``: an MXNet Xception checkpoint back to Keras (a transfer
-model's too, see ``transfer.to_keras``).
+"""``mxnet2keras``: an MXNet Xception checkpoint back to Keras (an own
+model's too, see ``own_model.to_keras``).
 
 The inverse of ``keras2mxnet``, through the same name table and the inverse
 layout transforms (``layouts.INVERSE``).  Keras itself builds the model and
@@ -19,7 +19,7 @@ from xception_mx.cli import Parser, run
 from . import layouts
 from .errors import ConversionError, make_sure
 from .name_table import ROLES, build_name_table
-from .transfer.to_keras import build_keras_transfer
+from .own_model.to_keras import build_keras_own_model
 
 PROG = "mxnet2keras"
 OUTPUT_SUFFIXES = (".weights.h5", ".keras", ".h5")
@@ -61,13 +61,13 @@ def fill_xception(model, weights, prefix):
 
 def keras_model(prefix, epoch=0):
     """Keras' model of the checkpoint, with its weights: Xception, or a
-    user's transfer model rebuilt from the meta."""
+    user's own model rebuilt from the meta."""
     meta, params = checkpoint_params(prefix, epoch)
     where = "%s-%04d.params" % (prefix, epoch)
-    if meta.is_transfer:
-        spec = meta.transfer_spec
+    if meta.is_own_model:
+        spec = meta.own_model_spec
         base = xception_weights(params, False, None, where, meta.channels)
-        return build_keras_transfer(spec, params, where,
+        return build_keras_own_model(spec, params, where,
                                     lambda model: fill_xception(model, base, prefix))
     head = params.get("predictions_weight")
     include_top = head is not None
@@ -99,7 +99,7 @@ def write_keras(prefix, out, epoch=0, force=False):
     directory = os.path.dirname(os.path.abspath(out))
     make_sure(os.path.isdir(directory), "%s: output folder does not exist", directory)
     make_sure(os.access(directory, os.W_OK), "%s: cannot write to the output folder", directory)
-    make_sure(suffix == ".keras" or not read_meta(prefix).is_transfer, "-o %s: %s holds a "
+    make_sure(suffix == ".keras" or not read_meta(prefix).is_own_model, "-o %s: %s holds a "
               "model with its own head; it is written as a whole .keras model (a weights file "
               "would lose the architecture)", out, prefix)
     model = keras_model(prefix, epoch)

@@ -4,7 +4,7 @@ another precision (``--compare``)."""
 import numpy as np
 
 from xception_mx import keras_side
-from xception_mx.conversion.transfer.same_model import read_file_transfer
+from xception_mx.conversion.own_model.same_model import read_file_own_model
 from xception_mx.errors import make_sure
 from xception_mx.serving.runtime import Model
 
@@ -12,9 +12,9 @@ from xception_mx.serving.runtime import Model
 def keras_scorer(keras_path, prefix, meta, input_size, classes, batch_size):
     """``outputs(x_nchw)``: the Keras model's raw outputs (logits or probabilities, as the
     checkpoint's) for inputs in the checkpoint's convention."""
-    if meta.is_transfer:
-        read_file_transfer(keras_path, meta.transfer_spec, prefix)
-        model, _ = keras_side.as_converted(keras_side.load_transfer_model(keras_path), input_size)
+    if meta.is_own_model:
+        read_file_own_model(keras_path, meta.own_model_spec, prefix)
+        model, _ = keras_side.as_converted(keras_side.load_own_model(keras_path), input_size)
     else:
         model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None,
                                                 input_size, meta.channels)

@@ -3,7 +3,7 @@ from decoded pixels to it.
 
 Convention (the same as ``keras.applications.xception.preprocess_input``): RGB, values
 scaled from ``[0, 255]`` to ``[-1, 1]`` by ``x / 127.5 - 1``, laid out NCHW as float32; or,
-for a transfer model that preprocesses inside, raw pixels in ``[0, 255]``.  1 channel is
+for an own model that preprocesses inside, raw pixels in ``[0, 255]``.  1 channel is
 grayscale, 4 RGBA.
 """
 import numpy as np
@@ -33,7 +33,7 @@ def _step_text(op):
 
 
 def rescales_inside(spec):
-    """Whether a transfer model ``spec`` changes pixel values inside, and so
+    """Whether an own model ``spec`` changes pixel values inside, and so
     takes raw 0..255 pixels (resizing and cropping alone keep Keras'
     ``x / 127.5 - 1``).  A checkpoint's meta records the answer
     (``serving.loading.takes_raw_pixels``)."""
@@ -43,7 +43,7 @@ def rescales_inside(spec):
 
 def input_convention(input_size, spec=None, channels=3):
     """What a checkpoint's ``data`` input is (``PREFIX-meta.json``'s ``input``):
-    Keras' preprocessed range, or for a transfer model ``spec`` that
+    Keras' preprocessed range, or for an own model ``spec`` that
     preprocesses inside, raw pixels."""
     shape = [1, channels] + list(input_size)
     steps = ", then ".join(_step_text(op) for op in

@@ -5,9 +5,9 @@ user's model rebuilt as it was converted (``rebuild``), outputs for NCHW batches
 (only ``xception_mx.model``, for the network's names, and the shared errors and progress).
 """
 from .loading import (FORMATS, SUFFIX, import_keras, keras_xception, load_keras_model,  # noqa
-                      load_keras_reference, load_transfer_model, load_user_model, save_keras,
+                      load_keras_reference, load_own_model, load_user_model, save_keras,
                       written_by_keras2)
-from .pairing import (canonical_names, layer_pairs, probe_model, transfer_probe,  # noqa
+from .pairing import (canonical_names, layer_pairs, probe_model, own_model_probe,  # noqa
                       xception_probe)
 from .rebuild import as_converted, replace_policies  # noqa
 from .running import keras_predict  # noqa

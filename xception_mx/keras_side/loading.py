@@ -109,7 +109,7 @@ def load_user_model(path):
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
-def load_transfer_model(keras_path):
+def load_own_model(keras_path):
     """The Keras model, or one line saying why Keras cannot load it."""
     try:
         return load_user_model(keras_path)

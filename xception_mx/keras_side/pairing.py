@@ -7,7 +7,7 @@ give every paired Keras layer's output for a batch.
 import numpy as np
 
 from xception_mx.model.training_only import inference_layers
-from xception_mx.model.transfer import PREPROCESSED_OUTPUT, head_layers, layer_output_name
+from xception_mx.model.own_model import PREPROCESSED_OUTPUT, head_layers, layer_output_name
 from xception_mx.model.xception import ENTRY_EXIT_BLOCKS
 
 RESIDUAL_BLOCK_BY_CHANNELS = {c2: block for block, _, _, c2, _ in ENTRY_EXIT_BLOCKS}
@@ -86,29 +86,29 @@ def _operation(model, name):
     return model.get_layer(name)
 
 
-def transfer_probe(model, transfer, training=False, layers=None, base_training=None):
+def own_model_probe(model, own, training=False, layers=None, base_training=None):
     """``(pairs, run)`` as ``layers.xception_probe`` gives them, for a
-    transfer model: preprocessing result, base layers, head layers (``layers``: which head
+    own model: preprocessing result, base layers, head layers (``layers``: which head
     layers, default all).  With ``training``, in training mode; a nested base in
     ``base_training`` mode (default: ``training``)."""
-    spec = transfer.spec
+    spec = own.spec
     outer, pairs = [], []
     base_input = None
-    if transfer.before_base:
+    if own.before_base:
         base_input = len(outer)
-        outer.append(_operation(model, transfer.before_base[-1]).output)
+        outer.append(_operation(model, own.before_base[-1]).output)
         if spec["preprocess"]:
-            pairs.append((transfer.before_base[-1], PREPROCESSED_OUTPUT, ("outer", base_input)))
+            pairs.append((own.before_base[-1], PREPROCESSED_OUTPUT, ("outer", base_input)))
     inner_run = None
-    if transfer.base_name:
-        base = model.get_layer(transfer.base_name)
+    if own.base_name:
+        base = model.get_layer(own.base_name)
         base_pairs = layer_pairs(base)
         inner_run = probe_model(model, base.input,
                                 [base.get_layer(n).output for _, n, _ in base_pairs],
                                 training if base_training is None else base_training)
         pairs += [(n, mx, ("inner", i)) for i, (_, n, mx) in enumerate(base_pairs)]
     else:
-        for _, name, mx in layer_pairs(model, only=set(transfer.base_layers)):
+        for _, name, mx in layer_pairs(model, only=set(own.base_layers)):
             pairs.append((name, mx, ("outer", len(outer))))
             outer.append(model.get_layer(name).output)
     for layer in inference_layers(head_layers(spec) if layers is None else layers):

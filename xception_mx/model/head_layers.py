@@ -1,4 +1,4 @@
-"""The layers of a transfer model's head with Keras' inference semantics, on NCHW feature
+"""The layers of an own model's head with Keras' inference semantics, on NCHW feature
 maps: pooling, ``Flatten``, ``Dense`` and its activations, ``BatchNormalization``, the
 activation layers.  Each one's output is named ``<Keras layer name>_out_output``."""
 import math

@@ -42,7 +42,7 @@ def inference_spec(spec):
 
 
 def augments(spec):
-    """The names of a transfer ``spec``'s own augmentation layers (``[]``: none, or plain
+    """The names of an own model's ``spec``'s own augmentation layers (``[]``: none, or plain
     Xception)."""
     return [op.get("name") for op in (spec or {}).get("preprocess", [])
             if op["op"] in AUGMENTATION_OPS]

@@ -21,9 +21,9 @@ FEATURES_OUTPUT = "block14_sepconv2_act_fwd_output"
 
 def output_symbol(symbol, output="default", meta=None):
     """The symbol cut at ``output``: ``'default'`` (as exported), ``'logits'``
-    (plain Xception: before its softmax; a transfer model: its own output, as
+    (plain Xception: before its softmax; an own model: its own output, as
     Keras gives it), an internal output name, or a list of them (grouped)."""
-    if output == "default" or (output == "logits" and as_meta(meta).is_transfer):
+    if output == "default" or (output == "logits" and as_meta(meta).is_own_model):
         return symbol
     internals = symbol.get_internals()
     if isinstance(output, (list, tuple)):
@@ -126,8 +126,8 @@ def run_batches(net, x, batch_size=8, ctx=None, progress=False, desc="forward"):
 # --- the meta helpers of 0.2, kept for one release: use ``Meta``'s accessors -------------
 
 def is_transfer(meta):
-    """``Meta.is_transfer``."""
-    return as_meta(meta).is_transfer
+    """``Meta.is_own_model``."""
+    return as_meta(meta).is_own_model
 
 
 def is_serving_copy(meta):

@@ -16,7 +16,7 @@ from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.padding import resolve_padding
 from xception_mx.images.decode import image_files
-from xception_mx.model.transfer import output_kind
+from xception_mx.model.own_model import output_kind
 from xception_mx.serving.fast import PRECISIONS, load_fast_network
 from xception_mx.serving.loading import checkpoint_images, run_batches
 
@@ -36,10 +36,10 @@ def class_probabilities(outputs, kind):
 
 
 def checkpoint_output_kind(meta):
-    """``output_kind`` of a transfer model; for plain Xception ``"logits"``,
+    """``output_kind`` of an own model; for plain Xception ``"logits"``,
     or ``"features"`` when it has no top (pooled or not)."""
-    if meta.is_transfer:
-        return output_kind(meta.transfer_spec)
+    if meta.is_own_model:
+        return output_kind(meta.own_model_spec)
     return "logits" if meta.include_top else "features"
 
 

@@ -8,7 +8,7 @@ from xception_mx.checkpoint.files import write_checkpoint
 from xception_mx.checkpoint.labels import labels_path
 from xception_mx.checkpoint.meta import FINETUNE, build_meta
 from xception_mx.images.convention import input_convention
-from xception_mx.model.transfer import TransferNet, network_symbol
+from xception_mx.model.own_model import OwnModelNet, network_symbol
 from xception_mx.model.xception import Xception
 
 EXPORT_NAME = "model"
@@ -19,16 +19,16 @@ def model_input_shape(config):
     return tuple(config["input_shape"]) + (config.get("channels", 3),)
 
 
-def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_spec=None,
+def export_best(run_dir, epoch, num_classes, config, classes, history, own_model_spec=None,
                 frozen=(), source=None):
     """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
     ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
-    with a softmax, or the transfer model with its own output; ``frozen``: the run's frozen
+    with a softmax, or the own model with its own output; ``frozen``: the run's frozen
     layers, recorded so that a run from the export keeps them; ``source``: the Keras file the
     pretrained checkpoint came from (its version decides how a next run trains)."""
     size = tuple(config["input_shape"])
-    if transfer_spec:
-        net = TransferNet(transfer_spec, input_shape=size)
+    if own_model_spec:
+        net = OwnModelNet(own_model_spec, input_shape=size)
     else:
         net = Xception(classes=num_classes, classifier_activation="softmax",
                        input_shape=model_input_shape(config))
@@ -42,7 +42,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, transfer_
     prefix = run_dir.file(EXPORT_NAME)
     meta = build_meta(FINETUNE, model=net.config(), epoch=0, trained_epoch=epoch,
                       metrics=history[epoch], classes=classes,
-                      input=input_convention(size, transfer_spec, net.config()["channels"]),
+                      input=input_convention(size, own_model_spec, net.config()["channels"]),
                       training=config, frozen_layers=list(frozen), source=source or None)
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)

@@ -36,9 +36,9 @@ from xception_mx.training.train import (SCHEDULES, Counts, Throughput,
                                         average_bn_statistics, build_network, count_correct,
                                         evaluate, learning_rate, make_trainer,
                                         train_step, trainable_params)
-from xception_mx.training.transfer_training import (base_called_in_inference,
-                                                    build_transfer_network,
-                                                    pretrained_transfer_spec, set_base_inference)
+from xception_mx.training.own_model_training import (base_called_in_inference,
+                                                    build_own_model_network,
+                                                    pretrained_own_model_spec, set_base_inference)
 
 PROG = "xception-finetune"
 
@@ -156,9 +156,9 @@ def run_finetune(config, log=print):
                      available_memory())
     run_dir = RunDirectory(config["out"])
     resumed = resume_point(run_dir, config, lead)
-    transfer_spec = pretrained_transfer_spec(config["pretrained"])
-    own = augments(transfer_spec)
-    data = Data(config, rank, workers, raw=rescales_inside(transfer_spec),
+    own_model_spec = pretrained_own_model_spec(config["pretrained"])
+    own = augments(own_model_spec)
+    data = Data(config, rank, workers, raw=rescales_inside(own_model_spec),
                 augment=pipeline_augments(config, own))
     if own:
         log("%s: the model augments its images (%s)%s" % (
@@ -173,9 +173,9 @@ def run_finetune(config, log=print):
     export_spec = None
     padding = config.get("channel_padding", "auto")        # auto: a CPU's choice
     block = channel_block("off" if config["gpus"] and padding == "auto" else padding)
-    if transfer_spec:
-        net, head_loaded, export_spec, shapes = build_transfer_network(
-            transfer_spec, num_classes, tuple(config["input_shape"]), contexts,
+    if own_model_spec:
+        net, head_loaded, export_spec, shapes = build_own_model_network(
+            own_model_spec, num_classes, tuple(config["input_shape"]), contexts,
             config["pretrained"], config["pretrained_epoch"], config["seed"], config["freeze_bn"],
             block)
     else:
@@ -228,12 +228,12 @@ def run_finetune(config, log=print):
     for epoch in range(start_epoch, config["epochs"]):
         phase = _phase(config, epoch)
         trainable_params(net, phase == "head", frozen_params)
-        if transfer_spec:     # a frozen base runs in inference mode; the head trains
+        if own_model_spec:     # a frozen base runs in inference mode; the head trains
             set_base_inference(net, phase == "head" or config["freeze_bn"] or
-                               base_called_in_inference(transfer_spec, source))
+                               base_called_in_inference(own_model_spec, source))
         freeze_batchnorm(net, frozen)           # as Keras runs a non-trainable BatchNorm
         row = _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch,
-                           steps_per_epoch, k, phase, bool(transfer_spec), shapes, rank,
+                           steps_per_epoch, k, phase, bool(own_model_spec), shapes, rank,
                            keras2.apply if keras2 else None)
         dump_bn_statistics(net, epoch, rank, "before", shapes)        # probes for tests only
         average_bn_statistics(net, contexts, kvstore)
@@ -286,7 +286,7 @@ def run_finetune(config, log=print):
 def _train_epoch(net, trainer, loss_fn, data, contexts, config, epoch, steps_per_epoch, k,
                  phase, train_mode=False, shapes=None, rank=0, after_backward=None):
     """One epoch; in training mode in the ``all`` phase, or with ``train_mode``
-    (a transfer model, whose frozen base is put in inference mode by itself);
+    (an own model, whose frozen base is put in inference mode by itself);
     ``shapes``: a padded network's ShapeMap.  Each step seeds the generator Dropout and
     augmentation draw from (``seed_step``): a resumed run draws what the whole run would.
     ``after_backward``: called after each backward pass (``Keras2Variance.apply``)."""

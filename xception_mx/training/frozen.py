@@ -6,7 +6,7 @@ normalises with them."""
 from xception_mx.checkpoint.meta import as_meta
 from xception_mx.conversion.name_table import build_name_table
 from xception_mx.errors import make_sure
-from xception_mx.model.transfer import head_layers
+from xception_mx.model.own_model import head_layers
 from xception_mx.model.xception import batchnorm_blocks
 
 PARAMETER_SUFFIXES = ("weight", "bias", "gamma", "beta", "running_mean", "running_var",
@@ -20,9 +20,9 @@ def layer_order(meta):
     rows = meta.name_table
     if rows:
         names = [row["keras_layer"] for row in rows]
-    elif meta.is_transfer:
+    elif meta.is_own_model:
         names = [row.keras_layer for row in build_name_table(False, channels=meta.channels)]
-        names += [l["name"] for l in head_layers(meta.transfer_spec)
+        names += [l["name"] for l in head_layers(meta.own_model_spec)
                   if l["class"] in WEIGHTED]
     else:
         names = [row.keras_layer for row in build_name_table(

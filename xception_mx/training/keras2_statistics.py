@@ -28,7 +28,7 @@ def written_by_keras2(meta):
 
 def feature_map_batchnorms(net):
     """The BatchNorm blocks of ``net`` that normalise feature maps: the base's (all of plain
-    Xception's) and a transfer head's before its pooling or ``Flatten``."""
+    Xception's) and an own model's head's before its pooling or ``Flatten``."""
     if not hasattr(net, "base"):
         return batchnorm_blocks(net)
     heads = list(net.head) + [block for chain in net.branches for block in chain]

@@ -10,10 +10,10 @@ from xception_mx.checkpoint.meta import Meta
 from xception_mx.checkpoint.reading import check_finite, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
-from xception_mx.model.transfer import branches
+from xception_mx.model.own_model import branches
 from xception_mx.training.frozen import frozen_layers
 from xception_mx.training.optimizers import SETTINGS, resolve_optimizer
-from xception_mx.model.transfer_inputs import base_input_size, check_model_input
+from xception_mx.model.own_model_inputs import base_input_size, check_model_input
 from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
 from xception_mx.images.sources import open_source, split_indices
 from xception_mx.training.devices import HOROVOD
@@ -73,7 +73,7 @@ def config_from_args(args):
 
 def check_config(config):
     """Refuse a configuration that cannot run; returns the size the base
-    computes at (a transfer model's own ``Resizing`` sets it)."""
+    computes at (an own model's own ``Resizing`` sets it)."""
     for key in ("epochs", "batch_size"):
         make_sure(config[key] >= 1, "--%s must be >= 1, got %s", key.replace("_", "-"),
                   config[key])
@@ -93,7 +93,7 @@ def check_config(config):
         make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
         meta = read_meta(config["pretrained"])
         meta.require_keras_shaped(config["pretrained"], "--pretrained")
-    spec = meta.transfer_spec if meta.is_transfer else None
+    spec = meta.own_model_spec if meta.is_own_model else None
     if config.get("trainable_from"):
         make_sure(config["pretrained"], "--trainable-from chooses layers of a --pretrained "
                   "checkpoint")

@@ -13,10 +13,10 @@ import numpy as np
 
 from xception_mx import keras_side
 from xception_mx.checkpoint.reading import read_meta
-from xception_mx.conversion.transfer.same_model import read_file_transfer
+from xception_mx.conversion.own_model.same_model import read_file_own_model
 from xception_mx.errors import InputError
 from xception_mx.images.decode import image_files, load_images
-from xception_mx.model.transfer_inputs import check_model_input
+from xception_mx.model.own_model_inputs import check_model_input
 from xception_mx.serving.loading import load_network, run_batches
 
 from . import layers
@@ -114,7 +114,7 @@ def resolve_input_size(prefix, meta, input_size):
     if input_size is None:
         return tuple(built or (299, 299))
     try:
-        spec = meta.transfer_spec if meta.is_transfer else None
+        spec = meta.own_model_spec if meta.is_own_model else None
         input_size = check_model_input(spec, tuple(input_size))
     except ValueError as exc:
         raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
@@ -137,8 +137,8 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     meta.require_keras_shaped(prefix, "parity (a conversion against Keras; compare the "
                          "copy with fp32 by xception-predict --precision)")
     input_size = resolve_input_size(prefix, meta, input_size)
-    if meta.is_transfer:
-        return run_transfer_parity(keras_path, prefix, meta, images, random_count, seed,
+    if meta.is_own_model:
+        return run_own_model_parity(keras_path, prefix, meta, images, random_count, seed,
                                    input_size, epoch, batch_size, per_layer)
     net, meta = load_network(prefix, epoch, output="logits", input_size=input_size)
     params = {name: p.data() for name, p in net.collect_params().items()}
@@ -199,26 +199,26 @@ def compare_checkpoint_layers(pairs, keras_run, prefix, epoch, input_size, x, ba
     return layers.compare_layers(pairs, keras_run, internals, x, max(1, min(batch_size, 4)))
 
 
-def run_transfer_parity(keras_path, prefix, meta, images, random_count, seed, input_size,
+def run_own_model_parity(keras_path, prefix, meta, images, random_count, seed, input_size,
                         epoch, batch_size, per_layer):
-    """``run_parity`` for a transfer checkpoint: the user's whole Keras model,
+    """``run_parity`` for an own model's checkpoint: the user's whole Keras model,
     both sides fed the checkpoint's input convention, outputs as the model
     gives them (after its last activation)."""
     if not os.path.isfile(keras_path):
         raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras model file "
                                      "(.keras or .h5)" if os.path.isdir(keras_path)
                                      else "no such Keras model file"))
-    spec = meta.transfer_spec
-    file_transfer = read_file_transfer(keras_path, spec, prefix)
+    spec = meta.own_model_spec
+    file_model = read_file_own_model(keras_path, spec, prefix)
     raw = meta.takes_raw_pixels
     channels = meta.channels
     names, x = build_inputs(images, random_count, seed, input_size, raw, channels)
-    keras_model, mixed = keras_side.as_converted(keras_side.load_transfer_model(keras_path),
+    keras_model, mixed = keras_side.as_converted(keras_side.load_own_model(keras_path),
                                                input_size)
     net, _ = load_network(prefix, epoch, input_size=input_size)
     records, layer_records = compare_both(
         keras_model, net, names, x,
-        per_layer and (lambda: keras_side.transfer_probe(keras_model, file_transfer)),
+        per_layer and (lambda: keras_side.own_model_probe(keras_model, file_model)),
         prefix, epoch, input_size, batch_size,
         [o["name"] for o in meta.outputs or []])
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch,

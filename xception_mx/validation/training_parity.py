@@ -10,11 +10,11 @@ from mxnet import autograd, gluon
 from xception_mx import keras_side
 from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.conversion import layouts
-from xception_mx.conversion.transfer.same_model import read_file_transfer
+from xception_mx.conversion.own_model.same_model import read_file_own_model
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_batchnorm
 from xception_mx.model.training_only import set_training_layers
-from xception_mx.model.transfer import branches, network_symbol
+from xception_mx.model.own_model import branches, network_symbol
 from xception_mx.serving.loading import symbol_block
 from xception_mx.training.keras2_statistics import (Keras2Variance, bessel_corrected,
                                                     written_by_keras2)
@@ -23,8 +23,8 @@ from xception_mx.training.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.train import (build_network, forward_backward, make_trainer,
                                         trainable_params)
-from xception_mx.training.transfer_training import (base_called_in_inference,
-                                                    build_transfer_network, set_base_inference,
+from xception_mx.training.own_model_training import (base_called_in_inference,
+                                                    build_own_model_network, set_base_inference,
                                                     training_specs)
 
 from .parity import build_inputs, resolve_input_size
@@ -46,7 +46,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
     ``(pairs, run)`` of its layers in training mode), classes, replaced layers)``; with
     ``freeze_bn`` as ``xception-finetune --freeze-bn`` trains (``batchnorm_in_inference``)."""
     channels = meta.channels
-    if not meta.is_transfer:
+    if not meta.is_own_model:
         head = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
         make_sure("predictions_weight" in head, "%s: a feature extractor (no 'predictions'); "
                   "--training compares classifiers", prefix)
@@ -59,27 +59,27 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
         canonical = keras_side.canonical_names(model)
         return model, net, canonical, lambda m: keras_side.xception_probe(m, training=True), \
             classes, []
-    spec = meta.transfer_spec
+    spec = meta.own_model_spec
     make_sure(not branches(spec), "%s: --training compares single-output classifiers", prefix)
     where = "--mxnet %s" % prefix
     last = [l for l in spec["head"] if l["class"] == "Dense"]
     make_sure(last, "%s: the head has no Dense layer; --training compares classifiers", prefix)
     classes = last[-1]["units"]
     train_spec = training_specs(spec, classes, where)[0]
-    file_transfer = read_file_transfer(keras_path, spec, prefix)
-    user, _ = keras_side.as_converted(keras_side.load_transfer_model(keras_path), size)
+    file_model = read_file_own_model(keras_path, spec, prefix)
+    user, _ = keras_side.as_converted(keras_side.load_own_model(keras_path), size)
     model, replaced = keras_training_model(user, train_spec["head"][-1]["name"])
-    net = build_transfer_network(spec, classes, size, [mx.cpu()], prefix, epoch,
+    net = build_own_model_network(spec, classes, size, [mx.cpu()], prefix, epoch,
                                  frozen_bn=freeze_bn)[0]
     set_base_inference(net, freeze_bn or base_called_in_inference(spec, meta.source))
     _as_saved(net, meta)
-    base = model.get_layer(file_transfer.base_name) if file_transfer.base_name else model
-    only = None if file_transfer.base_name else set(file_transfer.base_layers)
+    base = model.get_layer(file_model.base_name) if file_model.base_name else model
+    only = None if file_model.base_name else set(file_model.base_layers)
     canonical = keras_side.canonical_names(base, only=only)
     base_training = not base_called_in_inference(spec, meta.source)
 
     def probe(m):
-        return keras_side.transfer_probe(m, file_transfer, training=True,
+        return keras_side.own_model_probe(m, file_model, training=True,
                                        layers=train_spec["head"], base_training=base_training)
     return model, net, canonical, probe, classes, replaced
 

@@ -27,7 +27,7 @@ import mxnet as mx
 import numpy as np
 
 from xception_mx.conversion import layouts
-from xception_mx.conversion.transfer.keras_config import MODEL_CLASSES
+from xception_mx.conversion.own_model.keras_config import MODEL_CLASSES
 from xception_mx.keras_side import replace_policies
 from xception_mx.model.head_layers import IDENTITY_LAYERS
 

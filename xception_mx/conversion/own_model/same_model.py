@@ -1,12 +1,12 @@
 """Whether a Keras file holds the model a checkpoint was converted from: its architecture,
 read with the converter's JSON reader (no code from the file runs), against the checkpoint's
-transfer spec, before Keras itself loads the file to be compared or evaluated."""
+own model's spec, before Keras itself loads the file to be compared or evaluated."""
 from xception_mx.errors import InputError
 from xception_mx.model.training_only import inference_spec
-from xception_mx.model.transfer import branches
+from xception_mx.model.own_model import branches
 
 from ..keras_reader import read_keras_file
-from .architecture import read_transfer
+from .architecture import read_own_model
 from .keras_config import model_config
 
 
@@ -38,18 +38,18 @@ def structure(spec):
             "branches": branches(spec)}
 
 
-def read_file_transfer(keras_path, checkpoint_spec, prefix):
-    """The ``Transfer`` of ``keras_path``, which must be the checkpoint's model."""
+def read_file_own_model(keras_path, checkpoint_spec, prefix):
+    """The ``OwnModel`` of ``keras_path``, which must be the checkpoint's model."""
     config = model_config(read_keras_file(keras_path, weights=False))   # Keras reads them
     if config is None:
-        raise InputError("%s: a weights-only file; %s is a transfer model, whose parity needs "
+        raise InputError("%s: a weights-only file; %s is a own model, whose parity needs "
                          "the whole Keras model (model.save('model.keras'))"
                          % (keras_path, prefix))
-    transfer = read_transfer(keras_path, config)
-    ours, theirs = structure(checkpoint_spec), structure(transfer.spec)
+    own = read_own_model(keras_path, config)
+    ours, theirs = structure(checkpoint_spec), structure(own.spec)
     if ours != theirs:
         raise InputError("%s: not the model %s was converted from: %s"
                          % (keras_path, prefix, _first_difference(ours, theirs)))
-    return transfer
+    return own
 
 

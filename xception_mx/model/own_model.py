@@ -1,4 +1,4 @@
-"""A user's transfer-learning model in Gluon: preprocessing, the Xception base
+"""A user's own model in Gluon: preprocessing, the Xception base
 and a head, rebuilt from a JSON-ready ``spec`` (recorded in
 ``PREFIX-meta.json`` by ``keras2mxnet``) with Keras' inference semantics.
 
@@ -22,7 +22,7 @@ The spec::
 The input is the model's own input, NCHW: raw pixels when the model rescales
 inside, Keras' ``x / 127.5 - 1`` when it expects preprocessed input.  A
 ``resize`` or ``center_crop`` (Keras ``Resizing``, ``CenterCrop``) sets the
-size the base computes at (``transfer_inputs``); without one, the base
+size the base computes at (``own_model_inputs``); without one, the base
 computes at the input's size.
 Parameters are named after the Keras layers (``fc1_weight``,
 ``fc1_bn_gamma``, ``normalization_mean``); the base keeps Xception's names.
@@ -34,7 +34,7 @@ from xception_mx.model.head_layers import ACTIVATIONS, HEAD_CLASSES, HeadLayer
 from xception_mx.model.regularizers import Regularizer
 from xception_mx.model.training_only import REGULARIZER_CLASSES, inference_layers
 
-from xception_mx.model.transfer_inputs import (base_input_size, check_model_input, known_op,
+from xception_mx.model.own_model_inputs import (base_input_size, check_model_input, known_op,
                                                preprocess_blocks, spec_channels)
 from xception_mx.model.xception import (FEATURE_CHANNELS, Xception, check_input_shape,
                                         pool_input_sizes)
@@ -156,7 +156,7 @@ def head_units(spec, input_size, branch=None):
     return units, shape
 
 
-class TransferNet(HybridBlock):
+class OwnModelNet(HybridBlock):
     """Preprocessing -> Xception base (notop) -> head, from ``spec``.
 
     ``input_shape`` overrides the spec's (refused with a ``Flatten`` head, whose

@@ -1,5 +1,5 @@
-"""One layer of a transfer model's config, translated into an entry of the
-network description (``xception_mx.model.transfer``): a head layer, or the
+"""One layer of an own model's config, translated into an entry of the
+network description (``xception_mx.model.own_model``): a head layer, or the
 preprocessing operations of a layer before the base.  Anything else is
 refused with the layer's name and class.
 """
@@ -7,7 +7,7 @@ from xception_mx.model.augmentation import augmentation_op
 from xception_mx.model.head_layers import ACTIVATIONS, IDENTITY_LAYERS
 from xception_mx.model.regularizers import regularizer_entry
 from xception_mx.model.training_only import REGULARIZER_CLASSES
-from xception_mx.model.transfer_inputs import INTEGER_RANGES, RESIZE_INTERPOLATIONS
+from xception_mx.model.own_model_inputs import INTEGER_RANGES, RESIZE_INTERPOLATIONS
 from xception_mx.model.xception import MIN_INPUT_SIZE
 
 from ..errors import ConversionError, make_sure

@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import transfer_models
+import own_models
 from conftest import PHOTOS, assert_bad_input, run_tool
 from xception_mx.conversion import convert_file
 from xception_mx import keras_side
@@ -14,21 +14,21 @@ from xception_mx import load_images
 from xception_mx.serving.loading import load_network
 
 CASES = {   # name: (builder, file suffix)
-    "nested-keras3.keras": (transfer_models.nested, ".keras"),
-    "nested-keras3.h5": (transfer_models.nested, ".h5"),
-    "flattened-150x200.keras": (transfer_models.flattened, ".keras"),
-    "flattened-150x200.h5": (transfer_models.flattened, ".h5"),
-    "sequential-keras3.keras": (transfer_models.sequential, ".keras"),
-    "sequential-keras3.h5": (transfer_models.sequential, ".h5"),
-    "nested-keras2.h5": (transfer_models.keras2_nested, ".h5"),
-    "flattened-keras2.h5": (transfer_models.keras2_flattened, ".h5"),
-    "uint8-input-keras3.keras": (transfer_models.integer_input, ".keras"),
-    "uint8-input-keras2.keras": (transfer_models.keras2_integer_input, ".keras"),
-    "resizing-40x56-keras3.keras": (transfer_models.resizing, ".keras"),
-    "resizing-100x130-keras2.h5": (transfer_models.keras2_resizing, ".h5"),
-    "center-crop-96x120-keras2.h5": (transfer_models.keras2_center_crop, ".h5"),
-    "pooled-then-flattened-keras3.keras": (transfer_models.pooled_then_flattened, ".keras"),
-    "pooled-then-flattened-keras2.h5": (transfer_models.keras2_pooled_then_flattened, ".h5"),
+    "nested-keras3.keras": (own_models.nested, ".keras"),
+    "nested-keras3.h5": (own_models.nested, ".h5"),
+    "flattened-150x200.keras": (own_models.flattened, ".keras"),
+    "flattened-150x200.h5": (own_models.flattened, ".h5"),
+    "sequential-keras3.keras": (own_models.sequential, ".keras"),
+    "sequential-keras3.h5": (own_models.sequential, ".h5"),
+    "nested-keras2.h5": (own_models.keras2_nested, ".h5"),
+    "flattened-keras2.h5": (own_models.keras2_flattened, ".h5"),
+    "uint8-input-keras3.keras": (own_models.integer_input, ".keras"),
+    "uint8-input-keras2.keras": (own_models.keras2_integer_input, ".keras"),
+    "resizing-40x56-keras3.keras": (own_models.resizing, ".keras"),
+    "resizing-100x130-keras2.h5": (own_models.keras2_resizing, ".h5"),
+    "center-crop-96x120-keras2.h5": (own_models.keras2_center_crop, ".h5"),
+    "pooled-then-flattened-keras3.keras": (own_models.pooled_then_flattened, ".keras"),
+    "pooled-then-flattened-keras2.h5": (own_models.keras2_pooled_then_flattened, ".h5"),
 }
 def inputs_for(model, preprocessed_inside):
     """The photos and random images at the model's input size, NHWC, as the
@@ -45,8 +45,8 @@ def inputs_for(model, preprocessed_inside):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_transfer_model_converts_to_the_same_function(case, tmp_path):
     builder, suffix = CASES[case]
-    model = transfer_models.built(builder)
-    path = transfer_models.save(model, str(tmp_path / ("model" + suffix)))
+    model = own_models.built(builder)
+    path = own_models.save(model, str(tmp_path / ("model" + suffix)))
     convert_file(path, str(tmp_path / "mx"))
     net, meta = load_network(str(tmp_path / "mx"))
     assert meta["model"]["input_shape"] == list(model.input_shape[1:3])
@@ -70,8 +70,8 @@ def test_transfer_model_converts_to_the_same_function(case, tmp_path):
 
 
 def test_weights_of_head_layers_keep_keras_names(tmp_path):
-    model = transfer_models.built(transfer_models.nested)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    model = own_models.built(own_models.nested)
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     convert_file(path, str(tmp_path / "mx"))
     meta = json.loads((tmp_path / "mx-meta.json").read_text())
     rows = {(r["keras_layer"], r["keras_weight"]): r["mxnet_param"] for r in meta["name_table"]}
@@ -137,7 +137,7 @@ def _unsupported_model(keras, edit):
     ("float16_input", ["InputLayer", "input dtype float16", "supported: float32"]),
 ])
 def test_unsupported_models_are_refused_in_one_line(edit, fragments, tmp_path):
-    model = _unsupported_model(transfer_models.import_keras(), edit)
+    model = _unsupported_model(own_models.import_keras(), edit)
     path = str(tmp_path / "m.keras")
     model.save(path)
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
@@ -146,25 +146,25 @@ def test_unsupported_models_are_refused_in_one_line(edit, fragments, tmp_path):
 
 
 @pytest.mark.parametrize("builder, name", [
-    (transfer_models.nested, "m.weights.h5"), (transfer_models.keras2_nested, "m.h5"),
-    (transfer_models.flattened, "m.weights.h5")])
+    (own_models.nested, "m.weights.h5"), (own_models.keras2_nested, "m.h5"),
+    (own_models.flattened, "m.weights.h5")])
 def test_weights_only_file_of_a_transfer_model_says_to_save_the_whole_model(builder, name,
                                                                             tmp_path):
     path = str(tmp_path / name)
-    transfer_models.built(builder).save_weights(path)
+    own_models.built(builder).save_weights(path)
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
     assert_bad_input(result, name, "weights only", "model.save('model.keras')")
     assert not list(tmp_path.glob("mx*"))
 
 
-@pytest.mark.parametrize("builder", [transfer_models.nested, transfer_models.flattened,
-                                     transfer_models.sequential],
+@pytest.mark.parametrize("builder", [own_models.nested, own_models.flattened,
+                                     own_models.sequential],
                          ids=["nested", "flattened", "sequential"])
 def test_keras3_file_without_layer_names_gives_the_same_checkpoint(builder, tmp_path):
     """Earlier Keras 3 releases saved weight groups without layer names: the
     groups are named from the architecture (class and order), as Keras does."""
-    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / "named.keras"))
-    unnamed = transfer_models.strip_layer_names(path, str(tmp_path / "unnamed.keras"))
+    path = own_models.save(own_models.built(builder), str(tmp_path / "named.keras"))
+    unnamed = own_models.strip_layer_names(path, str(tmp_path / "unnamed.keras"))
     convert_file(path, str(tmp_path / "a"))
     convert_file(unnamed, str(tmp_path / "b"))
     a, b = mx.nd.load(str(tmp_path / "a-0000.params")), mx.nd.load(str(tmp_path / "b-0000.params"))
@@ -174,13 +174,13 @@ def test_keras3_file_without_layer_names_gives_the_same_checkpoint(builder, tmp_
 
 
 def test_input_shape_overrides_the_declared_size_of_a_pooling_head(tmp_path):
-    model = transfer_models.built(transfer_models.nested)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    model = own_models.built(own_models.nested)
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape", "99", "120")
     assert result.returncode == 0, result.stderr
     net, meta = load_network(str(tmp_path / "mx"))
     assert meta["model"]["input_shape"] == [99, 120] and meta["input"]["shape"] == [1, 3, 99, 120]
-    same_at_99 = transfer_models.nested(size=(99, 120))
+    same_at_99 = own_models.nested(size=(99, 120))
     same_at_99.set_weights(model.get_weights())
     x = inputs_for(same_at_99, True)
     expected = same_at_99.predict(x, verbose=0)
@@ -189,9 +189,9 @@ def test_input_shape_overrides_the_declared_size_of_a_pooling_head(tmp_path):
 
 
 def test_a_model_built_for_any_input_size_converts_at_299_or_the_size_asked(tmp_path):
-    model = transfer_models.built(transfer_models.any_size)
+    model = own_models.built(own_models.any_size)
     assert model.input_shape == (None, None, None, 3)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     rng = np.random.RandomState(3)
     for size in [None, (96, 80)]:
         prefix = tmp_path / ("mx%s" % (size and size[0]))
@@ -220,8 +220,8 @@ def test_a_model_built_for_any_input_size_converts_at_299_or_the_size_asked(tmp_
 
 def test_a_uint8_input_truncates_fractional_values_as_keras_and_comes_back_as_uint8(
         tmp_path):
-    model = transfer_models.built(transfer_models.integer_input)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    model = own_models.built(own_models.integer_input)
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     convert_file(path, str(tmp_path / "mx"))
     net, meta = load_network(str(tmp_path / "mx"))
     assert meta["model"]["transfer"]["preprocess"][0] == {"op": "cast", "dtype": "uint8"}
@@ -241,7 +241,7 @@ def test_a_uint8_input_truncates_fractional_values_as_keras_and_comes_back_as_ui
 
 
 def test_input_shape_is_refused_for_a_head_that_flattens(tmp_path):
-    path = transfer_models.save(transfer_models.built(transfer_models.flattened),
+    path = own_models.save(own_models.built(own_models.flattened),
                                 str(tmp_path / "m.keras"))
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape", "99", "99")
     assert_bad_input(result, "m.keras", "--input-shape 99 99", "flattens", "150x200")
@@ -254,8 +254,8 @@ def test_a_graph_mxnet_cannot_build_is_one_line_naming_the_layer(tmp_path, monke
     4)'), injected by claiming that every head layer reads a feature map."""
     from xception_mx.conversion.errors import ConversionError
     from xception_mx.model import transfer
-    model = transfer_models.built(transfer_models.pooled_then_flattened)
-    path = transfer_models.save(model, str(tmp_path / "model.keras"))
+    model = own_models.built(own_models.pooled_then_flattened)
+    path = own_models.save(model, str(tmp_path / "model.keras"))
     monkeypatch.setattr(transfer, "reads_feature_map", lambda spec: [True] * len(spec["head"]))
     with pytest.raises(ConversionError) as error:
         convert_file(path, str(tmp_path / "mx"))
@@ -266,13 +266,13 @@ def test_a_graph_mxnet_cannot_build_is_one_line_naming_the_layer(tmp_path, monke
     assert not list(tmp_path.glob("mx*"))
 
 
-@pytest.mark.parametrize("builder, suffix", [(transfer_models.custom_layer, ".keras"),
-                                             (transfer_models.custom_layer, ".h5"),
-                                             (transfer_models.keras2_custom_layer, ".h5")],
+@pytest.mark.parametrize("builder, suffix", [(own_models.custom_layer, ".keras"),
+                                             (own_models.custom_layer, ".h5"),
+                                             (own_models.keras2_custom_layer, ".h5")],
                          ids=["keras3-archive", "keras3-h5", "keras2-h5"])
 def test_a_custom_layer_class_is_refused_as_such_whatever_its_weights(builder, suffix,
                                                                        tmp_path):
-    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / ("m" + suffix)))
+    path = own_models.save(own_models.built(builder), str(tmp_path / ("m" + suffix)))
     result = run_tool("keras2mxnet", path, "-o", tmp_path / "mx")
     assert_bad_input(result, "layer 'scaled_layer' is a custom layer (class ScaledLayer, module",
                      "its computation is Python code the file does not hold; supported: ",
@@ -281,13 +281,13 @@ def test_a_custom_layer_class_is_refused_as_such_whatever_its_weights(builder, s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("builder, suffix", [(transfer_models.pooled_then_flattened, ".keras"),
-                                             (transfer_models.keras2_pooled_then_flattened,
+@pytest.mark.parametrize("builder, suffix", [(own_models.pooled_then_flattened, ".keras"),
+                                             (own_models.keras2_pooled_then_flattened,
                                               ".h5")], ids=["keras3", "keras2"])
 def test_a_flatten_after_pooling_passes_parity(builder, suffix, tmp_path):
     """Issue #33's bar: the construct that crashed keras2mxnet converts and passes
     xception-parity, Keras 2 and Keras 3."""
-    path = transfer_models.save(transfer_models.built(builder), str(tmp_path / ("m" + suffix)))
+    path = own_models.save(own_models.built(builder), str(tmp_path / ("m" + suffix)))
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     result = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx", *PHOTOS,
                       "--random", 2)

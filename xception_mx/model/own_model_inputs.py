@@ -1,5 +1,5 @@
-"""The preprocessing a transfer model does inside the network, before its
-base (``spec["preprocess"]``, see ``xception_mx.model.transfer``), with
+"""The preprocessing an own model does inside the network, before its
+base (``spec["preprocess"]``, see ``xception_mx.model.own_model``), with
 Keras' semantics: scalar arithmetic (``Rescaling``, ``preprocess_input``),
 the cast of an integer-typed input, ``Resizing``, ``CenterCrop`` and
 ``Normalization``; and the random augmentation layers, which act only in training
@@ -171,7 +171,7 @@ class Normalization(HybridBlock):
 
 
 def spec_channels(spec):
-    """The input channels of a transfer model ``spec`` (3 where a spec predates the key)."""
+    """The input channels of an own model ``spec`` (3 where a spec predates the key)."""
     return int(spec.get("channels", RGB))
 
 

@@ -1,4 +1,4 @@
-"""A transfer checkpoint back to Keras: Keras 3 rebuilds the model from the
+"""An own model's checkpoint back to Keras: Keras 3 rebuilds the model from the
 meta's spec (``model.transfer``) and takes the checkpoint's weights through
 the inverse layout transforms, bit-exactly.
 
@@ -12,8 +12,8 @@ and variance in its config.
 """
 from xception_mx.keras_side import import_keras
 from xception_mx.model.training_only import is_training_only
-from xception_mx.model.transfer import branches, head_has_flatten, head_layers
-from xception_mx.model.transfer_inputs import preprocessed_size, spec_channels
+from xception_mx.model.own_model import branches, head_has_flatten, head_layers
+from xception_mx.model.own_model_inputs import preprocessed_size, spec_channels
 
 from .. import layouts
 from ..errors import make_sure
@@ -138,7 +138,7 @@ def _head_layer(keras, layer):
     return getattr(layers, cls)(name=name)     # pooling, Flatten, Softmax
 
 
-def build_keras_transfer(spec, params, where, fill_xception):
+def build_keras_own_model(spec, params, where, fill_xception):
     """The Keras 3 model of ``spec`` with ``params`` (MXNet names, numpy);
     ``fill_xception(xception_model)`` sets the base's weights."""
     keras = import_keras()

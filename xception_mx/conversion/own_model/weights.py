@@ -1,4 +1,4 @@
-"""Convert a user's transfer-learning model (preprocessing -> Xception base ->
+"""Convert a user's own model (preprocessing -> Xception base ->
 head, see ``architecture``) into the equivalent MXNet network.
 
 The base's weights are found as for plain Xception (``matching``: named layers
@@ -15,13 +15,13 @@ import re
 import numpy as np
 
 from xception_mx.model.augmentation import with_keras_draws
-from xception_mx.model.transfer import TransferNet, head_has_flatten, head_layers
-from xception_mx.model.transfer_inputs import base_input_size, check_model_input, spec_channels
+from xception_mx.model.own_model import OwnModelNet, head_has_flatten, head_layers
+from xception_mx.model.own_model_inputs import base_input_size, check_model_input, spec_channels
 
 from ..errors import ConversionError, make_sure
 from ..matching import match_layers
 from ..name_table import BN, BY_NAME, DENSE, NORM, ROLES, TARGET, Row, build_name_table
-from .architecture import read_transfer
+from .architecture import read_own_model
 
 HEAD_KINDS = {"Dense": DENSE, "BatchNormalization": BN}
 UNUSED_ROLES = {NORM: ("count",)}
@@ -67,18 +67,18 @@ def name_unnamed_layers(keras_file, config):
     return keras_file._replace(layers=named)
 
 
-def _base_layers(keras_file, transfer):
-    if transfer.base_name is not None:
-        chosen = [fl for fl in keras_file.layers if fl.parent == transfer.base_name]
+def _base_layers(keras_file, own):
+    if own.base_name is not None:
+        chosen = [fl for fl in keras_file.layers if fl.parent == own.base_name]
     else:
-        names = set(transfer.base_layers)
+        names = set(own.base_layers)
         chosen = [fl for fl in keras_file.layers if fl.parent is None and fl.name in names]
     make_sure(chosen, "%s: no weights for the Xception base%s in the file", keras_file.path,
-              " '%s'" % transfer.base_name if transfer.base_name else "")
+              " '%s'" % own.base_name if own.base_name else "")
     return keras_file._replace(layers=chosen)
 
 
-def _other_layers(keras_file, transfer, base):
+def _other_layers(keras_file, own, base):
     used = {id(fl) for fl in base.layers}
     return {fl.name: fl for fl in keras_file.layers
             if id(fl) not in used and fl.parent is None}
@@ -135,11 +135,11 @@ def fill_missing_bn(net, arg_params):
             arg_params[name] = fill(param.shape, np.float32)
 
 
-def convert_transfer(keras_file, config, input_shape=None, strict=False):
-    """A ``(net, rows, match, arrays)`` for the transfer model of ``keras_file``."""
+def convert_own_model(keras_file, config, input_shape=None, strict=False):
+    """A ``(net, rows, match, arrays)`` for the own model of ``keras_file``."""
     path = keras_file.path
-    transfer = read_transfer(path, config)
-    spec = with_keras_draws(transfer.spec, keras_file.attrs.get("keras_version"))
+    own = read_own_model(path, config)
+    spec = with_keras_draws(own.spec, keras_file.attrs.get("keras_version"))
     if input_shape is not None:
         try:
             size = check_model_input(spec, tuple(input_shape))
@@ -152,7 +152,7 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
                   *spec["input_shape"])
         spec = dict(spec, input_shape=list(size))
     keras_file = name_unnamed_layers(keras_file, config)
-    base = _base_layers(keras_file, transfer)
+    base = _base_layers(keras_file, own)
     match = match_layers(base)
     make_sure(not match.include_top, "%s: the Xception base has its own 'predictions' layer; "
               "build it with include_top=False", path)
@@ -160,12 +160,12 @@ def convert_transfer(keras_file, config, input_shape=None, strict=False):
               "its base's first convolution (block1_conv1) reads %d", path,
               spec_channels(spec), match.channels)
     try:
-        net = TransferNet(spec)
+        net = OwnModelNet(spec)
     except ValueError as exc:
         raise ConversionError("%s: %s" % (path, exc))
     rows = build_name_table(include_top=False, channels=match.channels)
     arrays = dict(match.arrays)
-    others = _other_layers(keras_file, transfer, base)
+    others = _other_layers(keras_file, own, base)
     extra_rows, extra_arrays, names = head_rows(path, spec, others)
     leftover = sorted(others)
     make_sure(not leftover, "%s: layer '%s' has weights but is not part of the model's "

@@ -1,4 +1,4 @@
-"""A user's transfer-learning model, read from the architecture JSON Keras
+"""A user's own model, read from the architecture JSON Keras
 stores in the file (``keras_config``), one layer at a time (``layers``).
 
 What is understood is a chain ``input -> preprocessing -> Xception base ->
@@ -11,18 +11,18 @@ three ways users write it:
   the top level next to the head;
 - ``Sequential([Xception(include_top=False, ...), ...])``.
 
-The result is a ``Transfer``: the input size (for a model that takes any
+The result is an ``OwnModel``: the input size (for a model that takes any
 size: 299x299, or the size its ``Resizing`` gives), the preprocessing operations,
 the base (nested model name or flattened, its pooling), the head layers and, for
 several outputs, each output's layers after the fork (``branches``), each as plain
 JSON-ready data (recorded in ``PREFIX-meta.json``, from which
-``xception_mx.model.transfer.TransferNet`` rebuilds the network).
+``xception_mx.model.own_model.OwnModelNet`` rebuilds the network).
 """
 import collections
 
-from xception_mx.model.transfer import check_spec
+from xception_mx.model.own_model import check_spec
 from xception_mx.model.training_only import inference_layers
-from xception_mx.model.transfer_inputs import preprocessed_size
+from xception_mx.model.own_model_inputs import preprocessed_size
 from xception_mx.model.xception import RGB
 
 from ..errors import make_sure
@@ -30,9 +30,9 @@ from .keras_config import (INPUT_CLASSES, MODEL_CLASSES, called_in_inference_mod
                            layer_name)
 from .layers import SUPPORTED_TEXT, head_entry, input_ops, preprocess_ops
 
-Transfer = collections.namedtuple("Transfer", "spec base_name base_layers before_base")
-Transfer.__doc__ = """``spec``: the network description (see
-``xception_mx.model.transfer``); ``base_name``: the nested base model's name (None
+OwnModel = collections.namedtuple("OwnModel", "spec base_name base_layers before_base")
+OwnModel.__doc__ = """``spec``: the network description (see
+``xception_mx.model.own_model``); ``base_name``: the nested base model's name (None
 when flattened); ``base_layers``: names of the top-level layers that belong
 to a flattened base; ``before_base``: the layers on the way from the input to
 the base, in order (preprocessing and augmentation)."""
@@ -153,8 +153,8 @@ def _preprocessing_chain(path, by_name, base_end):
     return chain
 
 
-def read_transfer(path, config, declared_size=None):
-    """Turn a model config into a ``Transfer``.
+def read_own_model(path, config, declared_size=None):
+    """Turn a model config into an ``OwnModel``.
 
     Raises:
         ConversionError: the model is not a chain around one Xception base, or
@@ -239,7 +239,7 @@ def read_transfer(path, config, declared_size=None):
     if branches:
         spec["branches"] = branches
     check_spec(spec)
-    return Transfer(spec, base_name, tuple(base_layers),
+    return OwnModel(spec, base_name, tuple(base_layers),
                     tuple(layer_name(l) for l in chain[:at]))
 
 

@@ -1,4 +1,4 @@
-"""Fine-tuning a user's transfer model (a checkpoint ``keras2mxnet`` wrote from
+"""Fine-tuning a user's own model (a checkpoint ``keras2mxnet`` wrote from
 a base + head Keras model).
 
 - The head is kept whole when its last ``Dense`` has as many units as the
@@ -22,16 +22,16 @@ a base + head Keras model).
 from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.training_only import inference_layers
-from xception_mx.model.transfer import TransferNet
+from xception_mx.model.own_model import OwnModelNet
 from xception_mx.model.xception import batchnorm_blocks
 from xception_mx.training.padded_training import padded_network
 from xception_mx.training.train import initialize
 
 
-def pretrained_transfer_spec(prefix):
-    """The transfer spec of checkpoint ``prefix``, or ``None`` for plain Xception."""
+def pretrained_own_model_spec(prefix):
+    """The own model's spec of checkpoint ``prefix``, or ``None`` for plain Xception."""
     meta = read_meta(prefix) if prefix else None
-    return meta.transfer_spec if meta is not None and meta.is_transfer else None
+    return meta.own_model_spec if meta is not None and meta.is_own_model else None
 
 
 def training_specs(spec, num_classes, where):
@@ -58,7 +58,7 @@ def training_specs(spec, num_classes, where):
     return train, export, last["units"] == num_classes
 
 
-def build_transfer_network(spec, num_classes, input_size, contexts, prefix, epoch=0, seed=0,
+def build_own_model_network(spec, num_classes, input_size, contexts, prefix, epoch=0, seed=0,
                            frozen_bn=False, channel_block=None):
     """``(net, head_kept, export_spec, shapes)``: the training network (logits) on
     ``contexts``, its base's channels padded to ``channel_block`` (``shapes``: its
@@ -66,7 +66,7 @@ def build_transfer_network(spec, num_classes, input_size, contexts, prefix, epoc
     where = "--pretrained %s" % prefix
     train_spec, export_spec, kept = training_specs(spec, num_classes, where)
     try:
-        net, shapes = padded_network(lambda block: TransferNet(
+        net, shapes = padded_network(lambda block: OwnModelNet(
             train_spec, input_shape=input_size, frozen_bn=frozen_bn, channel_block=block),
             channel_block)
     except ValueError as exc:

@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import transfer_models
+import own_models
 from conftest import DATA, PHOTOS, assert_bad_input, failure_output, run_tool
 from xception_mx.conversion import convert_file
 from rounding import assert_within_rounding, deviation
@@ -21,11 +21,11 @@ from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
 from xception_mx.serving.loading import load_network
 
 MODELS = {   # name: (builder, suffix); input convention and output in the comment
-    "nested": (transfer_models.nested, ".keras"),                 # raw pixels, softmax
-    "keras2_nested": (transfer_models.keras2_nested, ".h5"),      # raw pixels, TFOpLambda
-    "keras2_archive": (transfer_models.keras2_nested, ".keras"),  # the same, tf-keras' .keras
-    "keras2_flattened": (transfer_models.keras2_flattened, ".h5"),  # [-1, 1], sigmoid
-    "keras2_resizing": (transfer_models.keras2_resizing, ".h5"),  # 100x130 resized to 71x71
+    "nested": (own_models.nested, ".keras"),                 # raw pixels, softmax
+    "keras2_nested": (own_models.keras2_nested, ".h5"),      # raw pixels, TFOpLambda
+    "keras2_archive": (own_models.keras2_nested, ".keras"),  # the same, tf-keras' .keras
+    "keras2_flattened": (own_models.keras2_flattened, ".h5"),  # [-1, 1], sigmoid
+    "keras2_resizing": (own_models.keras2_resizing, ".h5"),  # 100x130 resized to 71x71
 }
 
 
@@ -35,7 +35,7 @@ def converted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("transfer_tools")
     files = {}
     for name, (builder, suffix) in MODELS.items():
-        path = transfer_models.save(transfer_models.built(builder), str(folder / (name + suffix)))
+        path = own_models.save(own_models.built(builder), str(folder / (name + suffix)))
         convert_file(path, str(folder / name))
         files[name] = (path, str(folder / name))
     return files
@@ -67,8 +67,8 @@ def test_parity_compares_outputs_and_every_layer_of_a_transfer_model(name, conve
 
 
 def test_parity_runs_a_mixed_precision_model_in_float32_and_says_so(tmp_path):
-    model = transfer_models.built(transfer_models.mixed_precision)
-    path = transfer_models.save(model, str(tmp_path / "mixed.keras"))
+    model = own_models.built(own_models.mixed_precision)
+    path = own_models.save(model, str(tmp_path / "mixed.keras"))
     convert_file(path, str(tmp_path / "mx"))
     report = tmp_path / "report.json"
     result = run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx", DATA,
@@ -112,7 +112,7 @@ def test_parity_refuses_a_keras_file_of_another_model(converted):
 def test_parity_says_keras_cannot_read_its_own_h5_with_preprocess_input(converted, tmp_path):
     """Keras 3 writes preprocess_input's operations into .h5 files it cannot
     load back; keras2mxnet reads them, xception-parity says why it cannot."""
-    path = transfer_models.save(transfer_models.built(transfer_models.nested),
+    path = own_models.save(own_models.built(own_models.nested),
                                 str(tmp_path / "nested.h5"))
     convert_file(path, str(tmp_path / "mx"))
     assert_bad_input(run_tool("xception-parity", "--keras", path, "--mxnet", tmp_path / "mx",
@@ -140,7 +140,7 @@ def predicted(stdout):
 def test_predict_shows_what_the_keras_model_outputs_on_each_photo(name, converted):
     """Raw pixels for a model that preprocesses inside, x / 127.5 - 1 for one
     that does not; a softmax or sigmoid output shown as it is, not softmaxed."""
-    model = transfer_models.built(MODELS[name][0])
+    model = own_models.built(MODELS[name][0])
     _, prefix = converted[name]
     classes = model.output_shape[-1]
     result = run_tool("xception-predict", prefix, *PHOTOS, "--top", classes)
@@ -186,7 +186,7 @@ def test_parity_reads_the_architecture_without_the_weights(name, converted):
     """Parity checks the Keras file's architecture before Keras loads it (weights and all):
     the look reads the same architecture and no weight."""
     from xception_mx.conversion.keras_reader import read_keras_file
-    from xception_mx.conversion.transfer.keras_config import model_config
+    from xception_mx.conversion.own_model.keras_config import model_config
     path, _ = converted[name]
     look, whole = read_keras_file(path, weights=False), read_keras_file(path)
     assert look.layers == [] and whole.layers
@@ -202,12 +202,12 @@ def test_a_frozen_base_computes_in_training_what_it_computes_at_inference(conver
     would not."""
     from mxnet import autograd
     from xception_mx.checkpoint.reading import read_meta
-    from xception_mx.training.transfer_training import (build_transfer_network,
-                                                        pretrained_transfer_spec,
+    from xception_mx.training.own_model_training import (build_own_model_network,
+                                                        pretrained_own_model_spec,
                                                         set_base_inference)
     _, prefix = converted["nested"]
     size = read_meta(prefix).input_size()
-    net = build_transfer_network(pretrained_transfer_spec(prefix), 3, size, [mx.cpu()],
+    net = build_own_model_network(pretrained_own_model_spec(prefix), 3, size, [mx.cpu()],
                                  prefix)[0]
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (4, 3) + tuple(size)))
     inference = net.base(x).asnumpy()
@@ -229,8 +229,8 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
     from xception_mx.model.padding import BLOCK
     from xception_mx.checkpoint.reading import read_meta
     from xception_mx.training.train import forward_backward
-    from xception_mx.training.transfer_training import (build_transfer_network,
-                                                        pretrained_transfer_spec)
+    from xception_mx.training.own_model_training import (build_own_model_network,
+                                                        pretrained_own_model_spec)
     _, prefix = converted["nested"]
     size = read_meta(prefix).input_size()
     rng = np.random.RandomState(0)
@@ -239,7 +239,7 @@ def test_a_padded_transfer_model_trains_the_same_function(converted):
     runs = {}
     for name, block, order in (("plain", None, [0, 1, 2, 3]), ("padded", BLOCK, [0, 1, 2, 3]),
                                ("reversed", None, [3, 2, 1, 0])):
-        net, _, _, shapes = build_transfer_network(pretrained_transfer_spec(prefix), 3, size,
+        net, _, _, shapes = build_own_model_network(pretrained_own_model_spec(prefix), 3, size,
                                                    [mx.cpu()], prefix, channel_block=block)
         index = mx.nd.array(order)
         _, outputs = forward_backward(net, gluon.loss.SoftmaxCrossEntropyLoss(), x[index],
@@ -360,15 +360,15 @@ def canonical_weights(model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("builder", [transfer_models.nested, transfer_models.flattened],
+@pytest.mark.parametrize("builder", [own_models.nested, own_models.flattened],
                          ids=["nested", "flattened-150x200"])
 def test_keras_to_mxnet_to_keras_gives_back_every_weight_and_the_outputs(builder, tmp_path):
-    model = transfer_models.built(builder)
-    path = transfer_models.save(model, str(tmp_path / "model.keras"))
+    model = own_models.built(builder)
+    path = own_models.save(model, str(tmp_path / "model.keras"))
     convert_file(path, str(tmp_path / "mx"))
     result = run_tool("mxnet2keras", tmp_path / "mx", "-o", tmp_path / "back.keras")
     assert result.returncode == 0, result.stderr
-    keras = transfer_models.import_keras()
+    keras = own_models.import_keras()
     back = keras.models.load_model(str(tmp_path / "back.keras"), compile=False, safe_mode=True)
     original, returned = canonical_weights(model), canonical_weights(back)
     assert sorted(original) == sorted(returned)
@@ -442,8 +442,8 @@ def test_finetune_refuses_a_head_that_is_not_a_single_label_classifier(converted
 def test_the_fast_paths_run_a_head_with_a_chain_of_linear_activations(precision, tmp_path):
     """MXNet's oneDNN partitioner lost the input of two identities after a fused Dense(relu)
     ("needs parameter fc1_relu0_output0"); the fast paths read such chains from their start."""
-    model = transfer_models.built(transfer_models.linear_activations)
-    path = transfer_models.save(model, str(tmp_path / "m.keras"))
+    model = own_models.built(own_models.linear_activations)
+    path = own_models.save(model, str(tmp_path / "m.keras"))
     convert_file(path, str(tmp_path / "mx"))
     x = load_images(PHOTOS, (71, 71))
     ours = xception_mx.load(str(tmp_path / "mx"), precision=precision).logits(x)

@@ -39,8 +39,8 @@ def run_tool(name, *args, cwd=None, env=None):
 
 def failure_output(result, tail=3000):
     """What a failed command's assertion shows: the Python stacks a native crash printed
-    (``cli.report_crashes``; the list of extension modules after them would push them out
-    of the tail), then the ends of stdout and stderr."""
+    (``commands.runner.report_crashes``; the list of extension modules after them would push
+    them out of the tail), then the ends of stdout and stderr."""
     both = result.stdout + result.stderr
     stacks = [line for line in both.splitlines() if "Fatal Python error" in line or
               "Thread 0x" in line or "Current thread" in line or 'File "' in line]
@@ -138,3 +138,28 @@ def base(keras_files_top, tmp_path_factory):
     convert_file(keras_files_top["legacy-h5"], str(directory / "x71"), input_shape=(71, 71))
     write_shapes_dataset(str(directory / "data"), per_class=8, seed=2, size=(80, 80))
     return directory
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory, keras_files_top):
+    """Synthetic textures (train/val, large and small) and the reference
+    converted at 71x71."""
+    # Session-scoped: the fine-tuning tests (test_finetune.py, test_finetune_resume.py,
+    # test_data_parallel_contexts.py) share it, computed once per test process.
+    from xception_mx.conversion import convert_file
+    from shapes_dataset import write_shapes_dataset
+    root = tmp_path_factory.mktemp("finetune")
+    write_shapes_dataset(str(root / "train"), per_class=30, seed=0)
+    write_shapes_dataset(str(root / "val"), per_class=10, seed=1)
+    write_shapes_dataset(str(root / "small"), per_class=8, seed=2, size=(80, 80))
+    convert_file(keras_files_top["legacy-h5"], str(root / "x71"), input_shape=(71, 71))
+    return root
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """``{name: (Keras file, checkpoint prefix)}``: users' own models (issue #12) converted,
+    each on first use (own_model_checkpoints.py).  Session-scoped: the parity, predict,
+    fine-tuning and mxnet2keras tests of these models share them across their folders."""
+    from own_model_checkpoints import Converted
+    return Converted(tmp_path_factory.mktemp("transfer_tools"))

@@ -1,10 +1,11 @@
 """Users' transfer-learning models, built and saved by Keras itself (Keras 3,
 and Keras 2 through tf-keras), seeded, with non-trivial BatchNorms in base and
 head: the styles of issue #12 (nested, flattened, Sequential)."""
-import functools
-
 from xception_mx.keras_side import import_keras
 from reference_models import randomize_batchnorm, randomize_head
+# saving them, building each once, rewriting their files: own_model_files.py (kept here as
+# own_models.save, own_models.built, own_models.strip_layer_names)
+from own_model_files import built, save, strip_layer_names  # noqa: F401
 
 
 def import_tf_keras():
@@ -258,47 +259,6 @@ def keras2_flattened(seed=0, size=(71, 71)):
     x = layers.Dropout(0.3)(x)
     x = layers.Dense(4, activation="sigmoid", name="out")(x)
     return randomize_head(tf_keras.Model(base.input, x), seed)
-
-
-def save(model, path):
-    """Keras' own save: ``.keras`` archive or legacy full-model ``.h5``."""
-    if path.endswith(".keras"):
-        model.save(path)
-    elif type(model).__module__.startswith("tf_keras"):
-        model.save(path, save_format="h5")
-    else:
-        from keras.src.legacy.saving import legacy_h5_format
-        legacy_h5_format.save_model_to_hdf5(model, path, include_optimizer=False)
-    return path
-
-
-@functools.lru_cache(maxsize=None)
-def built(builder):
-    """``builder()``, built once per test session (Keras builds take seconds)."""
-    return builder()
-
-
-def strip_layer_names(path, out):
-    """A copy of the ``.keras`` archive ``path`` whose weight groups record no
-    layer names, as earlier Keras 3 releases wrote them."""
-    import zipfile
-    import h5py
-    import os
-    import tempfile
-    with tempfile.TemporaryDirectory() as folder:
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(folder)
-            members = archive.namelist()
-        with h5py.File(os.path.join(folder, "model.weights.h5"), "r+") as f:
-            groups = []
-            f.visititems(lambda name, obj: groups.append(obj)
-                         if isinstance(obj, h5py.Group) and "name" in obj.attrs else None)
-            for group in groups:
-                del group.attrs["name"]
-        with zipfile.ZipFile(out, "w") as archive:
-            for member in members:
-                archive.write(os.path.join(folder, member), member)
-    return out
 
 
 def _pooled_bn_head(layers, features, units, classes):

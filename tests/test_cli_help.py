@@ -7,13 +7,15 @@ import pytest
 
 from conftest import assert_bad_input, run_tool
 
-PARSERS = {"keras2mxnet": "xception_mx.conversion.cli", "mxnet2keras": "xception_mx.conversion.mxnet_to_keras",
-           "xception-parity": "xception_mx.validation.cli", "xception-predict": "xception_mx.serving.predict",
-           "xception-finetune": "xception_mx.training.finetune",
-           "xception-pack": "xception_mx.training.pack",
-           "xception-quantize": "xception_mx.serving.quantize",
-           "xception-launch": "xception_mx.training.launch",
-           "xception-evaluate": "xception_mx.evaluation.cli"}
+PARSERS = {"keras2mxnet": "xception_mx.commands.keras2mxnet",
+           "mxnet2keras": "xception_mx.commands.mxnet2keras",
+           "xception-parity": "xception_mx.commands.parity",
+           "xception-predict": "xception_mx.commands.predict",
+           "xception-finetune": "xception_mx.commands.finetune",
+           "xception-pack": "xception_mx.commands.pack",
+           "xception-quantize": "xception_mx.commands.quantize",
+           "xception-launch": "xception_mx.commands.launch",
+           "xception-evaluate": "xception_mx.commands.evaluate"}
 SHOWN = {"xception-finetune": ["(default: 10)", "(default: 32)", "(default: 0.01)",
                                "(default: nag)", "(default: cosine)"],
          "xception-predict": ["(default: 5)", "(default: 8)"],
@@ -52,7 +54,7 @@ def test_output_still_buffered_when_a_command_ends_into_a_closed_pipe_is_dropped
     import os
     import subprocess
     import sys
-    body = ("import sys\nfrom xception_mx.cli import run\n"
+    body = ("import sys\nfrom xception_mx.commands.runner import run\n"
             "def body(argv):\n    sys.stdout.write('row\\n' * 10)\n    return 0\n"
             "sys.exit(run('tool', body))\n")
     reader, writer = os.pipe()

@@ -85,7 +85,7 @@ def test_configobj_and_the_toolkit_work_side_by_side(venv, tmp_path):
     venv, site = venv
     assert os.path.isfile(os.path.join(site, "validate", "__init__.py"))   # configobj's
     code = ("import configobj.validate, validate; from validate import Validator; "
-            "import xception_mx, xception_mx.validation.cli; "
+            "import xception_mx, xception_mx.commands.parity; "
             "print(validate.__file__); print(xception_mx.__file__)")
     result = run_in(venv, venv / "bin" / "python", "-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

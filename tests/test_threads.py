@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-MODULES = ["xception_mx.conversion.cli", "xception_mx.validation.cli", "xception_mx.serving.predict",
-           "xception_mx.training.finetune", "xception_mx.training.pack",
-           "xception_mx.serving.quantize"]
+MODULES = ["xception_mx.commands.keras2mxnet", "xception_mx.commands.parity",
+           "xception_mx.commands.predict", "xception_mx.commands.finetune",
+           "xception_mx.commands.pack", "xception_mx.commands.quantize"]
 
 
 # MXNet's own OpenMP thread count: the libgomp it links, which MXNet configures when

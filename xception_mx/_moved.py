@@ -4,7 +4,8 @@
 Importing an old name gives the new module itself (the same object) and a
 ``DeprecationWarning`` that names the new one; a module split in several (new names joined by
 ``+``) gives a module holding the public names of each, and a module whose names were
-renamed with it (``RENAMED``) one holding its names under the old ones too.  The old names go in ``REMOVED_IN``.
+renamed with it (``RENAMED``) one holding its names under the old ones too.  The old names
+go in ``REMOVED_IN``.
 Test and script helpers that left the package (the robustness and kill harnesses, the
 synthetic dataset, the seeded reference models) are in ``scripts/``, not in the table.
 
@@ -24,7 +25,12 @@ MOVED = {
     "xception_mx.fast": "xception_mx.serving.fast",
     "xception_mx.labels": "xception_mx.checkpoint.labels",
     "xception_mx.predict": "xception_mx.serving.predict",
-    "xception_mx.quantize": "xception_mx.serving.quantize",
+    "xception_mx.quantize": "xception_mx.commands.quantize",
+    "xception_mx.serving.quantize": "xception_mx.commands.quantize",
+    "xception_mx.cli": "xception_mx.commands.runner",
+    "xception_mx.conversion.cli": "xception_mx.commands.keras2mxnet",
+    "xception_mx.validation.cli": "xception_mx.commands.parity",
+    "xception_mx.evaluation.cli": "xception_mx.commands.evaluate",
     "xception_mx.padding": "xception_mx.model.padding",
     "xception_mx.preprocess": "xception_mx.images.decode",
     "xception_mx.model.preprocess": "xception_mx.images.decode",
@@ -115,4 +121,4 @@ def install():
 
 if __name__ == "__main__":
     for old, new in sorted(MOVED.items()):
-        print("%-36s -> %s" % (old, new.replace("+", " + ")))
+        print("%-46s -> %s" % (old, new.replace("+", " + ")))

@@ -17,7 +17,7 @@ signal landed.  The points:
 
 With ``XCEPTION_MX_CRASH_POINT=NAME`` instead, the process that reaches the point crashes
 there as a native library would (a segmentation fault): a test checks what such a crash
-reports (``cli.report_crashes``) and leaves behind.
+reports (``commands.runner.report_crashes``) and leaves behind.
 
 With ``XCEPTION_MX_TRACE=FILE``, every point reached appends ``TIME NAME`` to
 FILE: the robustness harness times a run with it, and after a random kill

@@ -253,10 +253,10 @@ def test_a_graph_mxnet_cannot_build_is_one_line_naming_the_layer(tmp_path, monke
     as it was before it became the identity (MXNet failed in 'flatten_transpose0 ... (2 vs.
     4)'), injected by claiming that every head layer reads a feature map."""
     from xception_mx.conversion.errors import ConversionError
-    from xception_mx.model import transfer
+    from xception_mx.model import own_model
     model = own_models.built(own_models.pooled_then_flattened)
     path = own_models.save(model, str(tmp_path / "model.keras"))
-    monkeypatch.setattr(transfer, "reads_feature_map", lambda spec: [True] * len(spec["head"]))
+    monkeypatch.setattr(own_model, "reads_feature_map", lambda spec: [True] * len(spec["head"]))
     with pytest.raises(ConversionError) as error:
         convert_file(path, str(tmp_path / "mx"))
     message = str(error.value)

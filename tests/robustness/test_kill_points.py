@@ -14,7 +14,7 @@ import pytest
 from conftest import BIN, run_tool
 from xception_mx.conversion import convert_file
 from robustness_harness import checkpoint_state
-from xception_mx.cli import EXIT_BAD_INPUT
+from xception_mx.commands.runner import EXIT_BAD_INPUT
 from xception_mx.faults import CRASH_POINT, KILL_MARK, KILL_POINT
 
 # point -> the checkpoint a reader finds after the kill: the commit journal is
@@ -85,7 +85,7 @@ def test_a_native_crash_shows_where_every_thread_was_and_leaves_no_checkpoint(so
     assert result.returncode not in (0, EXIT_BAD_INPUT), result.stderr[-2000:]
     assert "Fatal Python error: Segmentation fault" in result.stderr
     assert re.search(r'File ".*checkpoint/files\.py", line \d+ in write_checkpoint', result.stderr)
-    assert re.search(r'File ".*conversion.*", line \d+ in main', result.stderr)
+    assert re.search(r'File ".*commands/keras2mxnet\.py", line \d+ in main', result.stderr)
     assert checkpoint_state(str(prefix)) is None
     assert not os.path.exists(str(prefix) + "-0000.params")
     again = run_tool("keras2mxnet", sources[1], "-o", prefix, "--input-shape", "99", "99")

@@ -8,13 +8,11 @@ weights, Keras 3 ``.weights.h5``, or a ``.keras`` model.
 """
 import os
 import shutil
-import sys
 
 from xception_mx import keras_side
 from xception_mx.atomic import atomic_path
 from xception_mx.checkpoint.labels import labels_path
 from xception_mx.checkpoint.reading import load_params, read_meta
-from xception_mx.cli import Parser, run
 
 from . import layouts
 from .errors import ConversionError, make_sure
@@ -113,34 +111,3 @@ def write_keras(prefix, out, epoch=0, force=False):
             shutil.copyfile(labels_path(prefix), tmp)
         written.append(labels_out)
     return written, model
-
-
-def build_parser():
-    parser = Parser(prog=PROG, description="Write an MXNet Xception checkpoint (keras2mxnet or "
-                    "xception-finetune) as a Keras file: legacy .h5 weights, .weights.h5 or "
-                    ".keras.  Needs the [validate] extra (Keras writes the file).")
-    parser.add_argument("prefix", metavar="PREFIX", help="the MXNet checkpoint "
-                        "(PREFIX-symbol.json, PREFIX-%%04d.params, PREFIX-meta.json)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="the Keras file; its suffix picks the format: .h5 (legacy "
-                             "weights), .weights.h5 (Keras 3 weights) or .keras (whole model; "
-                             "the only one for a base + head model)")
-    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    return parser
-
-
-def _main(argv):
-    args = build_parser().parse_args(argv)
-    output_format(args.output)
-    written, _ = write_keras(args.prefix, args.output, args.epoch, args.force)
-    print("%s: wrote %s" % (PROG, ", ".join(written)))
-    return 0
-
-
-def main(argv=None):
-    return run(PROG, _main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

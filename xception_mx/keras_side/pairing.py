@@ -87,8 +87,8 @@ def _operation(model, name):
 
 
 def own_model_probe(model, own, training=False, layers=None, base_training=None):
-    """``(pairs, run)`` as ``layers.xception_probe`` gives them, for a
-    own model: preprocessing result, base layers, head layers (``layers``: which head
+    """``(pairs, run)`` as ``xception_probe`` gives them, for an own model (a user's base +
+    head model): preprocessing result, base layers, head layers (``layers``: which head
     layers, default all).  With ``training``, in training mode; a nested base in
     ``base_training`` mode (default: ``training``)."""
     spec = own.spec

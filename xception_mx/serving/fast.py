@@ -31,20 +31,11 @@ from xception_mx.checkpoint.meta import QUANTIZE, build_meta
 from xception_mx.checkpoint.reading import check_finite, load_params, load_symbol, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import make_sure
-from xception_mx.model.padding import BLOCK, PADDING_CHOICES, pad_network, resolve_padding
+from xception_mx.model.padding import BLOCK, pad_network
 from xception_mx.progress import progress
 from xception_mx.serving.folding import fold_batchnorm
 from xception_mx.serving.loading import check_params_fit, output_symbol, symbol_block
-
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def add_padding_argument(parser):
-    """``--channel-padding`` of the commands that run or write a fast network."""
-    parser.add_argument("--channel-padding", choices=PADDING_CHOICES, default="auto",
-                        help="pad channel counts to oneDNN's block of 16 (the same function); "
-                             "auto: where that is faster (Intel CPUs with AVX-512; for bf16, any "
-                             "CPU with AVX-512)")
+from xception_mx.serving.plan import OWN_PRECISION, PRECISIONS, plan_inference
 
 
 def fuse_onednn(symbol, batch_shape):
@@ -56,8 +47,8 @@ def fuse_onednn(symbol, batch_shape):
 def to_bf16(symbol, arg_params, aux_params, batch_shape):
     """``(symbol, arg_params, aux_params)`` in bfloat16: BatchNorm folded into the
     convolutions in float32 (``folding.py``), converted by MXNet's AMP, then fused by oneDNN
-    (conv + bias + ReLU + sum).  1.3x the AMP graph alone (bench/NOTES.md), max logit
-    deviation from fp32 about 0.02 against 0.014."""
+    (conv + bias + ReLU + sum).  Folding first lets oneDNN fuse what AMP alone leaves in
+    float32, and rounds the weights once instead of twice (the figures: bench/NOTES.md)."""
     from mxnet.contrib import amp
     symbol, arg_params, aux_params = amp.convert_model(
         *fold_batchnorm(symbol, arg_params, aux_params), target_dtype="bfloat16",
@@ -112,17 +103,16 @@ def without_copy_chains(symbol):
 
 
 def optimized(symbol, arg_params, aux_params, precision, batch_shape, calibration=None,
-              pad_channels="auto"):
-    """``(symbol, arg_params, aux_params)`` for ``precision``; with ``pad_channels`` (``on``,
-    ``off``, or ``auto``: where it is faster), channel counts rounded up to oneDNN's block
-    of 16 first (the same function, see padding.py)."""
-    make_sure(precision in PRECISIONS, "precision must be one of %s, got %r",
-              ", ".join(PRECISIONS), precision)
+              padded=False):
+    """``(symbol, arg_params, aux_params)`` for ``precision`` (fp32, bf16 or int8, as a
+    ``plan.Plan`` has it); with ``padded``, channel counts rounded up to oneDNN's block of 16
+    first (the same function, see padding.py)."""
+    assert precision in PRECISIONS, precision           # a plan's, checked when it was made
     no_bf16 = precision == "bf16" and why_no_bf16()
     make_sure(not no_bf16, "bf16 needs oneDNN's AVX-512 kernels (%s): %s; use fp32 or int8",
               ", ".join(BF16_FLAGS), no_bf16)
     symbol = without_copy_chains(symbol)
-    if resolve_padding(pad_channels, precision=precision):
+    if padded:
         symbol, arg_params, aux_params, _ = pad_network(symbol, arg_params, aux_params,
                                                         tuple(batch_shape))
     if precision == "fp32":
@@ -148,25 +138,24 @@ def check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape):
     check_finite(dict(arg_params, **aux_params), where, "its outputs would be NaN")
 
 
-def load_fast_network(prefix, epoch=0, precision=None, batch_size=8, calibration=None,
-                      pad_channels="auto"):
+def load_fast_network(prefix, epoch=0, precision=OWN_PRECISION, batch_size=8,
+                      calibration=None, pad_channels="auto", plan=None):
     """The checkpoint as a fast network (logits output) and its meta.
 
     ``precision`` defaults to the checkpoint's own (fp32 unless it was written
     by ``xception-quantize``); ``calibration``: NCHW float32 images for
-    ``int8``.  A quantized checkpoint is loaded as it is.
+    ``int8``; ``plan``: a ``plan.Plan`` made already (``precision`` and ``pad_channels``
+    are then unused).  A quantized checkpoint is loaded as it is.
     """
     meta, shape, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
-    stored = meta.precision
-    precision = precision or stored
+    plan = plan or plan_inference(meta, precision, pad_channels)
     if meta.is_serving_copy:
-        make_sure(precision == stored, "%s holds an optimized %s network; run it with "
-                  "--precision %s", prefix, stored, stored)
+        make_sure(plan.precision == meta.precision, "%s holds an optimized %s network; run it "
+                  "with --precision %s", prefix, meta.precision, meta.precision)
         return symbol_block(symbol, arg_params, aux_params, static=True), meta
     check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape)
-    symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, precision,
-                                               (batch_size,) + shape, calibration,
-                                               pad_channels)
+    symbol, arg_params, aux_params = optimized(symbol, arg_params, aux_params, plan.precision,
+                                               (batch_size,) + shape, calibration, plan.padded)
     return symbol_block(symbol, arg_params, aux_params, static=True), meta
 
 
@@ -185,12 +174,15 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
               "its source, %s", prefix, meta.precision,
               meta.source_checkpoint("the checkpoint it was made from"))
     check_source_params(prefix, epoch, symbol, arg_params, aux_params, shape)
+    make_sure(precision in PRECISIONS, "precision must be one of %s, got %r",
+              ", ".join(PRECISIONS), precision)           # a copy states what it computes in
+    plan = plan_inference(meta, precision, pad_channels)
     padded = []
-    if resolve_padding(pad_channels, precision=precision):
+    if plan.padded:
         symbol, arg_params, aux_params, padded = pad_network(symbol, arg_params, aux_params,
                                                              (1,) + shape)
-    out_symbol, out_args, out_aux = optimized(symbol, arg_params, aux_params, precision,
-                                              (1,) + shape, calibration, "off")
+    out_symbol, out_args, out_aux = optimized(symbol, arg_params, aux_params, plan.precision,
+                                              (1,) + shape, calibration)
     calibrated = {"images": len(calibration), "mode": "naive",
                   "source": calibration_source} if precision == "int8" else None
     out_meta = build_meta(QUANTIZE, base=meta, precision=precision,

@@ -14,13 +14,11 @@ from xception_mx.checkpoint.labels import class_names
 from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
-from xception_mx.model.padding import resolve_padding
 from xception_mx.images.decode import image_files
 from xception_mx.model.own_model import output_kind
-from xception_mx.serving.fast import PRECISIONS, load_fast_network
+from xception_mx.serving.fast import load_fast_network
 from xception_mx.serving.loading import checkpoint_images, run_batches
-
-LOAD_PRECISIONS = ("auto",) + PRECISIONS
+from xception_mx.serving.plan import checked_precision, plan_inference
 
 
 def softmax(logits):
@@ -99,22 +97,17 @@ class Model:
 
     def __init__(self, prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
                  channel_padding="auto", onednn_isa="auto", labels=None):
-        make_sure(precision in LOAD_PRECISIONS, "precision must be one of %s, got %r",
-                  ", ".join(LOAD_PRECISIONS), precision)
+        checked_precision(precision)
         make_sure(batch_size >= 1, "batch_size must be >= 1, got %r", batch_size)
         self.prefix, self.epoch, self.batch_size, self.labels = prefix, epoch, batch_size, labels
         symbol_path(prefix)           # no checkpoint there: said now, not at the first call
         self.meta = read_meta(prefix)     # empty for a checkpoint written without one
-        stored = self.meta.precision
-        self.precision = stored if precision == "auto" else precision
+        self.plan = plan_inference(self.meta, precision, channel_padding, onednn_isa)
+        self.precision, self.padded, self.onednn_isa = self.plan
         self.kind = checkpoint_output_kind(self.meta)
         self.outputs = self.meta.outputs    # several: their specs
         self.input_size = tuple(self.meta.input_size())
         self.channels = self.meta.channels
-        self.padded = (self.meta.padded_convolutions > 0
-                       if self.meta.is_serving_copy
-                       else resolve_padding(channel_padding, precision=self.precision))
-        self.onednn_isa = onednn_isa
         self.network = None           # the fast network (a Gluon SymbolBlock), at first use
         self._calibration = None if calibration is None else self._as_input(calibration)
 
@@ -148,8 +141,9 @@ class Model:
             return run_batches(self.network, x, self.batch_size, progress=progress)
         with isa_capped(self.onednn_isa, self.precision, self.padded):
             calibration = self._calibration if self._calibration is not None else x
-            self.network, _ = load_fast_network(self.prefix, self.epoch, self.precision,
-                                                self.batch_size, calibration, self.padded)
+            self.network, _ = load_fast_network(self.prefix, self.epoch,
+                                                batch_size=self.batch_size,
+                                                calibration=calibration, plan=self.plan)
             return run_batches(self.network, x, self.batch_size, progress=progress)
 
     def ranked(self, images, top=5, names=None, progress=False):

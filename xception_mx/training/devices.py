@@ -4,8 +4,7 @@ import collections
 
 import mxnet as mx
 
-from xception_mx.errors import mxnet_error_text
-from xception_mx.errors import InputError, make_sure
+from xception_mx.errors import InputError, make_sure, mxnet_error_text
 
 HOROVOD_GPU_BUILD = ("HOROVOD_GPU_OPERATIONS=NCCL make setup-horovod (with the CUDA toolkit "
                      "and NCCL installed; make does it where the venv's MXNet is a CUDA build)")

@@ -47,16 +47,3 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, own_model
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
     return prefix
-
-
-def evaluate_export(run_dir, val_set, config, log):
-    """The export scored on the run's validation images as ``xception-evaluate`` scores it
-    (its transform: validation's centre crop): ``evaluation.json`` and the CSVs and PNGs in
-    ``evaluation/`` of the run folder.  Returns the report."""
-    from xception_mx.evaluation.report import write_files, write_report
-    from xception_mx.evaluation.run import evaluate
-    report = evaluate(run_dir.file(EXPORT_NAME), val_set.source, batch_size=config["batch_size"],
-                      workers=config["workers"], log=log, indices=val_set.indices)
-    write_report(report, run_dir.file("evaluation.json"))
-    write_files(report, run_dir.file("evaluation"))
-    return report

@@ -83,9 +83,7 @@ def trainer_arguments(optimizer):
 
 
 def run_optimizer(config):
-    """The ``Optimizer`` of a run configuration ``config_from_args`` resolved (its settings
-    are recorded in it)."""
-    names = MXNET_DEFAULTS if config["optimizer"] not in KERAS_OPTIMIZERS else \
-        [key for _, key, _ in _keras_family(config["optimizer"]) + (WEIGHT_DECAY_FLAG,)] + \
-        ["wd"]
-    return Optimizer(config["optimizer"], config["lr"], {key: config[key] for key in names})
+    """The ``Optimizer`` of a run configuration, which records the flags as given and, once
+    ``config_from_args`` resolved them, every setting (so resolving it again gives the same)."""
+    return resolve_optimizer(config["optimizer"], config["lr"],
+                             {key: config.get(key) for key in SETTINGS})

@@ -8,12 +8,10 @@ shorter side scaled to N (MXNet's ``pack_img``, OpenCV).  The class names go to
 renamed into place.
 """
 import os
-import sys
 
 import mxnet as mx
 
 from xception_mx.atomic import atomic_path, write_text
-from xception_mx.cli import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.progress import progress
 from xception_mx.images.sources import FolderSource, labels_file_of_rec
@@ -53,35 +51,3 @@ def _resized(path, shorter_side):
     scale = shorter_side / float(min(height, width))
     return cv2.resize(img, (max(1, round(width * scale)), max(1, round(height * scale))),
                       interpolation=cv2.INTER_AREA)
-
-
-def build_parser():
-    parser = Parser(prog=PROG, description="Write an image folder (one subfolder per class) "
-                    "as indexed RecordIO for xception-finetune.")
-    parser.add_argument("folder", metavar="FOLDER", help="image folder, one subfolder per "
-                        "class (the sorted subfolder names are the class names)")
-    parser.add_argument("out", metavar="OUT", help="output prefix: OUT.rec, OUT.idx, "
-                        "OUT.labels.txt")
-    parser.add_argument("--resize", type=int, default=0, metavar="N",
-                        help="re-encode as JPEG with the shorter side scaled to N (default: "
-                             "keep the original bytes)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality with --resize")
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    return parser
-
-
-def _main(argv):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    parser.check_minimums(args, resize=0)
-    paths, count = pack_folder(args.folder, args.out, args.resize, args.quality, args.force)
-    print("%s: %d images -> %s" % (PROG, count, ", ".join(paths)))
-    return 0
-
-
-def main(argv=None):
-    return run(PROG, _main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

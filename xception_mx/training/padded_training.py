@@ -33,9 +33,12 @@ def fill_of(name):
     return PADDED_VARIANCE if name.endswith(RUNNING_VARIANCE) else 0.0
 
 
-def channel_block(choice):
+def channel_block(choice, gpus=False):
     """``--channel-padding`` (auto / on / off) -> the ``channel_block`` a network is built
-    with: ``padding.BLOCK`` or ``None``."""
+    with: ``padding.BLOCK`` or ``None``.  ``auto`` on GPUs is off (the padding is for
+    oneDNN's CPU kernels)."""
+    if gpus and choice == "auto":
+        return None
     return BLOCK if resolve_padding(choice, training=True) else None
 
 

@@ -26,8 +26,7 @@ import re
 import mxnet as mx
 
 from xception_mx.atomic import atomic_path, sha256_file, write_text
-from xception_mx.errors import mxnet_error_text
-from xception_mx.errors import InputError, make_sure
+from xception_mx.errors import InputError, make_sure, mxnet_error_text
 from xception_mx.faults import fault_point
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")

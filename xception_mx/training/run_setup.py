@@ -12,7 +12,7 @@ from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.own_model import branches
 from xception_mx.training.frozen import frozen_layers
-from xception_mx.training.optimizers import SETTINGS, resolve_optimizer
+from xception_mx.training.optimizers import run_optimizer
 from xception_mx.model.own_model_inputs import base_input_size, check_model_input
 from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
 from xception_mx.images.sources import open_source, split_indices
@@ -59,9 +59,7 @@ def config_from_args(args):
     meta = read_meta(args.pretrained) if args.pretrained else Meta()
     config["input_shape"] = list(args.input_shape or meta.input_size())
     config["channels"] = meta.channels      # images decode to as many
-    optimizer = resolve_optimizer(config["optimizer"], config["lr"],
-                                  {key: config[key] for key in SETTINGS})
-    config.update(optimizer.settings)           # recorded with every checkpoint
+    config.update(run_optimizer(config).settings)      # recorded with every checkpoint
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:

@@ -189,7 +189,7 @@ def as_outputs(out):
 
 def compare_checkpoint_layers(pairs, keras_run, prefix, epoch, input_size, x, batch_size):
     """Per-layer records of the checkpoint against the Keras model, for
-    ``pairs`` and ``keras_run`` as ``layers.xception_probe`` gives them."""
+    ``pairs`` and ``keras_run`` as ``keras_side.xception_probe`` gives them."""
     outputs = [mx_name for _, _, mx_name in pairs]
     net, _ = load_network(prefix, epoch, output=outputs, input_size=input_size)
 

@@ -29,9 +29,9 @@ from xception_mx.training.own_model_training import (base_called_in_inference,
 
 from .parity import build_inputs, resolve_input_size
 from .training_step import (FLOOR_SHARE, GRADIENT_ATOL, ROUNDING_FACTOR, StepRecord,
-                            batchnorm_in_inference, float64_twin, keras2_fused_layers, keras_layer_variables,
-                            keras_rows, keras_step, keras_training_model, mxnet_values,
-                            relative, set_mxnet_values, to_keras_layout)
+                            batchnorm_in_inference, float64_twin, keras2_fused_layers,
+                            keras_layer_variables, keras_rows, keras_step, keras_training_model,
+                            mxnet_values, relative, set_mxnet_values, to_keras_layout)
 
 # ours -> (Keras class, arguments; the learning rates of Keras' examples)
 COMPARED_OPTIMIZERS = {

@@ -164,29 +164,7 @@ def read_own_model(path, config, declared_size=None):
     make_sure(cls in MODEL_CLASSES, "%s: the file's model is a %s, expected a Functional or "
               "Sequential model", path, cls)
     layers = cfg.get("layers") or []
-    forks = []
-    if cls == "Sequential":
-        chain = [l for l in layers if l.get("class_name") not in INPUT_CLASSES]
-        inputs = [l for l in layers if l.get("class_name") in INPUT_CLASSES]
-        model_input = inputs[0] if inputs else None
-        size = _input_size(model_input) if model_input else None
-        size = size or (cfg.get("build_input_shape") or [None] * 4)[1:3]
-        if chain and not size[0]:
-            size = _input_size(chain[0])
-    else:
-        outputs = cfg.get("output_layers") or []
-        outputs = [outputs] if outputs and not isinstance(outputs[0], list) else outputs
-        make_sure(outputs, "%s: the model declares no outputs", path)
-        inputs_cfg = cfg.get("input_layers") or []
-        inputs_cfg = [inputs_cfg] if inputs_cfg and not isinstance(inputs_cfg[0], list) \
-            else inputs_cfg
-        make_sure(len(inputs_cfg) == 1, "%s: the model has %d inputs; only one is supported",
-                  path, len(inputs_cfg))
-        chain, forks = _fork(path, [_chain(path, layers, o[0]) for o in outputs])
-        model_input = chain[0] if chain[0].get("class_name") in INPUT_CLASSES else None
-        size = _input_size(model_input) if model_input else None
-        chain = [l for l in chain if l.get("class_name") not in INPUT_CLASSES]
-
+    chain, forks, model_input, size = _model_chain(path, cls, cfg, layers)
     bases = [i for i, l in enumerate(chain)
              if (l.get("class_name") in MODEL_CLASSES and _is_xception(l)) or
              layer_name(l) == BASE_FEATURES]
@@ -220,15 +198,11 @@ def read_own_model(path, config, declared_size=None):
     branches = [{"name": layer_name(fork[-1]), "layers": _entries(path, fork)}
                 for fork in forks]
     for branch in branches:
-        make_sure(inference_layers(branch["layers"]), "%s: output '%s' computes nothing after the outputs fork "
-                  "(only layers that are the identity at inference)", path, branch["name"])
+        make_sure(inference_layers(branch["layers"]), "%s: output '%s' computes nothing after "
+                  "the outputs fork (only layers that are the identity at inference)", path,
+                  branch["name"])
     if cls != "Sequential":
-        used = {layer_name(l) for l in chain + sum(forks, [])} | set(base_layers)
-        extra = [l for l in layers if layer_name(l) not in used and
-                 l.get("class_name") not in INPUT_CLASSES]
-        make_sure(not extra, "%s: layer '%s' (%s) is not on the path from the input through "
-                  "the base to the outputs (branches that end in no output are not supported)",
-                  path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
+        _check_all_used(path, layers, chain, forks, base_layers)
     size = list(size) if size and all(size) else None      # (None, None): any size
     spec = {"input_shape": list(declared_size or size or sized or (299, 299)),
             "declared_input_shape": size,
@@ -241,6 +215,44 @@ def read_own_model(path, config, declared_size=None):
     check_spec(spec)
     return OwnModel(spec, base_name, tuple(base_layers),
                     tuple(layer_name(l) for l in chain[:at]))
+
+
+def _model_chain(path, cls, cfg, layers):
+    """``(chain, forks, input layer, declared size)``: the layers from the input to the
+    outputs (a ``Functional`` model's forks after the point where its outputs part), without
+    the input layers."""
+    if cls == "Sequential":
+        chain = [l for l in layers if l.get("class_name") not in INPUT_CLASSES]
+        inputs = [l for l in layers if l.get("class_name") in INPUT_CLASSES]
+        model_input = inputs[0] if inputs else None
+        size = _input_size(model_input) if model_input else None
+        size = size or (cfg.get("build_input_shape") or [None] * 4)[1:3]
+        if chain and not size[0]:
+            size = _input_size(chain[0])
+        return chain, [], model_input, size
+    outputs = cfg.get("output_layers") or []
+    outputs = [outputs] if outputs and not isinstance(outputs[0], list) else outputs
+    make_sure(outputs, "%s: the model declares no outputs", path)
+    inputs_cfg = cfg.get("input_layers") or []
+    inputs_cfg = [inputs_cfg] if inputs_cfg and not isinstance(inputs_cfg[0], list) \
+        else inputs_cfg
+    make_sure(len(inputs_cfg) == 1, "%s: the model has %d inputs; only one is supported",
+              path, len(inputs_cfg))
+    chain, forks = _fork(path, [_chain(path, layers, o[0]) for o in outputs])
+    model_input = chain[0] if chain[0].get("class_name") in INPUT_CLASSES else None
+    size = _input_size(model_input) if model_input else None
+    chain = [l for l in chain if l.get("class_name") not in INPUT_CLASSES]
+    return chain, forks, model_input, size
+
+
+def _check_all_used(path, layers, chain, forks, base_layers):
+    """Every layer of a ``Functional`` model is on the path from its input to an output."""
+    used = {layer_name(l) for l in chain + sum(forks, [])} | set(base_layers)
+    extra = [l for l in layers if layer_name(l) not in used and
+             l.get("class_name") not in INPUT_CLASSES]
+    make_sure(not extra, "%s: layer '%s' (%s) is not on the path from the input through "
+              "the base to the outputs (branches that end in no output are not supported)",
+              path, extra and layer_name(extra[0]), extra and extra[0].get("class_name"))
 
 
 def _flattened_base_layers(path, layers, before_base):

@@ -4,12 +4,13 @@ import re
 import sys
 import time
 
-from xception_mx.cli import Parser, run
+from xception_mx.commands.arguments import add_epoch, add_force
+from xception_mx.commands.runner import Parser, run
+from xception_mx.conversion.converter import (convert, convert_file, find_standard_weights,
+                                              head_options)
+from xception_mx.conversion.errors import make_sure
+from xception_mx.conversion.name_table import format_table
 from xception_mx.images.convention import color_name
-
-from .converter import convert, convert_file, find_standard_weights, head_options
-from .errors import make_sure
-from .name_table import format_table
 
 PROG = "keras2mxnet"
 KERAS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
@@ -41,8 +42,8 @@ def build_parser():
                         help="output of a file with the top: probabilities (default) or logits")
     parser.add_argument("--pooling", choices=("none", "avg", "max"),
                         help="for a notop file: the feature map (default) or its global pool")
-    parser.add_argument("--epoch", type=int, default=0, help="epoch number of the .params file")
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_epoch(parser, help="epoch number of the .params file")
+    add_force(parser)
     parser.add_argument("--strict", action="store_true",
                         help="refuse weights holding NaN or infinity (default: warn)")
     parser.add_argument("--print-name-table", action="store_true",
@@ -110,6 +111,3 @@ def _main(argv):
 def main(argv=None):
     return run(PROG, _main, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,13 +1,14 @@
 """``xception-parity``: prove an MXNet checkpoint computes what the Keras model does."""
 import json
-import sys
 
 from xception_mx.atomic import write_text
-from xception_mx.cli import EXIT_MISMATCH, EXIT_OK, Parser, run
-
-from .layers import plot_layers
-from .metrics import json_safe
-from .verdict import check_parity
+from xception_mx.commands.arguments import add_epoch
+from xception_mx.commands.runner import EXIT_MISMATCH, EXIT_OK, Parser, run
+from xception_mx.validation.layers import plot_layers
+from xception_mx.validation.metrics import json_safe
+from xception_mx.validation.training_parity import run_training_parity
+from xception_mx.validation.training_report import culprit, format_training
+from xception_mx.validation.verdict import check_parity
 
 PROG = "xception-parity"
 
@@ -20,7 +21,7 @@ def build_parser():
                         help="the Keras weights or model file (any format keras2mxnet reads)")
     parser.add_argument("--mxnet", required=True, metavar="PREFIX", help="the MXNet checkpoint")
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
+    add_epoch(parser)
     parser.add_argument("--input-shape", nargs=2, type=int, metavar=("H", "W"),
                         help="input size (default: the checkpoint's)")
     parser.add_argument("--random", type=int, default=0, metavar="N",
@@ -91,8 +92,6 @@ def _main(argv):
 
 
 def _training(args):
-    from .training_parity import run_training_parity
-    from .training_report import culprit, format_training
     records, details = run_training_parity(args.keras, args.mxnet, args.images,
                                            args.labels_from, args.random, args.seed,
                                            args.epoch, args.atol,
@@ -111,6 +110,3 @@ def _training(args):
 def main(argv=None):
     return run(PROG, _main, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

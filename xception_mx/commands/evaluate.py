@@ -3,10 +3,12 @@ calibration and the misclassified images of a checkpoint on a labelled image fol
 RecordIO."""
 import sys
 
-from xception_mx.cli import Parser, run
+from xception_mx.commands.arguments import add_epoch, add_precision
+from xception_mx.commands.runner import Parser, run
+from xception_mx.evaluation.report import format_table, write_files, write_report
+from xception_mx.evaluation.run import evaluate
 from xception_mx.images.datasets import TRANSFORMS
-
-from .report import format_table, write_files, write_report
+from xception_mx.serving.plan import PRECISIONS
 
 PROG = "xception-evaluate"
 
@@ -19,8 +21,7 @@ def build_parser():
     p.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix")
     p.add_argument("data", metavar="DATA", help="image folder (one subfolder per class) or "
                    ".rec from xception-pack")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
-                   help="auto: the checkpoint's own (fp32 unless written by xception-quantize)")
+    add_precision(p, "auto: the checkpoint's own (fp32 unless written by xception-quantize)")
     p.add_argument("--transform", choices=TRANSFORMS, default="crop",
                    help="crop: xception-finetune's validation (resize, centre crop 87.5%%); "
                         "keras: image_dataset_from_directory's bilinear resize, no crop")
@@ -28,14 +29,14 @@ def build_parser():
                    "(default: PREFIX-labels.txt, or ImageNet's for 1000 classes)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: none)")
-    p.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
+    add_epoch(p)
     p.add_argument("--keras", metavar="FILE", help="also run the Keras model the checkpoint was "
                    "converted from (Keras itself, safe_mode) on the same inputs: both "
                    "accuracies, their top-1 agreement, every image where it differs")
     p.add_argument("--tolerance", type=float, default=0.0,
                    help="with --keras: the share of images whose top-1 may differ before the "
                         "exit status is 1")
-    p.add_argument("--compare", choices=("fp32", "bf16", "int8"), metavar="PRECISION",
+    p.add_argument("--compare", choices=PRECISIONS, metavar="PRECISION",
                    help="also run the checkpoint at this precision (fp32, bf16, int8) on the "
                         "same inputs: what the other precision costs")
     p.add_argument("--report", metavar="JSON", help="write every score as JSON")
@@ -51,7 +52,6 @@ def _main(argv):
         parser.error("--tolerance is a share of the images, in [0, 1]; got %g" % args.tolerance)
     if args.tolerance and not args.keras:
         parser.error("--tolerance goes with --keras")
-    from .run import evaluate
     report = evaluate(args.prefix, args.data, args.precision, args.transform, args.batch_size,
                       args.workers, args.labels, args.epoch, args.keras, args.compare,
                       log=lambda line: print(line, file=sys.stderr))

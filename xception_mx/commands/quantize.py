@@ -1,12 +1,12 @@
 """``xception-quantize``: write a ready-to-serve copy of a checkpoint (int8 calibrated on
 sample images, bf16, or fused fp32; channels padded for oneDNN) as normal
 symbol/params/meta files."""
-import sys
 
 from xception_mx.checkpoint.reading import read_meta
-from xception_mx.cli import Parser, run
+from xception_mx.commands.arguments import add_channel_padding, add_epoch, add_force, add_precision
+from xception_mx.commands.runner import Parser, run
 from xception_mx.images.decode import image_files
-from xception_mx.serving.fast import PRECISIONS, add_padding_argument, export_checkpoint
+from xception_mx.serving.fast import export_checkpoint
 from xception_mx.serving.loading import checkpoint_images
 
 PROG = "xception-quantize"
@@ -21,15 +21,14 @@ def build_parser():
     parser.add_argument("prefix", metavar="PREFIX", help="fp32 checkpoint")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="prefix of the copy written")
-    parser.add_argument("--precision", choices=PRECISIONS, default="int8",
-                        help="what the copy computes in (bf16 is refused: it is converted at "
-                             "load time, by xception-predict --precision bf16)")
+    add_precision(parser, "what the copy computes in (bf16 is refused: it is converted at "
+                  "load time, by xception-predict --precision bf16)", default="int8", own=False)
     parser.add_argument("--calib-images", nargs="+", metavar="IMAGE",
                         help="int8: calibration images or folders (a dozen representative "
                              "images)")
-    add_padding_argument(parser)
-    parser.add_argument("--epoch", type=int, default=0, help="which PREFIX-%%04d.params")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    add_channel_padding(parser)
+    add_epoch(parser)
+    add_force(parser, help="overwrite an existing OUT")
     return parser
 
 
@@ -54,6 +53,3 @@ def _main(argv):
 def main(argv=None):
     return run(PROG, _main, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

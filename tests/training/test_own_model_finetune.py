@@ -110,6 +110,16 @@ def shapes(tmp_path_factory):
     return root
 
 
+def assert_export_predicts_vertical_stripes(export, shapes):
+    """xception-predict with the export puts at least 2 of 3 validation stripes first."""
+    stripes = sorted((shapes / "val" / "vertical_stripes").iterdir())[:3]
+    predicted = run_tool("xception-predict", export, *stripes, "--top", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    top1 = [line.split(None, 2)[2] for line in predicted.stdout.splitlines()
+            if line.startswith(" ")]
+    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
+
+
 @pytest.mark.slow
 def test_finetune_of_a_transfer_model_learns_and_exports_the_model_with_its_own_output(
         converted, shapes, tmp_path):
@@ -135,12 +145,7 @@ def test_finetune_of_a_transfer_model_learns_and_exports_the_model_with_its_own_
     assert [l["class"] for l in head].count("Dropout") == 1          # kept for a next run
     assert head[-1]["units"] == 3 and head[-1]["activation"] == "softmax"
     assert meta["input"]["range"] == [0.0, 255.0] and meta["model"]["input_shape"] == [71, 71]
-    stripes = sorted((shapes / "val" / "vertical_stripes").iterdir())[:3]
-    predicted = run_tool("xception-predict", out / "model", *stripes, "--top", "1")
-    assert predicted.returncode == 0, predicted.stderr
-    top1 = [line.split(None, 2)[2] for line in predicted.stdout.splitlines()
-            if line.startswith(" ")]
-    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
+    assert_export_predicts_vertical_stripes(out / "model", shapes)
 
 
 @pytest.mark.slow
@@ -163,12 +168,7 @@ def test_finetune_of_a_model_that_resizes_inside_trains_below_71_pixels_and_expo
     assert meta["input"]["range"] == [0.0, 255.0]
     resize = meta["model"]["transfer"]["preprocess"][0]
     assert resize["op"] == "resize" and resize["size"] == [71, 71]
-    stripes = sorted((shapes / "val" / "vertical_stripes").iterdir())[:3]
-    predicted = run_tool("xception-predict", out / "model", *stripes, "--top", "1")
-    assert predicted.returncode == 0, predicted.stderr
-    top1 = [line.split(None, 2)[2] for line in predicted.stdout.splitlines()
-            if line.startswith(" ")]
-    assert len(top1) == 3 and top1.count("vertical_stripes") >= 2, predicted.stdout
+    assert_export_predicts_vertical_stripes(out / "model", shapes)
 
 
 def test_finetune_of_a_keras2_model_resumes_after_a_stop_and_exports_it(converted, shapes,

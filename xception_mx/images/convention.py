@@ -36,7 +36,7 @@ def rescales_inside(spec):
     """Whether an own model ``spec`` changes pixel values inside, and so
     takes raw 0..255 pixels (resizing and cropping alone keep Keras'
     ``x / 127.5 - 1``).  A checkpoint's meta records the answer
-    (``serving.loading.takes_raw_pixels``)."""
+    (``Meta.takes_raw_pixels``)."""
     return bool(spec) and any(op["op"] not in ("resize", "center_crop")
                               for op in inference_layers(spec["preprocess"]))
 

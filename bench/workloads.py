@@ -39,7 +39,7 @@ def train_mxnet(batch=8, size=299, steps=6, warmup=2, padded=False, amp=False):
     import mxnet as mx
     from mxnet import gluon
     from xception_mx.model.padding import BLOCK
-    from xception_mx.training.optimizers import resolve_optimizer
+    from xception_mx.training.recipe.optimizers import resolve_optimizer
     from xception_mx.training.train import (build_network, make_trainer, train_step,
                                             trainable_params)
     if amp:

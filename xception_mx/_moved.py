@@ -61,6 +61,8 @@ MOVED = {
     "xception_mx.training.transfer_training": "xception_mx.training.own_model_training",
     "xception_mx.serving.checkpoint": "xception_mx.checkpoint.files",
     "xception_mx.serving.labels": "xception_mx.checkpoint.labels",
+    "xception_mx.training.optimizers": "xception_mx.training.recipe.optimizers",
+    "xception_mx.training.keras_optimizers": "xception_mx.training.recipe.keras_optimizers",
 }
 # Names renamed with their module ("transfer" became "own model": a user's base + head model,
 # not a transfer of weights): new module -> {old name: new name}, given under the old module

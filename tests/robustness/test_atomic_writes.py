@@ -16,7 +16,7 @@ from mxnet import gluon
 from xception_mx import atomic
 from xception_mx.training.padded_training import ShapeMap
 from xception_mx.training.run_dir import RunDirectory
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer
 
 

@@ -13,7 +13,7 @@ from mxnet import gluon
 from mxnet.contrib import amp
 
 from xception_mx.model.xception import Xception
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step
 
 amp.init(target_dtype="bfloat16")

@@ -14,7 +14,7 @@ from mxnet import gluon
 
 from conftest import BIN, failure_output
 from rounding import assert_within_rounding, deviation
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from mxnet import gluon
 
 from rounding import assert_within_rounding, deviation
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import (build_network, forward_backward, make_trainer, train_step,
                                         trainable_params)
 

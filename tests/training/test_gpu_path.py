@@ -19,7 +19,7 @@ from xception_mx.training import devices
 from xception_mx.training.devices import (check_horovod_gpus, horovod_contexts,
                                           parse_contexts)
 from xception_mx.training.padded_training import ShapeMap
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step
 
 from conftest import BIN, assert_bad_input, failure_output, run_tool

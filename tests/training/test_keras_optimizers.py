@@ -1,6 +1,7 @@
-"""Keras' optimizers in MXNet (issue #28): ``--optimizer keras-sgd/keras-adam/keras-adamw``
-update weights exactly as Keras' own ``SGD``, ``Adam`` and ``AdamW`` do (Keras 3 and tf-keras),
-across a learning-rate change, with Keras' decoupled weight decay; flags an optimizer does not
+"""Keras' optimizers in MXNet: ``--optimizer keras-sgd/keras-adam/keras-adamw/keras-rmsprop/
+keras-nadam`` update weights exactly as Keras' own ``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` and
+``Nadam`` do (Keras 3 and tf-keras), across a learning-rate change, with Keras' decoupled weight
+decay and its ``clipnorm``, ``global_clipnorm`` and ``clipvalue``; flags an optimizer does not
 take are refused in one line."""
 import mxnet as mx
 import numpy as np
@@ -9,7 +10,8 @@ from mxnet import autograd, gluon
 
 import own_models
 from conftest import assert_bad_input, run_tool
-from xception_mx.training.optimizers import SETTING_OF_KERAS, resolve_optimizer
+from xception_mx.training.recipe import keras_optimizers
+from xception_mx.training.recipe.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.train import make_trainer
 from xception_mx.keras_side import import_keras
 
@@ -24,6 +26,14 @@ CASES = [   # (ours, Keras class, Keras arguments)
                             "weight_decay": 0.01}),
     ("keras-adamw", "AdamW", {}),
     ("keras-adamw", "AdamW", {"weight_decay": 0.1}),
+    ("keras-rmsprop", "RMSprop", {}),
+    ("keras-rmsprop", "RMSprop", {"rho": 0.8, "momentum": 0.9, "centered": True,
+                                  "epsilon": 1e-3, "weight_decay": 0.01}),
+    ("keras-nadam", "Nadam", {}),
+    ("keras-nadam", "Nadam", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-3}),
+    ("keras-sgd", "SGD", {"momentum": 0.9, "clipnorm": 1.0}),
+    ("keras-adam", "Adam", {"global_clipnorm": 5.0}),
+    ("keras-rmsprop", "RMSprop", {"clipvalue": 0.5}),
 ]
 SHAPES = [(3, 3, 4, 8), (8,), (16, 5)]
 
@@ -66,7 +76,7 @@ def mxnet_trajectory(name, arguments, start, grads, scale, momentum=None, wd=0.0
             total = mx.nd.add_n(*[(p.data() * mx.nd.array(g)).sum()
                                   for p, g in zip(params.values(), step)])
         total.backward()
-        trainer.step(1)
+        keras_optimizers.step(trainer, 1)
         weights.append([p.data().asnumpy() for p in params.values()])
     return weights
 
@@ -78,7 +88,7 @@ def mxnet_trajectory(name, arguments, start, grads, scale, momentum=None, wd=0.0
 def test_each_step_updates_the_weights_as_keras_optimizer_does(name, cls, arguments,
                                                                 keras_version):
     keras = import_keras() if keras_version == "keras3" else own_models.import_tf_keras()
-    scale = 0.1 if "adam" in name else 1.0
+    scale = 0.1 if "adam" in name or "rmsprop" in name else 1.0
     start, grads = steps()
     theirs = keras_trajectory(keras, cls, arguments, start, grads, scale)
     ours = mxnet_trajectory(name, arguments, start, grads, scale)
@@ -117,6 +127,12 @@ def test_mxnet_momentum_optimizers_are_keras_sgd_without_weight_decay_only(name,
     (["--optimizer", "nag", "--weight-decay", "0.01"],
      "--weight-decay applies to Keras' optimizers"),
     (["--optimizer", "sgd", "--nesterov"], "--nesterov applies to Keras' optimizers"),
+    (["--optimizer", "keras-nadam", "--rho", "0.8"],
+     "--rho does not apply to --optimizer keras-nadam"),
+    (["--optimizer", "keras-sgd", "--clipnorm", "1", "--clipvalue", "1"],
+     "--clipnorm and --clipvalue exclude each other"),
+    (["--optimizer", "nag", "--global-clipnorm", "1"],
+     "--global-clipnorm applies to Keras' optimizers"),
 ])
 def test_flags_an_optimizer_does_not_take_are_refused_in_one_line(flags, fragment, tmp_path):
     result = run_tool("xception-finetune", tmp_path, "--out", tmp_path / "run", *flags)

@@ -18,7 +18,7 @@ from rounding import assert_within_rounding, deviation
 from kill_harness import TRAINING_ATOL
 from xception_mx.model.padding import BLOCK
 from shapes_dataset import write_shapes_dataset
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
 
 REVERSED = mx.nd.array(np.arange(7, -1, -1))

@@ -19,7 +19,7 @@ from mxnet import gluon
 import own_models
 from conftest import PHOTOS, run_tool
 from xception_mx.images.decode import load_images
-from xception_mx.training.optimizers import resolve_optimizer
+from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step, trainable_params
 from xception_mx.training.own_model_training import build_own_model_network
 from xception_mx.validation.training_step import keras_training_model, mxnet_values, relative

@@ -17,9 +17,9 @@ QUANTIZE = "xception-mx xception-quantize"
 # The fields each writer records, in their order in the file (json.dump keeps it).
 FIELDS = {
     KERAS2MXNET: ("producer", "source", "model", "epoch", "input", "name_table",
-                  "frozen_layers"),
+                  "frozen_layers", "recipe"),
     FINETUNE: ("producer", "model", "epoch", "trained_epoch", "metrics", "classes", "input",
-               "training", "frozen_layers", "source"),
+               "training", "frozen_layers", "source", "recipe"),
     QUANTIZE: ("producer", "precision", "model", "source_checkpoint", "optimized",
                "calibration"),
 }
@@ -149,6 +149,12 @@ class Meta(Mapping):
     def keras_version(self):
         """The version of Keras that wrote the source file, or ``None``."""
         return (self.source or {}).get("keras_version")
+
+    @property
+    def recipe(self):
+        """The training recipe the Keras file was compiled with (``optimizer``, ``loss``,
+        ``loss_weights`` as Keras saved them), or ``None``."""
+        return self._raw.get("recipe")
 
     @property
     def name_table(self):

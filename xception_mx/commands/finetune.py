@@ -1,15 +1,17 @@
 """``xception-finetune``: train a converted Xception on new data (``training.finetune``),
 then export its best epoch and score the export on the validation images as
 ``xception-evaluate`` would."""
+import argparse
+
 from xception_mx.commands.arguments import add_channel_padding
 from xception_mx.commands.runner import Parser, run
 from xception_mx.evaluation.report import write_files, write_report
 from xception_mx.evaluation.run import evaluate
 from xception_mx.training.export import EXPORT_NAME, export_best
 from xception_mx.training.finetune import PROG, run_finetune
-from xception_mx.training.optimizers import OPTIMIZER_NAMES
+from xception_mx.training.recipe.optimizers import OPTIMIZER_NAMES
+from xception_mx.training.recipe.resolve import LR_SCHEDULES, RECIPES, TRAINING_LOSSES
 from xception_mx.training.run_setup import PIPELINE_AUGMENTATION, config_from_args
-from xception_mx.training.train import SCHEDULES
 
 
 def build_parser():
@@ -48,34 +50,54 @@ def _run_arguments(p):
 
 
 def _optimizer_arguments(p):
-    """The optimizer and its settings (``training.optimizers``)."""
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="nag",
+    """The recipe: the optimizer and its settings (``training.recipe``); unset, each part
+    comes from the Keras file's recipe, else from this toolkit's defaults."""
+    p.add_argument("--recipe", choices=RECIPES, default="file",
+                   help="file: train with the optimizer, learning rate, schedule and loss the "
+                        "Keras file was compiled with (each flag below replaces its part); "
+                        "default: ignore it (nag, --lr 0.01, cosine decay, cross-entropy)")
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
                    help="MXNet's sgd, nag (Nesterov momentum SGD), adam; or Keras' SGD, Adam, "
-                        "AdamW with Keras' formulas, unset settings as Keras sets them "
-                        "(keras-sgd, keras-adam, keras-adamw; see docs/finetune.md, Training "
-                        "as in Keras)")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
-    p.add_argument("--momentum", type=float,
-                   help="for sgd and nag (default 0.9) and keras-sgd (default 0, Keras')")
-    p.add_argument("--nesterov", action="store_true", help="keras-sgd: Nesterov momentum")
+                        "AdamW, RMSprop, Nadam with Keras' formulas, unset settings as Keras "
+                        "sets them (keras-sgd ... keras-nadam; see docs/finetune.md, Training "
+                        "as in Keras); default: the file's, else nag")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the file's, its "
+                   "schedule scaled to this peak; else 0.01)")
+    p.add_argument("--momentum", type=float, help="for sgd and nag (default 0.9), keras-sgd "
+                   "and keras-rmsprop (default 0, Keras')")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                   help="keras-sgd: Nesterov momentum")
     p.add_argument("--wd", type=float, help="MXNet's weight decay (coupled L2: added to the "
                    "gradient) of sgd, nag and adam (default 1e-4)")
     p.add_argument("--weight-decay", type=float, help="Keras' decoupled weight decay of "
-                   "keras-sgd, keras-adam (default none) and keras-adamw (default 0.004): "
-                   "w -= lr * weight_decay * w before each step")
-    p.add_argument("--beta1", type=float, help="keras-adam(w)'s beta_1 (default 0.9)")
-    p.add_argument("--beta2", type=float, help="keras-adam(w)'s beta_2 (default 0.999)")
-    p.add_argument("--epsilon", type=float, help="keras-adam(w)'s epsilon (default 1e-7, "
-                   "Keras')")
+                   "Keras' optimizers (default none; keras-adamw 0.004): w -= lr * "
+                   "weight_decay * w before each step")
+    p.add_argument("--beta1", type=float, help="keras-adam(w), keras-nadam: beta_1 (0.9)")
+    p.add_argument("--beta2", type=float, help="keras-adam(w), keras-nadam: beta_2 (0.999)")
+    p.add_argument("--epsilon", type=float, help="keras-adam(w), keras-nadam, keras-rmsprop: "
+                   "epsilon (default 1e-7, Keras')")
+    p.add_argument("--rho", type=float, help="keras-rmsprop's rho (default 0.9)")
+    p.add_argument("--centered", action=argparse.BooleanOptionalAction,
+                   help="keras-rmsprop: centered")
+    for flag, what in (("--clipnorm", "each gradient to this L2 norm"),
+                       ("--global-clipnorm", "all gradients together to this L2 norm"),
+                       ("--clipvalue", "each gradient element to [-v, v]")):
+        p.add_argument(flag, type=float, help="Keras' optimizers: clip %s, as Keras' %s" % (
+            what, flag[2:].replace("-", "_")))
+    p.add_argument("--loss", choices=TRAINING_LOSSES, help="default: the file's, else "
+                   "sparse categorical cross-entropy on the logits")
+    p.add_argument("--label-smoothing", type=float, help="categorical cross-entropy toward "
+                   "y * (1 - s) + s / classes, as Keras' label_smoothing")
 
 
 def _schedule_arguments(p):
     """The learning-rate schedule."""
     p.add_argument("--warmup-epochs", type=float, default=0.0,
                    help="linear warmup from 0 to --lr over this many epochs")
-    p.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help="cosine: decay to 0 at the last epoch; step: times --lr-factor at "
-                        "each --lr-steps epoch")
+                        "each --lr-steps epoch; constant (default: the file's schedule, else "
+                        "cosine)")
     p.add_argument("--lr-steps", default="", help="epochs of the step decay, e.g. 30,60")
     p.add_argument("--lr-factor", type=float, default=0.1, help="step decay factor")
 
@@ -141,7 +163,7 @@ def evaluate_export(run):
 def export(run):
     """The best epoch as ``OUT/model``, scored on the validation images when there are any."""
     export_best(run.run_dir, run.best["epoch"], run.num_classes, run.config, run.data.classes,
-                run.history, run.export_spec, run.frozen, run.source)
+                run.history, run.export_spec, run.frozen, run.source, run.recipe)
     if run.data.val_set is None:
         return
     report = evaluate_export(run)

@@ -15,6 +15,7 @@ from xception_mx.model.own_model import network_symbol
 from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
 
 from . import layouts
+from .compile_config import compiled_recipe
 from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
@@ -235,7 +236,7 @@ def checkpoint_meta(conversion, epoch):
         input=input_convention(conversion.net.input_size, getattr(conversion.net, "spec", None),
                                conversion.net.config()["channels"]),
         name_table=as_records(conversion.rows, conversion.match.file_names),
-        frozen_layers=conversion.frozen)
+        frozen_layers=conversion.frozen, recipe=compiled_recipe(source))
 
 
 def saved_frozen(path, config, rows, match):

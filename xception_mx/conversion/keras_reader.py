@@ -66,7 +66,8 @@ the nested model it sits in (``None`` at the top level)."""
 
 KerasFile = collections.namedtuple("KerasFile", "path format attrs layers")
 KerasFile.__doc__ = """A read Keras file: path, format, attributes
-(``keras_version``, ``backend``) and its weighted ``FileLayer``s in file order."""
+(``keras_version``, ``backend``; a whole model's ``model_config`` and ``training_config``, as
+JSON text) and its weighted ``FileLayer``s in file order."""
 
 
 def _text(value):
@@ -213,13 +214,20 @@ def read_h5(path, handle, archive_attrs=None):
             root, fmt, attrs = f, KERAS3_WEIGHTS, {}
         if archive_attrs is not None:
             fmt, attrs = KERAS_ARCHIVE, archive_attrs
-        if fmt == LEGACY_MODEL and "model_config" in f.attrs:
-            attrs["model_config"] = _text(f.attrs["model_config"])
+        if fmt == LEGACY_MODEL:
+            attrs.update(_config_attrs(f))
         if fmt in (LEGACY_MODEL, LEGACY_WEIGHTS):
             layers = _read_legacy_layers(path, root)
         else:
             layers = _read_keras3_layers(path, root)
     return KerasFile(path, fmt, attrs, layers)
+
+
+def _config_attrs(f):
+    """A full-model HDF5 file's architecture (``model_config``) and compile config
+    (``training_config``), as JSON text."""
+    return {key: _text(f.attrs[key]) for key in ("model_config", "training_config")
+            if key in f.attrs}
 
 
 def _read_member(path, archive, name, limit):
@@ -269,8 +277,7 @@ def _read_h5_attrs(path):
         attrs = _root_attrs(f)
         if "model_weights" in f and isinstance(f["model_weights"], h5py.Group):
             attrs.update(_root_attrs(f["model_weights"]))
-        if "model_config" in f.attrs:
-            attrs["model_config"] = _text(f.attrs["model_config"])
+        attrs.update(_config_attrs(f))
     return KerasFile(path, LEGACY_MODEL if "model_config" in attrs else None, attrs, [])
 
 

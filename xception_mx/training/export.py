@@ -20,12 +20,13 @@ def model_input_shape(config):
 
 
 def export_best(run_dir, epoch, num_classes, config, classes, history, own_model_spec=None,
-                frozen=(), source=None):
+                frozen=(), source=None, recipe=None):
     """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
     ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
     with a softmax, or the own model with its own output; ``frozen``: the run's frozen
     layers, recorded so that a run from the export keeps them; ``source``: the Keras file the
-    pretrained checkpoint came from (its version decides how a next run trains)."""
+    pretrained checkpoint came from (its version decides how a next run trains), ``recipe``:
+    the recipe it was compiled with (a next run trains with it too)."""
     size = tuple(config["input_shape"])
     if own_model_spec:
         net = OwnModelNet(own_model_spec, input_shape=size)
@@ -43,7 +44,8 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, own_model
     meta = build_meta(FINETUNE, model=net.config(), epoch=0, trained_epoch=epoch,
                       metrics=history[epoch], classes=classes,
                       input=input_convention(size, own_model_spec, net.config()["channels"]),
-                      training=config, frozen_layers=list(frozen), source=source or None)
+                      training=config, frozen_layers=list(frozen), source=source or None,
+                      recipe=recipe or None)
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)
     return prefix

@@ -10,8 +10,6 @@ and writes checkpoints.
 import os
 import time
 
-from mxnet import gluon
-
 from xception_mx.checkpoint.meta import Meta
 from xception_mx.checkpoint.reading import read_meta
 from xception_mx.errors import make_sure
@@ -24,7 +22,9 @@ from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_c
 from xception_mx.training.export import model_input_shape
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
-from xception_mx.training.optimizers import run_optimizer
+from xception_mx.training.recipe.losses import loss_block
+from xception_mx.training.recipe.optimizers import run_optimizer
+from xception_mx.training.recipe.resolve import run_loss
 from xception_mx.training.own_model_training import (base_called_in_inference,
                                                      build_own_model_network,
                                                      pretrained_own_model_spec,
@@ -47,7 +47,7 @@ class Run:
     ranks, ``run_dir``, ``resumed``), the data (``data``, ``num_classes``, ``own_spec``: the
     own model's spec or ``None``), the network (``net``, ``shapes``, ``block``,
     ``export_spec``), the training (``trainer``, ``loss_fn``, ``frozen``,
-    ``frozen_params``, ``keras2``, ``source``) and its progress (``history``, ``best``,
+    ``frozen_params``, ``keras2``, ``source``, ``recipe``) and its progress (``history``, ``best``,
     ``start_epoch``, ``finished``)."""
 
     def __init__(self, config, log):
@@ -149,9 +149,11 @@ def make_training(run):
     """The loss, Keras 2's BatchNorm statistics, the frozen layers and the trainer (its
     states from the resumed epoch)."""
     config = run.config
-    run.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    run.loss_fn = loss_block(run_loss(config), run.num_classes)
+    if config.get("recipe_line"):
+        run.log("%s: %s" % (PROG, config["recipe_line"]))
     meta = read_meta(config["pretrained"]) if config["pretrained"] else Meta()
-    run.source = meta.source
+    run.source, run.recipe = meta.source, meta.recipe
     run.keras2 = Keras2Variance(run.net) if written_by_keras2(meta) else None
     if run.keras2:
         run.log("%s: Keras 2 wrote the model: %d BatchNorm layers average the Bessel-corrected "
@@ -250,7 +252,7 @@ def train_epoch(run, epoch, phase):
     for i, (x, y) in enumerate(bar):
         lr = learning_rate(epoch * steps_per_epoch + i, steps_per_epoch, config["epochs"],
                            config["lr"], config["warmup_epochs"], config["lr_schedule"],
-                           config["lr_steps"], config["lr_factor"])
+                           config["lr_steps"], config["lr_factor"], config.get("keras_schedule"))
         run.trainer.set_learning_rate(lr)
         seed_step(config["seed"], epoch, i, run.contexts, run.rank)
         losses, outputs = train_step(run.net, run.trainer, run.loss_fn, x, y, run.contexts,

@@ -159,17 +159,28 @@ def _fault_pause(epoch):
 
 SETTINGS_BEFORE_THEY_WERE_RECORDED = {     # a run of 0.2.0 resumes
     "channels": 3, "nesterov": False, "weight_decay": None, "beta1": None, "beta2": None,
-    "epsilon": None, "trainable_from": None, "pipeline_augmentation": "auto"}
+    "epsilon": None, "trainable_from": None, "pipeline_augmentation": "auto",
+    # 0.3.0: the file's recipe, with a run from a checkpoint that records none
+    "recipe": "file", "keras_schedule": None, "label_smoothing": None, "rho": None,
+    "centered": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+    "loss": {"class_name": "SparseCategoricalCrossentropy", "label_smoothing": 0.0}}
+UNSET_IS_FALSE = ("nesterov", "centered")      # --no-nesterov: recorded False, unset None
+NOT_COMPARED = ("recipe_line",)
+
+
+def _setting(config, key):
+    value = config.get(key)
+    return False if key in UNSET_IS_FALSE and value is None else value
 
 
 def check_resumable_config(saved, current,
                            ignore=("epochs", "resume", "workers", "out", "stop_after",
-                                   "channel_padding")):
+                                   "channel_padding") + NOT_COMPARED):
     """Resuming needs the same settings but for the number of epochs and the like
     (checkpoints hold Keras' shapes: a run resumes padded or not)."""
     saved = dict(SETTINGS_BEFORE_THEY_WERE_RECORDED, **saved)
     differing = sorted(k for k in set(saved) | set(current)
-                       if k not in ignore and saved.get(k) != current.get(k))
+                       if k not in ignore and _setting(saved, k) != _setting(current, k))
     if differing:
         key = differing[0]
         raise InputError("--resume: the run in this folder used %s=%r, now %r (%d settings "

@@ -10,9 +10,10 @@ from xception_mx.checkpoint.meta import Meta
 from xception_mx.checkpoint.reading import check_finite, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
-from xception_mx.model.own_model import branches
+from xception_mx.model.own_model import branches, output_kind
 from xception_mx.training.frozen import frozen_layers
-from xception_mx.training.optimizers import run_optimizer
+from xception_mx.training.recipe.file_recipe import read_recipe
+from xception_mx.training.recipe.resolve import resolve_recipe
 from xception_mx.model.own_model_inputs import base_input_size, check_model_input
 from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
 from xception_mx.images.sources import open_source, split_indices
@@ -59,7 +60,10 @@ def config_from_args(args):
     meta = read_meta(args.pretrained) if args.pretrained else Meta()
     config["input_shape"] = list(args.input_shape or meta.input_size())
     config["channels"] = meta.channels      # images decode to as many
-    config.update(run_optimizer(config).settings)      # recorded with every checkpoint
+    recipe = read_recipe(meta.recipe, "--pretrained %s (the Keras file's compile config)"
+                         % args.pretrained, head_output(meta), meta.keras_version) \
+        if meta.recipe else None
+    config["recipe_line"] = resolve_recipe(config, recipe)     # recorded with every checkpoint
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:
@@ -67,6 +71,14 @@ def config_from_args(args):
                          % args.lr_steps)
     return config
 
+
+
+def head_output(meta):
+    """What the pretrained model outputs: ``probabilities`` (a softmax) or ``logits``..."""
+    if meta.is_own_model:
+        return output_kind(meta.own_model_spec)
+    return "probabilities" if meta.model.get("classifier_activation", "softmax") == "softmax" \
+        else "logits"
 
 
 def check_config(config):

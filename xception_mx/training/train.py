@@ -32,19 +32,23 @@ from xception_mx.errors import make_sure
 from xception_mx.model.xception import HEAD_PREFIX, Xception
 from xception_mx.progress import progress
 from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
-from xception_mx.training.optimizers import trainer_arguments
+from xception_mx.training.recipe import keras_optimizers
+from xception_mx.training.recipe.optimizers import trainer_arguments
+from xception_mx.training.recipe.schedules import learning_rate_at
 from xception_mx.training.padded_training import padded_network
 
-SCHEDULES = ("cosine", "step")
-
-
 def learning_rate(step, steps_per_epoch, epochs, base_lr, warmup_epochs=0.0,
-                  schedule="cosine", step_epochs=(), step_factor=0.1):
+                  schedule="cosine", step_epochs=(), step_factor=0.1, keras_schedule=None):
     """The learning rate at global ``step``: linear warmup, then cosine decay to
-    0 or a step decay at ``step_epochs``."""
+    0, a step decay at ``step_epochs``, or ``constant``; ``keras``: ``keras_schedule``'s, a
+    Keras schedule (``recipe.schedules``) of the optimizer's step count, as Keras steps it."""
+    if schedule == "keras":
+        return learning_rate_at(keras_schedule, step)
     epoch = step / float(steps_per_epoch)
     if warmup_epochs > 0 and epoch < warmup_epochs:
         return base_lr * (step + 1) / (warmup_epochs * steps_per_epoch)
+    if schedule == "constant":
+        return base_lr
     if schedule == "cosine":
         span = max(epochs - warmup_epochs, 1e-12)
         progress = min(max((epoch - warmup_epochs) / span, 0.0), 1.0)
@@ -130,6 +134,7 @@ def make_trainer(params, optimizer, kvstore, amp=False):
     that ``lr`` means what it means on a parameter server.
 
     ``optimizer``: an ``optimizers.Optimizer`` (``resolve_optimizer``)."""
+    global_norm = bool(optimizer.settings.get("global_clipnorm"))
     optimizer, options = trainer_arguments(optimizer)
     if kvstore == HOROVOD:
         hvd = import_horovod()
@@ -140,7 +145,7 @@ def make_trainer(params, optimizer, kvstore, amp=False):
         # did), so that no rank loads states or starts a step while they are in flight
         mx.nd.waitall()
         return trainer
-    local_update = amp or is_distributed(kvstore)
+    local_update = amp or is_distributed(kvstore) or global_norm    # see keras_optimizers.step
     trainer = gluon.Trainer(params, optimizer, options, kvstore=kvstore,
                             update_on_kvstore=False if local_update else None)
     if is_distributed(kvstore):
@@ -190,7 +195,7 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
         after_backward()
     if shapes:
         shapes.mask_gradients(net)
-    trainer.step(data.shape[0])
+    keras_optimizers.step(trainer, data.shape[0])
     return (np.concatenate([l.astype("float32").asnumpy() for l in losses]),
             np.concatenate([o.astype("float32").asnumpy() for o in outputs]))
 

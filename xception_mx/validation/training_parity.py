@@ -19,7 +19,7 @@ from xception_mx.serving.loading import symbol_block
 from xception_mx.training.keras2_statistics import (Keras2Variance, bessel_corrected,
                                                     written_by_keras2)
 from xception_mx.images.sources import scan_image_folder
-from xception_mx.training.optimizers import SETTING_OF_KERAS, resolve_optimizer
+from xception_mx.training.recipe.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.train import (build_network, forward_backward, make_trainer,
                                         trainable_params)

@@ -15,27 +15,36 @@ MXNET_DEFAULTS = {"momentum": 0.9, "wd": 1e-4}
 SGD_FLAGS = (("--momentum", "momentum", "momentum"), ("--nesterov", "nesterov", "nesterov"))
 ADAM_FLAGS = (("--beta1", "beta1", "beta_1"), ("--beta2", "beta2", "beta_2"),
               ("--epsilon", "epsilon", "epsilon"))
-WEIGHT_DECAY_FLAG = ("--weight-decay", "weight_decay", "weight_decay")
-SETTINGS = ("momentum", "nesterov", "wd", "weight_decay", "beta1", "beta2", "epsilon")
+RMSPROP_FLAGS = (("--rho", "rho", "rho"), ("--momentum", "momentum", "momentum"),
+                 ("--epsilon", "epsilon", "epsilon"), ("--centered", "centered", "centered"))
+COMMON_FLAGS = (("--weight-decay", "weight_decay", "weight_decay"),
+                ("--clipnorm", "clipnorm", "clipnorm"),
+                ("--global-clipnorm", "global_clipnorm", "global_clipnorm"),
+                ("--clipvalue", "clipvalue", "clipvalue"))
+CLIP_SETTINGS = ("clipnorm", "global_clipnorm", "clipvalue")
+FAMILY = {"keras-sgd": SGD_FLAGS, "keras-adam": ADAM_FLAGS, "keras-adamw": ADAM_FLAGS,
+          "keras-nadam": ADAM_FLAGS, "keras-rmsprop": RMSPROP_FLAGS}
+KERAS_FLAGS = tuple(dict.fromkeys(SGD_FLAGS + ADAM_FLAGS + RMSPROP_FLAGS + COMMON_FLAGS))
+SETTINGS = ("wd",) + tuple(key for _, key, _ in KERAS_FLAGS)
 # Keras' argument name -> the setting's name here (beta_1 -> beta1 ...)
-SETTING_OF_KERAS = {keras: key for _, key, keras in SGD_FLAGS + ADAM_FLAGS +
-                    (WEIGHT_DECAY_FLAG,)}
+SETTING_OF_KERAS = {keras: key for _, key, keras in KERAS_FLAGS}
+KERAS_NAMES = "keras-sgd, keras-adam, keras-adamw, keras-rmsprop, keras-nadam"
 
 Optimizer = collections.namedtuple("Optimizer", "name lr settings")
 Optimizer.__doc__ = """An optimizer as a run resolved it: ``name`` (MXNet's ``sgd``, ``nag``,
-``adam``, or Keras' ``keras-sgd``, ``keras-adam``, ``keras-adamw``), the peak learning rate
-``lr``, and ``settings``: each value the run's configuration records for it (``momentum``
-and coupled ``wd`` for MXNet's; the family's own settings, decoupled ``weight_decay`` and
-``wd`` 0 for Keras')."""
-
-
-def _keras_family(name):
-    return SGD_FLAGS if name == "keras-sgd" else ADAM_FLAGS
+``adam``, or Keras' ``keras-sgd``, ``keras-adam``, ``keras-adamw``, ``keras-rmsprop``,
+``keras-nadam``), the peak learning rate ``lr``, and ``settings``: each value the run's
+configuration records for it (``momentum`` and coupled ``wd`` for MXNet's; the family's own
+settings, decoupled ``weight_decay``, the clipping and ``wd`` 0 for Keras')."""
 
 
 def _refuse(stray, text):
     if stray:
         raise InputError(text % stray[0])
+
+
+def _keras_flags(name):
+    return FAMILY[name] + COMMON_FLAGS
 
 
 def resolve_optimizer(name, lr, given=None):
@@ -44,19 +53,24 @@ def resolve_optimizer(name, lr, given=None):
     optimizer's defaults); a flag the optimizer does not take is refused in one line."""
     given = {key: (given or {}).get(key) for key in SETTINGS}
     if name not in KERAS_OPTIMIZERS:
-        _refuse([flag for flag, key, _ in (WEIGHT_DECAY_FLAG,) + SGD_FLAGS[1:] + ADAM_FLAGS
-                 if given[key]], "%%s applies to Keras' optimizers (keras-sgd, keras-adam, "
-                "keras-adamw), not to --optimizer %s" % name)
+        _refuse([flag for flag, key, _ in KERAS_FLAGS if key != "momentum" and
+                 given[key] not in (None, False)], "%%s applies to Keras' optimizers (%s), "
+                "not to --optimizer %s" % (KERAS_NAMES, name))
         return Optimizer(name, lr, {key: default if given[key] is None else given[key]
                                     for key, default in MXNET_DEFAULTS.items()})
     _refuse(["--wd"] if given["wd"] else [], "%s is MXNet's coupled weight decay; Keras' "
             "optimizers take --weight-decay (decoupled), as Keras does")
-    other = ADAM_FLAGS if name == "keras-sgd" else SGD_FLAGS
-    _refuse([flag for flag, key, _ in other if given[key]],
-            "%%s does not apply to --optimizer %s" % name)
+    own = _keras_flags(name)
+    own_flags = {flag for flag, _, _ in own}
+    _refuse([flag for flag, key, _ in KERAS_FLAGS if flag not in own_flags and
+             given[key] not in (None, False)], "%%s does not apply to --optimizer %s" % name)
+    clipping = [flag for flag, key, _ in COMMON_FLAGS if key in CLIP_SETTINGS and given[key]]
+    if len(clipping) > 1:
+        raise InputError("%s and %s exclude each other: Keras clips by one of clipnorm, "
+                         "global_clipnorm, clipvalue" % tuple(clipping[:2]))
     defaults = KERAS_DEFAULTS[name]
     settings = {key: defaults[keras] if given[key] is None else given[key]
-                for _, key, keras in _keras_family(name) + (WEIGHT_DECAY_FLAG,)}
+                for _, key, keras in own}
     return Optimizer(name, lr, dict(settings, wd=0.0))
 
 
@@ -64,8 +78,7 @@ def keras_arguments(optimizer):
     """The Keras constructor arguments of a Keras optimizer (``None`` for MXNet's)."""
     if optimizer.name not in KERAS_OPTIMIZERS:
         return None
-    return {keras: optimizer.settings[key]
-            for _, key, keras in _keras_family(optimizer.name) + (WEIGHT_DECAY_FLAG,)}
+    return {keras: optimizer.settings[key] for _, key, keras in _keras_flags(optimizer.name)}
 
 
 def trainer_arguments(optimizer):

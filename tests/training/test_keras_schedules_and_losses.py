@@ -75,3 +75,28 @@ def test_each_loss_is_keras_per_sample_loss_on_the_logits(cls, arguments, softma
     atol = 32 * np.finfo(np.float32).eps * np.abs(logits).max()
     np.testing.assert_allclose(np.asarray(theirs), exact, rtol=0, atol=atol)
     np.testing.assert_allclose(ours, exact, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("keras_version", ["keras3", "tf-keras"])
+@pytest.mark.parametrize("arguments, sigmoid", [({"from_logits": True}, False),
+                                                ({"label_smoothing": 0.2}, True)])
+def test_binary_crossentropy_is_keras_on_the_logit(arguments, sigmoid, keras_version):
+    """A binary head's loss on its one logit (a sigmoid head's: Keras takes the logit)."""
+    import tensorflow as tf
+    keras = import_keras() if keras_version == "keras3" else own_models.import_tf_keras()
+    rng = np.random.RandomState(1)
+    logits = rng.normal(0, 3, (8, 1)).astype(np.float32)
+    labels = rng.randint(0, 2, 8)
+    output = keras.layers.Activation("sigmoid")(tf.constant(logits)) if sigmoid else logits
+    theirs = keras.losses.BinaryCrossentropy(
+        reduction=None if keras_version == "keras3" else "none", **arguments)(
+        labels.reshape(-1, 1).astype(np.float32), output)
+    ours = loss_block(Loss("BinaryCrossentropy", arguments.get("label_smoothing", 0.0)), 2)(
+        mx.nd.array(logits), mx.nd.array(labels)).asnumpy()
+    x = logits[:, 0].astype(np.float64)
+    smoothing = arguments.get("label_smoothing", 0.0)
+    y = labels * (1 - smoothing) + smoothing / 2
+    exact = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    atol = 32 * np.finfo(np.float32).eps * np.abs(logits).max()
+    np.testing.assert_allclose(np.asarray(theirs), exact, rtol=0, atol=atol)
+    np.testing.assert_allclose(ours, exact, rtol=0, atol=atol)

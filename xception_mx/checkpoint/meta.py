@@ -17,9 +17,9 @@ QUANTIZE = "xception-mx xception-quantize"
 # The fields each writer records, in their order in the file (json.dump keeps it).
 FIELDS = {
     KERAS2MXNET: ("producer", "source", "model", "epoch", "input", "name_table",
-                  "frozen_layers", "recipe"),
+                  "frozen_layers", "batchnorm", "regularizers", "recipe"),
     FINETUNE: ("producer", "model", "epoch", "trained_epoch", "metrics", "classes", "input",
-               "training", "frozen_layers", "source", "recipe"),
+               "training", "frozen_layers", "batchnorm", "regularizers", "source", "recipe"),
     QUANTIZE: ("producer", "precision", "model", "source_checkpoint", "optimized",
                "calibration"),
 }
@@ -149,6 +149,18 @@ class Meta(Mapping):
     def keras_version(self):
         """The version of Keras that wrote the source file, or ``None``."""
         return (self.source or {}).get("keras_version")
+
+    @property
+    def batchnorm(self):
+        """``{Keras layer: {"momentum", "epsilon"}}`` of the BatchNorm layers whose settings
+        are not Keras' defaults (empty where the meta names none)."""
+        return dict(self._raw.get("batchnorm") or {})
+
+    @property
+    def regularizers(self):
+        """``{Keras layer: {"kernel_regularizer": {"class_name", "config"}, ...}}`` as the file
+        saved them (empty where the meta names none)."""
+        return dict(self._raw.get("regularizers") or {})
 
     @property
     def recipe(self):

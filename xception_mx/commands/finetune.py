@@ -84,6 +84,9 @@ def _optimizer_arguments(p):
                        ("--clipvalue", "each gradient element to [-v, v]")):
         p.add_argument(flag, type=float, help="Keras' optimizers: clip %s, as Keras' %s" % (
             what, flag[2:].replace("-", "_")))
+    p.add_argument("--regularizers", choices=("file", "none"), default="file",
+                   help="file: the Keras file's kernel, bias, depthwise, pointwise and activity "
+                        "regularizers add to the loss as in Keras; none: they do not")
     p.add_argument("--loss", choices=TRAINING_LOSSES, help="default: the file's, else "
                    "sparse categorical cross-entropy on the logits")
     p.add_argument("--label-smoothing", type=float, help="categorical cross-entropy toward "
@@ -163,7 +166,8 @@ def evaluate_export(run):
 def export(run):
     """The best epoch as ``OUT/model``, scored on the validation images when there are any."""
     export_best(run.run_dir, run.best["epoch"], run.num_classes, run.config, run.data.classes,
-                run.history, run.export_spec, run.frozen, run.source, run.recipe)
+                run.history, run.export_spec, run.frozen, run.source, run.recipe,
+                run.batchnorm, run.regularizers)
     if run.data.val_set is None:
         return
     report = evaluate_export(run)

@@ -12,7 +12,8 @@ from xception_mx.checkpoint.meta import KERAS2MXNET, build_meta
 from xception_mx.errors import mxnet_error_text
 from xception_mx.images.convention import input_convention
 from xception_mx.model.own_model import network_symbol
-from xception_mx.model.xception import DEFAULT_INPUT_SIZE, Xception, check_input_shape
+from xception_mx.model.xception import (DEFAULT_INPUT_SIZE, Xception, check_input_shape,
+                                        set_batchnorm)
 
 from . import layouts
 from .compile_config import compiled_recipe
@@ -20,8 +21,8 @@ from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux, keras_layers
-from .own_model.keras_config import (custom_layers, frozen_layers, is_plain_xception,
-                                   model_config)
+from .own_model.keras_config import (batchnorm_settings, custom_layers, frozen_layers,
+                                     is_plain_xception, layer_regularizers, model_config)
 from .own_model.layers import SUPPORTED_TEXT
 from .own_model.weights import convert_own_model, fill_missing_bn
 
@@ -30,7 +31,8 @@ STANDARD_FILES = ("xception_weights_tf_dim_ordering_tf_kernels.h5",
 MODELS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 
 Conversion = collections.namedtuple(
-    "Conversion", "net symbol arg_params aux_params rows match source warnings frozen")
+    "Conversion", "net symbol arg_params aux_params rows match source warnings frozen "
+    "batchnorm regularizers")
 
 
 def keras_models_dir():
@@ -157,10 +159,14 @@ def convert(weights_path, input_shape=None, classifier_activation="softmax",
     warnings = non_finite_weights(weights_path, match, strict)
     arg_params, aux_params = build_params(rows, match.arrays)
     fill_missing_bn(net, arg_params)
+    batchnorm = saved_batchnorm(weights_path, config, rows, match) if config else {}
+    set_batchnorm(net, batchnorm)
     symbol = _graph_checked(weights_path, net, arg_params, aux_params)
     frozen = saved_frozen(weights_path, config, rows, match) if config is not None else []
+    regularizers = by_table_layer(_guarded(weights_path, layer_regularizers, config), rows,
+                                  match) if config else {}
     return Conversion(net, symbol, arg_params, aux_params, rows, match, keras_file, warnings,
-                      frozen)
+                      frozen, batchnorm, regularizers)
 
 
 WEIGHTS_ONLY_HINT = ("; the file holds weights only, without the model's architecture, so a "
@@ -236,7 +242,9 @@ def checkpoint_meta(conversion, epoch):
         input=input_convention(conversion.net.input_size, getattr(conversion.net, "spec", None),
                                conversion.net.config()["channels"]),
         name_table=as_records(conversion.rows, conversion.match.file_names),
-        frozen_layers=conversion.frozen, recipe=compiled_recipe(source))
+        frozen_layers=conversion.frozen, batchnorm=conversion.batchnorm or None,
+        regularizers=conversion.regularizers or None,
+        recipe=compiled_recipe(source))
 
 
 def saved_frozen(path, config, rows, match):
@@ -245,6 +253,18 @@ def saved_frozen(path, config, rows, match):
     frozen = _guarded(path, frozen_layers, config)
     return sorted({row.keras_layer for row in rows
                    if match.file_names.get(row.keras_layer, row.keras_layer) in frozen})
+
+
+def by_table_layer(found, rows, match):
+    """``found`` (``{file layer: value}``) keyed by the name table's layers instead."""
+    return {row.keras_layer: found[match.file_names.get(row.keras_layer, row.keras_layer)]
+            for row in rows if match.file_names.get(row.keras_layer, row.keras_layer) in found}
+
+
+def saved_batchnorm(path, config, rows, match):
+    """``{name-table layer: {"momentum", "epsilon"}}`` of the BatchNorm layers whose settings
+    in the file are not Keras' defaults: the network computes and trains with them."""
+    return by_table_layer(_guarded(path, batchnorm_settings, config), rows, match)
 
 
 def convert_file(weights_path, prefix, epoch=0, force=False, **options):

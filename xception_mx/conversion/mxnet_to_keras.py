@@ -55,6 +55,7 @@ def fill_xception(model, weights, prefix):
               "match Keras' Xception", prefix)
     for keras_name, canonical in names.items():
         model.get_layer(keras_name).set_weights(weights[canonical])
+    return model
 
 
 def keras_model(prefix, epoch=0):
@@ -65,8 +66,11 @@ def keras_model(prefix, epoch=0):
     if meta.is_own_model:
         spec = meta.own_model_spec
         base = xception_weights(params, False, None, where, meta.channels)
-        return build_keras_own_model(spec, params, where,
-                                    lambda model: fill_xception(model, base, prefix))
+        model = build_keras_own_model(spec, params, where, lambda model: _as_saved(
+            fill_xception(model, base, prefix), meta))
+        head = {layer["name"] for layer in spec["head"]}
+        return keras_side.set_keras_regularizers(model, {
+            k: v for k, v in meta.regularizers.items() if k in head}, canonical=False)
     head = params.get("predictions_weight")
     include_top = head is not None
     classes = int(head.shape[0]) if include_top else None
@@ -74,8 +78,13 @@ def keras_model(prefix, epoch=0):
     pooling = None if include_top else meta.pooling
     model = keras_side.keras_xception(include_top, classes or 1000, pooling, None,
                                       meta.input_size(), meta.channels)
-    fill_xception(model, weights, prefix)
-    return model
+    return _as_saved(fill_xception(model, weights, prefix), meta)
+
+
+def _as_saved(xception, meta):
+    """Keras' Xception with the file's BatchNorm settings and regularizers."""
+    keras_side.set_keras_batchnorm(xception, meta.batchnorm)
+    return keras_side.set_keras_regularizers(xception, meta.regularizers)
 
 
 def row_kind(rows, layer):

@@ -17,7 +17,8 @@ def keras_scorer(keras_path, prefix, meta, input_size, classes, batch_size):
         model, _ = keras_side.as_converted(keras_side.load_own_model(keras_path), input_size)
     else:
         model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None,
-                                                input_size, meta.channels)
+                                                input_size, meta.channels,
+                                                batchnorm=meta.batchnorm)
     return lambda x: np.asarray(keras_side.keras_predict(model, x, batch_size), np.float64)
 
 

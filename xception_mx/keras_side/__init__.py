@@ -8,6 +8,6 @@ from .loading import (FORMATS, SUFFIX, import_keras, keras_xception, load_keras_
                       load_keras_reference, load_own_model, load_user_model, save_keras,
                       written_by_keras2)
 from .pairing import (canonical_names, layer_pairs, probe_model, own_model_probe,  # noqa
-                      xception_probe)
+                      set_keras_batchnorm, set_keras_regularizers, xception_probe)
 from .rebuild import as_converted, replace_policies  # noqa
 from .running import keras_predict  # noqa

@@ -127,17 +127,19 @@ def load_own_model(keras_path):
 
 
 def load_keras_reference(keras_path, prefix, include_top, classes, pooling, input_size,
-                         channels=3, keras=None):
+                         channels=3, keras=None, batchnorm=None):
     """The Keras model, loaded by Keras' own loader (``keras``: which Keras, default 3), with
-    logits output."""
+    logits output, its BatchNorm layers as ``batchnorm`` (the checkpoint meta's) sets them."""
     if not os.path.isfile(keras_path):
         raise InputError("%s: %s" % (keras_path, "a folder; expected a Keras file (.h5, "
                                      ".weights.h5 or .keras)" if os.path.isdir(keras_path)
                                      else "no such Keras weights file"))
     try:
-        return load_keras_model(keras_path, include_top, classes or 1000, pooling,
-                                           None, input_size, channels, keras)
+        model = load_keras_model(keras_path, include_top, classes or 1000, pooling, None,
+                                 input_size, channels, keras)
     except (ValueError, OSError, KeyError, TypeError) as exc:
         raise InputError("%s: Keras cannot load it into Xception(include_top=%s, classes=%s) as "
                          "the checkpoint %s is: %s" % (keras_path, include_top, classes, prefix,
                                                        str(exc).strip().splitlines()[0][:300]))
+    from .pairing import set_keras_batchnorm
+    return set_keras_batchnorm(model, batchnorm)

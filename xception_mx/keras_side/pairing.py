@@ -135,3 +135,34 @@ def canonical_names(keras_model, only=None):
             base = output.replace("_pointwise_fwd_output", "").replace("_fwd_output", "")
             names[keras_name] = base
     return names
+
+
+def set_keras_batchnorm(keras_model, settings):
+    """Give a Keras Xception's BatchNorm layers the momentum and epsilon ``settings`` names
+    (``{canonical layer: {"momentum", "epsilon"}}``, a checkpoint meta's ``batchnorm``), as
+    the file they came from had them.  Returns ``keras_model``."""
+    if not settings:
+        return keras_model
+    canonical = canonical_names(keras_model)
+    for layer in keras_model.layers:
+        setting = settings.get(canonical.get(layer.name, layer.name))
+        if setting and type(layer).__name__ == "BatchNormalization":
+            layer.momentum, layer.epsilon = setting["momentum"], setting["epsilon"]
+    return keras_model
+
+
+def set_keras_regularizers(keras_model, regularizers, canonical=True):
+    """Give ``keras_model``'s layers the regularizers ``regularizers`` names (``{layer:
+    {"kernel_regularizer": {"class_name", "config"}, ...}}``, a checkpoint meta's), by their
+    canonical names (an Xception) or their own (``canonical=False``), so that the model
+    saved holds them as the file it came from did.  Returns ``keras_model``."""
+    if not regularizers:
+        return keras_model
+    from .loading import import_keras
+    keras = import_keras()
+    names = canonical_names(keras_model) if canonical else {}
+    for layer in keras_model.layers:
+        for key, entry in regularizers.get(names.get(layer.name, layer.name), {}).items():
+            setattr(layer, key, keras.regularizers.get(
+                {"class_name": entry["class_name"], "config": entry["config"]}))
+    return keras_model

@@ -119,6 +119,18 @@ def batchnorm_blocks(net, layers=None):
     return found
 
 
+def set_batchnorm(net, settings):
+    """Give the BatchNorm layers ``settings`` names (``{Keras layer: {"momentum": m,
+    "epsilon": e}}``, a file's own values where they differ from Keras' defaults) their
+    momentum and epsilon, from the next forward pass or symbol of ``net`` (before it is
+    hybridized).  Returns ``net``."""
+    for block in batchnorm_blocks(net, settings or {}):
+        setting = settings[block.prefix[:-1]]
+        block._kwargs["momentum"] = float(setting["momentum"])
+        block._kwargs["eps"] = float(setting["epsilon"])
+    return net
+
+
 def relu(prefix):
     return nn.Activation("relu", prefix=prefix)
 

@@ -9,7 +9,7 @@ from xception_mx.checkpoint.labels import labels_path
 from xception_mx.checkpoint.meta import FINETUNE, build_meta
 from xception_mx.images.convention import input_convention
 from xception_mx.model.own_model import OwnModelNet, network_symbol
-from xception_mx.model.xception import Xception
+from xception_mx.model.xception import Xception, set_batchnorm
 
 EXPORT_NAME = "model"
 
@@ -20,19 +20,22 @@ def model_input_shape(config):
 
 
 def export_best(run_dir, epoch, num_classes, config, classes, history, own_model_spec=None,
-                frozen=(), source=None, recipe=None):
+                frozen=(), source=None, recipe=None, batchnorm=None, regularizers=None):
     """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
     ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
     with a softmax, or the own model with its own output; ``frozen``: the run's frozen
     layers, recorded so that a run from the export keeps them; ``source``: the Keras file the
     pretrained checkpoint came from (its version decides how a next run trains), ``recipe``:
-    the recipe it was compiled with (a next run trains with it too)."""
+    the recipe it was compiled with (a next run trains with it too); ``batchnorm``: the
+    BatchNorm settings of the file (``model.xception.set_batchnorm``); ``regularizers``: its
+    regularizers (kept for a next run and for mxnet2keras)."""
     size = tuple(config["input_shape"])
     if own_model_spec:
         net = OwnModelNet(own_model_spec, input_shape=size)
     else:
         net = Xception(classes=num_classes, classifier_activation="softmax",
                        input_shape=model_input_shape(config))
+    set_batchnorm(net, batchnorm)
     params = net.collect_params()
     params.load(run_dir.epoch_file(epoch, "params"), ctx=mx.cpu())
     arg_params, aux_params = {}, {}
@@ -45,6 +48,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, own_model
                       metrics=history[epoch], classes=classes,
                       input=input_convention(size, own_model_spec, net.config()["channels"]),
                       training=config, frozen_layers=list(frozen), source=source or None,
+                      batchnorm=batchnorm or None, regularizers=regularizers or None,
                       recipe=recipe or None)
     write_text(labels_path(prefix), "\n".join(classes) + "\n")
     write_checkpoint(prefix, symbol, arg_params, aux_params, meta, force=True)

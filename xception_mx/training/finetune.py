@@ -24,6 +24,7 @@ from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.training.recipe.losses import loss_block
 from xception_mx.training.recipe.optimizers import run_optimizer
+from xception_mx.training.recipe.regularization import Regularization, read_regularizers
 from xception_mx.training.recipe.resolve import run_loss
 from xception_mx.training.own_model_training import (base_called_in_inference,
                                                      build_own_model_network,
@@ -47,8 +48,8 @@ class Run:
     ranks, ``run_dir``, ``resumed``), the data (``data``, ``num_classes``, ``own_spec``: the
     own model's spec or ``None``), the network (``net``, ``shapes``, ``block``,
     ``export_spec``), the training (``trainer``, ``loss_fn``, ``frozen``,
-    ``frozen_params``, ``keras2``, ``source``, ``recipe``) and its progress (``history``, ``best``,
-    ``start_epoch``, ``finished``)."""
+    ``frozen_params``, ``keras2``, ``source``, ``recipe``, ``batchnorm``) and its progress
+    (``history``, ``best``, ``start_epoch``, ``finished``)."""
 
     def __init__(self, config, log):
         self.config, self.log = config, log
@@ -153,7 +154,9 @@ def make_training(run):
     if config.get("recipe_line"):
         run.log("%s: %s" % (PROG, config["recipe_line"]))
     meta = read_meta(config["pretrained"]) if config["pretrained"] else Meta()
-    run.source, run.recipe = meta.source, meta.recipe
+    run.source, run.recipe, run.batchnorm = meta.source, meta.recipe, meta.batchnorm
+    run.regularizers = meta.regularizers
+    run.regularization = regularization(run, meta)
     run.keras2 = Keras2Variance(run.net) if written_by_keras2(meta) else None
     if run.keras2:
         run.log("%s: Keras 2 wrote the model: %d BatchNorm layers average the Bessel-corrected "
@@ -174,6 +177,21 @@ def make_training(run):
     if run.resumed:
         run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.start_epoch - 1,
                                                                    "states"))
+
+
+def regularization(run, meta):
+    """The file's regularizers, acting (``--regularizers file``), or ``None``."""
+    if run.config.get("regularizers", "file") != "file" or not meta.regularizers:
+        return None
+    head = run.export_spec["head"] if run.export_spec else []
+    penalties = read_regularizers(meta.regularizers, meta.name_table,
+                                  {layer["name"] for layer in head},
+                                  "--pretrained %s" % run.config["pretrained"])
+    if not penalties:
+        return None
+    run.log("%s: the file's regularizers act: %s" % (PROG, ", ".join(
+        "%s %s (l1 %g, l2 %g)" % (p.layer, p.key, p.l1, p.l2) for p in penalties)))
+    return Regularization(run.net, penalties, head, written_by_keras2(meta))
 
 
 def train_epochs(run):
@@ -212,7 +230,7 @@ def end_epoch(run, epoch, row):
     train_counts = Counts(row["train_loss"], row["train_top1"], row["train_topk"], 0)
     if data.val_loader is not None:
         val = evaluate(run.net, data.val_loader, run.loss_fn, run.contexts,
-                       min(5, run.num_classes))
+                       min(5, run.num_classes), run.regularization)
         row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
         run.log("epoch %d: train %s | val %s" % (epoch, _fmt(train_counts), _fmt(val)))
     else:
@@ -257,7 +275,8 @@ def train_epoch(run, epoch, phase):
         seed_step(config["seed"], epoch, i, run.contexts, run.rank)
         losses, outputs = train_step(run.net, run.trainer, run.loss_fn, x, y, run.contexts,
                                      train_mode, config["amp"], run.shapes,
-                                     run.keras2.apply if run.keras2 else None)
+                                     run.keras2.apply if run.keras2 else None,
+                                     run.regularization)
         hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
         batch_loss = float(losses.sum())
         check_finite_loss(batch_loss, epoch, i, lr)

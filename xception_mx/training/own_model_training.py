@@ -4,6 +4,9 @@ a base + head Keras model).
 - The head is kept whole when its last ``Dense`` has as many units as the
   data has classes; otherwise only that ``Dense`` is replaced (same name,
   Xavier-initialised, seeded).  Everything else starts from the checkpoint.
+- A head ending in one unit (``Dense(1)`` logits or ``Dense(1, "sigmoid")``) is a binary
+  classifier: kept, trained on two classes with binary cross-entropy on its logit (class 1:
+  the second folder in sorted order, as ``image_dataset_from_directory`` numbers them).
 - Training runs on logits: the last ``Dense`` without its softmax (and
   without a ``Softmax``/``Activation('softmax')`` layer after it); the export
   puts the model's own output back, so it computes what the Keras model would.
@@ -23,7 +26,7 @@ from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.training_only import inference_layers
 from xception_mx.model.own_model import OwnModelNet
-from xception_mx.model.xception import batchnorm_blocks
+from xception_mx.model.xception import batchnorm_blocks, set_batchnorm
 from xception_mx.training.padded_training import padded_network
 from xception_mx.training.train import initialize
 
@@ -34,14 +37,34 @@ def pretrained_own_model_spec(prefix):
     return meta.own_model_spec if meta is not None and meta.is_own_model else None
 
 
+def is_binary_head(spec):
+    """Whether the head ends in one unit, a logit (``Dense(1)``) or its sigmoid
+    (``Dense(1, activation="sigmoid")``): a binary classifier, which Keras trains with binary
+    cross-entropy on two classes."""
+    head = spec["head"]
+    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
+    if not dense:
+        return False
+    last = head[dense[-1]]
+    return last["units"] == 1 and last["activation"] in ("linear", "sigmoid") and \
+        not inference_layers(head[dense[-1] + 1:])
+
+
 def training_specs(spec, num_classes, where):
-    """``(train_spec, export_spec, head_kept)`` for ``num_classes`` classes."""
+    """``(train_spec, export_spec, head_kept)`` for ``num_classes`` classes (a binary head:
+    two, trained on its one logit)."""
     head = spec["head"]
     dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
     make_sure(dense, "%s: the model's head has no Dense layer (a feature extractor); "
               "xception-finetune trains classifiers", where)
     last_at = dense[-1]
     last, after = head[last_at], inference_layers(head[last_at + 1:])
+    if is_binary_head(spec):
+        make_sure(num_classes == 2, "%s: the head ends in one unit ('%s', %s): a binary "
+                  "classifier, trained on two classes; the data has %d", where, last["name"],
+                  last["activation"], num_classes)
+        train = dict(spec, head=head[:last_at] + [dict(last, activation="linear")])
+        return train, spec, True
     softmax_after = all(layer["class"] == "Softmax" or (layer["class"] == "Activation" and
                                                          layer["activation"] == "softmax")
                         for layer in after)
@@ -72,6 +95,7 @@ def build_own_model_network(spec, num_classes, input_size, contexts, prefix, epo
     except ValueError as exc:
         raise InputError("--input-shape %d %d: %s" % (tuple(input_size) + (exc,)))
     initialize(net, contexts, seed)
+    set_batchnorm(net, read_meta(prefix).batchnorm)
     saved = {k.split(":", 1)[-1]: v for k, v in read_params_file(prefix, epoch).items()}
     last = train_spec["head"][-1]["name"]
     fresh = set() if kept else {last + "_weight", last + "_bias"}

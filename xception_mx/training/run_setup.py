@@ -12,6 +12,7 @@ from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.own_model import branches, output_kind
 from xception_mx.training.frozen import frozen_layers
+from xception_mx.training.own_model_training import is_binary_head
 from xception_mx.training.recipe.file_recipe import read_recipe
 from xception_mx.training.recipe.resolve import resolve_recipe
 from xception_mx.model.own_model_inputs import base_input_size, check_model_input
@@ -60,10 +61,11 @@ def config_from_args(args):
     meta = read_meta(args.pretrained) if args.pretrained else Meta()
     config["input_shape"] = list(args.input_shape or meta.input_size())
     config["channels"] = meta.channels      # images decode to as many
+    binary = meta.is_own_model and is_binary_head(meta.own_model_spec)
     recipe = read_recipe(meta.recipe, "--pretrained %s (the Keras file's compile config)"
-                         % args.pretrained, head_output(meta), meta.keras_version) \
+                         % args.pretrained, head_output(meta), meta.keras_version, binary) \
         if meta.recipe else None
-    config["recipe_line"] = resolve_recipe(config, recipe)     # recorded with every checkpoint
+    config["recipe_line"] = resolve_recipe(config, recipe, binary)   # recorded with each epoch
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:

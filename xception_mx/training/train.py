@@ -27,9 +27,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from xception_mx.checkpoint.reading import read_params_file
+from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.errors import make_sure
-from xception_mx.model.xception import HEAD_PREFIX, Xception
+from xception_mx.model.xception import HEAD_PREFIX, Xception, set_batchnorm
 from xception_mx.progress import progress
 from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
 from xception_mx.training.recipe import keras_optimizers
@@ -95,14 +95,15 @@ def build_network(num_classes, input_size, contexts, pretrained=None, pretrained
                   seed=0, frozen_bn=False, channel_block=None):
     """``(net, head_loaded, shapes)``: Xception with a ``num_classes`` head
     (logits), its channels padded to ``channel_block`` (see padded_training),
-    initialised on ``contexts`` from ``pretrained`` where given; a new head is
-    Xavier-initialised (seeded)."""
+    initialised on ``contexts`` from ``pretrained`` where given (its BatchNorm settings
+    too); a new head is Xavier-initialised (seeded)."""
     net, shapes = padded_network(lambda block: Xception(
         classes=num_classes, classifier_activation=None, input_shape=input_size,
         frozen_bn=frozen_bn, channel_block=block), channel_block)
     initialize(net, contexts, seed)
     head_loaded = False
     if pretrained:
+        set_batchnorm(net, read_meta(pretrained).batchnorm)
         head_loaded = load_pretrained(net, pretrained, pretrained_epoch, num_classes, shapes)
     return net, head_loaded, shapes
 
@@ -154,16 +155,21 @@ def make_trainer(params, optimizer, kvstore, amp=False):
     return trainer
 
 
-def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_trainer=None):
+def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_trainer=None,
+                     regularization=None):
     """Forward and backward of the global batch ``data``/``label`` (NDArrays on
     the CPU) split evenly over ``contexts``: each context's gradients are those
     of its share.  Returns the per-context losses and outputs.  With
-    ``amp_trainer`` the losses are scaled for mixed precision."""
+    ``amp_trainer`` the losses are scaled for mixed precision; with ``regularization``
+    (``recipe.regularization.Regularization``) each loss carries its share of Keras'
+    regularization losses."""
     xs = gluon.utils.split_and_load(data, contexts, even_split=True)
     ys = gluon.utils.split_and_load(label, contexts, even_split=True)
     with autograd.record(train_mode=train_mode):
         outputs = [net(x) for x in xs]
         losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
+        if regularization is not None:
+            losses = [regularization.per_sample(l, c) for l, c in zip(losses, contexts)]
         if amp_trainer is not None:
             # the scaled losses must be recorded too: scaled outside record(), they are not
             # in the graph and backward fails ("not in a computational graph")
@@ -177,7 +183,7 @@ def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_t
 
 
 def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, amp=False,
-               shapes=None, after_backward=None):
+               shapes=None, after_backward=None, regularization=None):
     """One data-parallel step over the global batch ``data``/``label`` (NDArrays
     on the CPU); returns the per-sample losses and outputs (numpy).
 
@@ -190,7 +196,7 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
     between the backward pass and the update.
     """
     losses, outputs = forward_backward(net, loss_fn, data, label, contexts, train_mode,
-                                       trainer if amp else None)
+                                       trainer if amp else None, regularization)
     if after_backward is not None:
         after_backward()
     if shapes:
@@ -239,14 +245,18 @@ Counts = collections.namedtuple("Counts", "loss top1 topk n")
 
 
 def count_correct(outputs, labels, k):
-    """Top-1 and top-k hits of a batch of logits."""
+    """Top-1 and top-k hits of a batch of logits (of a binary head's one logit: class 1 where
+    it is positive, and every sample a top-2 hit, as of two classes)."""
+    if outputs.shape[1] == 1:
+        return int(((outputs[:, 0] > 0) == (labels > 0.5)).sum()), len(labels)
     order = np.argsort(-outputs, axis=1)[:, :k]
     labels = labels.astype(np.int64)
     return int((order[:, 0] == labels).sum()), int((order == labels[:, None]).any(axis=1).sum())
 
 
-def evaluate(net, loader, loss_fn, contexts, k):
-    """Mean loss, top-1 and top-k accuracy over a loader (inference mode)."""
+def evaluate(net, loader, loss_fn, contexts, k, regularization=None):
+    """Mean loss (with ``regularization``, Keras' regularization losses too, as Keras'
+    ``val_loss``), top-1 and top-k accuracy over a loader (inference mode)."""
     loss_sum = top1 = topk = n = 0
     for data, label in progress(loader, total=len(loader), unit="batch", desc="validation"):
         used = contexts[:max(1, min(len(contexts), data.shape[0]))]
@@ -254,6 +264,8 @@ def evaluate(net, loader, loss_fn, contexts, k):
         ys = gluon.utils.split_and_load(label, used, even_split=False)
         outputs = [net(x) for x in xs]
         losses = [loss_fn(o, y) for o, y in zip(outputs, ys)]
+        if regularization is not None:
+            losses = [regularization.per_sample(l, c) for l, c in zip(losses, used)]
         out = np.concatenate([o.astype("float32").asnumpy() for o in outputs])
         lab = np.concatenate([y.asnumpy() for y in ys])
         loss_sum += float(sum(l.sum().asscalar() for l in losses))

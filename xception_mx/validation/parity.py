@@ -145,8 +145,9 @@ def run_parity(keras_path, prefix, images=(), random_count=0, seed=0, input_size
     include_top, classes, pooling = checkpoint_head(params, meta)
     channels = meta.channels
     names, x = build_inputs(images, random_count, seed, input_size, channels=channels)
-    keras_model = keras_side.load_keras_reference(keras_path, prefix, include_top, classes, pooling,
-                                       input_size, channels)
+    keras_model = keras_side.load_keras_reference(keras_path, prefix, include_top, classes,
+                                                  pooling, input_size, channels,
+                                                  batchnorm=meta.batchnorm)
     records, layer_records = compare_both(
         keras_model, net, names, x, per_layer and (lambda: keras_side.xception_probe(keras_model)),
         prefix, epoch, input_size, batch_size)

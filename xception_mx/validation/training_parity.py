@@ -52,7 +52,8 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
                   "--training compares classifiers", prefix)
         classes = int(head["predictions_weight"].shape[0])
         model = keras_side.load_keras_reference(keras_path, prefix, True, classes, None, size,
-                                                channels, _keras_that_wrote(keras_path))
+                                                channels, _keras_that_wrote(keras_path),
+                                                meta.batchnorm)
         net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch,
                             frozen_bn=freeze_bn)[0]
         _as_saved(net, meta)

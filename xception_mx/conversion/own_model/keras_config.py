@@ -130,6 +130,61 @@ def custom_layers(config):
     return found
 
 
+KERAS_BATCHNORM = {"momentum": 0.99, "epsilon": 1e-3}      # Keras' BatchNormalization defaults
+
+
+def batchnorm_settings(config):
+    """``{layer: {"momentum", "epsilon"}}`` of the file's BatchNormalization layers (nested
+    models' too) whose momentum or epsilon is not Keras' default."""
+    found = {}
+
+    def walk(model):
+        for layer in (model.get("config") or {}).get("layers") or []:
+            if not isinstance(layer, dict):
+                continue
+            if layer.get("class_name") in MODEL_CLASSES:
+                walk(layer)
+            elif layer.get("class_name") == "BatchNormalization":
+                cfg = layer.get("config") or {}
+                setting = {key: float(cfg.get(key, default))
+                           for key, default in KERAS_BATCHNORM.items()}
+                if setting != KERAS_BATCHNORM:
+                    found[layer_name(layer)] = setting
+    walk(config)
+    return found
+
+
+REGULARIZER_KEYS = ("kernel_regularizer", "bias_regularizer", "depthwise_regularizer",
+                    "pointwise_regularizer", "activity_regularizer")
+
+
+def layer_regularizers(config):
+    """``{layer: {"kernel_regularizer": {"class_name", "config"}, ...}}`` of the file's layers
+    (nested models' too) that have regularizers, as Keras saved them."""
+    found = {}
+
+    def walk(model):
+        for layer in (model.get("config") or {}).get("layers") or []:
+            if not isinstance(layer, dict):
+                continue
+            if layer.get("class_name") in MODEL_CLASSES:
+                walk(layer)
+                continue
+            cfg = layer.get("config") or {}
+            given = {key: _plain_object(cfg[key]) for key in REGULARIZER_KEYS if cfg.get(key)}
+            if given:
+                found[layer_name(layer)] = given
+    walk(config)
+    return found
+
+
+def _plain_object(entry):
+    """A Keras object's entry as ``{"class_name", "config"}`` (a name as its class)."""
+    if isinstance(entry, str):
+        return {"class_name": entry, "config": {}}
+    return {"class_name": entry.get("class_name"), "config": entry.get("config") or {}}
+
+
 def frozen_layers(config):
     """Names of the layers (nested models' too) saved non-trainable: their own ``trainable``
     flag is false, or that of a model holding them (``base.trainable = False``)."""

@@ -36,11 +36,11 @@ schedule), ``settings`` (``{setting: value}`` as ``optimizers.SETTINGS`` names t
 ``losses.Loss``, or ``None``) and ``text``, the recipe as Keras would write it."""
 
 
-def read_recipe(raw, where, head_output="logits", keras_version=None):
+def read_recipe(raw, where, head_output="logits", keras_version=None, binary=False):
     """The ``FileRecipe`` of a checkpoint meta's ``recipe`` (``None`` for a file compiled
     without one); ``head_output``: what the model outputs (``logits`` or ``probabilities``),
     which decides whether the loss's ``from_logits`` fits it; ``where`` names the file;
-    ``keras_version``: the Keras that wrote it."""
+    ``keras_version``: the Keras that wrote it; ``binary``: the head ends in one unit."""
     if not raw:
         return None
     optimizer, lr, settings, schedule, parts = None, None, {}, None, []
@@ -48,7 +48,7 @@ def read_recipe(raw, where, head_output="logits", keras_version=None):
         optimizer, lr, settings, schedule, text = _optimizer(raw["optimizer"], where,
                                                              keras_version)
         parts.append(text)
-    loss = _loss(raw.get("loss"), raw.get("loss_weights"), where, head_output)
+    loss = _loss(raw.get("loss"), raw.get("loss_weights"), where, head_output, binary)
     if loss is not None:
         parts.append("%s(%s)" % (loss.class_name, "label_smoothing=%g" % loss.label_smoothing
                                  if loss.label_smoothing else ""))
@@ -116,7 +116,7 @@ def _learning_rate(config, where, name):
     return rate, None
 
 
-def _loss(entry, weights, where, head_output):
+def _loss(entry, weights, where, head_output, binary):
     """The file's ``Loss`` (``None`` when it names none)."""
     if entry is None:
         return None
@@ -132,10 +132,13 @@ def _loss(entry, weights, where, head_output):
             cls, config = LOSS_NAMES.get(config, config), {}
     else:
         cls = LOSS_NAMES.get(str(entry), str(entry))
-    if cls not in CATEGORICAL:
-        what = "the loss %s" % cls if cls != "BinaryCrossentropy" else \
-            "BinaryCrossentropy on a single-label head"
-        _refuse(where, what, "--loss", CATEGORICAL)
+    supported = ("BinaryCrossentropy",) if binary else CATEGORICAL
+    if cls not in supported:
+        what = "the loss %s" % cls
+        if cls in CATEGORICAL + ("BinaryCrossentropy",):
+            what += " on a head of %s" % ("one unit (a binary classifier)" if binary else
+                                          "one unit per class (a single-label classifier)")
+        _refuse(where, what, "--loss", supported)
     stray = sorted(k for k in config if k not in LOSS_KEYS)
     if stray:
         _refuse(where, "%s's argument %s" % (cls, stray[0]), "--loss")
@@ -144,8 +147,12 @@ def _loss(entry, weights, where, head_output):
     if config.get("axis", -1) not in (-1, None) or config.get("ignore_class") is not None:
         _refuse(where, "%s with axis or ignore_class" % cls, "--loss")
     from_logits = bool(config.get("from_logits", False))
-    if head_output in ("logits", "probabilities") and from_logits != (head_output == "logits"):
+    if head_output in ("logits", "probabilities", "scores") and \
+            from_logits != (head_output == "logits"):
         _refuse(where, "%s(from_logits=%s) on a model whose output is %s (Keras would train "
-                "on them as %s)" % (cls, from_logits, head_output,
+                "on them as %s)" % (cls, from_logits, SCORES[head_output],
                                     "logits" if from_logits else "probabilities"), "--loss")
     return Loss(cls, float(config.get("label_smoothing") or 0.0))
+
+
+SCORES = {"logits": "logits", "probabilities": "probabilities", "scores": "sigmoid scores"}

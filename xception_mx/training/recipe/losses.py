@@ -5,8 +5,11 @@ one value per sample (Keras' ``sum_over_batch_size`` is their mean).
   trained with ``from_logits=False`` is the same loss (Keras takes the softmax's logits, as
   ``keras/src/backend/tensorflow/nn.py`` does); ``label_smoothing`` (categorical only) trains
   toward ``y * (1 - s) + s / classes``.
+- ``BinaryCrossentropy`` on the one logit of a binary head (a sigmoid head trained with
+  ``from_logits=False`` is the same loss: Keras takes the sigmoid's logit), with
+  ``label_smoothing`` toward ``y * (1 - s) + s / 2``.
 - The default loss, ``SparseCategoricalCrossentropy(from_logits=True)``, is MXNet's
-  ``SoftmaxCrossEntropyLoss``.
+  ``SoftmaxCrossEntropyLoss``; of a binary head, ``BinaryCrossentropy(from_logits=True)``.
 """
 import collections
 
@@ -20,6 +23,22 @@ LOSS_NAMES = {"categorical_crossentropy": "CategoricalCrossentropy",
               "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
               "binary_crossentropy": "BinaryCrossentropy"}
 CATEGORICAL = ("CategoricalCrossentropy", "SparseCategoricalCrossentropy")
+BINARY_LOSS = Loss("BinaryCrossentropy", 0.0)
+
+
+class BinaryCrossentropy(gluon.loss.Loss):
+    """``BinaryCrossentropy(from_logits=True, label_smoothing=s)`` of one logit per sample
+    and labels 0 or 1 (smoothed toward ``y * (1 - s) + s / 2``), as
+    ``tf.nn.sigmoid_cross_entropy_with_logits``: ``max(x, 0) - x * y + log(1 + exp(-|x|))``."""
+
+    def __init__(self, label_smoothing=0.0, **kwargs):
+        super().__init__(weight=None, batch_axis=0, **kwargs)
+        self.smoothing = label_smoothing
+
+    def hybrid_forward(self, F, pred, label):
+        target = F.reshape(label, (-1, 1)) * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        loss = F.relu(pred) - pred * target + F.Activation(-F.abs(pred), act_type="softrelu")
+        return F.mean(loss, axis=-1)
 
 
 class SmoothedCrossentropy(gluon.loss.Loss):
@@ -37,6 +56,8 @@ class SmoothedCrossentropy(gluon.loss.Loss):
 
 def loss_block(loss, classes):
     """The Gluon loss of ``loss`` (a ``Loss``) for ``classes`` classes."""
+    if loss.class_name == "BinaryCrossentropy":
+        return BinaryCrossentropy(loss.label_smoothing)
     if loss.label_smoothing:
         return SmoothedCrossentropy(classes, loss.label_smoothing)
     return gluon.loss.SoftmaxCrossEntropyLoss()

@@ -8,7 +8,7 @@ peak; ``--lr-schedule`` replaces the schedule; ``--loss`` and ``--label-smoothin
 from xception_mx.errors import InputError, make_sure
 
 from . import schedules
-from .losses import DEFAULT_LOSS, LOSS_NAMES, Loss, describe as describe_loss
+from .losses import BINARY_LOSS, DEFAULT_LOSS, LOSS_NAMES, Loss, describe as describe_loss
 from .optimizers import SETTINGS, resolve_optimizer
 
 RECIPES = ("file", "default")
@@ -18,14 +18,15 @@ OVERRIDING_FLAGS = (("--optimizer", "optimizer"), ("--lr", "lr"),
                     ("--lr-schedule", "lr_schedule"), ("--loss", "loss"),
                     ("--label-smoothing", "label_smoothing")) + tuple(
     ("--" + key.replace("_", "-"), key) for key in SETTINGS)
-TRAINING_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+TRAINING_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy",
+                   "binary_crossentropy")
 
 
-def resolve_recipe(config, recipe):
+def resolve_recipe(config, recipe, binary=False):
     """Fill ``config``'s ``optimizer``, its settings, ``lr``, ``lr_schedule``,
     ``keras_schedule`` and ``loss`` (flags as given, ``None`` where unset) from the flags,
-    ``recipe`` (a ``FileRecipe`` or ``None``) and the defaults; returns the line that says
-    what the run trains with."""
+    ``recipe`` (a ``FileRecipe`` or ``None``) and the defaults (``binary``: of a head with one
+    unit, binary cross-entropy); returns the line that says what the run trains with."""
     overridden = [flag for flag, key in OVERRIDING_FLAGS if config.get(key) is not None]
     use = recipe if config.get("recipe", "file") == "file" else None
     from_file = use is not None and use.optimizer is not None
@@ -47,21 +48,25 @@ def resolve_recipe(config, recipe):
               schedule and schedule["class_name"])
     config.update(resolve_optimizer(name, lr, settings).settings, optimizer=name, lr=lr,
                   lr_schedule=kind, keras_schedule=schedule)
-    loss = _loss(config, use.loss if use is not None else None)
+    loss = _loss(config, use.loss if use is not None else None, binary)
     config["loss"] = loss._asdict()
     return _line(config, recipe, use, loss, overridden)
 
 
-def _loss(config, file_loss):
+def _loss(config, file_loss, binary):
     smoothing = config.get("label_smoothing")
     if config.get("loss"):
         loss = Loss(LOSS_NAMES[config["loss"]], 0.0)
+        make_sure((loss == BINARY_LOSS) == binary, "--loss %s: the model's head has %s",
+                  config["loss"], "one unit (a binary classifier: binary_crossentropy)"
+                  if binary else "a unit per class (categorical_crossentropy or "
+                  "sparse_categorical_crossentropy)")
     else:
-        loss = file_loss or DEFAULT_LOSS
+        loss = file_loss or (BINARY_LOSS if binary else DEFAULT_LOSS)
     if smoothing is not None:
         if not config.get("loss") and loss == DEFAULT_LOSS:
             loss = Loss("CategoricalCrossentropy", 0.0)
-        if loss.class_name != "CategoricalCrossentropy":
+        if loss.class_name == "SparseCategoricalCrossentropy":
             raise InputError("--label-smoothing: Keras' %s has no label smoothing; use --loss "
                              "categorical_crossentropy" % loss.class_name)
         make_sure(0 <= smoothing < 1, "--label-smoothing must be in [0, 1), got %s", smoothing)

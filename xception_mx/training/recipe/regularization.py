@@ -1,0 +1,136 @@
+"""Keras' weight and activity regularizers, added to the training loss as Keras adds them.
+
+keras2mxnet records each layer's ``kernel_``, ``bias_``, ``depthwise_``, ``pointwise_`` and
+``activity_regularizer`` as the file saved them (the meta's ``regularizers``); here they act:
+
+- a weight regularizer adds ``l1 * sum(|w|) + l2 * sum(w^2)`` to the loss (``L1``, ``L2``,
+  ``L1L2``), for the weights that train (Keras 3 counts only trainable weights in the loss it
+  reports; Keras 2 counts every regularized weight, ``keras2``);
+- an activity regularizer adds the same of the layer's output, divided by the batch size (as
+  Keras normalises it), on a head layer (in a head's last ``Dense``, of its own activation,
+  which the training network leaves out).
+
+The data-parallel step differentiates, per device, the sum of its samples' losses plus its
+share of the batch times the weight penalty plus the activity penalty of its outputs: summed
+over the devices and divided by the batch, that is the gradient of Keras' loss."""
+import collections
+
+import mxnet as mx
+
+from xception_mx.errors import InputError
+from xception_mx.model.head_layers import ACTIVATIONS, HeadLayer
+
+ROLE_OF_KEY = {"kernel_regularizer": "kernel", "bias_regularizer": "bias",
+               "depthwise_regularizer": "depthwise_kernel",
+               "pointwise_regularizer": "pointwise_kernel"}
+# Keras' classes and names -> their arguments' defaults (Keras 3 and tf-keras: 0.01)
+CLASSES = {"L1": {"l1": 0.01}, "L2": {"l2": 0.01}, "L1L2": {"l1": 0.0, "l2": 0.0},
+           "l1": {"l1": 0.01}, "l2": {"l2": 0.01}, "l1_l2": {"l1": 0.01, "l2": 0.01}}
+
+Penalty = collections.namedtuple("Penalty", "layer key target l1 l2")
+Penalty.__doc__ = """One regularizer: the Keras layer, which of its regularizers (``key``),
+what it acts on (``target``: an MXNet parameter, or the layer for an activity regularizer),
+and its factors."""
+
+
+def _factors(entry, layer, key, where):
+    cls = str(entry.get("class_name")).split(">")[-1]
+    if cls not in CLASSES:
+        raise InputError("%s: layer '%s': %s %s is not supported (supported: L1, L2, L1L2); "
+                         "--regularizers none trains without the file's regularizers"
+                         % (where, layer, key, cls))
+    config = dict(CLASSES[cls], **{k: v for k, v in (entry.get("config") or {}).items()
+                                   if k in ("l1", "l2")})
+    return float(config.get("l1") or 0.0), float(config.get("l2") or 0.0)
+
+
+def read_regularizers(saved, name_table, head_layers, where):
+    """The ``Penalty`` list of a meta's ``regularizers``: weight ones by the name table's
+    MXNet parameter; activity ones on ``head_layers`` (names) only."""
+    params = {(r["keras_layer"], r["keras_weight"]): r["mxnet_param"] for r in name_table or []}
+    found = []
+    for layer, given in sorted(saved.items()):
+        for key, entry in sorted(given.items()):
+            l1, l2 = _factors(entry, layer, key, where)
+            if not (l1 or l2):
+                continue
+            if key == "activity_regularizer":
+                if layer not in head_layers:
+                    raise InputError("%s: layer '%s': an activity_regularizer in the base is not "
+                                     "supported; --regularizers none trains without the file's "
+                                     "regularizers" % (where, layer))
+                found.append(Penalty(layer, key, layer, l1, l2))
+            elif (layer, ROLE_OF_KEY[key]) in params:
+                found.append(Penalty(layer, key, params[(layer, ROLE_OF_KEY[key])], l1, l2))
+    return found
+
+
+def _amount(x, l1, l2):
+    total = None
+    if l1:
+        total = l1 * mx.nd.sum(mx.nd.abs(x))
+    if l2:
+        term = l2 * mx.nd.sum(mx.nd.square(x))
+        total = term if total is None else total + term
+    return total
+
+
+class Regularization:
+    """The regularization of a training network: ``weights(context)`` the weight penalty on
+    one device's copy, ``activities(context)`` the activity penalty of the outputs its last
+    forward pass recorded.  ``keras2``: count every regularized weight in the loss reported
+    (Keras 2), not only those that train (Keras 3)."""
+
+    def __init__(self, net, penalties, export_head=(), keras2=False):
+        self.params = net.collect_params()
+        self.weight_penalties = [p for p in penalties if p.key != "activity_regularizer"]
+        self.keras2, self.outputs = keras2, collections.defaultdict(list)
+        self.active = bool(penalties)
+        activation = {layer["name"]: layer.get("activation") for layer in export_head}
+        blocks = {}
+        net.apply(lambda block: blocks.setdefault(block.prefix[:-1], block)
+                  if isinstance(block, HeadLayer) else None)
+        for penalty in penalties:
+            if penalty.key == "activity_regularizer":
+                blocks[penalty.layer].register_forward_hook(self._recorder(
+                    penalty, activation.get(penalty.layer)))
+
+    def _recorder(self, penalty, activation):
+        def record(block, inputs, output):
+            if block.layer.get("activation") != activation and activation:
+                output = ACTIVATIONS[activation](mx.nd, output)   # the head's last Dense
+            self.outputs[output.context].append((penalty, output))
+        return record
+
+    def weights(self, context):
+        """The weight penalty on ``context``: of the weights that train, and with Keras 2 of
+        the frozen ones too (a constant, in the loss Keras 2 reports)."""
+        total = None
+        for penalty in self.weight_penalties:
+            param = self.params[penalty.target]
+            if param.grad_req == "null" and not self.keras2:
+                continue
+            term = _amount(param.data(context), penalty.l1, penalty.l2)
+            total = term if total is None else total + term
+        return total
+
+    def activities(self, context):
+        """The activity penalty of the outputs recorded on ``context`` (then forgotten)."""
+        total = None
+        for penalty, output in self.outputs.pop(context, []):
+            term = _amount(output, penalty.l1, penalty.l2)
+            total = term if total is None else total + term
+        return total
+
+    def per_sample(self, losses, context):
+        """``losses`` (one device's per-sample losses) with the regularization spread over
+        them: each plus the weight penalty plus the device's activity penalty over its
+        samples (their mean is Keras' loss; their gradient, Keras' times the samples)."""
+        if not self.active:
+            return losses
+        weights, activities = self.weights(context), self.activities(context)
+        if weights is not None:
+            losses = losses + weights
+        if activities is not None:
+            losses = losses + activities / losses.shape[0]
+        return losses

@@ -39,6 +39,8 @@ def build_parser():
     p.add_argument("--compare", choices=PRECISIONS, metavar="PRECISION",
                    help="also run the checkpoint at this precision (fp32, bf16, int8) on the "
                         "same inputs: what the other precision costs")
+    p.add_argument("--threshold", type=float, help="a binary classifier (one logit or sigmoid "
+                   "unit): class 1 where its probability is at least this (default 0.5)")
     p.add_argument("--report", metavar="JSON", help="write every score as JSON")
     p.add_argument("--out", metavar="DIR", help="write the CSVs and PNGs here")
     return p
@@ -54,7 +56,7 @@ def _main(argv):
         parser.error("--tolerance goes with --keras")
     report = evaluate(args.prefix, args.data, args.precision, args.transform, args.batch_size,
                       args.workers, args.labels, args.epoch, args.keras, args.compare,
-                      log=lambda line: print(line, file=sys.stderr))
+                      log=lambda line: print(line, file=sys.stderr), threshold=args.threshold)
     print(format_table(report))
     if args.out:
         for path in write_files(report, args.out).values():

@@ -12,10 +12,12 @@ from . import metrics
 TOP_PAIRS = 10
 
 
-def build_report(probabilities, labels, names, paths):
+def build_report(probabilities, labels, names, paths, threshold=None):
     """Every score of ``probabilities`` (N x classes) against ``labels`` (model classes),
-    JSON-ready; ``names``: the model's class names, ``paths``: each image's."""
-    predicted = probabilities.argmax(axis=1)
+    JSON-ready; ``names``: the model's class names, ``paths``: each image's; ``threshold``:
+    a binary classifier's, class 1 where its probability reaches it (recorded)."""
+    predicted = probabilities.argmax(axis=1) if threshold is None else \
+        (probabilities[:, 1] >= threshold).astype(np.int64)
     table, averages = metrics.per_class(labels, predicted, names)
     matrix = metrics.confusion(labels, predicted, len(names))
     ece, bins = metrics.calibration(probabilities, labels)
@@ -24,7 +26,8 @@ def build_report(probabilities, labels, names, paths):
     k = min(5, len(names))
     return {
         "images": int(len(labels)), "classes": list(names),
-        "top1": metrics.top_k(probabilities, labels, 1),
+        "top1": metrics.top_k(probabilities, labels, 1) if threshold is None else
+        float((predicted == labels).mean()),
         "top5": metrics.top_k(probabilities, labels, 5), "top_k": k,
         "loss": metrics.mean_loss(probabilities, labels),
         "per_class": table, "macro_avg": averages["macro"],
@@ -38,6 +41,7 @@ def build_report(probabilities, labels, names, paths):
                            "probability": float(probabilities[i, predicted[i]]),
                            "true_probability": float(probabilities[rows[i], labels[i]])}
                           for i in wrong],
+        **({} if threshold is None else {"threshold": threshold}),
     }
 
 

@@ -47,23 +47,31 @@ def open_labelled(path):
 
 
 def check_classifier(model):
-    make_sure(not model.outputs and model.kind in CLASSIFIER_KINDS, "%s: its output is %s; "
-              "xception-evaluate scores single-label classifiers (a softmax or logits output)",
-              model.prefix, "several outputs" if model.outputs else model.kind)
+    make_sure(not model.outputs and (model.kind in CLASSIFIER_KINDS or model.binary),
+              "%s: its output is %s; xception-evaluate scores single-label classifiers (a "
+              "softmax or logits output, or one logit or sigmoid unit: binary)", model.prefix,
+              "several outputs" if model.outputs else model.kind)
 
 
 def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, workers=2,
-             labels=None, epoch=0, keras=None, compare=None, log=print, indices=None):
+             labels=None, epoch=0, keras=None, compare=None, log=print, indices=None,
+             threshold=None):
     """The report of checkpoint ``prefix`` on ``data`` (a path, or an opened ``images.sources``
     source and the ``indices`` of its images to score); with ``keras`` (the Keras file it was
-    converted from) or ``compare`` (another precision), theirs on the same inputs too."""
+    converted from) or ``compare`` (another precision), theirs on the same inputs too.  A
+    binary classifier is scored as two classes, class 1 where its probability is at least
+    ``threshold`` (default 0.5)."""
     model = Model(prefix, precision, epoch, batch_size)
     check_classifier(model)
+    make_sure(threshold is None or model.binary, "--threshold: %s is not a binary classifier "
+              "(one logit or sigmoid unit)", prefix)
+    make_sure(threshold is None or 0 < threshold < 1, "--threshold must be in (0, 1), got %s",
+              threshold)
     if compare:
         peers.check_compare(compare, model)
     source = open_labelled(data) if isinstance(data, (str, os.PathLike)) else data
     data = getattr(source, "root", None) or getattr(source, "rec_path", data)
-    classes = int(model.meta.num_classes or 0)
+    classes = 2 if model.binary else int(model.meta.num_classes or 0)
     make_sure(classes > 0, "%s: the meta does not say how many classes the model has", prefix)
     names = model_names(prefix, classes, labels)
     mapping, warning = class_mapping(source.classes, names, classes, data)
@@ -82,7 +90,8 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
     shown, paths = display_names(names, classes), [source.name(int(i)) for i in order]
     probabilities = {name: class_probabilities(values, kinds.get(name, model.kind))
                      for name, values in raw.items()}
-    report = build_report(probabilities["model"], truth, shown, paths)
+    report = build_report(probabilities["model"], truth, shown, paths,
+                          (0.5 if threshold is None else threshold) if model.binary else None)
     report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,
                   transform=transform, images_per_s=rate)
     if keras:

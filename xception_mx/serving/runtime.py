@@ -29,8 +29,22 @@ def softmax(logits):
 
 def class_probabilities(outputs, kind):
     """A classifier's outputs as class probabilities: logits through softmax; a model's own
-    probabilities (or scores: a sigmoid multi-label head, say) as the model gives them."""
+    probabilities (or scores: a sigmoid multi-label head, say) as the model gives them; a
+    binary classifier's one logit or sigmoid score ``p`` as two classes, ``[1 - p, p]``."""
+    if outputs.ndim == 2 and outputs.shape[1] == 1 and kind in BINARY_KINDS:
+        p = 1.0 / (1.0 + np.exp(-outputs[:, 0])) if kind == "logits" else outputs[:, 0]
+        return np.stack([1.0 - p, p], axis=1)
     return softmax(outputs) if kind == "logits" else outputs
+
+
+BINARY_KINDS = ("logits", "scores")
+
+
+def is_binary(meta):
+    """Whether the checkpoint is a binary classifier: one output, one unit, a logit or a
+    sigmoid score (of class 1, the second of its two classes)."""
+    return not meta.outputs and meta.num_classes == 1 and \
+        checkpoint_output_kind(meta) in BINARY_KINDS
 
 
 def checkpoint_output_kind(meta):
@@ -105,6 +119,7 @@ class Model:
         self.plan = plan_inference(self.meta, precision, channel_padding, onednn_isa)
         self.precision, self.padded, self.onednn_isa = self.plan
         self.kind = checkpoint_output_kind(self.meta)
+        self.binary = is_binary(self.meta)
         self.outputs = self.meta.outputs    # several: their specs
         self.input_size = tuple(self.meta.input_size())
         self.channels = self.meta.channels
@@ -161,7 +176,7 @@ class Model:
             where = names[int(np.argmin(finite))] if names else "image %d" % np.argmin(finite)
             raise InputError("%s: the output for %s holds NaN or infinity: the %s computation "
                              "overflowed" % (self.prefix, where, self.precision))
-        classes = class_names(self.prefix, outputs.shape[1], self.labels)
+        classes = class_names(self.prefix, 2 if self.binary else outputs.shape[1], self.labels)
         return rank_classes(outputs, self.kind, classes, top)
 
     def predict(self, images, top=5, progress=False):

@@ -252,3 +252,35 @@ def test_int8_cost_and_a_keras_disagreement_are_reported(trained, tmp_path):
         report["keras_disagreements"]) in result.stdout
     assert report["agreement"] < 1.0 and report["max_abs_deviation"] > 0.1
     assert all(d["predicted"] == classes[2] for d in report["keras_disagreements"])
+
+
+@pytest.mark.slow
+def test_keras_top5_is_keras_own_top5_on_a_model_of_more_than_five_classes(tmp_path):
+    """Seven classes: ``keras_top5`` is the share of images whose class is among the five
+    Keras ranks highest, computed here from Keras' own predictions on the same pixels."""
+    from xception_mx.images.datasets import EvaluationImages
+    from xception_mx.images.sources import open_source
+    from xception_mx.keras_side import keras_xception
+    keras = import_keras()
+    keras.utils.set_random_seed(2)
+    model = randomize_batchnorm(keras_xception(classes=7, classifier_activation="softmax",
+                                               input_shape=SIZE), 2)
+    path = str(tmp_path / "seven.keras")
+    model.save(path)
+    assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx", "--input-shape",
+                    *map(str, SIZE)).returncode == 0
+    names = ["class_%d" % i for i in range(7)]
+    (tmp_path / "mx-labels.txt").write_text("\n".join(names) + "\n")
+    for i, name in enumerate(names):
+        os.makedirs(tmp_path / "data" / name)
+        for photo in (PHOTOS * 2)[i:i + 2]:
+            shutil.copy(photo, tmp_path / "data" / name)
+    result, report = _evaluate(tmp_path / "mx", tmp_path / "data", tmp_path, "--keras", path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    images = EvaluationImages(open_source(str(tmp_path / "data")), SIZE, list(range(7)))
+    x = np.stack([images[i][0] for i in range(len(images))]).transpose(0, 2, 3, 1)
+    labels = np.array([int(images[i][1]) for i in range(len(images))])
+    ranked = np.argsort(-model.predict(x, verbose=0), axis=1)
+    top1, top5 = (float((ranked[:, :k] == labels[:, None]).any(axis=1).mean()) for k in (1, 5))
+    assert top1 != top5                                  # a case that tells them apart
+    assert (report["keras_top1"], report["keras_top5"]) == pytest.approx((top1, top5))

@@ -92,7 +92,7 @@ def frozen_base_model(keras, activation):
                                                            name="out")(x)), 0)
 
 
-def keras_fit(model, recipe, keras, x, labels, dtype, layers):
+def keras_fit(model, recipe, keras, x, labels, dtype, layers, class_weight=None):
     """Keras ``fit`` of the recipe, full batch: ``(per-epoch losses, {layer: weights})``."""
     floatx = keras.backend.floatx()
     keras.backend.set_floatx(np.dtype(dtype).name)    # Keras 3 sums regularization in floatx
@@ -104,7 +104,8 @@ def keras_fit(model, recipe, keras, x, labels, dtype, layers):
         else:
             y = labels if "parse" in name else np.eye(CLASSES)[labels]
         history = model.fit(x.astype(dtype), y.astype(dtype), batch_size=len(x),
-                            epochs=EPOCHS, shuffle=False, verbose=0)
+                            epochs=EPOCHS, shuffle=False, verbose=0,
+                            class_weight=class_weight)
     finally:
         keras.backend.set_floatx(floatx)
     return history.history["loss"], weights_of(model, layers)
@@ -132,7 +133,8 @@ def load_saved(keras, path):
     return keras.models.load_model(path, compile=False)
 
 
-def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=()):
+def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=(),
+                         class_weight=None):
     """xception-finetune with no recipe flag from the converted ``path``, against Keras'
     ``fit`` of the file's model: the ``layers``' weights after ``EPOCHS`` full-batch steps
     and the per-epoch losses.  Returns the run's stdout."""
@@ -144,10 +146,12 @@ def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=()):
     assert result.returncode == 0, result.stderr[-3000:]
     model = load_saved(keras, path)
     start, begun = model.get_weights(), weights_of(model, layers)
-    losses, weights = keras_fit(model, recipe, keras, x, labels, np.float32, layers)
+    losses, weights = keras_fit(model, recipe, keras, x, labels, np.float32, layers,
+                                class_weight)
     twin = float64_twin(model)
     twin.set_weights([np.asarray(w, np.float64) for w in start])
-    losses64, weights64 = keras_fit(twin, recipe, keras, x, labels, np.float64, layers)
+    losses64, weights64 = keras_fit(twin, recipe, keras, x, labels, np.float64, layers,
+                                    class_weight)
 
     rows = keras_rows(json.loads((tmp_path / "mx-meta.json").read_text())["name_table"])
     params = {k: v.asnumpy() for k, v in
@@ -431,3 +435,32 @@ def test_a_binary_head_keeps_its_one_unit_and_trains_as_keras_fit(
     export = json.loads((tmp_path / "run" / "model-meta.json").read_text())
     out = [layer for layer in export["model"]["transfer"]["head"] if layer["name"] == "out"][0]
     assert (out["units"], out["activation"]) == (1, activation or "linear")
+
+
+@pytest.mark.parametrize("keras_version", ["keras3", "tf-keras"])
+def test_class_weights_weight_the_loss_as_keras_fit_class_weight(keras_version, data,
+                                                                 tmp_path):
+    """Unbalanced folders (4, 2 and 1 images): ``--class-weight balanced`` is ``fit``'s
+    ``class_weight={i: n / (classes * count_i)}``; a JSON file of weights by name too."""
+    import shutil
+    keras = own_models.import_keras() if keras_version == "keras3" else \
+        own_models.import_tf_keras()
+    folder = tmp_path / "unbalanced"
+    names = sorted(p.name for p in data.iterdir())
+    for name, count in zip(names, (4, 2, 1)):
+        (folder / name).mkdir(parents=True)
+        for image in sorted((data / name).iterdir())[:count]:
+            shutil.copy(image, folder / name)
+    model = frozen_base_model(keras, None)
+    model.compile(**momentum_sgd(keras))
+    path = own_models.save(model, str(tmp_path / ("m.keras" if keras_version == "keras3"
+                                                  else "m.h5")))
+    balanced = {0: 7 / (3 * 4), 1: 7 / (3 * 2), 2: 7 / (3 * 1)}
+    stdout = finetune_and_compare(keras, path, momentum_sgd, folder, tmp_path, HEAD,
+                                  ["--class-weight", "balanced"], balanced)
+    assert "class weights %s 0.5833, %s 1.167, %s 2.333" % tuple(names) in stdout
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({names[0]: 0.5, names[1]: 3.0, names[2]: 1.0}))
+    (tmp_path / "file").mkdir()
+    finetune_and_compare(keras, path, momentum_sgd, folder, tmp_path / "file", HEAD,
+                         ["--class-weight", str(weights)], {0: 0.5, 1: 3.0, 2: 1.0})

@@ -84,6 +84,10 @@ def _optimizer_arguments(p):
                        ("--clipvalue", "each gradient element to [-v, v]")):
         p.add_argument(flag, type=float, help="Keras' optimizers: clip %s, as Keras' %s" % (
             what, flag[2:].replace("-", "_")))
+    p.add_argument("--class-weight", metavar="balanced|FILE.json",
+                   help="weight each training image's loss by its class, as Keras' "
+                        "fit(class_weight=...): balanced (n / (classes * count)) or a JSON "
+                        "file {\"class name\": weight}")
     p.add_argument("--regularizers", choices=("file", "none"), default="file",
                    help="file: the Keras file's kernel, bias, depthwise, pointwise and activity "
                         "regularizers add to the loss as in Keras; none: they do not")

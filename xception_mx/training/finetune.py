@@ -22,7 +22,7 @@ from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_c
 from xception_mx.training.export import model_input_shape
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
-from xception_mx.training.recipe.losses import loss_block
+from xception_mx.training.recipe.losses import ClassWeighted, class_weights, loss_block
 from xception_mx.training.recipe.optimizers import run_optimizer
 from xception_mx.training.recipe.regularization import Regularization, read_regularizers
 from xception_mx.training.recipe.resolve import run_loss
@@ -150,7 +150,8 @@ def make_training(run):
     """The loss, Keras 2's BatchNorm statistics, the frozen layers and the trainer (its
     states from the resumed epoch)."""
     config = run.config
-    run.loss_fn = loss_block(run_loss(config), run.num_classes)
+    run.val_loss_fn = loss_block(run_loss(config), run.num_classes)
+    run.loss_fn = class_weighted(run, run.val_loss_fn)
     if config.get("recipe_line"):
         run.log("%s: %s" % (PROG, config["recipe_line"]))
     meta = read_meta(config["pretrained"]) if config["pretrained"] else Meta()
@@ -177,6 +178,19 @@ def make_training(run):
     if run.resumed:
         run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.start_epoch - 1,
                                                                    "states"))
+
+
+def class_weighted(run, loss):
+    """The training loss weighted per class (``--class-weight``; validation's is not, as in
+    Keras), or ``loss`` itself."""
+    if not run.config.get("class_weight"):
+        return loss
+    labels, order = run.data.train_labels, run.data.train_set.class_of_label
+    labels = [order[label] for label in labels] if order is not None else labels
+    weights = class_weights(run.config["class_weight"], labels, run.data.classes)
+    run.log("%s: class weights %s" % (PROG, ", ".join(
+        "%s %.4g" % (c, w) for c, w in zip(run.data.classes, weights))))
+    return ClassWeighted(loss, weights)
 
 
 def regularization(run, meta):
@@ -229,7 +243,7 @@ def end_epoch(run, epoch, row):
     data, config = run.data, run.config
     train_counts = Counts(row["train_loss"], row["train_top1"], row["train_topk"], 0)
     if data.val_loader is not None:
-        val = evaluate(run.net, data.val_loader, run.loss_fn, run.contexts,
+        val = evaluate(run.net, data.val_loader, run.val_loss_fn, run.contexts,
                        min(5, run.num_classes), run.regularization)
         row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
         run.log("epoch %d: train %s | val %s" % (epoch, _fmt(train_counts), _fmt(val)))

@@ -160,6 +160,7 @@ class Data:
                                                config["val_split"], config["seed"])
         else:
             val_source, train_idx, val_idx = None, list(indices), []
+        self.train_labels = [train_source.label(i) for i in train_idx]   # every worker's
         # equal shards: in dist_sync every worker must take as many steps
         train_idx = train_idx[rank::workers][:len(train_idx) // workers]
         batch = config["batch_size"]

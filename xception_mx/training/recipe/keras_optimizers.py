@@ -4,7 +4,8 @@ A fine-tuning recipe written for Keras (``SGD(momentum=0.9, nesterov=True)``, ``
 ``AdamW(weight_decay=0.004)``, ``RMSprop()``, ``Nadam()``) gives the same updates here with
 ``--optimizer keras-sgd``, ``keras-adam``, ``keras-adamw``, ``keras-rmsprop``, ``keras-nadam``,
 each with Keras' ``clipnorm``, ``global_clipnorm`` and ``clipvalue``.  How MXNet's own
-optimizers compare (measured by ``tests/training/test_keras_optimizers.py``; ``docs/finetune.md``, "Training as in Keras"):
+optimizers compare (measured by ``tests/training/test_keras_optimizers.py``;
+``docs/finetune.md``, "Training as in Keras"):
 
 - without weight decay, MXNet's ``sgd`` is Keras' ``SGD(momentum)`` and its ``nag`` Keras'
   ``SGD(momentum, nesterov=True)`` (MXNet 1.9.1's NAG keeps the learning rate inside the

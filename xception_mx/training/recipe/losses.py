@@ -12,8 +12,14 @@ one value per sample (Keras' ``sum_over_batch_size`` is their mean).
   ``SoftmaxCrossEntropyLoss``; of a binary head, ``BinaryCrossentropy(from_logits=True)``.
 """
 import collections
+import json
 
+import mxnet as mx
+import numpy as np
 from mxnet import gluon
+from sklearn.utils.class_weight import compute_class_weight
+
+from xception_mx.errors import InputError, make_sure
 
 Loss = collections.namedtuple("Loss", "class_name label_smoothing")
 Loss.__doc__ = """A run's loss: Keras' class name and its label smoothing."""
@@ -66,3 +72,44 @@ def loss_block(loss, classes):
 def describe(loss):
     return "%s(%s)" % (loss.class_name, "label_smoothing=%g" % loss.label_smoothing
                        if loss.label_smoothing else "")
+
+
+class ClassWeighted:
+    """A loss whose per-sample values are weighted by their class, as Keras'
+    ``fit(class_weight=...)`` weights them (the batch's loss: the weighted sum over the batch
+    size, as Keras' ``sum_over_batch_size``)."""
+
+    def __init__(self, loss, weights):
+        self.loss, self.weights = loss, [float(w) for w in weights]
+
+    def __call__(self, pred, label):
+        weights = mx.nd.array(self.weights, ctx=label.context)
+        return self.loss(pred, label) * mx.nd.take(weights, label.astype("int32"))
+
+
+def class_weights(choice, labels, classes, where="--class-weight"):
+    """Per class (model class order), the weights ``--class-weight`` asks for:
+    ``balanced`` (``n / (classes * count)``, scikit-learn's), or a JSON file
+    ``{"class name": weight}`` naming every class in ``classes`` (the model's names)."""
+    if choice == "balanced":
+        counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
+        empty = [c for c, n in zip(classes, counts) if n == 0]
+        make_sure(not empty, "%s balanced: class %s has no training image", where,
+                  ", ".join(empty[:3]))
+        return list(compute_class_weight("balanced", classes=np.arange(len(classes)),
+                                         y=np.asarray(labels, np.int64)))
+    try:
+        with open(choice) as f:
+            given = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError("%s %s: expected balanced or a JSON file of {\"class name\": weight} "
+                         "(%s)" % (where, choice, exc))
+    make_sure(isinstance(given, dict) and all(isinstance(v, (int, float)) and v >= 0
+                                              for v in given.values()),
+              "%s %s: expected a JSON object of class names to weights >= 0", where, choice)
+    unknown = sorted(set(given) - set(classes))
+    missing = [c for c in classes if c not in given]
+    make_sure(not unknown and not missing, "%s %s: names %s; the classes are %s (missing: %s)",
+              where, choice, ", ".join(unknown[:3]) or "no unknown class",
+              ", ".join(classes[:6]), ", ".join(missing[:3]) or "none")
+    return [float(given[c]) for c in classes]

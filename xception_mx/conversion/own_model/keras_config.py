@@ -133,24 +133,29 @@ def custom_layers(config):
 KERAS_BATCHNORM = {"momentum": 0.99, "epsilon": 1e-3}      # Keras' BatchNormalization defaults
 
 
+def leaf_layers(config):
+    """Every layer entry of a model config that is not itself a model (nested models'
+    layers in their place)."""
+    for layer in (config.get("config") or {}).get("layers") or []:
+        if not isinstance(layer, dict):
+            continue
+        if layer.get("class_name") in MODEL_CLASSES:
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
 def batchnorm_settings(config):
     """``{layer: {"momentum", "epsilon"}}`` of the file's BatchNormalization layers (nested
     models' too) whose momentum or epsilon is not Keras' default."""
     found = {}
-
-    def walk(model):
-        for layer in (model.get("config") or {}).get("layers") or []:
-            if not isinstance(layer, dict):
-                continue
-            if layer.get("class_name") in MODEL_CLASSES:
-                walk(layer)
-            elif layer.get("class_name") == "BatchNormalization":
-                cfg = layer.get("config") or {}
-                setting = {key: float(cfg.get(key, default))
-                           for key, default in KERAS_BATCHNORM.items()}
-                if setting != KERAS_BATCHNORM:
-                    found[layer_name(layer)] = setting
-    walk(config)
+    for layer in leaf_layers(config):
+        if layer.get("class_name") == "BatchNormalization":
+            cfg = layer.get("config") or {}
+            setting = {key: float(cfg.get(key, default))
+                       for key, default in KERAS_BATCHNORM.items()}
+            if setting != KERAS_BATCHNORM:
+                found[layer_name(layer)] = setting
     return found
 
 
@@ -162,19 +167,11 @@ def layer_regularizers(config):
     """``{layer: {"kernel_regularizer": {"class_name", "config"}, ...}}`` of the file's layers
     (nested models' too) that have regularizers, as Keras saved them."""
     found = {}
-
-    def walk(model):
-        for layer in (model.get("config") or {}).get("layers") or []:
-            if not isinstance(layer, dict):
-                continue
-            if layer.get("class_name") in MODEL_CLASSES:
-                walk(layer)
-                continue
-            cfg = layer.get("config") or {}
-            given = {key: _plain_object(cfg[key]) for key in REGULARIZER_KEYS if cfg.get(key)}
-            if given:
-                found[layer_name(layer)] = given
-    walk(config)
+    for layer in leaf_layers(config):
+        cfg = layer.get("config") or {}
+        given = {key: _plain_object(cfg[key]) for key in REGULARIZER_KEYS if cfg.get(key)}
+        if given:
+            found[layer_name(layer)] = given
     return found
 
 

@@ -19,7 +19,8 @@ def build_parser():
                "an earlier run) on an image folder or RecordIO data, on one CPU, several CPU "
                "contexts or several GPUs.")
     for add in (_data_arguments, _run_arguments, _optimizer_arguments, _schedule_arguments,
-                _freezing_arguments, _device_arguments, _process_arguments):
+                _callback_arguments, _freezing_arguments, _device_arguments,
+                _process_arguments):
         add(p)
     return p
 
@@ -107,6 +108,17 @@ def _schedule_arguments(p):
                         "cosine)")
     p.add_argument("--lr-steps", default="", help="epochs of the step decay, e.g. 30,60")
     p.add_argument("--lr-factor", type=float, default=0.1, help="step decay factor")
+
+
+def _callback_arguments(p):
+    """Keras' fit callbacks on the validation loss (``training.callbacks``)."""
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a lower validation loss and export "
+                        "the best epoch, as Keras' EarlyStopping(monitor='val_loss', "
+                        "restore_best_weights=True)")
+    p.add_argument("--reduce-lr-on-plateau", metavar="FACTOR,PATIENCE",
+                   help="multiply the (constant) learning rate by FACTOR after PATIENCE epochs "
+                        "without a lower validation loss, as Keras' ReduceLROnPlateau")
 
 
 def _freezing_arguments(p):

@@ -17,6 +17,7 @@ from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.images.convention import rescales_inside
 from xception_mx.model.training_only import augments, seed_step
 from xception_mx.progress import progress
+from xception_mx.training.callbacks import early_stopping, reduce_on_plateau, start_state
 from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
 from xception_mx.training.export import model_input_shape
@@ -54,6 +55,7 @@ class Run:
     def __init__(self, config, log):
         self.config, self.log = config, log
         self.history, self.best, self.start_epoch, self.finished = [], None, 0, False
+        self.callbacks, self.stopped = start_state(), False
 
     def phase(self, epoch):
         """``head`` while only the head trains (``--freeze-base-epochs``), then ``all``."""
@@ -132,6 +134,7 @@ def build(run):
         epoch, record = run.resumed
         run.shapes.load_params(run.net, run.run_dir.epoch_file(epoch, "params"))
         run.history, run.best, run.start_epoch = record["history"], record["best"], epoch + 1
+        run.callbacks = record.get("callbacks") or start_state()
         run.log("%s: resuming from epoch %d of %s" % (PROG, epoch, run.run_dir.path))
     else:
         shard = " (on each of %d workers)" % run.workers if run.workers > 1 else ""
@@ -225,6 +228,11 @@ def train_epochs(run):
         dump_bn_statistics(run.net, epoch, run.rank, "after", run.shapes)
         dump_parameters(run.net, epoch, run.rank, run.shapes)
         end_epoch(run, epoch, row)
+        if run.stopped:
+            run.log("%s: early stopping after epoch %d: the validation loss has not improved "
+                    "for %d epochs; the export is epoch %d's" % (
+                        PROG, epoch, config["early_stopping"], run.best["epoch"]))
+            break
         if config["stop_after"] is not None and epoch >= config["stop_after"] \
                 and epoch + 1 < config["epochs"]:
             run.log("%s: stopped after epoch %d as asked; continue with --resume"
@@ -253,18 +261,37 @@ def end_epoch(run, epoch, row):
     score = row.get("val_top1", row["train_top1"])
     if run.best is None or score > run.best["score"]:
         run.best = {"epoch": epoch, "score": score}
+    keras_callbacks(run, epoch, row)
     if not run.lead:
         return
     run_dir = run.run_dir
     run_dir.save_epoch(epoch, run.net, run.trainer, {
         "epoch": epoch, "metrics": row, "config": config, "classes": data.classes,
-        "history": run.history, "best": run.best, "workers": run.workers}, run.shapes)
+        "history": run.history, "best": run.best, "workers": run.workers,
+        "callbacks": run.callbacks}, run.shapes)
     fault_point("epoch-%d:checkpoint-written" % epoch)
     run_dir.write_best(run.best["epoch"], run.history[run.best["epoch"]])
     run_dir.prune(run.best["epoch"])
     run_dir.write_csv(run.history)
     run_dir.plot_curves(run.history, "%s: %s" % (PROG, os.path.basename(
         os.path.abspath(config["out"]))))     # the run's name, not where it lives
+
+
+def keras_callbacks(run, epoch, row):
+    """Early stopping (its best epoch the run's best, the export) and the learning rate on a
+    plateau, on this epoch's validation loss (``training.callbacks``)."""
+    config, state = run.config, run.callbacks
+    if config.get("early_stopping") is not None:
+        run.stopped = early_stopping(state["stopping"], config["early_stopping"], epoch,
+                                     row["val_loss"])
+        best = state["stopping"]["best_epoch"]
+        run.best = {"epoch": best, "score": run.history[best]["val_top1"]}
+    if config.get("reduce_lr_on_plateau"):
+        lr = reduce_on_plateau(state["plateau"], *config["reduce_lr_on_plateau"],
+                               val_loss=row["val_loss"], lr=row["lr"])
+        if lr != row["lr"]:
+            run.log("epoch %d: the validation loss is on a plateau; learning rate %g from "
+                    "now on" % (epoch, lr))
 
 
 def train_epoch(run, epoch, phase):
@@ -282,9 +309,10 @@ def train_epoch(run, epoch, phase):
     steps_left = steps_per_epoch * (config["epochs"] - epoch)       # in the run, this one on
     lr = config["lr"]
     for i, (x, y) in enumerate(bar):
-        lr = learning_rate(epoch * steps_per_epoch + i, steps_per_epoch, config["epochs"],
-                           config["lr"], config["warmup_epochs"], config["lr_schedule"],
-                           config["lr_steps"], config["lr_factor"], config.get("keras_schedule"))
+        lr = run.callbacks["plateau"]["lr"] or learning_rate(
+            epoch * steps_per_epoch + i, steps_per_epoch, config["epochs"], config["lr"],
+            config["warmup_epochs"], config["lr_schedule"], config["lr_steps"],
+            config["lr_factor"], config.get("keras_schedule"))
         run.trainer.set_learning_rate(lr)
         seed_step(config["seed"], epoch, i, run.contexts, run.rank)
         losses, outputs = train_step(run.net, run.trainer, run.loss_fn, x, y, run.contexts,

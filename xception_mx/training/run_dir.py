@@ -163,7 +163,8 @@ SETTINGS_BEFORE_THEY_WERE_RECORDED = {     # a run of 0.2.0 resumes
     # 0.3.0: the file's recipe, with a run from a checkpoint that records none
     "recipe": "file", "keras_schedule": None, "label_smoothing": None, "rho": None,
     "centered": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
-    "regularizers": "file", "class_weight": None,
+    "regularizers": "file", "class_weight": None, "early_stopping": None,
+    "reduce_lr_on_plateau": None,
     "loss": {"class_name": "SparseCategoricalCrossentropy", "label_smoothing": 0.0}}
 UNSET_IS_FALSE = ("nesterov", "centered")      # --no-nesterov: recorded False, unset None
 NOT_COMPARED = ("recipe_line",)

@@ -11,6 +11,7 @@ from xception_mx.checkpoint.reading import check_finite, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.own_model import branches, output_kind
+from xception_mx.training.callbacks import check_callbacks, parse_plateau
 from xception_mx.training.frozen import frozen_layers
 from xception_mx.training.own_model_training import is_binary_head
 from xception_mx.training.recipe.file_recipe import read_recipe
@@ -66,6 +67,8 @@ def config_from_args(args):
                          % args.pretrained, head_output(meta), meta.keras_version, binary) \
         if meta.recipe else None
     config["recipe_line"] = resolve_recipe(config, recipe, binary)   # recorded with each epoch
+    if config.get("reduce_lr_on_plateau"):
+        config["reduce_lr_on_plateau"] = parse_plateau(config["reduce_lr_on_plateau"])
     try:
         config["lr_steps"] = [float(e) for e in args.lr_steps.split(",") if e.strip()]
     except ValueError:
@@ -94,6 +97,7 @@ def check_config(config):
               config["val_split"])
     make_sure(not (config["val"] and config["val_split"]), "--val and --val-split exclude "
               "each other")
+    check_callbacks(config, bool(config["val"] or config["val_split"]))
     make_sure(0 < config["min_crop"] <= 1, "--min-crop must be in (0, 1], got %s",
               config["min_crop"])
     make_sure(config["workers"] >= 0, "--workers must be >= 0")

@@ -33,13 +33,13 @@ def resolve_recipe(config, recipe, binary=False):
     name = config["optimizer"] or (use.optimizer if from_file else TOOLKIT_OPTIMIZER)
     settings = dict(use.settings) if from_file and use.optimizer == name else {}
     settings.update({k: config[k] for k in SETTINGS if config.get(k) is not None})
-    lr = config["lr"] or (use.lr if from_file else TOOLKIT_LR)
+    lr = config["lr"] if config["lr"] is not None else (use.lr if from_file else TOOLKIT_LR)
     schedule = None
     if config["lr_schedule"]:
         kind = config["lr_schedule"]
     elif from_file:
         kind, schedule = ("keras", use.schedule) if use.schedule else ("constant", None)
-        if schedule and config["lr"]:
+        if schedule and config["lr"] is not None:
             schedule = schedules.rescaled(schedule, config["lr"])
     else:
         kind = TOOLKIT_SCHEDULE

@@ -68,7 +68,11 @@ def peak(schedule):
 def rescaled(schedule, lr):
     """The schedule with every learning rate in it scaled so that its peak is ``lr``
     (``--lr`` over a file's schedule: the same shape at another height)."""
-    factor = lr / peak(schedule)
+    top = peak(schedule)
+    if top <= 0:
+        raise InputError("--lr %g: the file's %s never exceeds 0, so it has no peak to scale; "
+                         "--lr-schedule replaces it" % (lr, schedule["class_name"]))
+    factor = lr / top
     config = dict(schedule["config"])
     for key in SCHEDULES[schedule["class_name"]][1]:
         value = config.get(key)

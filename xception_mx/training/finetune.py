@@ -49,8 +49,9 @@ class Run:
     ranks, ``run_dir``, ``resumed``), the data (``data``, ``num_classes``, ``own_spec``: the
     own model's spec or ``None``), the network (``net``, ``shapes``, ``block``,
     ``export_spec``), the training (``trainer``, ``loss_fn``, ``frozen``,
-    ``frozen_params``, ``keras2``, ``source``, ``recipe``, ``batchnorm``) and its progress
-    (``history``, ``best``, ``start_epoch``, ``finished``)."""
+    ``frozen_params``, ``keras2``, ``source``, ``recipe``, ``batchnorm``, ``regularizers``,
+    ``regularization``, ``val_loss_fn``) and its progress (``history``, ``best``,
+    ``start_epoch``, ``callbacks``: Keras' callbacks' state, ``stopped``, ``finished``)."""
 
     def __init__(self, config, log):
         self.config, self.log = config, log

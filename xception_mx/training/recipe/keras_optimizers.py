@@ -76,6 +76,15 @@ class _KerasOptimizer(mx.optimizer.Optimizer):
         if self.weight_decay:
             weight[:] = weight - weight * self.weight_decay * lr
 
+    def _begin(self, index, weight, grad):
+        """What every update starts with, in Keras' order: the step counted, the gradient
+        clipped, the weight decayed.  ``(lr, step number from 1, gradient)``."""
+        self._update_count(index)
+        lr = self._get_lr(index)
+        grad = self._gradient(grad)
+        self._decay(weight, lr)
+        return lr, self._index_update_count[index], grad
+
     def _zeros(self, weight, count=1):
         states = tuple(nd.zeros(weight.shape, weight.context, dtype=weight.dtype)
                        for _ in range(count))
@@ -124,10 +133,7 @@ class KerasSGD(_KerasOptimizer):
         return self._zeros(weight) if self.momentum else None
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr = self._get_lr(index)
-        grad = self._gradient(grad)
-        self._decay(weight, lr)
+        lr, _, grad = self._begin(index, weight, grad)
         if state is None:
             weight[:] = weight - grad * lr
             return
@@ -152,11 +158,7 @@ class KerasAdam(_KerasOptimizer):
         return self._zeros(weight, 2)
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr = self._get_lr(index)
-        step = self._index_update_count[index]
-        grad = self._gradient(grad)
-        self._decay(weight, lr)
+        lr, step, grad = self._begin(index, weight, grad)
         m, v = state
         alpha = lr * (1.0 - self.beta_2 ** step) ** 0.5 / (1.0 - self.beta_1 ** step)
         m[:] = m + (grad - m) * (1.0 - self.beta_1)
@@ -189,10 +191,7 @@ class KerasRMSprop(_KerasOptimizer):
                 "average": self._zeros(weight) if self.centered else None}
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr = self._get_lr(index)
-        grad = self._gradient(grad)
-        self._decay(weight, lr)
+        lr, _, grad = self._begin(index, weight, grad)
         velocity, rho = state["velocity"], self.rho
         velocity[:] = velocity * rho + nd.square(grad) * (1 - rho)
         if self.centered:
@@ -235,11 +234,7 @@ class KerasNadam(_KerasOptimizer):
         return u_t, u_next, product, product * u_next
 
     def update(self, index, weight, grad, state):
-        self._update_count(index)
-        lr = self._get_lr(index)
-        t = self._index_update_count[index]
-        grad = self._gradient(grad)
-        self._decay(weight, lr)
+        lr, t, grad = self._begin(index, weight, grad)
         u_t, u_next, product, product_next = self._schedule((index, str(weight.context)), t)
         m, v = state
         m[:] = m + (grad - m) * (1.0 - self.beta_1)

@@ -14,6 +14,8 @@ The data-parallel step differentiates, per device, the sum of its samples' losse
 share of the batch times the weight penalty plus the activity penalty of its outputs: summed
 over the devices and divided by the batch, that is the gradient of Keras' loss."""
 import collections
+import functools
+import operator
 
 import mxnet as mx
 
@@ -65,14 +67,15 @@ def read_regularizers(saved, name_table, head_layers, where):
     return found
 
 
+def _total(terms):
+    """The sum of ``terms`` (NDArrays), or ``None`` for none."""
+    terms = list(terms)
+    return functools.reduce(operator.add, terms) if terms else None
+
+
 def _amount(x, l1, l2):
-    total = None
-    if l1:
-        total = l1 * mx.nd.sum(mx.nd.abs(x))
-    if l2:
-        term = l2 * mx.nd.sum(mx.nd.square(x))
-        total = term if total is None else total + term
-    return total
+    return _total(([l1 * mx.nd.sum(mx.nd.abs(x))] if l1 else []) +
+                  ([l2 * mx.nd.sum(mx.nd.square(x))] if l2 else []))
 
 
 class Regularization:
@@ -85,7 +88,6 @@ class Regularization:
         self.params = net.collect_params()
         self.weight_penalties = [p for p in penalties if p.key != "activity_regularizer"]
         self.keras2, self.outputs = keras2, collections.defaultdict(list)
-        self.active = bool(penalties)
         activation = {layer["name"]: layer.get("activation") for layer in export_head}
         blocks = {}
         net.apply(lambda block: blocks.setdefault(block.prefix[:-1], block)
@@ -105,29 +107,19 @@ class Regularization:
     def weights(self, context):
         """The weight penalty on ``context``: of the weights that train, and with Keras 2 of
         the frozen ones too (a constant, in the loss Keras 2 reports)."""
-        total = None
-        for penalty in self.weight_penalties:
-            param = self.params[penalty.target]
-            if param.grad_req == "null" and not self.keras2:
-                continue
-            term = _amount(param.data(context), penalty.l1, penalty.l2)
-            total = term if total is None else total + term
-        return total
+        return _total(_amount(self.params[p.target].data(context), p.l1, p.l2)
+                      for p in self.weight_penalties
+                      if self.keras2 or self.params[p.target].grad_req != "null")
 
     def activities(self, context):
         """The activity penalty of the outputs recorded on ``context`` (then forgotten)."""
-        total = None
-        for penalty, output in self.outputs.pop(context, []):
-            term = _amount(output, penalty.l1, penalty.l2)
-            total = term if total is None else total + term
-        return total
+        return _total(_amount(output, penalty.l1, penalty.l2)
+                      for penalty, output in self.outputs.pop(context, []))
 
     def per_sample(self, losses, context):
         """``losses`` (one device's per-sample losses) with the regularization spread over
         them: each plus the weight penalty plus the device's activity penalty over its
         samples (their mean is Keras' loss; their gradient, Keras' times the samples)."""
-        if not self.active:
-            return losses
         weights, activities = self.weights(context), self.activities(context)
         if weights is not None:
             losses = losses + weights

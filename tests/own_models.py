@@ -40,6 +40,35 @@ def nested(seed=0, size=(71, 71), keras=None):
     return randomize_head(keras.Model(inputs, outputs), seed)
 
 
+def guide_binary(seed=0, size=(71, 71), keras=None, l2=0.05):
+    """The keras.io transfer-learning guide's model as it fine-tunes: preprocess_input, the
+    base (trainable, called with training=False), pooling, Dropout, a ``Dense(1)`` logit,
+    compiled as the guide compiles it (``Adam``, ``BinaryCrossentropy(from_logits=True)``);
+    with ``l2``, ``L2(l2)`` on the logit's kernel and on base layer block14_sepconv1's
+    pointwise kernel."""
+    keras = keras or import_keras()
+    layers = keras.layers
+    base = _base(keras, seed, size)
+    if l2:
+        config = base.get_config()
+        for layer in config["layers"]:
+            if layer["config"]["name"] == "block14_sepconv1":
+                layer["config"]["pointwise_regularizer"] = keras.regularizers.serialize(
+                    keras.regularizers.L2(l2))
+        rebuilt = type(base).from_config(config)
+        rebuilt.set_weights(base.get_weights())
+        base = rebuilt
+    inputs = keras.Input(tuple(size) + (3,))
+    x = base(keras.applications.xception.preprocess_input(inputs), training=False)
+    x = layers.Dropout(0.2)(layers.GlobalAveragePooling2D()(x))
+    outputs = layers.Dense(1, name="out", kernel_regularizer=keras.regularizers.L2(l2)
+                           if l2 else None)(x)
+    model = randomize_head(keras.Model(inputs, outputs), seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
 def flattened(seed=0, size=(150, 200), keras=None):
     """``Model(base.input, head(base.output))`` with Normalization in front,
     Flatten, a gelu Dense and a softmax Dense."""

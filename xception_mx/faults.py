@@ -32,6 +32,17 @@ And one alteration: with ``XCEPTION_MX_BN_FAULT=LAYER:KEY=VALUE`` (``KEY``: ``ep
 ``momentum``; several separated by commas), ``alter_batchnorm`` gives that BatchNorm layer of
 an MXNet training network another epsilon or momentum than Keras' (``xception-parity
 --training`` must name it).
+
+And the defects the training comparisons must see, named in ``XCEPTION_MX_FAULT`` (several
+separated by commas; ``injected(NAME)`` is the value after ``NAME=``, ``""`` without one,
+``None`` when not named):
+
+- ``gradient=LAYER*FACTOR``: every gradient of that Keras layer's parameters multiplied by
+  FACTOR after the backward pass (``forward_backward``); ``LAYER+LAYER*FACTOR``: of several;
+- ``drop-regularizers``: the file's regularizers left out of the loss;
+- ``no-keras2-variance``: Keras 2's Bessel-corrected moving variance not applied;
+- ``frozen-bn-on-batch-statistics``: the frozen layers' BatchNorm normalising with the batch's
+  statistics instead of the moving ones.
 """
 import ctypes
 import os
@@ -100,6 +111,37 @@ def dump_parameters(net, epoch, rank, shapes):
 
 BN_FAULT = "XCEPTION_MX_BN_FAULT"
 BN_FAULT_KEYS = {"epsilon": "eps", "momentum": "momentum"}
+
+
+FAULT = "XCEPTION_MX_FAULT"
+GRADIENT_ROLES = ("weight", "bias", "gamma", "beta", "depthwise_weight", "pointwise_weight")
+
+
+def injected(name):
+    """The value of fault ``name`` in ``XCEPTION_MX_FAULT`` (``""`` when it has none), or
+    ``None`` when the environment does not name it."""
+    for fault in filter(None, os.environ.get(FAULT, "").split(",")):
+        key, _, value = fault.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def alter_gradients(net):
+    """Multiply layers' gradients when ``XCEPTION_MX_FAULT`` names ``gradient=LAYER*F``:
+    every trainable parameter whose name is the layer's (``LAYER_...``, in the training
+    network's names, which are Keras' layer names)."""
+    fault = injected("gradient")
+    if not fault:
+        return
+    layers, factor = fault.rsplit("*", 1)
+    hit = [p for name, p in net.collect_params().items() for layer in layers.split("+")
+           if p.grad_req != "null" and name[len(net.prefix):][len(layer) + 1:] in GRADIENT_ROLES
+           and name[len(net.prefix):].startswith(layer + "_")]
+    assert hit, "XCEPTION_MX_FAULT gradient=%s: no trainable parameter of that layer" % fault
+    for param in hit:
+        for grad in param.list_grad():
+            grad[:] = grad * float(factor)
 
 
 def alter_batchnorm(net):

@@ -85,6 +85,20 @@ def test_finetuning_with_no_flags_is_keras_fit_of_the_file_recipe(recipe, keras_
         in stdout
 
 
+def test_a_frozen_base_normalising_with_batch_statistics_fails_the_comparison(
+        data, tmp_path, monkeypatch):
+    """The comparison with ``fit`` sees a frozen BatchNorm that normalises with the batch's
+    statistics (the named fault ``frozen-bn-on-batch-statistics``), although the frozen
+    parameters themselves stay bit-equal: the head it feeds trains on other features."""
+    keras = own_models.import_keras()
+    model = frozen_base_model(keras, None)
+    model.compile(**adam(keras))
+    path = own_models.save(model, str(tmp_path / "m.keras"))
+    monkeypatch.setenv("XCEPTION_MX_FAULT", "frozen-bn-on-batch-statistics")
+    with pytest.raises(AssertionError, match=r"\('fc1\.kernel'"):
+        finetune_and_compare(keras, path, adam, data, tmp_path, HEAD)
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """A Keras 3 frozen-base model compiled with ``Adam(ExponentialDecay(0.05, 1, 0.7))`` and

@@ -1,18 +1,23 @@
-"""``xception-parity --training`` (issue #28): one training step of the converted checkpoint
-in MXNet, as xception-finetune takes it, against the same step in the Keras that wrote the
-file: loss, logits, every layer's training-mode output, BatchNorm moving statistics, every
-gradient and the weights after a step of each Keras optimizer.  It passes on plain and
-transfer models of Keras 2 and 3, and fails naming the layer when one BatchNorm's epsilon or
-momentum is changed on the MXNet side."""
+"""``xception-parity --training`` (issues #28, #40): one training step of the converted
+checkpoint in MXNet, as xception-finetune takes it, against the same step in the Keras that
+wrote the file, with the file's compiled loss, regularizers and optimizer: loss, logits, every
+layer's training-mode output, BatchNorm moving statistics, every gradient (in float64 on both
+sides, within ten times its own rounding and no floor) and the weights after two steps of the
+optimizer.  It passes on plain and transfer models of Keras 2 and 3, the keras.io guide's
+``Dense(1)`` model with L2 on its head and a base layer among them, and fails naming the layer
+under each named fault: a BatchNorm's epsilon or momentum changed, 2% added to one layer's
+gradient, the regularizers dropped, Keras 2's moving variance left uncorrected."""
 import json
 
 import pytest
 
 import own_models
 from conftest import PHOTOS, assert_bad_input, run_tool
+from xception_mx.validation.training_parity import run_training_parity
+from xception_mx.validation.training_report import culprit
 
-KINDS = ["output", "loss", "logits", "moving_mean", "moving_variance", "gradient",
-         "keras-sgd", "keras-adam", "keras-adamw"]
+KINDS = ["output", "loss", "logits", "moving_mean", "moving_variance", "gradient"]
+DEFAULT_OPTIMIZERS = ["keras-sgd", "keras-adam", "keras-adamw"]   # of a file without a recipe
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
     "plain-keras3.keras": (lambda: own_models.grayscale_plain(channels=3), ".keras",
                            ["--input-shape", 71, 71]),
@@ -22,8 +27,9 @@ CASES = {   # name: (builder, file suffix, keras2mxnet options)
     "sequential-bn-head-keras3.keras": (own_models.sequential, ".keras", []),
     "flattened-bn-head-keras2.h5": (own_models.keras2_flattened_bn_head, ".h5", []),
     "training-layers-keras3.keras": (own_models.training_layers, ".keras", []),
+    "guide-binary-l2-keras3.keras": (own_models.guide_binary, ".keras", []),
 }
-BUILT = {}
+BUILT, CONVERTED = {}, {}
 
 
 def converted(case, folder):
@@ -47,8 +53,9 @@ def training_parity(path, prefix, folder, env=None, labels_from=None, options=()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(set(CASES) - {"training-layers-keras3.keras"}))
-def test_one_training_step_agrees_with_keras(case, tmp_path):
-    model, path, prefix = converted(case, tmp_path)
+def test_one_training_step_agrees_with_keras(case, checkpoint, tmp_path):
+    path, prefix = checkpoint(case)
+    model = BUILT[case]
     labels_from = None
     if case == "plain-keras3.keras":          # a class folder gives images and labels
         labels_from = tmp_path / "classes"
@@ -59,7 +66,8 @@ def test_one_training_step_agrees_with_keras(case, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout and report["passed"]
     kinds = {r["what"] for r in report["records"]}
-    assert kinds == set(KINDS)
+    compiled = case.startswith("guide")
+    assert kinds == set(KINDS + (["Adam"] if compiled else DEFAULT_OPTIMIZERS))
     gradients = [r for r in report["records"] if r["what"] == "gradient"]
     trainable = sum(len(l.trainable_weights) for l in model.layers
                     if not type(l).__name__.startswith(("Functional", "Sequential")))
@@ -70,18 +78,26 @@ def test_one_training_step_agrees_with_keras(case, tmp_path):
         assert r["deviation"] <= r["tolerance"], r
     outputs = [r for r in report["records"] if r["what"] == "output"]
     assert max(r["deviation"] for r in outputs) <= 1e-4
-    assert report["classes"] == model.output_shape[-1]
+    assert report["classes"] == max(2, model.output_shape[-1])
     if labels_from:
         assert report["labels"][:5] == [0, 1, 2, 3, 4] and len(report["labels"]) == 7
     else:
         assert len(report["labels"]) == 5
+    if compiled:              # the guide's recipe and L2, a Dense(1) logit on two classes
+        assert "training with the Keras file's recipe, Adam(learning_rate=0.0001" in \
+            report["recipe"] and "BinaryCrossentropy" in report["recipe"]
+        assert report["regularizers"] == ("block14_sepconv1 pointwise_regularizer (l1 0, l2 "
+                                          "0.05), out kernel_regularizer (l1 0, l2 0.05)")
+        assert report["classes"] == 2 and set(report["labels"]) <= {0, 1}
+    else:
+        assert "no optimizer in the Keras file" in report["recipe"]
 
 
 @pytest.mark.slow
-def test_a_batchnorm_changed_on_the_mxnet_side_fails_naming_it(tmp_path):
+def test_a_batchnorm_changed_on_the_mxnet_side_fails_naming_it(checkpoint, tmp_path):
     """One run, two faults: block 2's momentum (its moving statistics differ, its output does
     not) and block 5's epsilon (its training-mode output differs, named first)."""
-    _, path, prefix = converted("sequential-bn-head-keras3.keras", tmp_path)
+    path, prefix = checkpoint("sequential-bn-head-keras3.keras")
     result, report = training_parity(path, prefix, tmp_path, env={
         "XCEPTION_MX_BN_FAULT": "block2_sepconv1_bn:momentum=0.9,block5_sepconv1_bn:epsilon=0.01"})
     assert result.returncode == 1, result.stdout + result.stderr
@@ -121,3 +137,54 @@ def test_training_options_are_checked_in_one_line(tmp_path):
     result = run_tool("xception-parity", "--keras", tmp_path / "m.keras", "--mxnet",
                       tmp_path / "mx", "--freeze-bn")
     assert_bad_input(result, "--freeze-bn goes with --training")
+
+
+@pytest.fixture
+def checkpoint(tmp_path_factory):
+    """``checkpoint(case) -> (Keras file, MXNet prefix)``, each case converted once."""
+    def get(case):
+        if case not in CONVERTED:
+            CONVERTED[case] = converted(case, tmp_path_factory.mktemp("converted"))[1:]
+        return CONVERTED[case]
+    return get
+
+
+def beyond_tolerance(case, checkpoint, monkeypatch, fault):
+    """``(records beyond tolerance, the layer the verdict names)`` of the step comparison
+    (in process, no optimizer) under ``XCEPTION_MX_FAULT=fault``."""
+    path, prefix = checkpoint(case)
+    monkeypatch.setenv("XCEPTION_MX_FAULT", fault)
+    records, _ = run_training_parity(path, str(prefix), PHOTOS[:3], random_count=2,
+                                     optimizers=False)
+    found = culprit(records)
+    return [r for r in records if r.deviation > r.tolerance], found and found.keras_layer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, layer", [("plain-keras3.keras", "block12_sepconv1"),
+                                         ("guide-binary-l2-keras3.keras", "block13_sepconv1")])
+def test_two_percent_more_on_one_layers_gradient_fails_naming_that_layer_only(
+        case, layer, checkpoint, monkeypatch):
+    beyond, named = beyond_tolerance(case, checkpoint, monkeypatch, "gradient=%s*1.02" % layer)
+    assert named == layer
+    assert {(r.what, r.keras_layer) for r in beyond} == {("gradient", layer)}
+    assert all(0.019 < r.deviation < 0.021 for r in beyond)
+
+
+@pytest.mark.slow
+def test_the_regularizers_dropped_on_the_mxnet_side_fail_at_the_regularized_layers(
+        checkpoint, monkeypatch):
+    beyond, named = beyond_tolerance("guide-binary-l2-keras3.keras", checkpoint, monkeypatch,
+                                     "drop-regularizers")
+    assert named == "out"
+    assert {(r.what, r.keras_layer) for r in beyond} == {
+        ("loss", None), ("gradient", "out"), ("gradient", "block14_sepconv1")}
+
+
+@pytest.mark.slow
+def test_keras2s_moving_variance_left_uncorrected_fails_at_the_moving_variances(
+        checkpoint, monkeypatch):
+    beyond, named = beyond_tolerance("plain-keras2.h5", checkpoint, monkeypatch,
+                                     "no-keras2-variance")
+    assert named == "block1_conv1_bn"
+    assert beyond and {r.what for r in beyond} == {"moving_variance"}

@@ -3,6 +3,7 @@ maps: pooling, ``Flatten``, ``Dense`` and its activations, ``BatchNormalization`
 activation layers.  Each one's output is named ``<Keras layer name>_out_output``."""
 import math
 
+import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
 from xception_mx.model.xception import BN_EPSILON
@@ -92,7 +93,9 @@ class HeadLayer(HybridBlock):
         if cls == "Softmax":
             return F.softmax(x, axis=-1)
         if cls == "LeakyReLU":
-            return F.LeakyReLU(x, act_type="leaky", slope=layer["negative_slope"])
+            # TF's LeakyRelu holds its slope in float32, in a float64 model too (MXNet's
+            # LeakyReLU strays from both in float64); TF's gradient at 0 is the slope's
+            return F.where(x > 0, x, float(np.float32(layer["negative_slope"])) * x)
         if cls == "ReLU":
             y = F.where(x >= layer["threshold"], x,
                         layer["negative_slope"] * (x - layer["threshold"]))

@@ -25,7 +25,7 @@ from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.training.recipe.losses import ClassWeighted, class_weights, loss_block
 from xception_mx.training.recipe.optimizers import run_optimizer
-from xception_mx.training.recipe.regularization import Regularization, read_regularizers
+from xception_mx.training.recipe.regularization import file_regularization
 from xception_mx.training.recipe.resolve import run_loss
 from xception_mx.training.own_model_training import (base_called_in_inference,
                                                      build_own_model_network,
@@ -201,15 +201,11 @@ def regularization(run, meta):
     """The file's regularizers, acting (``--regularizers file``), or ``None``."""
     if run.config.get("regularizers", "file") != "file" or not meta.regularizers:
         return None
-    head = run.export_spec["head"] if run.export_spec else []
-    penalties = read_regularizers(meta.regularizers, meta.name_table,
-                                  {layer["name"] for layer in head},
-                                  "--pretrained %s" % run.config["pretrained"])
-    if not penalties:
-        return None
-    run.log("%s: the file's regularizers act: %s" % (PROG, ", ".join(
-        "%s %s (l1 %g, l2 %g)" % (p.layer, p.key, p.l1, p.l2) for p in penalties)))
-    return Regularization(run.net, penalties, head, written_by_keras2(meta))
+    acting = file_regularization(run.net, meta, run.export_spec,
+                                 "--pretrained %s" % run.config["pretrained"])
+    if acting is not None:
+        run.log("%s: the file's regularizers act: %s" % (PROG, acting.describe()))
+    return acting
 
 
 def train_epochs(run):

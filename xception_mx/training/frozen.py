@@ -6,6 +6,7 @@ normalises with them."""
 from xception_mx.checkpoint.meta import as_meta
 from xception_mx.conversion.name_table import build_name_table
 from xception_mx.errors import make_sure
+from xception_mx.faults import injected
 from xception_mx.model.own_model import head_layers
 from xception_mx.model.xception import batchnorm_blocks
 
@@ -51,5 +52,7 @@ def frozen_parameters(net, layers):
 def freeze_batchnorm(net, layers):
     """Run the BatchNorm layers among ``layers`` in inference mode (``use_global_stats``),
     from the next forward pass of the (not hybridized) training network."""
+    if injected("frozen-bn-on-batch-statistics") is not None:
+        return
     for block in batchnorm_blocks(net, layers):
         block._kwargs["use_global_stats"] = True

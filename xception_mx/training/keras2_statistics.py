@@ -12,6 +12,7 @@ moving statistics), as that Keras would have made it: with ``m`` the momentum, M
 from mxnet import autograd
 
 from xception_mx.checkpoint.meta import as_meta
+from xception_mx.faults import injected
 from xception_mx.model.xception import batchnorm_blocks
 
 
@@ -59,6 +60,8 @@ class Keras2Variance:
 
     def apply(self):
         """Correct the updates of the forward and backward passes since the last call."""
+        if injected("no-keras2-variance") is not None:
+            self.pending = []
         with autograd.pause():
             for block, context, old, n in self.pending:
                 new = block.running_var.data(context)

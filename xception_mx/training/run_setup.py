@@ -62,11 +62,8 @@ def config_from_args(args):
     meta = read_meta(args.pretrained) if args.pretrained else Meta()
     config["input_shape"] = list(args.input_shape or meta.input_size())
     config["channels"] = meta.channels      # images decode to as many
-    binary = meta.is_own_model and is_binary_head(meta.own_model_spec)
-    recipe = read_recipe(meta.recipe, "--pretrained %s (the Keras file's compile config)"
-                         % args.pretrained, head_output(meta), meta.keras_version, binary) \
-        if meta.recipe else None
-    config["recipe_line"] = resolve_recipe(config, recipe, binary)   # recorded with each epoch
+    config["recipe_line"] = resolve_file_recipe(config, meta, "--pretrained %s"
+                                                % args.pretrained)   # recorded with each epoch
     if config.get("reduce_lr_on_plateau"):
         config["reduce_lr_on_plateau"] = parse_plateau(config["reduce_lr_on_plateau"])
     try:
@@ -76,6 +73,15 @@ def config_from_args(args):
                          % args.lr_steps)
     return config
 
+
+
+def resolve_file_recipe(config, meta, where):
+    """Resolve ``config``'s recipe (``recipe.resolve``) from its flags, the compile config the
+    meta recorded and the defaults; returns the line that says what trains."""
+    binary = meta.is_own_model and is_binary_head(meta.own_model_spec)
+    recipe = read_recipe(meta.recipe, "%s (the Keras file's compile config)" % where,
+                         head_output(meta), meta.keras_version, binary) if meta.recipe else None
+    return resolve_recipe(config, recipe, binary)
 
 
 def head_output(meta):

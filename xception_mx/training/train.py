@@ -29,6 +29,7 @@ from mxnet import autograd, gluon
 
 from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.errors import make_sure
+from xception_mx.faults import alter_gradients
 from xception_mx.model.xception import HEAD_PREFIX, Xception, set_batchnorm
 from xception_mx.progress import progress
 from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
@@ -179,6 +180,7 @@ def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_t
         else:
             losses_to_differentiate = losses
     autograd.backward(losses_to_differentiate)
+    alter_gradients(net)
     return losses, outputs
 
 

@@ -5,40 +5,31 @@ import os
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import autograd
 
 from xception_mx import keras_side
 from xception_mx.checkpoint.reading import read_meta, read_params_file
-from xception_mx.conversion import layouts
 from xception_mx.conversion.own_model.same_model import read_file_own_model
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_batchnorm
 from xception_mx.model.training_only import set_training_layers
 from xception_mx.model.own_model import branches, network_symbol
 from xception_mx.serving.loading import symbol_block
-from xception_mx.training.keras2_statistics import (Keras2Variance, bessel_corrected,
-                                                    written_by_keras2)
+from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.images.sources import scan_image_folder
-from xception_mx.training.recipe.optimizers import SETTING_OF_KERAS, resolve_optimizer
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
-from xception_mx.training.train import (build_network, forward_backward, make_trainer,
-                                        trainable_params)
+from xception_mx.training.recipe.losses import loss_block
+from xception_mx.training.recipe.regularization import file_regularization
+from xception_mx.training.train import build_network, trainable_params
 from xception_mx.training.own_model_training import (base_called_in_inference,
-                                                    build_own_model_network, set_base_inference,
-                                                    training_specs)
+                                                    build_own_model_network, is_binary_head,
+                                                    set_base_inference, training_specs)
 
 from .parity import build_inputs, resolve_input_size
-from .training_step import (FLOOR_SHARE, GRADIENT_ATOL, ROUNDING_FACTOR, StepRecord,
-                            batchnorm_in_inference, float64_twin, keras2_fused_layers,
-                            keras_layer_variables, keras_rows, keras_step, keras_training_model,
-                            mxnet_values, relative, set_mxnet_values, to_keras_layout)
-
-# ours -> (Keras class, arguments; the learning rates of Keras' examples)
-COMPARED_OPTIMIZERS = {
-    "keras-sgd": ("SGD", {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True}),
-    "keras-adam": ("Adam", {"learning_rate": 0.001}),
-    "keras-adamw": ("AdamW", {"learning_rate": 0.001, "weight_decay": 0.004}),
-}
+from .training_compare import Comparison, Sides
+from .training_recipe import compared_recipe, keras_loss
+from .training_step import (batchnorm_in_inference, float64_twin, keras_rows,
+                            keras_training_model)
 
 
 def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False):
@@ -56,6 +47,7 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
                                                 meta.batchnorm)
         net = build_network(classes, tuple(size) + (channels,), [mx.cpu()], prefix, epoch,
                             frozen_bn=freeze_bn)[0]
+        net.export_spec = None
         _as_saved(net, meta)
         canonical = keras_side.canonical_names(model)
         return model, net, canonical, lambda m: keras_side.xception_probe(m, training=True), \
@@ -65,13 +57,17 @@ def _keras_model_and_net(keras_path, prefix, meta, size, epoch, freeze_bn=False)
     where = "--mxnet %s" % prefix
     last = [l for l in spec["head"] if l["class"] == "Dense"]
     make_sure(last, "%s: the head has no Dense layer; --training compares classifiers", prefix)
-    classes = last[-1]["units"]
+    classes = 2 if is_binary_head(spec) else last[-1]["units"]
+    activity = (meta.regularizers or {}).get(last[-1]["name"], {}).get("activity_regularizer")
+    make_sure(not activity or last[-1]["activation"] == "linear", "%s: the activity_regularizer "
+              "of '%s' acts on its %s, after the logits --training compares; --training does "
+              "not compare it", prefix, last[-1]["name"], last[-1]["activation"])
     train_spec = training_specs(spec, classes, where)[0]
     file_model = read_file_own_model(keras_path, spec, prefix)
     user, _ = keras_side.as_converted(keras_side.load_own_model(keras_path), size)
     model, replaced = keras_training_model(user, train_spec["head"][-1]["name"])
-    net = build_own_model_network(spec, classes, size, [mx.cpu()], prefix, epoch,
-                                 frozen_bn=freeze_bn)[0]
+    net, _, net.export_spec, _ = build_own_model_network(spec, classes, size, [mx.cpu()],
+                                                         prefix, epoch, frozen_bn=freeze_bn)
     set_base_inference(net, freeze_bn or base_called_in_inference(spec, meta.source))
     _as_saved(net, meta)
     base = model.get_layer(file_model.base_name) if file_model.base_name else model
@@ -138,183 +134,39 @@ def _mxnet_layer_outputs(net, start, pairs, x):
     return {name: v.asnumpy() for name, v in zip(outputs, values)}
 
 
-def _mxnet_step(net, start, x, y, optimizer=None, gradients=None):
-    """Loss, logits, gradients (of the mean loss) and parameters after the step; with
-    ``gradients`` (``{parameter: gradient of the mean loss}``) the optimizer steps on those
-    instead of its own."""
-    set_mxnet_values(net, start)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = None
-    if optimizer:                    # as xception-finetune makes it
-        arguments = dict(COMPARED_OPTIMIZERS[optimizer][1])
-        lr = arguments.pop("learning_rate")
-        trainable = {n: p for n, p in net.collect_params().items() if p.grad_req != "null"}
-        trainer = make_trainer(trainable, resolve_optimizer(optimizer, lr, {
-            SETTING_OF_KERAS[k]: v for k, v in arguments.items()}), "device")
-    losses, outputs = forward_backward(net, loss_fn, mx.nd.array(x), mx.nd.array(y),
-                                       [mx.cpu()])
-    if net.keras2_variance:
-        net.keras2_variance.apply()
-    grads = {k: v / len(x) for k, v in mxnet_values(net, "grad").items()}
-    if trainer is not None:
-        for name, param in net.collect_params().items():
-            if gradients and name in gradients and param.grad_req != "null":
-                param.grad()[:] = mx.nd.array(gradients[name] * len(x))
-        trainer.step(len(x))
-    return (float(losses[0].mean().asscalar()), outputs[0].asnumpy(), grads,
-            mxnet_values(net))
-
-
 def run_training_parity(keras_path, prefix, images=(), labels_from=None, random_count=0,
-                        seed=0, epoch=0, atol=1e-5, optimizers=tuple(COMPARED_OPTIMIZERS),
-                        freeze_bn=False):
-    """``(records, details)`` of one training step on both sides (``StepRecord`` each); with
-    ``freeze_bn``, the step of ``xception-finetune --freeze-bn``."""
+                        seed=0, epoch=0, atol=1e-5, freeze_bn=False, optimizers=True):
+    """``(records, details)`` of one training step on both sides (``StepRecord`` each) and
+    (with ``optimizers``) of two steps of the recipe's optimizers; with ``freeze_bn``, the
+    step of ``xception-finetune --freeze-bn``."""
     meta = read_meta(prefix)
     meta.require_keras_shaped(prefix, "--training")
     if not os.path.isfile(keras_path):
         raise InputError("%s: no such Keras model file" % keras_path)
     size = resolve_input_size(prefix, meta, None)
+    loss, compared, line = compared_recipe(meta, "--mxnet %s" % prefix)
     model, net, canonical, probe_of, classes, replaced = _keras_model_and_net(
         keras_path, prefix, meta, size, epoch, freeze_bn)
-    names, x, y = _labels(labels_from, images, random_count, seed, classes, size,
-                          meta.takes_raw_pixels, meta.channels)
+    binary = loss.class_name == "BinaryCrossentropy"
+    names, x, y = _labels(labels_from, images, random_count, seed, 2 if binary else classes,
+                          size, meta.takes_raw_pixels, meta.channels)
     make_sure(len(x) >= 2, "--training needs a batch of at least 2 inputs (BatchNorm on batch "
               "statistics); give more images or --random N")
-    rows = keras_rows(meta.name_table)
     twin = float64_twin(model)
     if freeze_bn:
         batchnorm_in_inference(model)
         batchnorm_in_inference(twin)
     pairs, probe = probe_of(model)
-    probe64 = probe_of(twin)[1]
-    compare = Comparison(model, net, canonical, rows, pairs, probe, probe64, twin, x, y, atol)
+    regularization = file_regularization(net, meta, net.export_spec,
+                                         "--mxnet %s" % prefix)
+    sides = Sides(model, twin, net, canonical, keras_rows(meta.name_table),
+                  keras_loss(loss, classes), loss_block(loss, classes), regularization)
+    compare = Comparison(sides, pairs, probe, probe_of(twin)[1], x, y, atol,
+                         lambda start, x: _mxnet_layer_outputs(net, start, pairs, x))
     records = compare.outputs() + compare.step() + [
-        r for name in optimizers for r in compare.optimizer_step(name)]
+        r for c in (compared if optimizers else ()) for r in compare.optimizer_steps(c)]
     details = {"keras": keras_path, "mxnet": prefix, "epoch": epoch, "inputs": names,
-               "labels": [int(v) for v in y], "classes": classes,
+               "labels": [int(v) for v in y], "classes": classes, "recipe": line,
+               "regularizers": regularization.describe() if regularization else "none",
                "identity_in_keras": replaced, "atol": atol, "freeze_bn": freeze_bn}
     return records, details
-
-
-class Comparison:
-    """The quantities of one training step, Keras against MXNet, each with the rounding of
-    Keras' own float32 evaluation (against its float64 twin, ``training_step.float64_twin``)."""
-
-    def __init__(self, model, net, canonical, rows, pairs, probe, probe64, twin, x, y, atol):
-        self.model, self.net, self.rows, self.pairs = model, net, rows, pairs
-        self.probe, self.probe64, self.twin = probe, probe64, twin
-        self.x, self.y, self.atol = x, y, atol
-        self.variables = keras_layer_variables(model, canonical)
-        self.twin_variables = keras_layer_variables(twin, canonical)
-        self.keras_start = model.get_weights()
-        self.twin_start = twin.get_weights()
-        self.twin_values = [v.numpy() for _, _, _, v, _ in self.twin_variables]
-        self.fused = keras2_fused_layers(model, len(x))
-        self.mx_start = mxnet_values(net)
-
-    def _keras_restart(self):
-        self.model.set_weights(self.keras_start)
-        self.twin.set_weights(self.twin_start)
-
-    def _record(self, what, layer, deviation, rounding, floor_rounding=0.0):
-        atol = GRADIENT_ATOL if what == "gradient" else self.atol
-        tolerance = max(atol, ROUNDING_FACTOR * max(rounding, floor_rounding))
-        return StepRecord(what, layer, deviation, rounding, tolerance)
-
-    def outputs(self):
-        """Every layer's output in training mode (forward order)."""
-        nhwc = np.ascontiguousarray(np.transpose(self.x, (0, 2, 3, 1)))
-        self._keras_restart()
-        theirs, exact = self.probe(nhwc), self.probe64(nhwc.astype(np.float64))
-        self._keras_restart()
-        ours = _mxnet_layer_outputs(self.net, self.mx_start, self.pairs, self.x)
-        records = []
-        for (_, name, mx_name), k, k64 in zip(self.pairs, theirs, exact):
-            m = ours[mx_name]
-            m = (np.transpose(m, (0, 2, 3, 1)) if m.ndim == 4 else m).reshape(k.shape)
-            scale = max(1.0, float(np.abs(k).max()))
-            records.append(self._record("output", name, float(np.abs(m - k).max()) / scale,
-                                        float(np.abs(k - k64).max()) / scale))
-        return records
-
-    def _keras_run(self, optimizer=None, optimizer64=None):
-        """Keras' step in float32 and in float64: ``((loss, logits, grads, after), ...)``,
-        variables keyed by their place in ``self.variables``."""
-        self._keras_restart()
-        results = []
-        for model, variables, x, opt in ((self.model, self.variables, self.x, optimizer),
-                                         (self.twin, self.twin_variables,
-                                          self.x.astype(np.float64), optimizer64)):
-            loss, logits, grads = keras_step(model, x, self.y, opt)
-            by_place = {i: grads.get(id(v)) for i, (_, _, _, v, _) in enumerate(variables)}
-            after = {i: v.numpy() for i, (_, _, _, v, _) in enumerate(variables)}
-            results.append((loss, logits, by_place, after))
-        self._keras_restart()
-        return results
-
-    def step(self):
-        """Loss, logits, gradients and BatchNorm moving statistics."""
-        (loss, logits, grads, after), (loss64, logits64, grads64, after64) = self._keras_run()
-        m_loss, m_logits, m_grads, m_after = _mxnet_step(self.net, self.mx_start, self.x, self.y)
-        records = [self._record("loss", None, abs(m_loss - loss) / abs(loss),
-                                abs(loss - loss64) / abs(loss64)),
-                   self._record("logits", None, relative(m_logits, logits),
-                                relative(logits, logits64))]
-        gradients, statistics = [], []
-        for i, (layer, canonical, role, _, trainable) in enumerate(self.variables):
-            param, transform = self.rows[(canonical, role)]
-            if role in ("moving_mean", "moving_variance"):
-                ours = to_keras_layout(m_after[param], transform)
-                exact = after64[i]
-                if role == "moving_variance" and layer in self.fused:   # float64 is unfused
-                    exact = bessel_corrected(exact, self.twin_values[i], *self.fused[layer])
-                statistics.append((role, layer, relative(ours, after[i]),
-                                   relative(after[i], exact)))
-            elif trainable:
-                ours = to_keras_layout(m_grads[param], transform)
-                gradients.append(("gradient", layer, relative(ours, grads[i]),
-                                  relative(grads[i], grads64[i])))
-        for group in (statistics, gradients):
-            floor = FLOOR_SHARE * float(np.median([r[3] for r in group])) if group else 0.0
-            records += [self._record(*r, floor_rounding=floor) for r in group]
-        return records
-
-    def optimizer_step(self, name):
-        """The weights after one step of optimizer ``name`` on both sides, from the same
-        gradients (Keras' float32 ones, fed to MXNet's optimizer in its layout): the update
-        alone is compared, and its rounding is Keras' own update of those gradients in
-        float64."""
-        import tensorflow as tf
-        library = __import__(type(self.model).__module__.split(".")[0])
-        cls, arguments = COMPARED_OPTIMIZERS[name]
-        self._keras_restart()
-        _, _, grads = keras_step(self.model, self.x, self.y,
-                                 getattr(library.optimizers, cls)(**arguments))
-        after = [v.numpy() for _, _, _, v, _ in self.variables]
-        fed, exact = {}, []
-        for (_, canonical, role, v, trainable), (_, _, _, v64, _) in zip(self.variables,
-                                                                        self.twin_variables):
-            if trainable and grads.get(id(v)) is not None:
-                param, transform = self.rows[(canonical, role)]
-                fed[param] = layouts.FORWARD[transform](grads[id(v)])
-                exact.append((tf.constant(grads[id(v)].astype(np.float64)), v64))
-        getattr(library.optimizers, cls)(**arguments).apply_gradients(exact)
-        after64 = [v.numpy() for _, _, _, v, _ in self.twin_variables]
-        start = self.keras_start_by_place()
-        ours = _mxnet_step(self.net, self.mx_start, self.x, self.y, name, fed)[3]
-        found = []
-        for i, (layer, canonical, role, _, trainable) in enumerate(self.variables):
-            if not trainable:
-                continue
-            param, transform = self.rows[(canonical, role)]
-            moved = after64[i] - start[i]
-            found.append((name, layer, relative(to_keras_layout(ours[param], transform),
-                                                after[i], moved),
-                          relative(after[i], after64[i], moved)))
-        set_mxnet_values(self.net, self.mx_start)
-        return [self._record(*r) for r in found]
-
-    def keras_start_by_place(self):
-        self._keras_restart()
-        return [v.numpy() for _, _, _, v, _ in self.variables]

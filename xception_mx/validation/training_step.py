@@ -1,24 +1,16 @@
-"""``xception-parity --training``: one training step of a checkpoint in MXNet, as
-``xception-finetune`` takes it, against the same step of the Keras model in Keras.
+"""The pieces of ``xception-parity --training``: one training step of a checkpoint in MXNet,
+as ``xception-finetune`` takes it, against the same step of the Keras model in Keras (what is
+compared and how closely: ``training_compare``; with which loss and optimizers:
+``training_recipe``).
 
 Both sides get the same batch (the checkpoint's input convention) and labels, and start from
-the same weights.  Compared:
-
-- the loss (mean softmax cross-entropy on the logits: the classifier's last ``Dense`` without
-  its softmax, as xception-finetune trains) and the logits, in training mode (BatchNorm on
-  batch statistics), and every layer's output in training mode;
-- the gradient of every trainable parameter, in Keras' layout (MXNet's gradient through the
-  name table's inverse layout transform), per Keras layer;
-- every BatchNorm's moving mean and variance after the step's update;
-- the weights after one step of each optimizer (Keras' ``SGD``, ``Adam``, ``AdamW`` in Keras;
-  ``keras-sgd``, ``keras-adam``, ``keras-adamw`` here), both fed Keras' gradients.
-
-Layers that are the identity at inference (``Dropout``, ``GaussianNoise``, augmentation) are
-replaced by ``Identity`` in the Keras model the comparison trains: the checkpoint does not hold
-them, so the comparison is of everything else.  How far a float32 evaluation of the step may
-stray is measured in the same run: Keras' float32 step against the same model computing in
-float64 (``float64_twin``); each quantity passes within ``max(atol, 10 x that rounding)``
-(gradients: at least ``GRADIENT_ATOL``).
+the same weights.  The Keras model the comparison trains outputs the logits of the
+classifier's last ``Dense`` (made linear; what follows it dropped, ``keras_training_model``):
+Keras' losses take a softmax's or sigmoid's logits as the MXNet side does.  Layers that are
+the identity at inference (``Dropout``, ``GaussianNoise``, augmentation) are replaced by
+``Identity``: the checkpoint does not hold them, so the comparison is of everything else.
+How far a float32 evaluation may stray is measured in the same run: Keras' float32 step
+against the same model computing in float64 (``float64_twin``).
 """
 import collections
 import functools
@@ -40,11 +32,6 @@ Keras' step moved them), Keras' own float32 rounding of it measured the same way
 float64 twin), and the tolerance applied."""
 
 ROUNDING_FACTOR = 10.0
-# A ReLU that one framework's rounding turns off and the other's leaves on changes every
-# gradient below it, by up to about 1e-2 relative (measured: 2.3e-3 from block 9 down in the
-# keras.io guide's model on an Intel Xeon; issue #14 saw 1e-2 within two steps).  A defect in
-# a layer's forward computation is caught far below that by the outputs and statistics.
-GRADIENT_ATOL = 3e-2
 FLOOR_SHARE = 0.1     # a layer's rounding is at least this share of its kind's median
 
 
@@ -141,16 +128,18 @@ def keras_training_model(model, last_dense):
     return _library(model).Model(rebuilt.inputs, output), replaced
 
 
-def keras_step(model, x_nchw, labels, optimizer=None):
+def keras_step(model, x_nchw, labels, loss_fn, optimizer=None):
     """One training step of ``model`` in Keras: ``(loss, logits, {variable id: gradient})``,
-    the logits and loss in training mode; with ``optimizer`` (a Keras optimizer) its update
-    applied."""
+    the logits and loss in training mode, the loss ``loss_fn(labels, logits)`` plus the
+    model's regularization losses (as ``fit`` adds them); with ``optimizer`` (a Keras
+    optimizer) its update applied."""
     import tensorflow as tf
     x = tf.constant(np.ascontiguousarray(np.transpose(x_nchw, (0, 2, 3, 1))))
     with tf.GradientTape() as tape:
         logits = model(x, training=True)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            tf.constant(labels.astype(np.int32)), logits))
+        loss = loss_fn(labels, logits)
+        for penalty in model.losses:
+            loss = loss + tf.cast(penalty, loss.dtype)
     variables = model.trainable_weights
     grads = tape.gradient(loss, variables)
     if optimizer is not None:

@@ -3,6 +3,8 @@ network description (``xception_mx.model.own_model``): a head layer, or the
 preprocessing operations of a layer before the base.  Anything else is
 refused with the layer's name and class.
 """
+import numpy as np
+
 from xception_mx.model.augmentation import augmentation_op
 from xception_mx.model.head_layers import ACTIVATIONS, IDENTITY_LAYERS
 from xception_mx.model.regularizers import regularizer_entry
@@ -172,7 +174,10 @@ def preprocess_ops(path, layer):
         make_sure(isinstance(scale, (int, float)) and isinstance(offset, (int, float)),
                   "%s: layer '%s' (Rescaling): only scalar scale and offset are supported",
                   path, name)
-        return [{"op": "multiply", "value": float(scale)}, {"op": "add", "value": float(offset)}]
+        # Keras casts the Python floats to a float32 tensor first (then to the compute type):
+        # a float64 model rescales by the float32 values too
+        return [{"op": "multiply", "value": float(np.float32(scale))},
+                {"op": "add", "value": float(np.float32(offset))}]
     if cls == "Normalization":
         make_sure(not cfg.get("invert"), "%s: layer '%s' (Normalization): invert=True is not "
                   "supported", path, name)

@@ -41,6 +41,12 @@ KERAS_OPTIMIZERS = tuple(KERAS_DEFAULTS)
 F32 = np.float32
 
 
+def held(value):
+    """A hyperparameter as Keras computes with it: Keras casts the Python float to a float32
+    tensor, then to the weights' type (a float64 model's update uses 0.9f, not 0.9)."""
+    return None if value is None else float(F32(value))
+
+
 class _KerasOptimizer(mx.optimizer.Optimizer):
     """The parts every Keras optimizer shares: the gradient as MXNet hands it (rescaled,
     clipped as Keras clips), Keras' decoupled weight decay, and MXNet's own ``wd`` kept at 0.
@@ -53,7 +59,7 @@ class _KerasOptimizer(mx.optimizer.Optimizer):
             raise ValueError("Keras' optimizers decay weights by weight_decay (decoupled), "
                              "not by MXNet's wd")
         super().__init__(**kwargs)
-        self.weight_decay = weight_decay
+        self.weight_decay = held(weight_decay)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.global_scale = None
 
@@ -127,7 +133,7 @@ class KerasSGD(_KerasOptimizer):
 
     def __init__(self, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(**kwargs)
-        self.momentum, self.nesterov = momentum, nesterov
+        self.momentum, self.nesterov = held(momentum), nesterov
 
     def create_state(self, index, weight):
         return self._zeros(weight) if self.momentum else None
@@ -152,7 +158,7 @@ class KerasAdam(_KerasOptimizer):
 
     def __init__(self, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(**kwargs)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.beta_1, self.beta_2, self.epsilon = held(beta_1), held(beta_2), held(epsilon)
 
     def create_state(self, index, weight):
         return self._zeros(weight, 2)
@@ -183,7 +189,8 @@ class KerasRMSprop(_KerasOptimizer):
 
     def __init__(self, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(**kwargs)
-        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self.rho, self.momentum, self.epsilon = held(rho), held(momentum), held(epsilon)
+        self.centered = centered
 
     def create_state(self, index, weight):
         return {"velocity": self._zeros(weight),
@@ -216,7 +223,7 @@ class KerasNadam(_KerasOptimizer):
 
     def __init__(self, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(**kwargs)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.beta_1, self.beta_2, self.epsilon = held(beta_1), held(beta_2), held(epsilon)
         self.u_product = {}
 
     def create_state(self, index, weight):

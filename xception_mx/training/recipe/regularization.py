@@ -18,9 +18,12 @@ import functools
 import operator
 
 import mxnet as mx
+import numpy as np
 
 from xception_mx.errors import InputError
+from xception_mx.faults import injected
 from xception_mx.model.head_layers import ACTIVATIONS, HeadLayer
+from xception_mx.training.keras2_statistics import written_by_keras2
 
 ROLE_OF_KEY = {"kernel_regularizer": "kernel", "bias_regularizer": "bias",
                "depthwise_regularizer": "depthwise_kernel",
@@ -43,7 +46,9 @@ def _factors(entry, layer, key, where):
                          % (where, layer, key, cls))
     config = dict(CLASSES[cls], **{k: v for k, v in (entry.get("config") or {}).items()
                                    if k in ("l1", "l2")})
-    return float(config.get("l1") or 0.0), float(config.get("l2") or 0.0)
+    # Keras holds the factors in float32 (tf-keras' cast_to_floatx; Keras 3 casts the Python
+    # float to a float32 tensor, then to the weight's type), whatever the weights' type
+    return tuple(float(np.float32(config.get(k) or 0.0)) for k in ("l1", "l2"))
 
 
 def read_regularizers(saved, name_table, head_layers, where):
@@ -67,6 +72,18 @@ def read_regularizers(saved, name_table, head_layers, where):
     return found
 
 
+def file_regularization(net, meta, export_spec, where):
+    """The ``Regularization`` of a training network ``net`` by the regularizers ``meta``
+    recorded (activity ones on the layers of ``export_spec``'s head, an own model's), or
+    ``None`` when it has none that acts."""
+    head = export_spec["head"] if export_spec else []
+    penalties = read_regularizers(meta.regularizers or {}, meta.name_table,
+                                  {layer["name"] for layer in head}, where)
+    if not penalties:
+        return None
+    return Regularization(net, penalties, head, written_by_keras2(meta))
+
+
 def _total(terms):
     """The sum of ``terms`` (NDArrays), or ``None`` for none."""
     terms = list(terms)
@@ -85,6 +102,7 @@ class Regularization:
     (Keras 2), not only those that train (Keras 3)."""
 
     def __init__(self, net, penalties, export_head=(), keras2=False):
+        self.penalties = penalties
         self.params = net.collect_params()
         self.weight_penalties = [p for p in penalties if p.key != "activity_regularizer"]
         self.keras2, self.outputs = keras2, collections.defaultdict(list)
@@ -104,6 +122,10 @@ class Regularization:
             self.outputs[output.context].append((penalty, output))
         return record
 
+    def describe(self):
+        return ", ".join("%s %s (l1 %g, l2 %g)" % (p.layer, p.key, p.l1, p.l2)
+                         for p in self.penalties)
+
     def weights(self, context):
         """The weight penalty on ``context``: of the weights that train, and with Keras 2 of
         the frozen ones too (a constant, in the loss Keras 2 reports)."""
@@ -121,6 +143,8 @@ class Regularization:
         them: each plus the weight penalty plus the device's activity penalty over its
         samples (their mean is Keras' loss; their gradient, Keras' times the samples)."""
         weights, activities = self.weights(context), self.activities(context)
+        if injected("drop-regularizers") is not None:
+            return losses
         if weights is not None:
             losses = losses + weights
         if activities is not None:

@@ -35,10 +35,12 @@ def build_parser():
                         help="compare every intermediate layer output and name the first "
                              "layer whose deviation exceeds the tolerance")
     parser.add_argument("--training", action="store_true",
-                        help="compare one training step instead (loss, logits, every layer's "
-                             "training-mode output, gradients, BatchNorm moving statistics, "
-                             "the weights after a step of keras-sgd, keras-adam, keras-adamw); "
-                             "labels seeded at random unless --labels-from")
+                        help="compare one training step instead, with the file's compiled "
+                             "loss, regularizers and optimizer (loss, logits, every layer's "
+                             "training-mode output, BatchNorm moving statistics, gradients in "
+                             "float64, the weights after two optimizer steps; without a "
+                             "compiled optimizer: keras-sgd, keras-adam, keras-adamw); labels "
+                             "seeded at random unless --labels-from")
     parser.add_argument("--labels-from", metavar="FOLDER",
                         help="with --training: the images and labels of a class folder (one "
                              "subfolder per class, as many as the model has)")

@@ -8,6 +8,7 @@ per-epoch losses.  Tolerances come from Keras' own rounding, measured in the sam
 Keras (relative to how far Keras moved it) passes within ``FACTOR`` times that rounding (the
 layer's, or the median over the layers where larger); a 2% error in a step is a thousand
 times more."""
+import csv
 import json
 
 import mxnet as mx
@@ -40,12 +41,13 @@ def frozen_base_model(keras, activation, units=CLASSES):
                                                            name="out")(x)), 0)
 
 
-def keras_fit(model, recipe, keras, x, labels, dtype, layers, class_weight=None):
-    """Keras ``fit`` of the recipe, full batch: ``(per-epoch losses, {layer: weights})``."""
+def keras_fit(model, recipe, keras, x, labels, dtype, layers, class_weight=None, log=None):
+    """Keras ``fit`` of the recipe, full batch: ``(per-epoch losses, {layer: weights})``;
+    with ``log``, its accuracy written there by Keras' ``CSVLogger``."""
     floatx = keras.backend.floatx()
     keras.backend.set_floatx(np.dtype(dtype).name)    # Keras 3 sums regularization in floatx
     try:
-        model.compile(**recipe(keras))
+        model.compile(**recipe(keras), metrics=["accuracy"])
         name = model.loss if isinstance(model.loss, str) else type(model.loss).__name__
         if "inary" in name:
             y = labels.reshape(-1, 1)
@@ -53,7 +55,8 @@ def keras_fit(model, recipe, keras, x, labels, dtype, layers, class_weight=None)
             y = labels if "parse" in name else np.eye(CLASSES)[labels]
         history = model.fit(x.astype(dtype), y.astype(dtype), batch_size=len(x),
                             epochs=EPOCHS, shuffle=False, verbose=0,
-                            class_weight=class_weight)
+                            class_weight=class_weight,
+                            callbacks=[keras.callbacks.CSVLogger(str(log))] if log else [])
     finally:
         keras.backend.set_floatx(floatx)
     return history.history["loss"], weights_of(model, layers)
@@ -95,7 +98,7 @@ def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=(),
     model = load_saved(keras, path)
     start, begun = model.get_weights(), weights_of(model, layers)
     losses, weights = keras_fit(model, recipe, keras, x, labels, np.float32, layers,
-                                class_weight)
+                                class_weight, log=tmp_path / "keras.csv")
     twin = float64_twin(model)
     twin.set_weights([np.asarray(w, np.float64) for w in start])
     losses64, weights64 = keras_fit(twin, recipe, keras, x, labels, np.float64, layers,
@@ -120,13 +123,26 @@ def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=(),
     # the first loss is one computation; later ones carry the weights' deviation, bounded
     # like the weights: the largest weight tolerance's share of how far Keras' loss moved
     share = max(max(rounding, floor) for _, _, rounding in found)
-    csv = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    ours_losses = [float(r.split(",")[2]) for r in csv[1:]]
+    ours_losses = same_csv_columns(tmp_path / "run" / "metrics.csv", tmp_path / "keras.csv")
     for ours, theirs, exact in zip(ours_losses, losses, losses64):
         rounding = max(abs(theirs - exact), np.finfo(np.float32).eps * abs(exact),
                        share * abs(theirs - losses[0]))
         assert abs(ours - theirs) <= FACTOR * rounding, (ours_losses, losses, losses64, found)
     return result.stdout
+
+
+def same_csv_columns(ours, keras):
+    """The run's ``metrics.csv`` has the columns Keras' CSVLogger wrote (epoch first, from 0,
+    the logs' keys in sorted order; here without validation) and the same epochs; returns
+    its per-epoch losses."""
+    with open(ours) as f:
+        rows = list(csv.DictReader(f))
+    with open(keras) as f:
+        theirs = list(csv.DictReader(f))
+    header = [c for c in rows[0] if c in theirs[0]]
+    assert header == list(theirs[0]), (list(rows[0]), list(theirs[0]))
+    assert [r["epoch"] for r in rows] == [r["epoch"] for r in theirs]
+    return [float(r["loss"]) for r in rows]
 
 
 def write_data(tmp_path_factory):

@@ -4,6 +4,7 @@ and weights on the same pixels (``recipe_runs.finetune_and_compare``), for each 
 optimizer, schedule and loss, in Keras 2 and Keras 3; a flag replaces its part only; what is
 not supported is refused in one line.  The model has a frozen base (``base.trainable =
 False``, which Keras runs in inference mode) and a two-Dense head."""
+import csv
 import json
 
 import pytest
@@ -115,8 +116,8 @@ def compiled(tmp_path_factory):
 
 
 def lr_column(run):
-    rows = (run / "metrics.csv").read_text().splitlines()
-    return [float(r.split(",")[1]) for r in rows[1:]]
+    with open(run / "metrics.csv") as f:
+        return [float(row["learning_rate"]) for row in csv.DictReader(f)]
 
 
 def test_a_flag_replaces_its_part_of_the_file_recipe_only(compiled, data, tmp_path):

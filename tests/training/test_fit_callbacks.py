@@ -71,7 +71,7 @@ def test_early_stopping_and_plateau_decide_as_keras_callbacks(data, tmp_path):
     assert improvements(ours, 0.0) == improvements(theirs["val_loss"], 0.0)
     assert improvements(ours, 1e-4) == improvements(theirs["val_loss"], 1e-4)
     assert len(rows) == len(theirs["val_loss"]), result.stdout
-    assert [float(r["lr"]) for r in rows] == pytest.approx(theirs["learning_rate"], rel=1e-7)
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx(theirs["learning_rate"], rel=1e-7)
     best = int(np.argmin(theirs["val_loss"]))                # restore_best_weights' epoch
     exported = mx.nd.load(str(tmp_path / "run" / "model-0000.params"))
     trained = mx.nd.load(str(tmp_path / "run" / ("epoch-%04d.params" % best)))

@@ -6,7 +6,7 @@ Layout of ``OUT/``::
     epoch-0003.states   trainer (optimizer) states
     epoch-0003.json     epoch, metrics, full configuration, sha256 of the two files
     best.json           which epoch has the best validation top-1
-    metrics.csv         one row per epoch
+    metrics.csv         one row per epoch, in the columns of Keras' CSVLogger
     curves.png          loss and accuracy curves
     model-symbol.json, model-0000.params, model-meta.json, model-labels.txt
                         the export of the best epoch, in keras2mxnet's format
@@ -31,8 +31,14 @@ from xception_mx.faults import fault_point
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
 KEEP_LAST = 2
-CSV_FIELDS = ["epoch", "lr", "train_loss", "train_top1", "train_topk", "val_loss", "val_top1",
-              "val_topk", "images_per_s", "seconds"]
+# metrics.csv as Keras' CSVLogger writes fit's logs: "epoch" (from 0), then the logs' keys in
+# sorted order, named as Keras names them (its "accuracy" and "top_k_categorical_accuracy"
+# metrics, the "learning_rate" its schedulers log); the epoch record's name -> the column
+KERAS_COLUMNS = {"train_top1": "accuracy", "images_per_s": "images_per_s",
+                 "lr": "learning_rate", "train_loss": "loss", "seconds": "seconds",
+                 "train_topk": "top_k_categorical_accuracy", "val_top1": "val_accuracy",
+                 "val_loss": "val_loss", "val_topk": "val_top_k_categorical_accuracy"}
+CSV_FIELDS = ["epoch"] + sorted(KERAS_COLUMNS.values())
 
 
 class RunDirectory:
@@ -116,7 +122,8 @@ class RunDirectory:
         writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row.get(k) for k in CSV_FIELDS})
+            writer.writerow(dict({column: row.get(key) for key, column in KERAS_COLUMNS.items()},
+                                 epoch=row["epoch"]))
         write_text(self.file("metrics.csv"), buffer.getvalue())
 
     def plot_curves(self, rows, title):

@@ -22,8 +22,9 @@ def sgd(k):
                 loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
-def keras_fit(keras, model, data):
-    """``fit``'s history with both callbacks."""
+def keras_fit(keras, model, data, log_dir):
+    """``fit``'s history with both callbacks (and Keras' TensorBoard's event files in
+    ``log_dir``)."""
     x, y = pixels(data / "train")
     xv, yv = pixels(data / "val")
     model.compile(**sgd(keras))
@@ -32,7 +33,19 @@ def keras_fit(keras, model, data):
                          keras.callbacks.EarlyStopping(patience=PATIENCE,
                                                        restore_best_weights=True),
                          keras.callbacks.ReduceLROnPlateau(factor=FACTOR_LR,
-                                                           patience=PLATEAU)]).history
+                                                           patience=PLATEAU),
+                         keras.callbacks.TensorBoard(str(log_dir))]).history
+
+
+def events(folder):
+    """``{tag: [(step, value)]}`` of the event files in ``folder``, read by TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    reader = EventAccumulator(str(folder))
+    reader.Reload()
+    found = {tag: [(e.step, e.value) for e in reader.Scalars(tag)]
+             for tag in reader.Tags()["scalars"]}
+    found.update({tag: [] for tag in reader.Tags()["tensors"]})      # tf.summary's (Keras')
+    return found
 
 
 def improvements(losses, min_delta):
@@ -59,9 +72,9 @@ def test_early_stopping_and_plateau_decide_as_keras_callbacks(data, tmp_path):
                       tmp_path / "run", "--pretrained", tmp_path / "mx", "--epochs", EPOCHS,
                       "--batch-size", "12", "--pipeline-augmentation", "off", "--workers",
                       "0", "--early-stopping", PATIENCE, "--reduce-lr-on-plateau",
-                      "%g,%d" % (FACTOR_LR, PLATEAU))
+                      "%g,%d" % (FACTOR_LR, PLATEAU), "--tensorboard", tmp_path / "tb")
     assert result.returncode == 0, result.stderr[-3000:]
-    theirs = keras_fit(keras, load_saved(keras, path), data)
+    theirs = keras_fit(keras, load_saved(keras, path), data, tmp_path / "keras-tb")
     assert len(theirs["val_loss"]) < EPOCHS                   # it does stop early
     assert len(set(theirs["learning_rate"])) > 1              # and reduces the rate
 
@@ -71,7 +84,8 @@ def test_early_stopping_and_plateau_decide_as_keras_callbacks(data, tmp_path):
     assert improvements(ours, 0.0) == improvements(theirs["val_loss"], 0.0)
     assert improvements(ours, 1e-4) == improvements(theirs["val_loss"], 1e-4)
     assert len(rows) == len(theirs["val_loss"]), result.stdout
-    assert [float(r["learning_rate"]) for r in rows] == pytest.approx(theirs["learning_rate"], rel=1e-7)
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx(theirs["learning_rate"],
+                                                                      rel=1e-7)
     best = int(np.argmin(theirs["val_loss"]))                # restore_best_weights' epoch
     exported = mx.nd.load(str(tmp_path / "run" / "model-0000.params"))
     trained = mx.nd.load(str(tmp_path / "run" / ("epoch-%04d.params" % best)))
@@ -79,12 +93,25 @@ def test_early_stopping_and_plateau_decide_as_keras_callbacks(data, tmp_path):
         assert np.array_equal(exported["arg:" + name].asnumpy(), trained[name].asnumpy())
     assert "early stopping after epoch %d" % (len(rows) - 1) in result.stdout
 
+    # --tensorboard: what metrics.csv holds, per epoch, under the names and in the folders of
+    # Keras' TensorBoard callback (read back by TensorBoard's own reader)
+    for part, prefix in (("train", ""), ("validation", "val_")):
+        ours_events, keras_events = events(tmp_path / "tb" / part), \
+            events(tmp_path / "keras-tb" / part)
+        assert {t for t in keras_events if t.startswith("epoch_")} <= set(ours_events)
+        for tag, column in (("epoch_loss", "loss"), ("epoch_accuracy", "accuracy")) + ((
+                ("epoch_learning_rate", "learning_rate"),) if part == "train" else ()):
+            assert ours_events[tag] == [(int(r["epoch"]), pytest.approx(
+                float(r[prefix + column] if column != "learning_rate" else r[column]),
+                rel=1e-6)) for r in rows], tag
+
 
 @pytest.mark.parametrize("flags, fragment", [
     (["--early-stopping", "2"], "--early-stopping monitors the validation loss"),
     (["--reduce-lr-on-plateau", "0.5"], "expected FACTOR,PATIENCE"),
     (["--reduce-lr-on-plateau", "0.5,2", "--val-split", "0.25"],
      "add --lr-schedule constant"),
+    (["--tensorboard", __file__], "--tensorboard %s: a file, expected a folder" % __file__),
 ])
 def test_a_callback_that_cannot_act_is_refused_in_one_line(flags, fragment, data, tmp_path):
     result = run_tool("xception-finetune", data / "train", "--out", tmp_path / "run", *flags)

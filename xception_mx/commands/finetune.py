@@ -119,6 +119,10 @@ def _callback_arguments(p):
     p.add_argument("--reduce-lr-on-plateau", metavar="FACTOR,PATIENCE",
                    help="multiply the (constant) learning rate by FACTOR after PATIENCE epochs "
                         "without a lower validation loss, as Keras' ReduceLROnPlateau")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files of each epoch's losses, metrics "
+                        "and learning rate, in DIR/train and DIR/validation as Keras' "
+                        "TensorBoard callback writes them")
 
 
 def _freezing_arguments(p):

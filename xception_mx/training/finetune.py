@@ -21,6 +21,7 @@ from xception_mx.training.callbacks import early_stopping, reduce_on_plateau, st
 from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
 from xception_mx.training.export import model_input_shape
+from xception_mx.training.tensorboard import TensorBoardLog, check_folder
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.training.recipe.losses import ClassWeighted, class_weights, loss_block
@@ -51,7 +52,8 @@ class Run:
     ``export_spec``), the training (``trainer``, ``loss_fn``, ``frozen``,
     ``frozen_params``, ``keras2``, ``source``, ``recipe``, ``batchnorm``, ``regularizers``,
     ``regularization``, ``val_loss_fn``) and its progress (``history``, ``best``,
-    ``start_epoch``, ``callbacks``: Keras' callbacks' state, ``stopped``, ``finished``)."""
+    ``start_epoch``, ``callbacks``: Keras' callbacks' state, ``stopped``, ``finished``,
+    ``tensorboard``: the event files' writers or ``None``)."""
 
     def __init__(self, config, log):
         self.config, self.log = config, log
@@ -72,6 +74,8 @@ def run_finetune(config, log=print):
     build(run)
     make_training(run)
     train_epochs(run)
+    if run.tensorboard:
+        run.tensorboard.close()
     return run
 
 
@@ -92,7 +96,11 @@ def join(run):
     if not config["gpus"]:
         check_memory(config["batch_size"], compute_size, len(contexts), available_memory())
     run.run_dir = RunDirectory(config["out"])
+    if config.get("tensorboard"):
+        check_folder(config["tensorboard"])
     run.resumed = resume_point(run.run_dir, config, run.lead)
+    run.tensorboard = TensorBoardLog(config["tensorboard"]) if config.get("tensorboard") and \
+        run.lead else None
 
 
 def open_data(run):
@@ -270,6 +278,8 @@ def end_epoch(run, epoch, row):
     run_dir.write_best(run.best["epoch"], run.history[run.best["epoch"]])
     run_dir.prune(run.best["epoch"])
     run_dir.write_csv(run.history)
+    if run.tensorboard:
+        run.tensorboard.epoch(row)
     run_dir.plot_curves(run.history, "%s: %s" % (PROG, os.path.basename(
         os.path.abspath(config["out"]))))     # the run's name, not where it lives
 

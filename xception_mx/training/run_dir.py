@@ -174,7 +174,7 @@ SETTINGS_BEFORE_THEY_WERE_RECORDED = {     # a run of 0.2.0 resumes
     "reduce_lr_on_plateau": None,
     "loss": {"class_name": "SparseCategoricalCrossentropy", "label_smoothing": 0.0}}
 UNSET_IS_FALSE = ("nesterov", "centered")      # --no-nesterov: recorded False, unset None
-NOT_COMPARED = ("recipe_line",)
+NOT_COMPARED = ("recipe_line", "tensorboard")
 
 
 def _setting(config, key):

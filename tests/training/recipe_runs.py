@@ -19,6 +19,7 @@ from conftest import run_tool
 from reference_models import randomize_head
 from shapes_dataset import write_shapes_dataset
 from xception_mx.images.datasets import ImageDataset
+from xception_mx.images.labels_csv import LabelsCsvSource
 from xception_mx.images.sources import open_source
 from xception_mx.validation.training_step import (float64_twin, keras_rows,
                                                   keras_variable_role, relative,
@@ -49,7 +50,9 @@ def keras_fit(model, recipe, keras, x, labels, dtype, layers, class_weight=None,
     try:
         model.compile(**recipe(keras), metrics=["accuracy"])
         name = model.loss if isinstance(model.loss, str) else type(model.loss).__name__
-        if "inary" in name:
+        if labels.ndim == 2:                 # multi-hot
+            y = labels
+        elif "inary" in name:
             y = labels.reshape(-1, 1)
         else:
             y = labels if "parse" in name else np.eye(CLASSES)[labels]
@@ -91,7 +94,8 @@ def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=(),
     and the per-epoch losses.  Returns the run's stdout."""
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     x, labels = pixels(data)
-    result = run_tool("xception-finetune", data, "--out", tmp_path / "run", "--pretrained",
+    train = ["--labels-csv", data] if str(data).endswith(".csv") else [data]
+    result = run_tool("xception-finetune", *train, "--out", tmp_path / "run", "--pretrained",
                       tmp_path / "mx", "--epochs", EPOCHS, "--batch-size", len(x),
                       "--pipeline-augmentation", "off", "--workers", "0", *flags)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -154,11 +158,12 @@ def write_data(tmp_path_factory):
 def pixels(folder):
     """The images as xception-finetune trains on them without augmentation (NHWC), and
     their labels."""
-    source = open_source(str(folder))
+    source = LabelsCsvSource(str(folder)) if str(folder).endswith(".csv") else \
+        open_source(str(folder))
     images = ImageDataset(source, range(len(source)), SIZE, True, augment=False)
     samples = [images[i] for i in range(len(images))]
     return (np.stack([x for x, _ in samples]).transpose(0, 2, 3, 1),
-            np.array([int(y) for _, y in samples]))
+            np.array([y if np.ndim(y) else int(y) for _, y in samples]))
 
 
 def momentum_sgd(k):

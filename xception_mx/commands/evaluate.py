@@ -6,6 +6,7 @@ import sys
 from xception_mx.commands.arguments import add_epoch, add_precision
 from xception_mx.commands.runner import Parser, run
 from xception_mx.evaluation.report import format_table, write_files, write_report
+from xception_mx.evaluation.multilabel import evaluate_multilabel, format_multilabel
 from xception_mx.evaluation.run import evaluate
 from xception_mx.images.datasets import TRANSFORMS
 from xception_mx.serving.plan import PRECISIONS
@@ -19,8 +20,13 @@ def build_parser():
                "calibration, the misclassified images; against Keras or another precision on "
                "the same images.")
     p.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix")
-    p.add_argument("data", metavar="DATA", help="image folder (one subfolder per class) or "
-                   ".rec from xception-pack")
+    p.add_argument("data", metavar="DATA", nargs="?", help="image folder (one subfolder per "
+                   "class) or .rec from xception-pack; with --labels-csv, the folder its paths "
+                   "are under (default: the CSV's own)")
+    p.add_argument("--labels-csv", metavar="FILE",
+                   help="a multi-label classifier (Dense(k, sigmoid)) on the images of a CSV "
+                        "of path,label;label;...: per-class precision, recall, F1 at "
+                        "--threshold, and mean average precision")
     add_precision(p, "auto: the checkpoint's own (fp32 unless written by xception-quantize)")
     p.add_argument("--transform", choices=TRANSFORMS, default="crop",
                    help="crop: xception-finetune's validation (resize, centre crop 87.5%%); "
@@ -40,7 +46,8 @@ def build_parser():
                    help="also run the checkpoint at this precision (fp32, bf16, int8) on the "
                         "same inputs: what the other precision costs")
     p.add_argument("--threshold", type=float, help="a binary classifier (one logit or sigmoid "
-                   "unit): class 1 where its probability is at least this (default 0.5)")
+                   "unit): class 1 where its probability is at least this; a multi-label "
+                   "one: each class where its probability is at least this (default 0.5)")
     p.add_argument("--report", metavar="JSON", help="write every score as JSON")
     p.add_argument("--out", metavar="DIR", help="write the CSVs and PNGs here")
     return p
@@ -54,6 +61,10 @@ def _main(argv):
         parser.error("--tolerance is a share of the images, in [0, 1]; got %g" % args.tolerance)
     if args.tolerance and not args.keras:
         parser.error("--tolerance goes with --keras")
+    if args.labels_csv:
+        return _multilabel(parser, args)
+    if not args.data:
+        parser.error("give DATA (a class folder or .rec) or --labels-csv FILE")
     report = evaluate(args.prefix, args.data, args.precision, args.transform, args.batch_size,
                       args.workers, args.labels, args.epoch, args.keras, args.compare,
                       log=lambda line: print(line, file=sys.stderr), threshold=args.threshold)
@@ -68,6 +79,20 @@ def _main(argv):
         print("FAIL: %d of %d images have another top-1 in Keras (--tolerance %g)" % (
             len(report["keras_disagreements"]), report["images"], args.tolerance))
         return 1
+    return 0
+
+
+def _multilabel(parser, args):
+    if args.keras or args.compare or args.out:
+        parser.error("--labels-csv: --keras, --compare and --out score single-label "
+                     "classifiers; --report writes the multi-label scores")
+    report = evaluate_multilabel(args.prefix, args.labels_csv, args.data, args.precision,
+                                 args.transform, args.batch_size, args.workers, args.labels,
+                                 args.epoch, args.threshold)
+    print(format_multilabel(report))
+    if args.report:
+        write_report(report, args.report)
+        print("wrote %s" % args.report)
     return 0
 
 

@@ -27,9 +27,15 @@ def build_parser():
 
 def _data_arguments(p):
     """The data, the run folder and the checkpoint to start from."""
-    p.add_argument("train", metavar="TRAIN", help="image folder (one subfolder per class) or "
-                   ".rec file written by xception-pack")
-    p.add_argument("--val", metavar="VAL", help="validation folder or .rec")
+    p.add_argument("train", metavar="TRAIN", nargs="?",
+                   help="image folder (one subfolder per class) or .rec file written by "
+                        "xception-pack; with --labels-csv, the folder its paths are under "
+                        "(default: the CSV's own)")
+    p.add_argument("--labels-csv", metavar="FILE",
+                   help="multi-label training: a CSV of path,label;label;... per image, for a "
+                        "model whose head ends in Dense(k, sigmoid)")
+    p.add_argument("--val", metavar="VAL", help="validation folder or .rec (with --labels-csv: "
+                   "a labels CSV)")
     p.add_argument("--val-split", type=float, default=0.0,
                    help="hold out this fraction of TRAIN per class for validation")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, export)")
@@ -188,7 +194,7 @@ def export(run):
     export_best(run.run_dir, run.best["epoch"], run.num_classes, run.config, run.data.classes,
                 run.history, run.export_spec, run.frozen, run.source, run.recipe,
                 run.batchnorm, run.regularizers)
-    if run.data.val_set is None:
+    if run.data.val_set is None or run.data.multilabel:
         return
     report = evaluate_export(run)
     run.log("%s: the export on the %d validation images: top-1 %.4f, top-%d %.4f, loss "
@@ -199,7 +205,10 @@ def export(run):
 
 
 def _main(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.train or args.labels_csv):
+        parser.error("give TRAIN (a class folder or .rec) or --labels-csv FILE")
     finetuning = run_finetune(config_from_args(args))
     if not finetuning.finished:                    # --stop-after: --resume continues it
         return 0

@@ -86,7 +86,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
                                                                       batch_size, epoch)
     dataset = EvaluationImages(source, model.input_size, mapping, transform,
                                model.meta.takes_raw_pixels, model.channels, indices)
-    raw, truth, order, rate = _run(dataset, scorers, batch_size, workers)
+    raw, truth, order, rate = score_images(dataset, scorers, batch_size, workers)
     shown, paths = display_names(names, classes), [source.name(int(i)) for i in order]
     probabilities = {name: class_probabilities(values, kinds.get(name, model.kind))
                      for name, values in raw.items()}
@@ -103,7 +103,7 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
     return report
 
 
-def _run(dataset, scorers, batch_size, workers):
+def score_images(dataset, scorers, batch_size, workers):
     """Every scorer's raw outputs over the dataset, decoded in ``workers`` processes: ``(
     {name: outputs}, true classes, source indices, images/s after the first batch)``."""
     outputs = {name: [] for name in scorers}

@@ -56,9 +56,13 @@ class ImageDataset(gluon.data.Dataset):
             img = center_crop(img, self.input_size)
         x = network_input(img, self.input_size, self.channels, self.raw)
         label = self.source.label(index)
-        if self.class_of_label is not None:
+        if self.class_of_label is not None and np.ndim(label):      # multi-hot
+            mapped = np.zeros_like(label)
+            mapped[self.class_of_label] = label
+            label = mapped
+        elif self.class_of_label is not None:
             label = self.class_of_label[label]
-        return x, np.float32(label)
+        return x, np.asarray(label, np.float32)
 
 
 class EvaluationImages(gluon.data.Dataset):
@@ -66,7 +70,8 @@ class EvaluationImages(gluon.data.Dataset):
     RecordIO; ``indices``: which, default all), decoded to ``channels`` and transformed to
     ``input_size`` by ``transform`` (``TRANSFORMS``: ``center_crop`` or ``keras_resize``), in
     the checkpoint's convention (``raw`` 0..255 pixels, else ``x / 127.5 - 1``);
-    ``model_class``: the model's class of each of the source's labels."""
+    ``model_class``: the model's class of each of the source's labels (``None``: a
+    multi-label source, whose labels the caller takes from it)."""
 
     def __init__(self, source, input_size, model_class, transform="crop", raw=False,
                  channels=3, indices=None):
@@ -85,7 +90,9 @@ class EvaluationImages(gluon.data.Dataset):
         else:
             pixels = center_crop(img, self.input_size)
         x = network_input(pixels, self.input_size, self.channels, self.raw)
-        return x, np.int64(self.model_class[self.source.label(index)]), np.int64(index)
+        label = self.model_class[self.source.label(index)] if self.model_class is not None \
+            else 0                                          # multi-label: the caller's
+        return x, np.int64(label), np.int64(index)
 
 
 class EpochBatchSampler(gluon.data.Sampler):

@@ -7,6 +7,8 @@ a base + head Keras model).
 - A head ending in one unit (``Dense(1)`` logits or ``Dense(1, "sigmoid")``) is a binary
   classifier: kept, trained on two classes with binary cross-entropy on its logit (class 1:
   the second folder in sorted order, as ``image_dataset_from_directory`` numbers them).
+- A head ending in ``Dense(k, "sigmoid")`` is a multi-label classifier: trained with binary
+  cross-entropy on its k logits and multi-hot labels (``--labels-csv``).
 - Training runs on logits: the last ``Dense`` without its softmax (and
   without a ``Softmax``/``Activation('softmax')`` layer after it); the export
   puts the model's own output back, so it computes what the Keras model would.
@@ -50,6 +52,16 @@ def is_binary_head(spec):
         not inference_layers(head[dense[-1] + 1:])
 
 
+def is_multilabel_head(spec):
+    """Whether the head ends in ``Dense(k, activation="sigmoid")``, k > 1: a multi-label
+    classifier (an independent probability per class), which Keras trains with binary
+    cross-entropy on multi-hot labels."""
+    head = spec["head"]
+    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
+    return bool(dense) and head[dense[-1]]["units"] > 1 and \
+        head[dense[-1]]["activation"] == "sigmoid" and not inference_layers(head[dense[-1] + 1:])
+
+
 def training_specs(spec, num_classes, where):
     """``(train_spec, export_spec, head_kept)`` for ``num_classes`` classes (a binary head:
     two, trained on its one logit)."""
@@ -65,6 +77,11 @@ def training_specs(spec, num_classes, where):
                   last["activation"], num_classes)
         train = dict(spec, head=head[:last_at] + [dict(last, activation="linear")])
         return train, spec, True
+    if is_multilabel_head(spec):               # a sigmoid per class, trained on its logits
+        replaced = dict(last, units=num_classes)
+        train = dict(spec, head=head[:last_at] + [dict(replaced, activation="linear")])
+        return train, dict(spec, head=head[:last_at] + [replaced]), \
+            last["units"] == num_classes
     softmax_after = all(layer["class"] == "Softmax" or (layer["class"] == "Activation" and
                                                          layer["activation"] == "softmax")
                         for layer in after)

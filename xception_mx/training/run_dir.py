@@ -171,7 +171,7 @@ SETTINGS_BEFORE_THEY_WERE_RECORDED = {     # a run of 0.2.0 resumes
     "recipe": "file", "keras_schedule": None, "label_smoothing": None, "rho": None,
     "centered": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
     "regularizers": "file", "class_weight": None, "early_stopping": None,
-    "reduce_lr_on_plateau": None,
+    "reduce_lr_on_plateau": None, "labels_csv": None,
     "loss": {"class_name": "SparseCategoricalCrossentropy", "label_smoothing": 0.0}}
 UNSET_IS_FALSE = ("nesterov", "centered")      # --no-nesterov: recorded False, unset None
 NOT_COMPARED = ("recipe_line", "tensorboard")

@@ -13,11 +13,12 @@ from xception_mx.errors import InputError, make_sure
 from xception_mx.model.own_model import branches, output_kind
 from xception_mx.training.callbacks import check_callbacks, parse_plateau
 from xception_mx.training.frozen import frozen_layers
-from xception_mx.training.own_model_training import is_binary_head
+from xception_mx.training.own_model_training import is_binary_head, is_multilabel_head
 from xception_mx.training.recipe.file_recipe import read_recipe
 from xception_mx.training.recipe.resolve import resolve_recipe
 from xception_mx.model.own_model_inputs import base_input_size, check_model_input
 from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
+from xception_mx.images.labels_csv import LabelsCsvSource
 from xception_mx.images.sources import open_source, split_indices
 from xception_mx.training.devices import HOROVOD
 
@@ -78,7 +79,8 @@ def config_from_args(args):
 def resolve_file_recipe(config, meta, where):
     """Resolve ``config``'s recipe (``recipe.resolve``) from its flags, the compile config the
     meta recorded and the defaults; returns the line that says what trains."""
-    binary = meta.is_own_model and is_binary_head(meta.own_model_spec)
+    binary = meta.is_own_model and (is_binary_head(meta.own_model_spec) or
+                                    is_multilabel_head(meta.own_model_spec))
     recipe = read_recipe(meta.recipe, "%s (the Keras file's compile config)" % where,
                          head_output(meta), meta.keras_version, binary) if meta.recipe else None
     return resolve_recipe(config, recipe, binary)
@@ -120,6 +122,12 @@ def check_config(config):
         make_sure(config["pretrained"], "--trainable-from chooses layers of a --pretrained "
                   "checkpoint")
         frozen_layers(meta, config["trainable_from"], "--pretrained %s" % config["pretrained"])
+    if config.get("labels_csv"):
+        make_sure(spec is not None and is_multilabel_head(spec), "--labels-csv trains a "
+                  "multi-label classifier: --pretrained must be a model whose head ends in "
+                  "Dense(k, activation='sigmoid')")
+        make_sure(not config.get("class_weight"), "--class-weight weights single-label "
+                  "classes; multi-label training (--labels-csv) does not take it")
     outputs = branches(spec) if spec else []
     make_sure(not outputs, "--pretrained %s: the model has %d outputs (%s); xception-finetune "
               "trains single-output classifiers (training several heads is not supported)",
@@ -149,6 +157,17 @@ def check_config(config):
     return size
 
 
+def open_training_source(config, path=None):
+    """The training source (``path``: the validation one) of a run: a labels CSV's with
+    ``--labels-csv`` (a validation CSV beside it; images under TRAIN, if given), else a class
+    folder or ``.rec``."""
+    if not config.get("labels_csv"):
+        return open_source(path or config["train"])
+    make_sure(path is None or str(path).endswith(".csv"), "--val %s: with --labels-csv, a "
+              "labels CSV of the validation images (path,label;label;...)", path)
+    return LabelsCsvSource(path or config["labels_csv"], config["train"])
+
+
 class Data:
     """Training and validation sets, loaders and class names; on a parameter
     server each worker trains on its shard (every ``workers``-th image, cut to
@@ -156,18 +175,19 @@ class Data:
 
     def __init__(self, config, rank=0, workers=1, raw=False, augment=True):
         size = tuple(config["input_shape"])
-        train_source = open_source(config["train"])
-        self.classes = train_source.classes
+        train_source = open_training_source(config)
+        self.classes, self.multilabel = train_source.classes, config.get("labels_csv") is not None
         indices = range(len(train_source))
         if config["val"]:
-            val_source = open_source(config["val"])
+            val_source = open_training_source(config, config["val"])
             make_sure(val_source.classes == self.classes, "--val %s has classes %s, TRAIN has "
                       "%s", config["val"], val_source.classes[:5], self.classes[:5])
             train_idx, val_idx = list(indices), list(range(len(val_source)))
         elif config["val_split"]:
             val_source = train_source
-            train_idx, val_idx = split_indices([train_source.label(i) for i in indices],
-                                               config["val_split"], config["seed"])
+            train_idx, val_idx = split_indices(
+                [train_source.label(i) for i in indices] if not self.multilabel else
+                [0] * len(train_source), config["val_split"], config["seed"])
         else:
             val_source, train_idx, val_idx = None, list(indices), []
         self.train_labels = [train_source.label(i) for i in train_idx]   # every worker's
@@ -175,7 +195,8 @@ class Data:
         train_idx = train_idx[rank::workers][:len(train_idx) // workers]
         batch = config["batch_size"]
         make_sure(len(train_idx) >= batch, "%s: %d training images, fewer than one batch "
-                  "(--batch-size %d)", config["train"], len(train_idx), batch)
+                  "(--batch-size %d)", config.get("labels_csv") or config["train"], len(train_idx),
+                  batch)
         self.train_set = ImageDataset(train_source, train_idx, size, True, config["seed"],
                                       config["min_crop"], raw, config.get("channels", 3),
                                       augment)

@@ -248,9 +248,14 @@ Counts = collections.namedtuple("Counts", "loss top1 topk n")
 
 def count_correct(outputs, labels, k):
     """Top-1 and top-k hits of a batch of logits (of a binary head's one logit: class 1 where
-    it is positive, and every sample a top-2 hit, as of two classes)."""
+    it is positive, and every sample a top-2 hit, as of two classes; of a multi-label head's,
+    each sample's share of labels right (Keras' binary accuracy at 0.5) and whether all
+    are)."""
     if outputs.shape[1] == 1:
         return int(((outputs[:, 0] > 0) == (labels > 0.5)).sum()), len(labels)
+    if labels.ndim == 2:            # multi-label: Keras' binary accuracy, and exact matches
+        right = (outputs > 0) == (labels > 0.5)
+        return float(right.mean(axis=1).sum()), int(right.all(axis=1).sum())
     order = np.argsort(-outputs, axis=1)[:, :k]
     labels = labels.astype(np.int64)
     return int((order[:, 0] == labels).sum()), int((order == labels[:, None]).any(axis=1).sum())

@@ -34,7 +34,8 @@ BINARY_LOSS = Loss("BinaryCrossentropy", 0.0)
 
 class BinaryCrossentropy(gluon.loss.Loss):
     """``BinaryCrossentropy(from_logits=True, label_smoothing=s)`` of one logit per sample
-    and labels 0 or 1 (smoothed toward ``y * (1 - s) + s / 2``), as
+    and labels 0 or 1, or of k logits and multi-hot labels (a multi-label head; Keras'
+    mean over the k), smoothed toward ``y * (1 - s) + s / 2``, as
     ``tf.nn.sigmoid_cross_entropy_with_logits``: ``max(x, 0) - x * y + log(1 + exp(-|x|))``."""
 
     def __init__(self, label_smoothing=0.0, **kwargs):
@@ -42,7 +43,8 @@ class BinaryCrossentropy(gluon.loss.Loss):
         self.smoothing = label_smoothing
 
     def hybrid_forward(self, F, pred, label):
-        target = F.reshape(label, (-1, 1)) * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        # one logit and a 0/1 label per sample, or k logits and multi-hot labels
+        target = F.reshape_like(label, pred) * (1.0 - self.smoothing) + 0.5 * self.smoothing
         loss = F.relu(pred) - pred * target + F.Activation(-F.abs(pred), act_type="softrelu")
         return F.mean(loss, axis=-1)
 

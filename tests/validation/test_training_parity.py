@@ -18,14 +18,43 @@ from xception_mx.validation.training_report import culprit
 
 KINDS = ["output", "loss", "logits", "moving_mean", "moving_variance", "gradient"]
 DEFAULT_OPTIMIZERS = ["keras-sgd", "keras-adam", "keras-adamw"]   # of a file without a recipe
+def compiled(builder, recipe, keras=None):
+    """``builder``'s model compiled with ``recipe(keras library)``."""
+    def build():
+        model = builder()
+        model.compile(**recipe(keras() if keras else own_models.import_keras()))
+        return model
+    return build
+
+
+def rmsprop_smoothed(k):
+    return dict(optimizer=k.optimizers.RMSprop(1e-3, momentum=0.5),
+                loss=k.losses.CategoricalCrossentropy(label_smoothing=0.1))
+
+
+def sgd_decayed(k):
+    return dict(optimizer=k.optimizers.SGD(k.optimizers.schedules.ExponentialDecay(
+        0.05, 1, 0.5), momentum=0.9, nesterov=True),
+        loss=k.losses.SparseCategoricalCrossentropy())
+
+
+def adam_clipped(k):
+    return dict(optimizer=k.optimizers.Adam(1e-3, clipnorm=0.1),
+                loss="sparse_categorical_crossentropy")
+
+
+COMPILED = {"nested-keras3.keras": "RMSprop", "sequential-bn-head-keras3.keras": "SGD",
+            "flattened-bn-head-keras2.h5": "Adam", "guide-binary-l2-keras3.keras": "Adam"}
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
     "plain-keras3.keras": (lambda: own_models.grayscale_plain(channels=3), ".keras",
                            ["--input-shape", 71, 71]),
     "plain-keras2.h5": (lambda: own_models.grayscale_plain(
         keras=own_models.import_tf_keras(), channels=3), ".h5", ["--input-shape", 71, 71]),
-    "nested-keras3.keras": (own_models.nested, ".keras", []),
-    "sequential-bn-head-keras3.keras": (own_models.sequential, ".keras", []),
-    "flattened-bn-head-keras2.h5": (own_models.keras2_flattened_bn_head, ".h5", []),
+    "nested-keras3.keras": (compiled(own_models.nested, rmsprop_smoothed), ".keras", []),
+    "sequential-bn-head-keras3.keras": (compiled(own_models.sequential, sgd_decayed), ".keras",
+                                        []),
+    "flattened-bn-head-keras2.h5": (compiled(own_models.keras2_flattened_bn_head, adam_clipped,
+                                             own_models.import_tf_keras), ".h5", []),
     "training-layers-keras3.keras": (own_models.training_layers, ".keras", []),
     "guide-binary-l2-keras3.keras": (own_models.guide_binary, ".keras", []),
 }
@@ -66,8 +95,7 @@ def test_one_training_step_agrees_with_keras(case, checkpoint, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout and report["passed"]
     kinds = {r["what"] for r in report["records"]}
-    compiled = case.startswith("guide")
-    assert kinds == set(KINDS + (["Adam"] if compiled else DEFAULT_OPTIMIZERS))
+    assert kinds == set(KINDS + ([COMPILED[case]] if case in COMPILED else DEFAULT_OPTIMIZERS))
     gradients = [r for r in report["records"] if r["what"] == "gradient"]
     trainable = sum(len(l.trainable_weights) for l in model.layers
                     if not type(l).__name__.startswith(("Functional", "Sequential")))
@@ -83,14 +111,16 @@ def test_one_training_step_agrees_with_keras(case, checkpoint, tmp_path):
         assert report["labels"][:5] == [0, 1, 2, 3, 4] and len(report["labels"]) == 7
     else:
         assert len(report["labels"]) == 5
-    if compiled:              # the guide's recipe and L2, a Dense(1) logit on two classes
+    if case in COMPILED:
+        assert "training with the Keras file's recipe, %s(" % COMPILED[case] in report["recipe"]
+    else:
+        assert "no optimizer in the Keras file" in report["recipe"]
+    if case.startswith("guide"):   # the guide's recipe and L2, a Dense(1) logit on two classes
         assert "training with the Keras file's recipe, Adam(learning_rate=0.0001" in \
             report["recipe"] and "BinaryCrossentropy" in report["recipe"]
         assert report["regularizers"] == ("block14_sepconv1 pointwise_regularizer (l1 0, l2 "
                                           "0.05), out kernel_regularizer (l1 0, l2 0.05)")
         assert report["classes"] == 2 and set(report["labels"]) <= {0, 1}
-    else:
-        assert "no optimizer in the Keras file" in report["recipe"]
 
 
 @pytest.mark.slow

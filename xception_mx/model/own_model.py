@@ -134,6 +134,37 @@ def output_kind(spec, branch=None):
     return "probabilities" if activation == "softmax" else "scores"
 
 
+def sigmoid_units(spec):
+    """The units of a head that ends in sigmoid scores or their logits: its last ``Dense``
+    with ``activation="sigmoid"``, or linear and followed by ``Activation("sigmoid")`` alone,
+    or (one unit) a linear logit; ``None`` for any other head."""
+    head = spec["head"]
+    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
+    if not dense:
+        return None
+    last, after = head[dense[-1]], inference_layers(head[dense[-1] + 1:])
+    sigmoid_after = len(after) == 1 and after[0]["class"] == "Activation" and \
+        after[0]["activation"] == "sigmoid" and last["activation"] == "linear"
+    if last["activation"] == "sigmoid" and not after or sigmoid_after or \
+            last["units"] == 1 and last["activation"] == "linear" and not after:
+        return last["units"]
+    return None
+
+
+def is_binary_head(spec):
+    """Whether the head ends in one unit, a logit (``Dense(1)``) or its sigmoid: a binary
+    classifier, which Keras trains with binary cross-entropy on two classes (class 1 the
+    sigmoid's)."""
+    return sigmoid_units(spec) == 1
+
+
+def is_multilabel_head(spec):
+    """Whether the head ends in k > 1 sigmoid units (``Dense(k, activation="sigmoid")``, or
+    linear and an ``Activation("sigmoid")``): a multi-label classifier, which Keras trains
+    with binary cross-entropy on multi-hot labels."""
+    return (sigmoid_units(spec) or 0) > 1
+
+
 def head_units(spec, input_size, branch=None):
     """``(units, output shape)``: the feature size entering each head layer (each of
     ``branch``'s, when given, after the shared ones) and the shape leaving the last."""

@@ -15,7 +15,7 @@ from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.images.decode import image_files
-from xception_mx.model.own_model import output_kind
+from xception_mx.model.own_model import is_binary_head, output_kind
 from xception_mx.serving.fast import load_fast_network
 from xception_mx.serving.loading import checkpoint_images, run_batches
 from xception_mx.serving.plan import checked_precision, plan_inference
@@ -41,10 +41,10 @@ BINARY_KINDS = ("logits", "scores")
 
 
 def is_binary(meta):
-    """Whether the checkpoint is a binary classifier: one output, one unit, a logit or a
-    sigmoid score (of class 1, the second of its two classes)."""
-    return not meta.outputs and meta.num_classes == 1 and \
-        checkpoint_output_kind(meta) in BINARY_KINDS
+    """Whether the checkpoint is a binary classifier, as xception-finetune trains one: one
+    output, one unit, a logit or a sigmoid score (of class 1, the second of its two classes;
+    ``model.own_model.is_binary_head``)."""
+    return not meta.outputs and meta.is_own_model and is_binary_head(meta.own_model_spec)
 
 
 def checkpoint_output_kind(meta):

@@ -12,8 +12,8 @@ a base + head Keras model).
 - Training runs on logits: the last ``Dense`` without its softmax (and
   without a ``Softmax``/``Activation('softmax')`` layer after it); the export
   puts the model's own output back, so it computes what the Keras model would.
-  A head that ends otherwise (a sigmoid, BatchNorm after the last ``Dense``)
-  is not a single-label classifier and is refused.
+  A head that ends otherwise (another activation, BatchNorm after the last ``Dense``)
+  is refused.
 - While only the head trains (``--freeze-base-epochs``), and throughout when
   the model calls its base as ``base(x, training=False)`` (the keras.io
   guide, recorded in the file), the base runs in inference mode as in Keras:
@@ -27,7 +27,7 @@ a base + head Keras model).
 from xception_mx.checkpoint.reading import read_meta, read_params_file
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.training_only import inference_layers
-from xception_mx.model.own_model import OwnModelNet
+from xception_mx.model.own_model import OwnModelNet, is_binary_head, is_multilabel_head  # noqa
 from xception_mx.model.xception import batchnorm_blocks, set_batchnorm
 from xception_mx.training.padded_training import padded_network
 from xception_mx.training.train import initialize
@@ -37,29 +37,6 @@ def pretrained_own_model_spec(prefix):
     """The own model's spec of checkpoint ``prefix``, or ``None`` for plain Xception."""
     meta = read_meta(prefix) if prefix else None
     return meta.own_model_spec if meta is not None and meta.is_own_model else None
-
-
-def is_binary_head(spec):
-    """Whether the head ends in one unit, a logit (``Dense(1)``) or its sigmoid
-    (``Dense(1, activation="sigmoid")``): a binary classifier, which Keras trains with binary
-    cross-entropy on two classes."""
-    head = spec["head"]
-    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
-    if not dense:
-        return False
-    last = head[dense[-1]]
-    return last["units"] == 1 and last["activation"] in ("linear", "sigmoid") and \
-        not inference_layers(head[dense[-1] + 1:])
-
-
-def is_multilabel_head(spec):
-    """Whether the head ends in ``Dense(k, activation="sigmoid")``, k > 1: a multi-label
-    classifier (an independent probability per class), which Keras trains with binary
-    cross-entropy on multi-hot labels."""
-    head = spec["head"]
-    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
-    return bool(dense) and head[dense[-1]]["units"] > 1 and \
-        head[dense[-1]]["activation"] == "sigmoid" and not inference_layers(head[dense[-1] + 1:])
 
 
 def training_specs(spec, num_classes, where):
@@ -80,7 +57,7 @@ def training_specs(spec, num_classes, where):
     if is_multilabel_head(spec):               # a sigmoid per class, trained on its logits
         replaced = dict(last, units=num_classes)
         train = dict(spec, head=head[:last_at] + [dict(replaced, activation="linear")])
-        return train, dict(spec, head=head[:last_at] + [replaced]), \
+        return train, dict(spec, head=head[:last_at] + [replaced] + head[last_at + 1:]), \
             last["units"] == num_classes
     softmax_after = all(layer["class"] == "Softmax" or (layer["class"] == "Activation" and
                                                          layer["activation"] == "softmax")

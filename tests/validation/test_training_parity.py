@@ -202,19 +202,16 @@ def test_two_percent_more_on_one_layers_gradient_fails_naming_that_layer_only(
 
 
 @pytest.mark.slow
-def test_the_regularizers_dropped_on_the_mxnet_side_fail_at_the_regularized_layers(
-        checkpoint, monkeypatch):
-    beyond, named = beyond_tolerance("guide-binary-l2-keras3.keras", checkpoint, monkeypatch,
-                                     "drop-regularizers")
-    assert named == "out"
-    assert {(r.what, r.keras_layer) for r in beyond} == {
-        ("loss", None), ("gradient", "out"), ("gradient", "block14_sepconv1")}
-
-
-@pytest.mark.slow
-def test_keras2s_moving_variance_left_uncorrected_fails_at_the_moving_variances(
-        checkpoint, monkeypatch):
-    beyond, named = beyond_tolerance("plain-keras2.h5", checkpoint, monkeypatch,
-                                     "no-keras2-variance")
-    assert named == "block1_conv1_bn"
-    assert beyond and {r.what for r in beyond} == {"moving_variance"}
+@pytest.mark.parametrize("case, fault, named, kinds, layers", [
+    # the loss and the two layers the file regularizes
+    ("guide-binary-l2-keras3.keras", "drop-regularizers", "out", {"loss", "gradient"},
+     {None, "out", "block14_sepconv1"}),
+    # every BatchNorm's moving variance on a feature map, and nothing else
+    ("plain-keras2.h5", "no-keras2-variance", "block1_conv1_bn", {"moving_variance"}, None),
+], ids=["regularizers-dropped", "keras2-variance-uncorrected"])
+def test_what_the_mxnet_side_leaves_out_fails_where_it_acts(case, fault, named, kinds, layers,
+                                                            checkpoint, monkeypatch):
+    beyond, first = beyond_tolerance(case, checkpoint, monkeypatch, fault)
+    assert first == named
+    assert {r.what for r in beyond} == kinds
+    assert layers is None or {r.keras_layer for r in beyond} == layers

@@ -8,9 +8,10 @@ rounding of Keras' own evaluation measured in the same run (against the model's 
 - in float64 on both sides: the gradient of every trainable weight, of the recipe's loss plus
   the regularization.  In float32, a ReLU that one side's rounding turns off and the other's
   leaves on moves every gradient below it by up to about 1e-2; in float64 none does, so each
-  layer's gradient passes within ``ROUNDING_FACTOR`` x its own rounding in float64 (Keras'
-  float32 rounding of it, scaled by the two types' machine epsilons), with no floor: a 2%
-  error in one layer fails by seven orders of magnitude;
+  layer's gradient passes within ``ROUNDING_FACTOR`` x its own rounding in float64 (the
+  larger of Keras' and MXNet's float32 rounding of it against their float64 evaluations,
+  scaled by the two types' machine epsilons), with no floor: a 2% error in one layer fails by
+  seven orders of magnitude;
 - the weights after two steps of each compared optimizer (the file's), both sides fed the
   same gradients (Keras' float32 ones, of each step): the update alone, with the optimizer's
   state after one step, compared relative to how far Keras moved the weights.
@@ -132,7 +133,7 @@ class Comparison:
     def step(self):
         """Loss, logits and BatchNorm moving statistics in float32; gradients in float64."""
         (loss, logits, grads, after), (loss64, logits64, grads64, after64) = self._keras_run()
-        m_loss, m_logits, _, m_after = self._mxnet_step("float32")
+        m_loss, m_logits, m_grads32, m_after = self._mxnet_step("float32")
         with in_float64(self.s.net):
             m_grads = self._mxnet_step("float64")[2]
         set_mxnet_values(self.s.net, self.mx_start)
@@ -152,8 +153,9 @@ class Comparison:
                                    relative(after[i], exact)))
             elif trainable:
                 ours = to_keras_layout(m_grads[param], transform)
-                gradients.append(("gradient", layer, relative(ours, grads64[i]),
-                                  EPSILON_RATIO * relative(grads[i], grads64[i])))
+                ours32 = to_keras_layout(m_grads32[param], transform)
+                gradients.append(("gradient", layer, relative(ours, grads64[i]), EPSILON_RATIO *
+                                  max(relative(grads[i], grads64[i]), relative(ours32, ours))))
         for group in (statistics, gradients):
             floor = FLOOR_SHARE * float(np.median([r[3] for r in group])) if group else 0.0
             records += [self._record(*r, floor_rounding=floor) for r in group]

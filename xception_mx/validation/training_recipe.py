@@ -43,7 +43,7 @@ def compared_recipe(meta, where):
     loss = run_loss(config)
     entry = (meta.recipe or {}).get("optimizer")
     if entry:
-        name = entry if isinstance(entry, str) else entry.get("class_name")
+        name = (entry if isinstance(entry, str) else entry.get("class_name")).split(">")[-1]
         return loss, [ComparedOptimizer(name, _from_file(entry), config)], line
     line = "no optimizer in the Keras file: Keras' %s, each as %s; loss %s" % (
         ", ".join("%s(%s)" % (cls, ", ".join("%s=%s" % kv for kv in arguments.items()))

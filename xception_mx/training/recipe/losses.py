@@ -57,9 +57,10 @@ class SmoothedCrossentropy(gluon.loss.Loss):
         self.classes, self.smoothing = classes, label_smoothing
 
     def hybrid_forward(self, F, pred, label):
-        target = F.one_hot(label, self.classes) * (1.0 - self.smoothing) + \
-            self.smoothing / self.classes
-        return -F.sum(target * F.log_softmax(pred, axis=-1), axis=-1)
+        # -sum(target * log p), target = one_hot * (1 - s) + s / classes, of any float type
+        log_p = F.log_softmax(pred, axis=-1)
+        return -(1.0 - self.smoothing) * F.pick(log_p, label, axis=-1) - \
+            (self.smoothing / self.classes) * F.sum(log_p, axis=-1)
 
 
 def loss_block(loss, classes):

@@ -194,10 +194,10 @@ def test_finetune_of_a_keras2_model_resumes_after_a_stop_and_exports_it(converte
     assert meta["source"]["keras_version"].startswith("2.")
 
 
-def test_finetune_refuses_a_head_that_is_not_a_single_label_classifier(converted, shapes,
-                                                                      tmp_path):
+def test_finetune_refuses_a_multilabel_head_on_class_folders(converted, shapes, tmp_path):
     _, prefix = converted["keras2_flattened"]           # ends in Dense(4, sigmoid)
     result = run_tool("xception-finetune", shapes / "train", "--out", tmp_path / "run",
                       "--pretrained", prefix, "--epochs", "1", "--batch-size", "16")
-    assert_bad_input(result, "--pretrained", "sigmoid", "'out'", "single-label")
+    assert_bad_input(result, "--pretrained", "4 sigmoid units ('out')", "multi-label",
+                     "--labels-csv FILE")
     assert not (tmp_path / "run").exists()

@@ -128,6 +128,12 @@ def check_config(config):
                   "Dense(k, activation='sigmoid')")
         make_sure(not config.get("class_weight"), "--class-weight weights single-label "
                   "classes; multi-label training (--labels-csv) does not take it")
+    elif spec is not None and is_multilabel_head(spec):
+        last = [l for l in spec["head"] if l["class"] == "Dense"][-1]
+        raise InputError("--pretrained %s: the head ends in %d sigmoid units ('%s'), a "
+                         "multi-label classifier, not a single-label one: train it with "
+                         "--labels-csv FILE (path,label;label;... per image)" % (
+                             config["pretrained"], last["units"], last["name"]))
     outputs = branches(spec) if spec else []
     make_sure(not outputs, "--pretrained %s: the model has %d outputs (%s); xception-finetune "
               "trains single-output classifiers (training several heads is not supported)",

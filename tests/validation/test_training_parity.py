@@ -43,11 +43,17 @@ def adam_clipped(k):
                 loss="sparse_categorical_crossentropy")
 
 
-COMPILED = {"nested-keras3.keras": "RMSprop", "sequential-bn-head-keras3.keras": "SGD",
+def sgd_momentum(k):
+    return dict(optimizer=k.optimizers.SGD(0.01, momentum=0.9),
+                loss="sparse_categorical_crossentropy")
+
+
+COMPILED = {"plain-keras3.keras": "SGD", "training-layers-keras3.keras": "SGD",
+            "nested-keras3.keras": "RMSprop", "sequential-bn-head-keras3.keras": "SGD",
             "flattened-bn-head-keras2.h5": "Adam", "guide-binary-l2-keras3.keras": "Adam"}
 CASES = {   # name: (builder, file suffix, keras2mxnet options)
-    "plain-keras3.keras": (lambda: own_models.grayscale_plain(channels=3), ".keras",
-                           ["--input-shape", 71, 71]),
+    "plain-keras3.keras": (compiled(lambda: own_models.grayscale_plain(channels=3),
+                                    sgd_momentum), ".keras", ["--input-shape", 71, 71]),
     "plain-keras2.h5": (lambda: own_models.grayscale_plain(
         keras=own_models.import_tf_keras(), channels=3), ".h5", ["--input-shape", 71, 71]),
     "nested-keras3.keras": (compiled(own_models.nested, rmsprop_smoothed), ".keras", []),
@@ -55,7 +61,8 @@ CASES = {   # name: (builder, file suffix, keras2mxnet options)
                                         []),
     "flattened-bn-head-keras2.h5": (compiled(own_models.keras2_flattened_bn_head, adam_clipped,
                                              own_models.import_tf_keras), ".h5", []),
-    "training-layers-keras3.keras": (own_models.training_layers, ".keras", []),
+    "training-layers-keras3.keras": (compiled(own_models.training_layers, sgd_momentum),
+                                     ".keras", []),
     "guide-binary-l2-keras3.keras": (own_models.guide_binary, ".keras", []),
 }
 BUILT, CONVERTED = {}, {}

@@ -135,9 +135,10 @@ def alter_gradients(net):
     if not fault:
         return
     layers, factor = fault.rsplit("*", 1)
-    hit = [p for name, p in net.collect_params().items() for layer in layers.split("+")
-           if p.grad_req != "null" and name[len(net.prefix):][len(layer) + 1:] in GRADIENT_ROLES
-           and name[len(net.prefix):].startswith(layer + "_")]
+    names = {"%s%s_%s" % (net.prefix, layer, role) for layer in layers.split("+")
+             for role in GRADIENT_ROLES}
+    hit = [p for name, p in net.collect_params().items()
+           if name in names and p.grad_req != "null"]
     assert hit, "XCEPTION_MX_FAULT gradient=%s: no trainable parameter of that layer" % fault
     for param in hit:
         for grad in param.list_grad():

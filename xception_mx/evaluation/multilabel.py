@@ -42,10 +42,10 @@ def evaluate_multilabel(prefix, labels_csv, root=None, precision="auto", transfo
     raw, _, order, rate = score_images(dataset, {"model": lambda x: np.asarray(model.logits(x),
                                                                          np.float64)},
                               batch_size, workers)
+    scored = [shown.index(c) for c in source.classes]       # the CSV's labels, model order
     truth = np.zeros((len(order), classes), np.int64)
-    truth[:, [shown.index(c) for c in source.classes]] = source.hot[order]
-    report = multilabel_scores(raw["model"], truth, shown, threshold,
-                               [shown.index(c) for c in source.classes])
+    truth[:, scored] = source.hot[order]
+    report = multilabel_scores(raw["model"], truth, shown, threshold, scored)
     report.update(checkpoint=str(prefix), data=str(labels_csv), precision=model.precision,
                   transform=transform, images_per_s=rate, images=len(order),
                   paths=[source.name(int(i)) for i in order])

@@ -96,11 +96,11 @@ def join(run):
     if not config["gpus"]:
         check_memory(config["batch_size"], compute_size, len(contexts), available_memory())
     run.run_dir = RunDirectory(config["out"])
-    if config.get("tensorboard"):
-        check_folder(config["tensorboard"])
+    board = config.get("tensorboard")
+    if board:
+        check_folder(board)
     run.resumed = resume_point(run.run_dir, config, run.lead)
-    run.tensorboard = TensorBoardLog(config["tensorboard"]) if config.get("tensorboard") and \
-        run.lead else None
+    run.tensorboard = TensorBoardLog(board) if board and run.lead else None
 
 
 def open_data(run):

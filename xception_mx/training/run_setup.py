@@ -182,7 +182,8 @@ class Data:
     def __init__(self, config, rank=0, workers=1, raw=False, augment=True):
         size = tuple(config["input_shape"])
         train_source = open_training_source(config)
-        self.classes, self.multilabel = train_source.classes, config.get("labels_csv") is not None
+        self.classes = train_source.classes
+        self.multilabel = getattr(train_source, "multilabel", False)
         indices = range(len(train_source))
         if config["val"]:
             val_source = open_training_source(config, config["val"])

@@ -28,8 +28,8 @@ from xception_mx.training.train import (forward_backward, learning_rate, make_tr
                                         train_step)
 
 from .training_step import (FLOOR_SHARE, ROUNDING_FACTOR, StepRecord, keras2_fused_layers,
-                            keras_layer_variables, keras_step, mxnet_values, relative,
-                            set_mxnet_values, to_keras_layout)
+                            keras_layer_variables, keras_library, keras_step, mxnet_values,
+                            relative, set_mxnet_values, to_keras_layout)
 
 # float64's rounding of a quantity against float32's: the ratio of their machine epsilons
 EPSILON_RATIO = float(np.finfo(np.float64).eps / np.finfo(np.float32).eps)
@@ -166,7 +166,7 @@ class Comparison:
         ``training_recipe.ComparedOptimizer``) on both sides, fed the same gradients: Keras'
         float32 ones of each step; the rounding is Keras' own update of them in float64."""
         import tensorflow as tf
-        library = __import__(type(self.s.model).__module__.split(".")[0])
+        library = keras_library(self.s.model)
         self._keras_restart()
         start = [v.numpy() for _, _, _, v, _ in self.s.variables]
         optimizer, optimizer64 = compared.keras(library), compared.keras(library)

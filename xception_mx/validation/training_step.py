@@ -107,7 +107,8 @@ def set_mxnet_values(net, values):
             param.set_data(mx.nd.array(values[name]))
 
 
-def _library(model):
+def keras_library(model):
+    """The Keras library a model is of: ``keras`` (3) or ``tf_keras`` (2)."""
     import importlib
     return importlib.import_module(type(model).__module__.split(".")[0])
 
@@ -125,7 +126,7 @@ def keras_training_model(model, last_dense):
     rebuilt = type(model).from_config(config)
     copy_weights(model, rebuilt)
     output = rebuilt.get_layer(last_dense).output
-    return _library(model).Model(rebuilt.inputs, output), replaced
+    return keras_library(model).Model(rebuilt.inputs, output), replaced
 
 
 def keras_step(model, x_nchw, labels, loss_fn, optimizer=None):

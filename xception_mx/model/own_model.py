@@ -134,15 +134,21 @@ def output_kind(spec, branch=None):
     return "probabilities" if activation == "softmax" else "scores"
 
 
+def last_dense(spec):
+    """``(index, layer)`` of the head's last ``Dense``, or ``None`` for a head without one."""
+    found = [(i, layer) for i, layer in enumerate(spec["head"]) if layer["class"] == "Dense"]
+    return found[-1] if found else None
+
+
 def sigmoid_units(spec):
     """The units of a head that ends in sigmoid scores or their logits: its last ``Dense``
     with ``activation="sigmoid"``, or linear and followed by ``Activation("sigmoid")`` alone,
     or (one unit) a linear logit; ``None`` for any other head."""
-    head = spec["head"]
-    dense = [i for i, layer in enumerate(head) if layer["class"] == "Dense"]
-    if not dense:
+    found = last_dense(spec)
+    if found is None:
         return None
-    last, after = head[dense[-1]], inference_layers(head[dense[-1] + 1:])
+    at, last = found
+    after = inference_layers(spec["head"][at + 1:])
     sigmoid_after = len(after) == 1 and after[0]["class"] == "Activation" and \
         after[0]["activation"] == "sigmoid" and last["activation"] == "linear"
     if last["activation"] == "sigmoid" and not after or sigmoid_after or \

@@ -10,7 +10,7 @@ from xception_mx.checkpoint.meta import Meta
 from xception_mx.checkpoint.reading import check_finite, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
-from xception_mx.model.own_model import branches, output_kind
+from xception_mx.model.own_model import branches, last_dense, output_kind
 from xception_mx.training.callbacks import check_callbacks, parse_plateau
 from xception_mx.training.frozen import frozen_layers
 from xception_mx.training.own_model_training import is_binary_head, is_multilabel_head
@@ -129,7 +129,7 @@ def check_config(config):
         make_sure(not config.get("class_weight"), "--class-weight weights single-label "
                   "classes; multi-label training (--labels-csv) does not take it")
     elif spec is not None and is_multilabel_head(spec):
-        last = [l for l in spec["head"] if l["class"] == "Dense"][-1]
+        last = last_dense(spec)[1]
         raise InputError("--pretrained %s: the head ends in %d sigmoid units ('%s'), a "
                          "multi-label classifier, not a single-label one: train it with "
                          "--labels-csv FILE (path,label;label;... per image)" % (

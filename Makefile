@@ -1,16 +1,30 @@
 # One command sets up and runs the demo, one runs the tests (see README.md).
-PYTHON ?= python3
+# Python 3.11: MXNet 1.9.1 needs numpy 1.23.5, which has no wheels for later Pythons.  The
+# first of python3.11 and python3 that is 3.11, unless PYTHON=... says which.
+SUPPORTED_PYTHON := 3.11
+PYTHON_VERSION = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHON ?= $(firstword $(foreach p,python3.11 python3,\
+	$(if $(filter $(SUPPORTED_PYTHON),$(call PYTHON_VERSION,$(p))),$(p))) python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# A venv made by another Python (a `make setup` before PYTHON= was given) is made again.
+VENV_VERSION := $(call PYTHON_VERSION,$(BIN)/python)
+VENV_STALE := $(filter-out $(SUPPORTED_PYTHON),$(VENV_VERSION))
 DEMO := demo
 
 PEERS_VENV ?= .venv-peers
 
-.PHONY: setup setup-horovod setup-peers demo test bench bench-peers robustness clean
+.PHONY: setup setup-horovod setup-peers demo test bench bench-peers robustness clean FORCE
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt $(if $(VENV_STALE),FORCE)
+	+@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ "$$version" != "$(SUPPORTED_PYTHON)" ]; then \
+		echo "make: xception-mx needs Python $(SUPPORTED_PYTHON) (MXNet 1.9.1 needs numpy" \
+			"1.23.5, which stops at 3.11); $(PYTHON) is $${version:-not found}: install" \
+			"python3.11 or give its path, make PYTHON=/path/to/python3.11" >&2; exit 2; fi
+	$(if $(VENV_STALE),rm -rf $(VENV)  # made by Python $(VENV_STALE): made again with $(PYTHON))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[validate,test]'
@@ -74,3 +88,5 @@ bench-peers: setup setup-peers
 # Long fuzzing / kill / full-disk runs; rewrites ROBUSTNESS.md.
 robustness: setup
 	$(BIN)/python scripts/robustness.py
+
+FORCE:

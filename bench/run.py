@@ -29,7 +29,7 @@ def fused_runs():
     from xception_mx.cpu import isa_cap_helps_here
     from xception_mx.model.padding import resolve_padding
     auto = resolve_padding("auto")
-    auto = (auto, isa_cap_helps_here("fp32", auto))
+    auto = (auto, isa_cap_helps_here("fp32", auto, one_precision=True))
     runs = {}
     for padded, cap in FUSED:
         name = "MXNet oneDNN-fused, %s (--channel-padding %s --onednn-isa %s)%s" % (
@@ -59,7 +59,7 @@ def auto_caps():
     from xception_mx.cpu import isa_cap_helps_here
     from xception_mx.model.padding import resolve_padding
     caps = {precision: found[-1][1] for precision, found in reduced_caps().items()}
-    caps["fp32"] = isa_cap_helps_here("fp32", resolve_padding("auto"))
+    caps["fp32"] = isa_cap_helps_here("fp32", resolve_padding("auto"), one_precision=True)
     return caps
 
 

@@ -15,7 +15,7 @@ from robustness_harness import BIN, checkpoint_state, run_tool
 
 # the named points (xception_mx/faults.py) random kills are counted from
 WRITE_STARTS = "checkpoint:before-temp-files"
-FIRST_CHECKPOINT = "epoch-0:checkpoint-written"
+FIRST_CHECKPOINT = "epoch-1:checkpoint-written"
 
 
 def read_trace(path, start):
@@ -176,7 +176,7 @@ def kill_training(args, out, kills, seed, reference):
             counts["resume_failed"] += 1
             continue
         first_trained = re.search(r"^epoch (\d+):", resumed.stdout, re.M)
-        due = complete[-1] + 1 if complete else 0      # the epoch the resume must start at
+        due = complete[-1] + 1 if complete else 1      # the epoch the resume must start at
         counts["resumed_after_last_checkpoint"] += int(
             int(first_trained.group(1)) == due if first_trained else due == epochs)
         got = mx.nd.load(os.path.join(folder, os.path.basename(last)))

@@ -1,5 +1,6 @@
 """The library API: ``xception_mx.load / convert / parity`` do what the commands do."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,15 @@ def test_load_predicts_the_classes_xception_predict_prints(ten, precision):
         assert [name for name, _ in ranked] == [name for name, _ in expected[photo]]
         np.testing.assert_allclose([p for _, p in ranked], [p for _, p in expected[photo]],
                                    atol=1e-4)
+    if precision == "fp32":          # --json: one object per line, the same numbers unrounded
+        as_json = run_tool("xception-predict", prefix, *PHOTOS, "--top", 3, "--json")
+        rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+        assert [row["image"] for row in rows] == PHOTOS, as_json.stdout
+        for row, ranked in zip(rows, json.loads(library.stdout)):
+            assert sorted(row) == ["image", "top"]
+            assert [name for name, _ in row["top"]] == [name for name, _ in ranked]
+            np.testing.assert_allclose([p for _, p in row["top"]], [p for _, p in ranked],
+                                       atol=1e-6)
 
 
 def test_predict_takes_paths_pil_images_and_arrays_alike(ten):
@@ -79,6 +89,11 @@ def test_predict_takes_paths_pil_images_and_arrays_alike(ten):
                                  ([PHOTOS[1]], [pil], [np.asarray(pil)]))
     assert by_path == by_pil == by_array
     assert model.predict(PHOTOS[1]) == model.predict([PHOTOS[1]])      # one image alone
+    folder = os.path.dirname(PHOTOS[1])             # a folder: each row with its image's path
+    named = model.predict_images([folder, pil], top=10)
+    last = "image %d" % len(PHOTOS)                 # its place, the folder's images before it
+    assert [path for path, _ in named] == sorted(PHOTOS) + [last]
+    assert dict(named)[PHOTOS[1]] == by_path and named[-1] == (last, by_pil)
 
 
 def test_predict_gives_the_plain_checkpoints_softmax_on_preprocessed_photos(ten):
@@ -171,3 +186,24 @@ print(len(MOVED))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == len(MOVED) >= 10
+
+
+def test_python_dash_m_prints_the_moved_table_and_the_commands_without_warnings():
+    """``python -m xception_mx._moved`` printed runpy's RuntimeWarning (the package imports
+    that module first); ``python -m xception_mx moved`` prints the table alone, and without
+    an argument the version and every console script of setup.cfg."""
+    import configparser
+    from conftest import ROOT
+    done = subprocess.run([sys.executable, "-m", "xception_mx", "moved"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert len(done.stdout.splitlines()) == len(MOVED)
+    assert done.stdout.splitlines()[0].split()[0] == sorted(MOVED)[0]
+    done = subprocess.run([sys.executable, "-m", "xception_mx"], capture_output=True,
+                          text=True, timeout=300)
+    setup = configparser.ConfigParser()
+    setup.read(ROOT + "/setup.cfg")
+    scripts = [line.split("=")[0].strip() for line in
+               setup["options.entry_points"]["console_scripts"].strip().splitlines()]
+    assert done.returncode == 0 and done.stderr == ""
+    assert all(name in done.stdout for name in scripts) and xm.__version__ in done.stdout

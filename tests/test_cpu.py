@@ -6,21 +6,26 @@ import os
 import pytest
 
 from conftest import DATA, cpu_file
-from xception_mx.cpu import (CPUINFO_ENV, ISA_ENV, cap_isa, isa_cap_helps_here, isa_capped,
-                             why_no_bf16)
+from xception_mx.cpu import (CPUINFO_ENV, ISA_ENV, PROCESS, cap_isa, isa_cap_helps_here,
+                             isa_capped, why_no_bf16)
 from xception_mx.errors import InputError
 from xception_mx.model.padding import padding_helps_here
 
 
-def test_onednn_isa_cap_is_the_default_where_it_was_measured_faster(tmp_path):
+def test_onednn_isa_cap_is_the_default_where_it_was_measured_faster(tmp_path, monkeypatch):
     """fp32 on AMD's AVX-512 (the depthwise reorders go, the forward about 10% faster on an
-    EPYC): AVX2 for 728 channels, AVX512_MIC for 16-channel blocks.  Not on Intel (not
-    measured; brgconv is its fast path), never for int8 or bf16; a cap the user set is kept,
-    and an explicit choice wins."""
+    EPYC): AVX2 for 728 channels, AVX512_MIC for 16-channel blocks, in a process that runs
+    one precision (a bf16 network could not run after it).  Not on Intel (not measured;
+    brgconv is its fast path), never for int8 or bf16; a cap the user set is kept, and an
+    explicit choice wins."""
     amd = cpu_file(tmp_path, "AuthenticAMD", "fpu avx2 avx512f avx512bw")
     intel = cpu_file(tmp_path, "GenuineIntel", "fpu avx2 avx512f avx512bw")
-    assert isa_cap_helps_here("fp32", False, amd) == "AVX2"
-    assert isa_cap_helps_here("fp32", True, amd) == "AVX512_MIC"
+    assert isa_cap_helps_here("fp32", False, amd, one_precision=True) == "AVX2"
+    assert isa_cap_helps_here("fp32", True, amd, one_precision=True) == "AVX512_MIC"
+    assert isa_cap_helps_here("fp32", False, amd, one_precision=False) is None
+    monkeypatch.setitem(PROCESS, "one_precision", False)
+    assert isa_cap_helps_here("fp32", False, amd) is None        # the library: bf16 may follow
+    monkeypatch.setitem(PROCESS, "one_precision", True)          # as the commands declare
     assert isa_cap_helps_here("fp32", True, intel) is None
     assert isa_cap_helps_here("fp32", False, cpu_file(tmp_path, "AuthenticAMD", "avx2")) is None
     assert isa_cap_helps_here("int8", False, amd) is isa_cap_helps_here("bf16", True, amd) is None
@@ -101,7 +106,8 @@ def test_the_cpu_the_defaults_are_chosen_for_can_be_named(tmp_path, monkeypatch)
     assert padding_helps_here() and padding_helps_here(precision="int8")
     assert isa_cap_helps_here("fp32", True) is None and why_no_bf16(environ={}) is None
     monkeypatch.setenv(CPUINFO_ENV, cpu_file(tmp_path, "AuthenticAMD", "avx2 avx512f"))
-    assert not padding_helps_here() and isa_cap_helps_here("fp32", False) == "AVX2"
+    assert not padding_helps_here()
+    assert isa_cap_helps_here("fp32", False, one_precision=True) == "AVX2"
     monkeypatch.setenv(CPUINFO_ENV, str(tmp_path / "missing"))
     with pytest.raises(InputError, match="XCEPTION_MX_CPUINFO=.*missing: cannot read it"):
         padding_helps_here()

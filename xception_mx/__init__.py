@@ -5,8 +5,17 @@ on the fast path, ``convert`` a Keras file, check ``parity`` with Keras.  Also t
 network ``Xception`` and the input convention (``load_images``, ``preprocess_input``).
 Modules that moved keep their old names for one release (``_moved``).
 """
-from xception_mx._threads import configure_engine, configure_threads
-from xception_mx.cpu import request_amx
+import sys
+
+# MXNet 1.9.1 imported after TensorFlow kills the interpreter (a bare "Segmentation fault",
+# every time): their bundled libraries clash.  Said here, before anything imports MXNet.
+if "tensorflow" in sys.modules and "mxnet" not in sys.modules:
+    raise ImportError("xception_mx must be imported before tensorflow and keras (MXNet 1.9.1 "
+                      "imported after TensorFlow crashes the interpreter): put `import "
+                      "xception_mx` (or `import mxnet`) first, then restart the interpreter")
+
+from xception_mx._threads import configure_engine, configure_threads  # noqa: E402
+from xception_mx.cpu import request_amx  # noqa: E402
 
 configure_threads()
 request_amx()     # before oneDNN's first AMX instruction, which is fatal without it

@@ -1,6 +1,6 @@
 """Modules that moved, kept importable under their old names for one release.
 
-``MOVED`` is the table (old name -> new name); ``python -m xception_mx._moved`` prints it.
+``MOVED`` is the table (old name -> new name); ``python -m xception_mx moved`` prints it.
 Importing an old name gives the new module itself (the same object) and a
 ``DeprecationWarning`` that names the new one; a module split in several (new names joined by
 ``+``) gives a module holding the public names of each, and a module whose names were
@@ -120,7 +120,3 @@ def install():
     if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Alias())
 
-
-if __name__ == "__main__":
-    for old, new in sorted(MOVED.items()):
-        print("%-46s -> %s" % (old, new.replace("+", " + ")))

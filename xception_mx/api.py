@@ -31,20 +31,23 @@ def load(prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
 
 
 def convert(keras_file, prefix, input_shape=None, classifier_activation="softmax",
-            pooling=None, epoch=0, force=False, strict=False):
+            pooling=None, epoch=0, force=False, strict=False, labels=None):
     """Convert a Keras Xception file (any format ``keras2mxnet`` reads: weights or whole
     models, plain Xception or your base + head model) and write ``PREFIX-symbol.json``,
     ``PREFIX-%04d.params`` and ``PREFIX-meta.json``; return ``{"symbol", "params", "meta"}``
     paths.  ``input_shape=(H, W)``: another input size than the file's (or 299x299);
     ``classifier_activation`` (``"softmax"`` or ``None`` for logits) and ``pooling``
     (``None``, ``"avg"``, ``"max"``) apply to plain Xception files with and without top.
-    NaN/Inf weights warn (``RuntimeWarning``), or raise with ``strict``."""
+    NaN/Inf weights warn (``RuntimeWarning``), or raise with ``strict``.  ``labels``: a file
+    of the model's class names, one per line in output order, written as
+    ``PREFIX-labels.txt`` (``paths["labels"]``)."""
     import warnings
     from xception_mx.conversion.converter import convert_file, head_options
     asked = None if classifier_activation == "softmax" else "none"   # softmax: the default
     options = dict(head_options(asked, pooling), strict=strict,
                    input_shape=input_shape and tuple(input_shape))
-    conversion, paths = convert_file(keras_file, prefix, epoch=epoch, force=force, **options)
+    conversion, paths = convert_file(keras_file, prefix, epoch=epoch, force=force,
+                                     labels=labels, **options)
     for warning in conversion.warnings:
         warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return {key: paths[key] for key in ("symbol", "params", "meta")}

@@ -38,8 +38,9 @@ def file_mode():
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path`` (same suffix); on success it is
-    renamed to ``path``, on failure removed."""
+    renamed to ``path``, on failure removed.  Missing parent folders are made."""
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     name = os.path.basename(path)
     suffix = name[name.index("."):] if "." in name[1:] else ""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".tmp" + suffix)

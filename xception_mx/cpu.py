@@ -47,6 +47,13 @@ SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
 # a bf16 convolution fails with "could not create a primitive descriptor iterator").
 BF16_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
 BELOW_AVX512_CORE = ("SSE41", "AVX", "AVX2", "AVX512_MIC", "AVX512_MIC_4OPS")
+# This process's oneDNN.  ``cap``: what oneDNN read when the process's first network ran
+# (``isa_capped``), which it keeps for the process.  ``one_precision``: a command that runs
+# networks of one precision only says so (``one_precision_process``); elsewhere (the library,
+# a comparison of precisions) a bf16 network may come after an fp32 one, so ``auto`` never
+# takes away the kernels bf16 needs.
+UNREAD = "unread"
+PROCESS = {"cap": UNREAD, "one_precision": False}
 
 
 def cpu_fields(cpuinfo=None):
@@ -119,7 +126,14 @@ def why_no_bf16(cpuinfo=None, environ=os.environ):
     return None
 
 
-def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None):
+def one_precision_process():
+    """Declare that this process runs networks of one precision only (``xception-predict``,
+    ``xception-evaluate`` without ``--compare``): ``auto`` may then cap fp32 below the
+    kernels bf16 needs."""
+    PROCESS["one_precision"] = True
+
+
+def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None, one_precision=None):
     """The cap that makes this CPU's fused ``precision`` forward faster, or None.
 
     int8 and bf16 where the CPU has AMX for them and Linux grants it: ``AVX512_CORE_AMX``,
@@ -130,12 +144,16 @@ def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None):
     layout reorders: ``AVX512_MIC`` for a network padded to 16-channel blocks (its kernels
     run 16 channels at a time), ``AVX2`` for 728 channels.  Not on Intel: there oneDNN's
     ``brgconv`` kernels, which the cap removes, are the fast path for the padded network.
-    The caps never apply to int8 or bf16.  The measurements behind each rule: BENCHMARKS.md
-    sections 2, 2b and 3."""
+    The caps never apply to int8 or bf16, and apply to fp32 only in a process that runs one
+    precision (``one_precision``; default: as declared by ``one_precision_process``): the cap
+    holds for the process, and a bf16 network cannot run under it.  The measurements behind
+    each rule: BENCHMARKS.md sections 2, 2b and 3."""
     if precision in AMX_FLAGS:
         return None if why_no_amx(precision, cpuinfo, amx_refused) else AMX_ISA
     fields = cpu_fields(cpuinfo)
-    if precision != "fp32" or not has_avx512(fields) or is_intel(fields):
+    if one_precision is None:
+        one_precision = PROCESS["one_precision"]
+    if precision != "fp32" or not one_precision or not has_avx512(fields) or is_intel(fields):
         return None
     return "AVX512_MIC" if padded else "AVX2"
 
@@ -178,10 +196,24 @@ def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None, amx_ref
 def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None):
     """``cap_isa`` for the block, which must hold the process's first computation; the
     environment is given back after it.  oneDNN has read the cap by then and keeps it for
-    the whole process, while the processes this one starts later do not inherit it."""
+    the whole process, while the processes this one starts later do not inherit it.  A later
+    block runs under that first cap (recorded in ``PROCESS``): bf16 is refused in one line
+    where the cap took its kernels away."""
+    read = PROCESS["cap"] if environ is os.environ else UNREAD
+    if read != UNREAD:
+        make_sure(precision != "bf16" or read.upper() not in BELOW_AVX512_CORE,
+                  "bf16 cannot run in this process: oneDNN took the cap %s=%s when the "
+                  "process's first network ran and keeps it (bf16 needs its AVX-512 kernels); "
+                  "run bf16 in a new process, or give the first network onednn_isa='all' "
+                  "(--onednn-isa all)", ISA_ENV, read)
+        yield None if read == "ALL" else read
+        return
     before = environ.get(ISA_ENV)
     try:
-        yield cap_isa(choice, precision, padded, environ, cpuinfo)
+        cap = cap_isa(choice, precision, padded, environ, cpuinfo)
+        if environ is os.environ:
+            PROCESS["cap"] = environ.get(ISA_ENV) or "ALL"
+        yield cap
     finally:
         if before is None:
             environ.pop(ISA_ENV, None)

@@ -15,6 +15,8 @@ import time
 
 from tqdm import tqdm
 
+from xception_mx.errors import make_sure
+
 PROGRESS_ENV = "XCEPTION_MX_PROGRESS"
 MODES = ("bar", "lines", "off")
 LINE_EVERY = 5            # percent between two lines in a log
@@ -69,6 +71,8 @@ def mode():
     chosen = os.environ.get(PROGRESS_ENV, "").strip().lower()
     if chosen in MODES:
         return chosen
+    make_sure(not chosen, "%s=%s: expected one of %s (or unset: a bar on a terminal, lines "
+              "elsewhere)", PROGRESS_ENV, os.environ.get(PROGRESS_ENV), ", ".join(MODES))
     return "bar" if hasattr(sys.stderr, "isatty") and sys.stderr.isatty() else "lines"
 
 

@@ -84,7 +84,7 @@ def test_finetuning_moves_running_statistics_by_the_file_momentum_as_keras_fit(c
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     keras_model.fit(x, y, batch_size=12, epochs=1, shuffle=False, verbose=0)
     ours = {k: v.asnumpy() for k, v in mx.nd.load(str(tmp_path / "run" /
-                                                     "epoch-0000.params")).items()}
+                                                     "epoch-0001.params")).items()}
     for name, layer in _batchnorms(keras_model):
         moved = layer.moving_mean.numpy() - before[name]
         deviation = np.linalg.norm(ours[name + "_running_mean"] - layer.moving_mean.numpy())

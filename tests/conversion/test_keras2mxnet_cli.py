@@ -207,3 +207,33 @@ def test_unwritable_output_directory(keras_files_top, tmp_path):
 def test_bad_flags(flags, fragment, keras_files_top, out):
     result = run_tool("keras2mxnet", keras_files_top["legacy-h5"], "-o", out / "x", *flags)
     assert_clean_failure(result, out, fragment)
+
+
+def test_labels_file_is_written_beside_the_checkpoint_and_names_the_predictions(
+        keras_file_10_classes, out, tmp_path):
+    names = ["fruit %d" % i for i in range(10)]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    result = run_tool("keras2mxnet", keras_file_10_classes[0], "-o", out / "x", "--labels",
+                      tmp_path / "names.txt")
+    assert result.returncode == 0, result.stderr
+    assert (out / "x-labels.txt").read_text().splitlines() == names
+    assert str(out / "x-labels.txt") in result.stdout
+    predicted = run_tool("xception-predict", out / "x", os.path.join(
+        os.path.dirname(__file__), "..", "data", "chelsea_cat.jpg"), "--top", "3")
+    assert predicted.returncode == 0, predicted.stderr
+    shown = [line for line in predicted.stdout.splitlines() if "fruit " in line]
+    assert len(shown) == 3 and "class " not in predicted.stdout, predicted.stdout
+
+
+def test_a_labels_file_that_does_not_fit_the_model_is_refused_before_writing(
+        keras_file_10_classes, keras_file_notop, out, tmp_path):
+    (tmp_path / "nine.txt").write_text("\n".join("c%d" % i for i in range(9)) + "\n")
+    result = run_tool("keras2mxnet", keras_file_10_classes[0], "-o", out / "x", "--labels",
+                      tmp_path / "nine.txt")
+    assert_clean_failure(result, out, "--labels", "9 names for a model with 10 classes")
+    result = run_tool("keras2mxnet", keras_file_notop, "-o", out / "x", "--labels",
+                      tmp_path / "nine.txt")
+    assert_clean_failure(result, out, "outputs no class scores (features)")
+    result = run_tool("keras2mxnet", keras_file_10_classes[0], "-o", out / "x", "--labels",
+                      tmp_path / "none.txt")
+    assert_clean_failure(result, out, "none.txt", "cannot read labels file")

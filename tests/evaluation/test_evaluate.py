@@ -62,10 +62,11 @@ def _directory_dataset(folder, batch_size):
 
 
 def _evaluate(prefix, data, folder, *options):
-    result = run_tool("xception-evaluate", prefix, data, "--report", folder / "report.json",
-                      "--out", folder / "out", "--workers", 0, *options)
-    report = json.loads((folder / "report.json").read_text()) \
-        if (folder / "report.json").exists() else None
+    """Evaluate with its outputs in folders that do not exist yet (made by the writers)."""
+    path = folder / "reports" / "report.json"
+    result = run_tool("xception-evaluate", prefix, data, "--report", path,
+                      "--out", folder / "out" / "files", "--workers", 0, *options)
+    report = json.loads(path.read_text()) if path.exists() else None
     return result, report
 
 
@@ -102,14 +103,14 @@ def test_evaluate_reports_the_accuracy_keras_evaluate_prints(trained, tmp_path):
     for m in wrong:
         assert m["probability"] > m["true_probability"] and m["true"] != m["predicted"]
         assert os.path.isfile(m["path"])
-    with open(tmp_path / "out" / "confusion_matrix.csv") as f:
+    with open(tmp_path / "out" / "files" / "confusion_matrix.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0][1:] == classes and [list(map(int, r[1:])) for r in rows[1:]] == \
         report["confusion_matrix"]
-    with open(tmp_path / "out" / "misclassified.csv") as f:
+    with open(tmp_path / "out" / "files" / "misclassified.csv") as f:
         assert len(list(csv.reader(f))) == len(wrong) + 1
     for png in ("confusion_matrix.png", "reliability.png"):
-        with Image.open(tmp_path / "out" / png) as image:
+        with Image.open(tmp_path / "out" / "files" / png) as image:
             assert image.format == "PNG" and min(image.size) >= 400
     assert "top-1 %.4f" % accuracy in result.stdout
 
@@ -140,15 +141,16 @@ def test_a_folder_whose_classes_sort_in_another_order_scores_the_same(trained, t
 
 
 @pytest.mark.slow
-def test_a_model_without_class_names_is_matched_by_sorted_order_with_a_warning(trained,
-                                                                               tmp_path):
+def test_a_model_without_class_names_is_matched_by_sorted_order_and_named_after_the_folders(
+        trained, tmp_path):
     _, root, classes = trained
     for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
         shutil.copy(str(root / "mx") + suffix, str(tmp_path / "mx") + suffix)
     result, report = _evaluate(tmp_path / "mx", root / "val", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "warning: the model names no classes" in result.stderr
-    assert report["classes"] == ["class 0", "class 1", "class 2"]
+    assert report["classes"] == classes
+    assert any(line.split()[:1] == [classes[0]] for line in result.stdout.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -170,13 +172,24 @@ def imagenet(tmp_path_factory):
 
 @pytest.mark.slow
 def test_imagenet_synset_folders_are_its_classes(imagenet, tmp_path):
+    """The 1000-class checkpoint on 2 folders: its table, averages and matrix cover the
+    classes present (true or predicted), not 1000 rows; --all-classes gives all of them."""
     result, report = _evaluate(imagenet / "mx", imagenet / "data", tmp_path)
     assert result.returncode == 0, result.stderr
-    assert len(report["classes"]) == 1000 and report["images"] == 5
+    assert report["model_classes"] == 1000 and report["images"] == 5
     assert report["classes"][0] == "tench (n01440764)"
     assert report["per_class"]["tench (n01440764)"]["support"] == 2
     assert report["per_class"]["tabby (n02123045)"]["support"] == 3
     assert sum(map(sum, report["confusion_matrix"])) == 5
+    present = len(report["classes"])
+    assert 2 <= present <= 7 and len(report["confusion_matrix"]) == present
+    assert "of the model's 1000; --all-classes for all" in result.stdout
+    assert len(result.stdout.splitlines()) < 20
+    every, whole = _evaluate(imagenet / "mx", imagenet / "data", tmp_path / "all",
+                             "--all-classes")
+    assert every.returncode == 0, every.stderr
+    assert len(whole["classes"]) == 1000 and len(whole["confusion_matrix"]) == 1000
+    assert whole["macro_avg"]["f1"] == pytest.approx(report["macro_avg"]["f1"] * present / 1000)
 
 
 def _class_folder(root, counts):
@@ -202,11 +215,17 @@ def test_bad_inputs_are_one_line_and_write_nothing(trained, imagenet, tmp_path):
     cases.append(((root / "mx", flat), ("no class subfolders",)))
     unknown = _class_folder(tmp_path / "unknown", {classes[0]: 1, "giraffe": 1})
     cases.append(((root / "mx", unknown), ("'giraffe'", "not one of the model's 3 classes")))
-    cases.append(((imagenet / "mx", unknown), ("'%s'" % classes[0], "1000 classes")))
+    cases.append(((imagenet / "mx", unknown), ("'%s', 'giraffe' are not among the model's "
+                                                "1000 classes" % classes[0], "and 988 more")))
     rec = tmp_path / "data.rec"
     assert run_tool("xception-pack", root / "val", tmp_path / "data").returncode == 0
     os.remove(tmp_path / "data.labels.txt")
     cases.append(((root / "mx", rec), ("data.rec", "no labels file")))
+    cases.append(((root / "mx", tmp_path / "data"), ("data.rec is the packed data",
+                                                     "give its name with .rec")))
+    cases.append(((root / "model.h5", root / "val"), ("model.h5 is a Keras file",
+                                                      "keras2mxnet %s -o PREFIX" % (
+                                                          root / "model.h5"))))
     keras = import_keras()
     features = keras.applications.Xception(weights=None, include_top=False, pooling="avg",
                                            input_shape=SIZE + (3,))

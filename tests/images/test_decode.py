@@ -109,3 +109,21 @@ def test_images_decode_as_keras_load_img_does(channels, mode, tmp_path):
         colour = load_images(PHOTOS[:1], (71, 71), raw=True, channels=3)[0]
         luma = load_images(PHOTOS[:1], (71, 71), raw=True, channels=1)[0, 0]
         assert not any(np.array_equal(luma, c) for c in colour)
+
+
+def test_a_folder_stands_for_its_images_and_its_subfolders_images(tmp_path):
+    """xception-predict on a folder of class folders (evaluate's layout) predicts every image
+    in it, sorted by path, instead of "folder has no images"; hidden files and folders are
+    skipped, and a folder with none anywhere is refused naming it."""
+    import shutil
+    from xception_mx.errors import InputError
+    from xception_mx.images.decode import image_files
+    for name in ("fork/a.jpg", "fork/b.JPG", "spoon/c.png", ".cache/d.jpg", "spoon/.e.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(PHOTOS[0], tmp_path / name)
+    (tmp_path / "spoon" / "notes.txt").write_text("not an image")
+    assert image_files(tmp_path) == [str(tmp_path / n) for n in
+                                     ("fork/a.jpg", "fork/b.JPG", "spoon/c.png")]
+    (tmp_path / "empty" / "inner").mkdir(parents=True)
+    with pytest.raises(InputError, match="empty: no images in the folder or its subfolders"):
+        image_files(tmp_path / "empty")

@@ -111,16 +111,16 @@ def test_a_run_killed_after_an_epoch_resumes_at_the_next_and_ends_like_an_uninte
     assert whole.returncode == 0, whole.stderr[-2000:]
     out = tmp_path / "killed"
     kill_at(_finetune_args(tmp_path / "data", pretrained, out, 3),
-            "epoch-1:checkpoint-written", tmp_path / "mark")
-    assert (out / "epoch-0001.json").exists() and not (out / "epoch-0002.json").exists()
+            "epoch-2:checkpoint-written", tmp_path / "mark")
+    assert (out / "epoch-0002.json").exists() and not (out / "epoch-0003.json").exists()
     resumed = subprocess.run(_finetune_args(tmp_path / "data", pretrained, out, 3) +
                              ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from epoch 1 of" in resumed.stdout          # not from the start
+    assert "resuming after epoch 2 of" in resumed.stdout          # not from the start
     assert resumed.stdout.count("epoch 2: train") == 1 and "epoch 1: train" not in \
         resumed.stdout
-    a = mx.nd.load(str(tmp_path / "whole" / "epoch-0002.params"))
-    b = mx.nd.load(str(out / "epoch-0002.params"))
+    a = mx.nd.load(str(tmp_path / "whole" / "epoch-0003.params"))
+    b = mx.nd.load(str(out / "epoch-0003.params"))
     assert sorted(a) == sorted(b)
     assert all(np.isfinite(v.asnumpy()).all() for v in a.values())     # a stable run
     # frozen BN and a small rate: a stable run; two uninterrupted CPU runs differ by

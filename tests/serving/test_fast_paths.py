@@ -9,10 +9,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import PHOTOS, assert_bad_input, run_tool
+from conftest import PHOTOS, assert_bad_input, cpu_file, failure_output, run_tool
 from xception_mx.conversion import convert_file
 from xception_mx import keras_side
-from xception_mx.cpu import AMX_ISA, ISA_ENV, why_no_amx
+from xception_mx.cpu import AMX_ISA, ISA_ENV, why_no_amx, why_no_bf16
 from xception_mx.images.decode import load_images
 from xception_mx.serving.fast import load_fast_network, logits_agreement
 from xception_mx.checkpoint.labels import imagenet_classes
@@ -238,9 +238,61 @@ def test_optimized_fp32_export_loads_in_plain_mxnet_and_keeps_keras_parity(setup
 
 
 @pytest.mark.parametrize("flags, fragment", [
-    (["--precision", "fp32", "--calib-images", "x.jpg"], "--calib-images goes with"),
-    (["--precision", "int8"], "--calib-images goes with"),
+    (["--precision", "fp32", "--calib-images", "x.jpg"],
+     "--calib-images calibrates int8; --precision fp32 takes none"),
+    (["--precision", "int8"], "--precision int8 (the default) needs --calib-images"),
+    ([], "--precision int8 (the default) needs --calib-images"),
     (["--precision", "bf16"], "bf16 is converted when the network is loaded")])
 def test_export_flags_that_cannot_work_are_refused(flags, fragment, tmp_path):
     assert_bad_input(run_tool("xception-quantize", tmp_path / "x", "-o", tmp_path / "y",
                               *flags), fragment)
+
+
+ORDER_SCRIPT = """
+import sys
+import numpy as np
+import xception_mx as xm
+prefix, x = sys.argv[1], np.load(sys.argv[2])
+first = None
+for precision in ("fp32", "bf16", "int8", "fp32"):
+    top = xm.load(prefix, precision=precision).logits(x).argmax(axis=1)
+    first = top if first is None else first
+    print(precision, int((top == first).sum()), flush=True)
+try:
+    xm.load(prefix, precision="bf16", onednn_isa="all").logits(x)
+    print("bf16 again", flush=True)
+except xm.InputError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(why_no_bf16(environ={}) is not None, reason="this CPU has no bf16 kernels")
+def test_precisions_run_in_any_order_in_one_process(setup, tmp_path):
+    """On an AMD CPU with AVX-512 (its cpuinfo named), the fp32 network's ``auto`` capped oneDNN
+    at AVX2, which holds for the process: a bf16 network after it ended in "could not create a
+    primitive descriptor iterator".  In the library (and evaluate --compare) fp32 keeps every
+    kernel: bf16, int8 and fp32 run in any order, agreeing on the photos' top-1.  A cap asked
+    for explicitly still holds for the process, and bf16 after it is refused in one line."""
+    amd = cpu_file(tmp_path, "AuthenticAMD", "avx2 avx512f avx512bw avx512vl avx512dq "
+                   "avx512_bf16 avx512_vnni")
+    np.save(tmp_path / "x.npy", setup[1][:len(PHOTOS)])
+    script = tmp_path / "order.py"
+    script.write_text(ORDER_SCRIPT)
+    env = dict(os.environ, XCEPTION_MX_CPUINFO=amd)
+    done = subprocess.run([sys.executable, str(script), setup[0], str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, failure_output(done)
+    n = len(PHOTOS)
+    assert done.stdout.splitlines() == ["fp32 %d" % n, "bf16 %d" % n, "int8 %d" % n,
+                                        "fp32 %d" % n, "bf16 again"], done.stdout
+    capped = ORDER_SCRIPT.replace('precision=precision)', 'precision=precision, '
+                                  'onednn_isa="avx2" if precision == "fp32" else "auto")')
+    script.write_text(capped.replace('("fp32", "bf16", "int8", "fp32")', '("fp32",)'))
+    done = subprocess.run([sys.executable, str(script), setup[0], str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, failure_output(done)
+    assert done.stdout.splitlines()[-1] == (
+        "refused: bf16 cannot run in this process: oneDNN took the cap DNNL_MAX_CPU_ISA=AVX2 "
+        "when the process's first network ran and keeps it (bf16 needs its AVX-512 kernels); "
+        "run bf16 in a new process, or give the first network onednn_isa='all' "
+        "(--onednn-isa all)")

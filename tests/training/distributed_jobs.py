@@ -98,7 +98,7 @@ def start_until_first_checkpoint(argv, out, log_path):
     with open(log_path, "w") as log:
         job = subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
-    while time.time() < deadline and not (out / "epoch-0000.json").exists():
+    while time.time() < deadline and not (out / "epoch-0001.json").exists():
         assert job.poll() is None, log_path.read_text()[-3000:]
         time.sleep(0.05)
     return job
@@ -107,7 +107,7 @@ def start_until_first_checkpoint(argv, out, log_path):
 def assert_resumed_to_the_end(resumed, out):
     """A ``--resume`` run continued from epoch 0 or 1, ran all 3 epochs, exported."""
     assert resumed.returncode == 0, failure_output(resumed)
-    assert re.search(r"resuming from epoch [01] of", resumed.stdout)
+    assert re.search(r"resuming after epoch [12] of", resumed.stdout)
     with open(out / "metrics.csv") as f:
         assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
     assert (out / "model-0000.params").exists()

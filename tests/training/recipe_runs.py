@@ -110,7 +110,7 @@ def finetune_and_compare(keras, path, recipe, data, tmp_path, layers, flags=(),
 
     rows = keras_rows(json.loads((tmp_path / "mx-meta.json").read_text())["name_table"])
     params = {k: v.asnumpy() for k, v in
-              mx.nd.load(str(tmp_path / "run" / ("epoch-%04d.params" % (EPOCHS - 1)))).items()}
+              mx.nd.load(str(tmp_path / "run" / ("epoch-%04d.params" % EPOCHS))).items()}
     found = []
     for layer in layers:
         for role, first in begun[layer].items():
@@ -145,7 +145,7 @@ def same_csv_columns(ours, keras):
         theirs = list(csv.DictReader(f))
     header = [c for c in rows[0] if c in theirs[0]]
     assert header == list(theirs[0]), (list(rows[0]), list(theirs[0]))
-    assert [r["epoch"] for r in rows] == [r["epoch"] for r in theirs]
+    assert [int(r["epoch"]) for r in rows] == [int(r["epoch"]) + 1 for r in theirs]   # from 1
     return [float(r["loss"]) for r in rows]
 
 

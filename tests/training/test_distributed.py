@@ -48,11 +48,11 @@ def test_finetune_runs_as_a_two_worker_job_with_a_head_only_phase(base, tmp_path
                       *dist_finetune_args(base, out, "--epochs", "2", "--freeze-base-epochs",
                                           "1"))
     assert result.returncode == 0, failure_output(result)
-    logged = re.findall(r"^\[(rank \d)\] epoch 1: train", result.stdout, re.M)
+    logged = re.findall(r"^\[(rank \d)\] epoch 2: train", result.stdout, re.M)
     assert logged == ["rank 0"]                             # only rank 0 logs
-    assert (out / "epoch-0001.json").exists() and (out / "model-0000.params").exists()
+    assert (out / "epoch-0002.json").exists() and (out / "model-0000.params").exists()
     pretrained = mx.nd.load(str(base / "x71-0000.params"))
-    epochs = [mx.nd.load(str(out / ("epoch-%04d.params" % e))) for e in (0, 1)]
+    epochs = [mx.nd.load(str(out / ("epoch-%04d.params" % e))) for e in (1, 2)]
     for name in ("block1_conv1_weight", "block7_sepconv2_pointwise_weight"):
         reference = pretrained["arg:" + name].asnumpy()
         np.testing.assert_array_equal(epochs[0][name].asnumpy(), reference, err_msg=name)

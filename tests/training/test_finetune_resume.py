@@ -29,18 +29,18 @@ def uninterrupted(work, tmp_path_factory):
 def test_resume_after_stopping_gives_the_same_parameters(work, uninterrupted, tmp_path):
     out = tmp_path / "run"
     first = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS,
-                     "--stop-after", "0")
+                     "--stop-after", "1")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "stopped after epoch 0" in first.stdout
-    assert not (out / "epoch-0001.json").exists() and not (out / "model-0000.params").exists()
+    assert "stopped after epoch 1 of" in first.stdout
+    assert not (out / "epoch-0002.json").exists() and not (out / "model-0000.params").exists()
     again = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS)
     assert again.returncode == 2 and "--resume" in again.stderr
     second = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS,
                       "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming from epoch 0" in second.stdout
-    assert_same_params(load_params(out / "epoch-0002.params"),
-                       load_params(uninterrupted / "epoch-0002.params"))
+    assert "resuming after epoch 1" in second.stdout
+    assert_same_params(load_params(out / "epoch-0003.params"),
+                       load_params(uninterrupted / "epoch-0003.params"))
     assert_same_params(load_params(out / "model-0000.params"),
                        load_params(uninterrupted / "model-0000.params"))
 
@@ -52,22 +52,22 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(
     args = [os.path.join(BIN, "xception-finetune"), str(work / "small"), "--out", str(out),
             "--pretrained", str(work / "x71")] + list(RESUME_ARGS)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, XCEPTION_MX_FAULT_PAUSE="1:120"))
+                               env=dict(os.environ, XCEPTION_MX_FAULT_PAUSE="2:120"))
     deadline = time.time() + 300
-    while time.time() < deadline and not list(out.glob(".epoch-0001.params.*")):
+    while time.time() < deadline and not list(out.glob(".epoch-0002.params.*")):
         assert process.poll() is None, "training ended before the injected pause"
         time.sleep(0.05)
-    assert list(out.glob(".epoch-0001.params.*")), "never reached epoch 1's checkpoint"
+    assert list(out.glob(".epoch-0002.params.*")), "never reached epoch 2's checkpoint"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
-    assert (out / "epoch-0000.json").exists() and not (out / "epoch-0001.json").exists()
+    assert (out / "epoch-0001.json").exists() and not (out / "epoch-0002.json").exists()
     resumed = finetune(work / "small", "--out", out, "--pretrained", work / "x71",
                        *RESUME_ARGS, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from epoch 0" in resumed.stdout
+    assert "resuming after epoch 1" in resumed.stdout
     assert not list(out.glob(".*.tmp*"))
-    assert_same_params(load_params(out / "epoch-0002.params"),
-                       load_params(uninterrupted / "epoch-0002.params"))
+    assert_same_params(load_params(out / "epoch-0003.params"),
+                       load_params(uninterrupted / "epoch-0003.params"))
 
 
 @pytest.mark.slow
@@ -91,20 +91,20 @@ def test_damaged_or_unwritable_epoch_checkpoints(work, uninterrupted, tmp_path):
     a damaged epoch file: --resume continues from the one before."""
     out = tmp_path / "run"
     args = [work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS]
-    assert finetune(*args, "--stop-after", "0").returncode == 0
-    before = (out / "epoch-0000.params").read_bytes()
+    assert finetune(*args, "--stop-after", "1").returncode == 0
+    before = (out / "epoch-0001.params").read_bytes()
     from robustness_harness import clean_failure, run_tool as run_limited
     full = run_limited("xception-finetune", args + ["--resume"], file_size_limit=20 << 20)
     assert clean_failure(full, "xception-finetune"), full.stderr[-2000:]
-    assert "cannot write the checkpoint of epoch 1" in full.stderr
-    assert (out / "epoch-0000.params").read_bytes() == before
-    assert not (out / "epoch-0001.json").exists()
-    assert finetune(*args, "--resume", "--stop-after", "1").returncode == 0
-    damaged = bytearray((out / "epoch-0001.params").read_bytes())
+    assert "cannot write the checkpoint of epoch 2" in full.stderr
+    assert (out / "epoch-0001.params").read_bytes() == before
+    assert not (out / "epoch-0002.json").exists()
+    assert finetune(*args, "--resume", "--stop-after", "2").returncode == 0
+    damaged = bytearray((out / "epoch-0002.params").read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
-    (out / "epoch-0001.params").write_bytes(bytes(damaged))
+    (out / "epoch-0002.params").write_bytes(bytes(damaged))
     resumed = finetune(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from epoch 0" in resumed.stdout
-    assert_same_params(load_params(out / "epoch-0002.params"),
-                       load_params(uninterrupted / "epoch-0002.params"))
+    assert "resuming after epoch 1" in resumed.stdout
+    assert_same_params(load_params(out / "epoch-0003.params"),
+                       load_params(uninterrupted / "epoch-0003.params"))

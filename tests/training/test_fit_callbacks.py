@@ -88,10 +88,10 @@ def test_early_stopping_and_plateau_decide_as_keras_callbacks(data, tmp_path):
                                                                       rel=1e-7)
     best = int(np.argmin(theirs["val_loss"]))                # restore_best_weights' epoch
     exported = mx.nd.load(str(tmp_path / "run" / "model-0000.params"))
-    trained = mx.nd.load(str(tmp_path / "run" / ("epoch-%04d.params" % best)))
+    trained = mx.nd.load(str(tmp_path / "run" / ("epoch-%04d.params" % (best + 1))))
     for name in ("fc1_weight", "out_weight", "out_bias"):
         assert np.array_equal(exported["arg:" + name].asnumpy(), trained[name].asnumpy())
-    assert "early stopping after epoch %d" % (len(rows) - 1) in result.stdout
+    assert "early stopping after epoch %d" % len(rows) in result.stdout
 
     # --tensorboard: what metrics.csv holds, per epoch, under the names and in the folders of
     # Keras' TensorBoard callback (read back by TensorBoard's own reader)
@@ -111,7 +111,8 @@ def test_early_stopping_and_plateau_decide_as_keras_callbacks(data, tmp_path):
     (["--reduce-lr-on-plateau", "0.5"], "expected FACTOR,PATIENCE"),
     (["--reduce-lr-on-plateau", "0.5,2", "--val-split", "0.25"],
      "add --lr-schedule constant"),
-    (["--tensorboard", __file__], "--tensorboard %s: a file, expected a folder" % __file__),
+    (["--tensorboard", __file__],
+     "--tensorboard %s: is a file; name a folder to write into" % __file__),
 ])
 def test_a_callback_that_cannot_act_is_refused_in_one_line(flags, fragment, data, tmp_path):
     result = run_tool("xception-finetune", data / "train", "--out", tmp_path / "run", *flags)

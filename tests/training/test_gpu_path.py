@@ -158,8 +158,8 @@ def test_a_dist_device_sync_job_on_two_cpu_contexts_per_worker_ends_identical(ba
         capture_output=True, text=True, timeout=450,
         env=dict(os.environ, **{PARAMS_DUMP: str(tmp_path)}))
     assert result.returncode == 0, failure_output(result)
-    assert (out / "model-0000.params").exists() and (out / "epoch-0000.json").exists()
-    ranks = [np.load(tmp_path / ("params-epoch0-rank%d.npz" % r)) for r in (0, 1)]
+    assert (out / "model-0000.params").exists() and (out / "epoch-0001.json").exists()
+    ranks = [np.load(tmp_path / ("params-epoch1-rank%d.npz" % r)) for r in (0, 1)]
     names = sorted({key.split("@")[0] for key in ranks[0].files})
     assert len(ranks[0].files) == 2 * len(names)                  # two devices a worker
     start = mx.nd.load(str(base / "x71-0000.params"))

@@ -49,7 +49,7 @@ def test_horovod_finetune_stops_when_a_worker_dies_and_resume_completes_it(base,
     resumed = subprocess.run(command + args + ["--resume"], capture_output=True, text=True,
                              timeout=600)
     assert_resumed_to_the_end(resumed, out)
-    logged = re.findall(r"^\[(\d)\]<stdout>:epoch 2: train", resumed.stdout, re.M)
+    logged = re.findall(r"^\[(\d)\]<stdout>:epoch 3: train", resumed.stdout, re.M)
     assert logged == ["0"]                                   # only rank 0 logs
 
 

@@ -27,7 +27,7 @@ def test_finetune_head_phase_keeps_the_base_and_its_statistics_and_trains_the_he
     assert "head new" in result.stdout
     start = {k.split(":", 1)[1]: v.asnumpy() for k, v in
              mx.nd.load(prefix + "-0000.params").items()}
-    after = {k: v.asnumpy() for k, v in mx.nd.load(str(out / "epoch-0000.params")).items()}
+    after = {k: v.asnumpy() for k, v in mx.nd.load(str(out / "epoch-0001.params")).items()}
     for name in ("block1_conv1_weight", "block14_sepconv2_bn_gamma",
                  "block1_conv1_bn_running_mean", "block14_sepconv2_bn_running_var"):
         assert np.array_equal(after[name], start[name]), name
@@ -179,13 +179,13 @@ def test_finetune_of_a_keras2_model_resumes_after_a_stop_and_exports_it(converte
     out = tmp_path / "run"
     args = [shapes / "train", "--out", out, "--pretrained", prefix, "--epochs", "2",
             "--batch-size", "16", "--workers", "0", "--lr", "0.001", "--freeze-bn"]
-    first = run_tool("xception-finetune", *args, "--stop-after", "0", "--channel-padding", "on")
+    first = run_tool("xception-finetune", *args, "--stop-after", "1", "--channel-padding", "on")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "channels padded" in first.stdout
     assert not (out / "model-meta.json").exists()
     rest = run_tool("xception-finetune", *args, "--resume", "--channel-padding", "off")
     assert rest.returncode == 0, rest.stderr[-3000:]
-    assert "resuming from epoch 0" in rest.stdout
+    assert "resuming after epoch 1" in rest.stdout
     meta = read_meta(str(out / "model"))
     assert meta["model"]["kind"] == "transfer" and meta["model"]["classes"] == 3
     assert meta["model"]["transfer"]["head"][-1]["activation"] == "softmax"

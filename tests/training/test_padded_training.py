@@ -177,26 +177,26 @@ def test_a_padded_run_writes_keras_shapes_and_resumes_padded_or_not(work, tmp_pa
     log = finetune(work, padded, "--channel-padding", "on")
     assert "channels padded to oneDNN's block of 16" in log.stdout
     keras = _keras_shapes(str(work / "x71"))
-    for name, value in _params(padded / "epoch-0001.params").items():
+    for name, value in _params(padded / "epoch-0002.params").items():
         if not name.startswith("predictions_"):
             assert value.shape == keras[name], name
     stopped = tmp_path / "stopped"
-    finetune(work, stopped, "--channel-padding", "on", "--stop-after", "0")
+    finetune(work, stopped, "--channel-padding", "on", "--stop-after", "1")
     again = tmp_path / "again"
     shutil.copytree(stopped, again)
     # Padded again: the same run, the momentum carried through Keras-shaped files.
     resumed = finetune(work, stopped, "--channel-padding", "on", "--resume")
-    assert "resuming from epoch 0" in resumed.stdout
-    reference = _params(padded / "epoch-0001.params")
-    for name, value in _params(stopped / "epoch-0001.params").items():
+    assert "resuming after epoch 1" in resumed.stdout
+    reference = _params(padded / "epoch-0002.params")
+    for name, value in _params(stopped / "epoch-0002.params").items():
         np.testing.assert_allclose(value, reference[name], rtol=0, atol=TRAINING_ATOL,
                                    err_msg=name)
     # Unpadded: the same function trained, so the same parameters within rounding.
     plain = finetune(work, again, "--channel-padding", "off", "--resume")
-    assert "resuming from epoch 0" in plain.stdout and "channels padded" not in plain.stdout
+    assert "resuming after epoch 1" in plain.stdout and "channels padded" not in plain.stdout
     start = {k.split(":", 1)[1]: v for k, v in _params(str(work / "x71") + "-0000.params")
              .items() if not k.split(":", 1)[1].startswith("predictions_")}
-    end = _params(again / "epoch-0001.params")
+    end = _params(again / "epoch-0002.params")
     rounding = deviation({k: end[k] for k in start}, {k: reference[k] for k in start}, start)
     print("resumed unpadded vs padded: %.3g" % rounding)
     # Measured on an AMD EPYC: 3.5e-4 of the parameters' movement (float rounding, the

@@ -29,7 +29,7 @@ def test_a_job_without_validation_data_finishes_and_exports(backend, freeze, bas
                                       "4", "--epochs", "2", "--workers", "0"] + freeze)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-3000:]
-    assert (out / "epoch-0001.json").exists() and (out / "model-0000.params").exists()
+    assert (out / "epoch-0002.json").exists() and (out / "model-0000.params").exists()
     assert "training (no validation data" in text
     assert time.time() - started < 240
 
@@ -70,7 +70,7 @@ def test_a_job_killed_after_an_epoch_resumes_at_the_next_and_ends_like_an_uninte
     out, mark = tmp_path / "killed", tmp_path / "mark"
     command = [LAUNCH, "-n", "2", "-s", "1", *BOUND, "--"] if backend == "dist_sync" else \
         [os.path.join(BIN, "horovodrun"), "-np", "2", "--gloo", "-H", "localhost:2"]
-    env = dict(os.environ, **{KILL_POINT: "epoch-0:checkpoint-written", KILL_MARK: str(mark)})
+    env = dict(os.environ, **{KILL_POINT: "epoch-1:checkpoint-written", KILL_MARK: str(mark)})
     job = subprocess.Popen([str(a) for a in command + args(out) + ["--kvstore", backend]],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -81,13 +81,13 @@ def test_a_job_killed_after_an_epoch_resumes_at_the_next_and_ends_like_an_uninte
     os.kill(pid, 0)                                      # alive, waiting at the point
     os.kill(pid, signal.SIGKILL)
     assert job.wait(timeout=120) != 0
-    assert (out / "epoch-0000.json").exists() and not (out / "epoch-0001.json").exists()
+    assert (out / "epoch-0001.json").exists() and not (out / "epoch-0002.json").exists()
     resumed = two_worker_job(backend, args(out) + ["--resume"])
     text = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, text[-3000:]
-    assert "resuming from epoch 0 of" in text and "epoch 0: train" not in text
+    assert "resuming after epoch 1 of" in text and "epoch 1: train" not in text
     load = lambda path: {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}  # noqa
-    whole, again, killed = (load(tmp_path / run / "epoch-0001.params")
+    whole, again, killed = (load(tmp_path / run / "epoch-0002.params")
                             for run in ("whole", "again", "killed"))
     assert all(np.isfinite(v).all() for v in whole.values())        # a stable run
     # deviations relative to how far training moved each parameter from the start;

@@ -66,7 +66,7 @@ def test_corrupted_layer_fails_and_is_named_first_divergent(checkpoints, keras_f
                                                             tmp_path):
     bad = str(tmp_path / "corrupt")
     swap_bn_statistics(checkpoints[(224, 224)], "block5_sepconv2_bn", bad)
-    plot, report = tmp_path / "layers.png", tmp_path / "layers.json"
+    plot, report = tmp_path / "plots" / "layers.png", tmp_path / "reports" / "layers.json"
     result = run_tool("xception-parity", "--keras", keras_files_top["legacy-h5"], "--mxnet",
                       bad, PHOTOS[0], "--random", "1", "--per-layer", "--plot", plot,
                       "--report", report)

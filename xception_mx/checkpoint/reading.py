@@ -37,12 +37,23 @@ def read_meta(prefix):
     return Meta(meta)
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def keras_file_hint(prefix):
+    """What to say when a checkpoint prefix names a Keras file ("" otherwise)."""
+    if str(prefix).endswith(KERAS_SUFFIXES) and os.path.isfile(prefix):
+        return ("; %s is a Keras file, not an MXNet checkpoint prefix: convert it first, "
+                "keras2mxnet %s -o PREFIX" % (prefix, prefix))
+    return ""
+
+
 def symbol_path(prefix):
     """``PREFIX-symbol.json``, which must exist: a checkpoint without it is no checkpoint."""
     path = "%s-symbol.json" % prefix
     if not os.path.isfile(path):
-        raise InputError("%s: no such file (expected an MXNet checkpoint PREFIX-symbol.json)"
-                         % path)
+        raise InputError("%s: no such file (expected an MXNet checkpoint PREFIX-symbol.json)%s"
+                         % (path, keras_file_hint(prefix)))
     return path
 
 

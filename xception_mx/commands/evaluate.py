@@ -5,10 +5,12 @@ import sys
 
 from xception_mx.commands.arguments import add_epoch, add_precision
 from xception_mx.commands.runner import Parser, run
+from xception_mx.cpu import one_precision_process
 from xception_mx.evaluation.report import format_table, write_files, write_report
 from xception_mx.evaluation.multilabel import evaluate_multilabel, format_multilabel
 from xception_mx.evaluation.run import evaluate
 from xception_mx.images.datasets import TRANSFORMS
+from xception_mx.outputs import output_file, output_folder
 from xception_mx.serving.plan import PRECISIONS
 
 PROG = "xception-evaluate"
@@ -48,6 +50,9 @@ def build_parser():
     p.add_argument("--threshold", type=float, help="a binary classifier (one logit or sigmoid "
                    "unit): class 1 where its probability is at least this; a multi-label "
                    "one: each class where its probability is at least this (default 0.5)")
+    p.add_argument("--all-classes", action="store_true",
+                   help="score every class of the model in the table, its averages and the "
+                        "matrix (default: the classes present, true or predicted)")
     p.add_argument("--report", metavar="JSON", help="write every score as JSON")
     p.add_argument("--out", metavar="DIR", help="write the CSVs and PNGs here")
     return p
@@ -61,13 +66,18 @@ def _main(argv):
         parser.error("--tolerance is a share of the images, in [0, 1]; got %g" % args.tolerance)
     if args.tolerance and not args.keras:
         parser.error("--tolerance goes with --keras")
+    output_file(args.report, "--report")
     if args.labels_csv:
         return _multilabel(parser, args)
     if not args.data:
         parser.error("give DATA (a class folder or .rec) or --labels-csv FILE")
+    output_folder(args.out, "--out")
+    if not args.compare:
+        one_precision_process()               # no bf16 after fp32: auto may cap fp32's kernels
     report = evaluate(args.prefix, args.data, args.precision, args.transform, args.batch_size,
                       args.workers, args.labels, args.epoch, args.keras, args.compare,
-                      log=lambda line: print(line, file=sys.stderr), threshold=args.threshold)
+                      log=lambda line: print(line, file=sys.stderr), threshold=args.threshold,
+                      all_classes=args.all_classes)
     print(format_table(report))
     if args.out:
         for path in write_files(report, args.out).values():
@@ -83,9 +93,9 @@ def _main(argv):
 
 
 def _multilabel(parser, args):
-    if args.keras or args.compare or args.out:
-        parser.error("--labels-csv: --keras, --compare and --out score single-label "
-                     "classifiers; --report writes the multi-label scores")
+    if args.keras or args.compare or args.out or args.all_classes:
+        parser.error("--labels-csv: --keras, --compare, --out and --all-classes score "
+                     "single-label classifiers; --report writes the multi-label scores")
     report = evaluate_multilabel(args.prefix, args.labels_csv, args.data, args.precision,
                                  args.transform, args.batch_size, args.workers, args.labels,
                                  args.epoch, args.threshold)

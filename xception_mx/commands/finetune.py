@@ -173,7 +173,8 @@ def _process_arguments(p):
     p.add_argument("--resume", action="store_true",
                    help="continue from the last complete checkpoint in --out")
     p.add_argument("--stop-after", type=int, metavar="EPOCH",
-                   help="stop cleanly after this epoch's checkpoint (continue with --resume)")
+                   help="stop cleanly after this epoch (counted from 1, as the bar and "
+                        "the files count) and its checkpoint; continue with --resume")
 
 
 def evaluate_export(run):

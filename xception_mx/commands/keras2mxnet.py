@@ -42,6 +42,10 @@ def build_parser():
                         help="output of a file with the top: probabilities (default) or logits")
     parser.add_argument("--pooling", choices=("none", "avg", "max"),
                         help="for a notop file: the feature map (default) or its global pool")
+    parser.add_argument("--labels", metavar="NAMES.txt",
+                        help="the model's class names, one per line in its output order: "
+                             "written as PREFIX-labels.txt, which prediction and evaluation "
+                             "read")
     add_epoch(parser, help="epoch number of the .params file")
     add_force(parser)
     parser.add_argument("--strict", action="store_true",
@@ -83,7 +87,8 @@ def _summary(conversion, paths, seconds):
     return "\n".join([
         "%s: %s (%s, Keras %s)" % (PROG, source.path, source.format, version),
         "  %d tensors, %d values -> %s, %s" % (len(conversion.rows), n_values, head, size),
-        "  wrote %s" % ", ".join(paths[k] for k in ("symbol", "params", "meta")),
+        "  wrote %s" % ", ".join(paths[k] for k in ("symbol", "params", "meta", "labels")
+                                 if k in paths),
         "  verified: reloaded parameters equal the converted ones (%.2f s)" % seconds,
     ])
 
@@ -101,7 +106,7 @@ def _main(argv):
     make_sure(not re.search(r"[\\/]$", prefix), "-o %s: expected a prefix, not a directory "
               "(e.g. %sxception)", prefix, prefix)
     conversion, paths = convert_file(weights, prefix, epoch=args.epoch, force=args.force,
-                                     **_options(args))
+                                     labels=args.labels, **_options(args))
     for warning in conversion.warnings:
         print("%s: warning: %s" % (PROG, warning), file=sys.stderr)
     print(_summary(conversion, paths, time.time() - start))

@@ -4,6 +4,7 @@ import json
 from xception_mx.atomic import write_text
 from xception_mx.commands.arguments import add_epoch
 from xception_mx.commands.runner import EXIT_MISMATCH, EXIT_OK, Parser, run
+from xception_mx.outputs import output_file
 from xception_mx.validation.layers import plot_layers
 from xception_mx.validation.metrics import json_safe
 from xception_mx.validation.training_parity import run_training_parity
@@ -68,6 +69,8 @@ def _check_args(parser, args):
     if args.training and (args.per_layer or args.input_shape):
         parser.error("--training compares every layer itself, at the checkpoint's size; drop "
                      "--per-layer and --input-shape")
+    output_file(args.report, "--report")
+    output_file(args.plot, "--plot")
 
 
 def _main(argv):

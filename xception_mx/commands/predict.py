@@ -2,8 +2,9 @@
 from xception_mx.commands.arguments import (add_channel_padding, add_epoch, add_onednn_isa,
                                             add_precision)
 from xception_mx.commands.runner import Parser, run
+from xception_mx.cpu import one_precision_process
 from xception_mx.images.decode import image_files
-from xception_mx.serving.predict import PROG, format_predictions, predict_files
+from xception_mx.serving.predict import PROG, format_predictions, json_lines, predict_files
 
 
 def build_parser():
@@ -21,6 +22,9 @@ def build_parser():
                   "own, fp32 unless written by xception-quantize)")
     parser.add_argument("--calib-images", metavar="DIR",
                         help="with --precision int8: calibration images (default: IMAGES)")
+    parser.add_argument("--json", action="store_true",
+                        help='one JSON object per line and image: {"image": path, "top": '
+                             '[[name, probability], ...]}')
     add_channel_padding(parser)
     add_onednn_isa(parser)
     return parser
@@ -35,10 +39,11 @@ def _main(argv):
         if args.precision != "int8":
             parser.error("--calib-images goes with --precision int8")
         calib = image_files(args.calib_images)
+    one_precision_process()                   # one network: auto may cap fp32's kernels
     results = predict_files(args.prefix, image_files(args.images), args.top, args.batch_size,
                             args.labels, args.epoch, args.precision, calib,
                             args.channel_padding, args.onednn_isa)
-    print(format_predictions(results))
+    print(json_lines(results) if args.json else format_predictions(results))
     return 0
 
 

@@ -35,8 +35,12 @@ def build_parser():
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.precision == "int8") != bool(args.calib_images):
-        parser.error("--calib-images goes with --precision int8, which needs it")
+    if args.precision == "int8" and not args.calib_images:
+        parser.error("--precision int8 (the default) needs --calib-images IMAGE... (a dozen "
+                     "representative images or folders to calibrate on)")
+    if args.precision != "int8" and args.calib_images:
+        parser.error("--calib-images calibrates int8; --precision %s takes none"
+                     % args.precision)
     calibration, files = None, []
     if args.calib_images:
         files = image_files(args.calib_images)

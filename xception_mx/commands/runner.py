@@ -7,6 +7,7 @@ import os
 import sys
 
 from xception_mx.errors import InputError
+from xception_mx.progress import mode as progress_mode
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -64,6 +65,7 @@ def run(prog, body, argv=None):
     with every thread's Python stack (``report_crashes``)."""
     report_crashes()
     try:
+        progress_mode()               # a bad XCEPTION_MX_PROGRESS is said before any work
         status = body(argv)
         sys.stdout.flush()            # a closed pipe shows here, not at exit (status 120)
         return status

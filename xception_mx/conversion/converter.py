@@ -19,6 +19,7 @@ from . import layouts
 from .compile_config import compiled_recipe
 from .errors import ConversionError, make_sure
 from .keras_reader import read_keras_file
+from .labels import check_label_count, checked_labels, write_labels
 from .matching import match_layers
 from .name_table import as_records, build_name_table, is_aux, keras_layers
 from .own_model.keras_config import (batchnorm_settings, custom_layers, frozen_layers,
@@ -267,12 +268,18 @@ def saved_batchnorm(path, config, rows, match):
     return by_table_layer(_guarded(path, batchnorm_settings, config), rows, match)
 
 
-def convert_file(weights_path, prefix, epoch=0, force=False, **options):
+def convert_file(weights_path, prefix, epoch=0, force=False, labels=None, **options):
     """Convert and write ``PREFIX-symbol.json``, ``PREFIX-%04d.params`` and
-    ``PREFIX-meta.json``; return ``(conversion, paths)``."""
+    ``PREFIX-meta.json`` (and ``PREFIX-labels.txt`` from the class names file ``labels``);
+    return ``(conversion, paths)``."""
     check_writable(prefix, epoch, force)
+    names = checked_labels(labels, prefix, force)
     conversion = convert(weights_path, **options)
+    meta = checkpoint_meta(conversion, epoch)
+    if names:
+        check_label_count(labels, names, meta)
     paths = write_checkpoint(prefix, conversion.symbol, conversion.arg_params,
-                             conversion.aux_params, checkpoint_meta(conversion, epoch),
-                             epoch=epoch, force=force)
+                             conversion.aux_params, meta, epoch=epoch, force=force)
+    if names:
+        paths["labels"] = write_labels(prefix, names)
     return conversion, paths

@@ -42,14 +42,23 @@ def class_mapping(data_classes, names, classes, where):
                   "none: give --labels FILE with its class names", where, len(data_classes),
                   ", ".join(data_classes[:4]), classes)
         return list(range(classes)), ("the model names no classes: the data's %d classes are "
-                                      "taken as its classes 0..%d in sorted order"
-                                      % (classes, classes - 1))
+                                      "taken as its classes 0..%d in sorted order, and named "
+                                      "after them (keras2mxnet --labels FILE records the "
+                                      "model's own names)" % (classes, classes - 1))
     index = {}
     for i, aliases in enumerate(names):
         for alias in aliases:
             index.setdefault(alias, i)
     unknown = [c for c in data_classes if c not in index]
-    make_sure(not unknown, "%s: class '%s' is not one of the model's %d classes (%s%s)", where,
-              unknown[0] if unknown else "", classes,
-              ", ".join(display_names(names, classes)[:5]), ", ..." if classes > 5 else "")
+    make_sure(not unknown, "%s: %s %s the model's %d classes (%s)", where,
+              _listed(["'%s'" % c for c in unknown], 8),
+              "is not one of" if len(unknown) == 1 else "are not among", classes,
+              _listed(display_names(names, classes), 12))
     return [index[c] for c in data_classes], None
+
+
+def _listed(items, at_most):
+    """``a, b, c`` for a few items; the first ``at_most`` and how many more for many."""
+    if len(items) <= at_most:
+        return ", ".join(items)
+    return "%s and %d more" % (", ".join(items[:at_most]), len(items) - at_most)

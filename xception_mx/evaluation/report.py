@@ -10,22 +10,33 @@ from xception_mx.atomic import atomic_path, write_text
 from . import metrics
 
 TOP_PAIRS = 10
+MATRIX_CLASSES = 50          # a confusion plot of more classes shows the most confused ones
+TRANSFORM_TEXT = {
+    "crop": "--transform crop: resized so that the centre 87.5% fills the input, then "
+            "centre-cropped (fine-tuning's validation)",
+    "keras": "--transform keras: the whole image resized to the input as TensorFlow does, no "
+             "crop (Keras' image_dataset_from_directory)"}
 
 
-def build_report(probabilities, labels, names, paths, threshold=None):
+def build_report(probabilities, labels, names, paths, threshold=None, all_classes=False):
     """Every score of ``probabilities`` (N x classes) against ``labels`` (model classes),
     JSON-ready; ``names``: the model's class names, ``paths``: each image's; ``threshold``:
-    a binary classifier's, class 1 where its probability reaches it (recorded)."""
+    a binary classifier's, class 1 where its probability reaches it (recorded).  The table,
+    its averages and the confusion matrix cover the classes present (true or predicted;
+    ``classes``), or with ``all_classes`` every class of the model."""
     predicted = probabilities.argmax(axis=1) if threshold is None else \
         (probabilities[:, 1] >= threshold).astype(np.int64)
-    table, averages = metrics.per_class(labels, predicted, names)
-    matrix = metrics.confusion(labels, predicted, len(names))
+    shown = list(range(len(names))) if all_classes else \
+        metrics.present_classes(labels, predicted)
+    table, averages = metrics.per_class(labels, predicted, names, shown)
+    matrix = metrics.confusion(labels, predicted, shown)
+    shown_names = [names[c] for c in shown]
     ece, bins = metrics.calibration(probabilities, labels)
     rows = np.arange(len(labels))
     wrong = np.flatnonzero(predicted != labels)
     k = min(5, len(names))
     return {
-        "images": int(len(labels)), "classes": list(names),
+        "images": int(len(labels)), "classes": shown_names, "model_classes": len(names),
         "top1": metrics.top_k(probabilities, labels, 1) if threshold is None else
         float((predicted == labels).mean()),
         "top5": metrics.top_k(probabilities, labels, 5), "top_k": k,
@@ -34,7 +45,8 @@ def build_report(probabilities, labels, names, paths, threshold=None):
         "weighted_avg": averages["weighted"],
         "confusion_matrix": matrix.tolist(),
         "most_confused": [{"true": t, "predicted": p, "images": n}
-                          for t, p, n in metrics.most_confused(matrix, names, TOP_PAIRS)],
+                          for t, p, n in metrics.most_confused(matrix, shown_names,
+                                                               TOP_PAIRS)],
         "ece": ece, "calibration": bins,
         "misclassified": [{"path": paths[i], "true": names[labels[i]],
                            "predicted": names[predicted[i]],
@@ -47,9 +59,15 @@ def build_report(probabilities, labels, names, paths, threshold=None):
 
 def format_table(report):
     """The short terminal summary."""
-    lines = ["%d images, %d classes: top-1 %.4f, top-%d %.4f, loss %.4f, ECE %.4f" % (
-        report["images"], len(report["classes"]), report["top1"], report["top_k"],
-        report["top5"], report["loss"], report["ece"])]
+    shown, whole = len(report["classes"]), report.get("model_classes", len(report["classes"]))
+    lines = ["%d images, %d classes%s: top-1 %.4f, top-%d %.4f, loss %.4f, ECE %.4f" % (
+        report["images"], shown, "" if shown == whole else
+        " (those present, true or predicted, of the model's %d; --all-classes for all)"
+        % whole, report["top1"], report["top_k"], report["top5"], report["loss"],
+        report["ece"])]
+    if report.get("transform"):
+        lines.append("images: %s" % TRANSFORM_TEXT.get(report["transform"],
+                                                       report["transform"]))
     lines.append("%-24s %9s %9s %9s %8s" % ("class", "precision", "recall", "f1", "images"))
     for name, row in report["per_class"].items():
         lines.append("%-24s %9.4f %9.4f %9.4f %8d" % (name[:24], row["precision"],
@@ -115,8 +133,15 @@ def _figure(width, height):
 
 
 def plot_confusion(matrix, names, path):
-    """Row-normalised (each true class sums to 1), class names on both axes; the figure grows
-    with the class count so that 100 names stay readable."""
+    """Row-normalised (each true class sums to 1), class names on both axes, the images of
+    each cell written in it up to 20 classes; past ``MATRIX_CLASSES`` classes the most
+    confused of them (``metrics.most_confused_classes``)."""
+    title = "confusion matrix (rows: true class, normalised; cells: images)"
+    if len(names) > MATRIX_CLASSES:
+        keep = metrics.most_confused_classes(matrix, MATRIX_CLASSES)
+        title = "the %d most confused of %d classes (rows: true, normalised)" % (
+            len(keep), len(names))
+        matrix, names = matrix[np.ix_(keep, keep)], [names[k] for k in keep]
     totals = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
     side = min(max(6.0, 0.18 * len(names) + 2.0), 40.0)
@@ -130,10 +155,10 @@ def plot_confusion(matrix, names, path):
     if len(names) <= 20:
         for (t, p), value in np.ndenumerate(share):
             if matrix[t, p]:
-                ax.text(p, t, "%.2f" % value, ha="center", va="center", fontsize=font,
-                        color="white" if value > 0.5 else "black")
+                ax.text(p, t, "%d\n%.2f" % (matrix[t, p], value), ha="center", va="center",
+                        fontsize=font, color="white" if value > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title("confusion matrix (rows: true class, normalised)")
+    ax.set_title(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -148,13 +173,19 @@ def plot_reliability(report, path):
     width = filled[0]["high"] - filled[0]["low"] if filled else 0.1
     ax.bar(centres, [b["accuracy"] for b in filled], width=width, edgecolor="black",
            label="accuracy")
+    for centre, b in zip(centres, filled):     # every filled bin shows its images, 0 too
+        if b["accuracy"] == 0:
+            ax.hlines(0.004, centre - width / 2, centre + width / 2, color="red", lw=2)
+        ax.annotate("%d" % b["images"], (centre, b["accuracy"]), textcoords="offset points",
+                    xytext=(0, 3), ha="center", fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.plot(centres, [b["confidence"] for b in filled], "ro", label="mean confidence")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("top-1 confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title("reliability (ECE %.4f, %d images)" % (report["ece"], report["images"]))
+    ax.set_title("reliability (ECE %.4f, %d images; above each bin: its images)"
+                 % (report["ece"], report["images"]))
     ax.legend(loc="upper left")
     fig.tight_layout()
     with atomic_path(path) as tmp:

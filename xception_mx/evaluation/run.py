@@ -55,12 +55,13 @@ def check_classifier(model):
 
 def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, workers=2,
              labels=None, epoch=0, keras=None, compare=None, log=print, indices=None,
-             threshold=None):
+             threshold=None, all_classes=False):
     """The report of checkpoint ``prefix`` on ``data`` (a path, or an opened ``images.sources``
     source and the ``indices`` of its images to score); with ``keras`` (the Keras file it was
     converted from) or ``compare`` (another precision), theirs on the same inputs too.  A
     binary classifier is scored as two classes, class 1 where its probability is at least
-    ``threshold`` (default 0.5)."""
+    ``threshold`` (default 0.5).  The table covers the classes present (``all_classes``: all
+    the model's)."""
     model = Model(prefix, precision, epoch, batch_size)
     check_classifier(model)
     make_sure(threshold is None or model.binary, "--threshold: %s is not a binary classifier "
@@ -87,11 +88,14 @@ def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, wo
     dataset = EvaluationImages(source, model.input_size, mapping, transform,
                                model.meta.takes_raw_pixels, model.channels, indices)
     raw, truth, order, rate = score_images(dataset, scorers, batch_size, workers)
-    shown, paths = display_names(names, classes), [source.name(int(i)) for i in order]
+    # a model that names no classes was matched to the folders in sorted order: their names
+    shown = display_names(names, classes) if names else list(source.classes)
+    paths = [source.name(int(i)) for i in order]
     probabilities = {name: class_probabilities(values, kinds.get(name, model.kind))
                      for name, values in raw.items()}
     report = build_report(probabilities["model"], truth, shown, paths,
-                          (0.5 if threshold is None else threshold) if model.binary else None)
+                          (0.5 if threshold is None else threshold) if model.binary else None,
+                          all_classes)
     report.update(checkpoint=str(prefix), data=str(data), precision=model.precision,
                   transform=transform, images_per_s=rate)
     if keras:

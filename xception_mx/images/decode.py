@@ -43,18 +43,28 @@ def decode_bytes(data, channels=3):
         return to_channels(img, channels)
 
 
+def folder_images(folder):
+    """The images of ``folder`` and its subfolders (a folder of class folders too; hidden
+    ones skipped), sorted by their path."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(root, n) for n in names
+                     if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith("."))
+    return sorted(found)
+
+
 def image_files(paths):
-    """Image files from files and folders (a folder's images, sorted); one
-    path or a list."""
+    """Image files from files and folders (a folder's images and its subfolders', sorted);
+    one path or a list."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = []
     for path in map(str, paths):
         if os.path.isdir(path):
-            found = sorted(os.path.join(path, n) for n in os.listdir(path)
-                           if n.lower().endswith(IMAGE_SUFFIXES))
+            found = folder_images(path)
             if not found:
-                raise InputError("%s: folder has no images (%s)"
+                raise InputError("%s: no images in the folder or its subfolders (%s)"
                                  % (path, " ".join(IMAGE_SUFFIXES)))
             files.extend(found)
         elif os.path.isfile(path):

@@ -25,7 +25,10 @@ def scan_image_folder(root, min_classes=2):
     Raises:
         InputError: not a folder, fewer than two classes, or a class without images.
     """
-    make_sure(os.path.isdir(root), "%s: not a folder (expected one subfolder per class)", root)
+    make_sure(not os.path.isfile(root + ".rec"), "%s: not a folder; %s.rec is the packed "
+              "data xception-pack wrote: give its name with .rec", root, root)
+    make_sure(os.path.isdir(root), "%s: not a folder (expected one subfolder per class, or a "
+              ".rec file)", root)
     classes = sorted(d for d in os.listdir(root)
                      if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     make_sure(classes, "%s: no class subfolders (expected one subfolder of images per class)",
@@ -132,9 +135,9 @@ def open_source(path, min_classes=2):
     return FolderSource(path, min_classes)
 
 
-def split_indices(labels, fraction, seed):
+def split_indices(labels, fraction, seed, classes=None):
     """Deterministic per-class split: ``(train indices, val indices)``, at least
-    one validation sample per class."""
+    one validation sample per class (``classes``: their names, for messages)."""
     rng = np.random.RandomState(seed)
     train, val = [], []
     labels = np.asarray(labels)
@@ -142,8 +145,9 @@ def split_indices(labels, fraction, seed):
         members = np.flatnonzero(labels == label)
         rng.shuffle(members)
         n_val = max(1, int(round(len(members) * fraction)))
-        make_sure(n_val < len(members), "--val-split %.2f leaves no training image of class %d "
-                  "(%d images)", fraction, label, len(members))
+        make_sure(n_val < len(members), "--val-split %.2f leaves no training image of class "
+                  "'%s' (%d images)", fraction, classes[label] if classes else label,
+                  len(members))
         val.extend(members[:n_val].tolist())
         train.extend(members[n_val:].tolist())
     return sorted(train), sorted(val)

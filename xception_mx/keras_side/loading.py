@@ -17,12 +17,22 @@ SUFFIX = {"legacy-h5": ".h5", "legacy-model-h5": ".h5", "weights-h5": ".weights.
           "keras": ".keras"}
 
 
+# What a converter-only install (``pip install xception-mx``, no extra) lacks for Keras' side.
+NO_KERAS = ("Keras' side needs Keras 3 and TensorFlow, which this installation lacks (%s): "
+            "install the validate extra, pip install -c constraints.txt 'xception-mx[validate]' "
+            "(from a clone: pip install -c constraints.txt -e '.[validate]')")
+
+
 def import_keras():
-    """Import Keras 3 on TensorFlow, quietly, after MXNet."""
+    """Import Keras 3 on TensorFlow, quietly, after MXNet; one line naming the extra to
+    install where they are missing."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-    import tensorflow as tf
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        raise InputError(NO_KERAS % exc) from None
     tf.get_logger().setLevel("ERROR")      # no retracing notes from per-layer probes
     return keras
 
@@ -113,9 +123,9 @@ def load_own_model(keras_path):
     """The Keras model, or one line saying why Keras cannot load it."""
     try:
         return load_user_model(keras_path)
-    except ImportError as exc:
+    except ImportError as exc:          # Keras 3 is there (import_keras): tf-keras is not
         raise InputError("%s: written by Keras 2; loading it needs tf-keras (pip install "
-                         "--no-deps tf-keras==2.17.0): %s" % (keras_path, exc))
+                         "--no-deps tf-keras==2.17.0): %s" % (keras_path, exc)) from None
     except Exception as exc:            # Keras raises many types on a file it cannot read
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         hint = ""

@@ -1,5 +1,6 @@
 """What ``xception-predict`` prints: the top-k classes of image files with an MXNet checkpoint
 alone (``commands.predict`` is the command)."""
+import json
 import os
 
 from xception_mx.errors import InputError
@@ -48,4 +49,23 @@ def format_predictions(results):
                 lines += _ranked_lines(entries, "    ")
             else:
                 lines.append("  %s: %s" % (output, " ".join("%.4f" % v for v in entries)))
+    return "\n".join(lines)
+
+
+def json_lines(results):
+    """``xception-predict --json``: one JSON object per image, ``{"image": path, "top":
+    [[name, probability], ...]}`` best first; for a model with several outputs ``"outputs":
+    {name: [[name, probability], ...] or [values]}`` instead of ``"top"``."""
+    def pairs(entries):
+        return [[name, float(p)] for p, _, name in entries]
+
+    lines = []
+    for path, ranked in results:
+        if isinstance(ranked, dict):
+            record = {"image": path, "outputs": {
+                output: pairs(entries) if is_ranked(entries) else [float(v) for v in entries]
+                for output, entries in ranked.items()}}
+        else:
+            record = {"image": path, "top": pairs(ranked)}
+        lines.append(json.dumps(record))
     return "\n".join(lines)

@@ -185,12 +185,20 @@ class Model:
         first: what ``xception-predict`` prints.  A model with several outputs gives per image
         ``{output name: pairs}`` for its class-score outputs, ``{output name: [values]}`` for
         the others."""
+        return [row for _, row in self.predict_images(images, top, progress)]
+
+    def predict_images(self, images, top=5, progress=False):
+        """``predict``'s rows each with the image it is for: ``[(path, pairs)]``, a folder's
+        images by their paths (sorted), an image given as an array or PIL image as
+        ``"image K"`` (its place in the list, each folder's images counted)."""
         images = image_list(images)
         names = [str(i) if isinstance(i, (str, os.PathLike)) else "image %d" % k
                  for k, i in enumerate(images)]
         rows = self.ranked(images, top, names, progress)
         if self.outputs:
-            return [{output: [(name, p) for p, _, name in entries]
+            rows = [{output: [(name, p) for p, _, name in entries]
                      if is_ranked(entries) else entries
                      for output, entries in row.items()} for row in rows]
-        return [[(name, p) for p, _, name in row] for row in rows]
+        else:
+            rows = [[(name, p) for p, _, name in row] for row in rows]
+        return list(zip(names, rows))

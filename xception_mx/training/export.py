@@ -21,8 +21,8 @@ def model_input_shape(config):
 
 def export_best(run_dir, epoch, num_classes, config, classes, history, own_model_spec=None,
                 frozen=(), source=None, recipe=None, batchnorm=None, regularizers=None):
-    """Export the best epoch as ``OUT/model-symbol.json`` + ``-0000.params`` +
-    ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
+    """Export the best epoch (``epoch``: its number, from 1) as ``OUT/model-symbol.json`` +
+    ``-0000.params`` + ``-meta.json`` + ``-labels.txt``, the format keras2mxnet writes: Xception
     with a softmax, or the own model with its own output; ``frozen``: the run's frozen
     layers, recorded so that a run from the export keeps them; ``source``: the Keras file the
     pretrained checkpoint came from (its version decides how a next run trains), ``recipe``:
@@ -45,7 +45,7 @@ def export_best(run_dir, epoch, num_classes, config, classes, history, own_model
         (aux_params if name in aux_names else arg_params)[name] = param.data().asnumpy()
     prefix = run_dir.file(EXPORT_NAME)
     meta = build_meta(FINETUNE, model=net.config(), epoch=0, trained_epoch=epoch,
-                      metrics=history[epoch], classes=classes,
+                      metrics=history[epoch - 1], classes=classes,
                       input=input_convention(size, own_model_spec, net.config()["channels"]),
                       training=config, frozen_layers=list(frozen), source=source or None,
                       batchnorm=batchnorm or None, regularizers=regularizers or None,

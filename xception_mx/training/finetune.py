@@ -16,12 +16,13 @@ from xception_mx.errors import make_sure
 from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.images.convention import rescales_inside
 from xception_mx.model.training_only import augments, seed_step
+from xception_mx.outputs import output_folder
 from xception_mx.progress import progress
 from xception_mx.training.callbacks import early_stopping, reduce_on_plateau, start_state
 from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
 from xception_mx.training.export import model_input_shape
-from xception_mx.training.tensorboard import TensorBoardLog, check_folder
+from xception_mx.training.tensorboard import TensorBoardLog
 from xception_mx.training.frozen import freeze_batchnorm, frozen_layers, frozen_parameters
 from xception_mx.training.keras2_statistics import Keras2Variance, written_by_keras2
 from xception_mx.training.recipe.losses import ClassWeighted, class_weights, loss_block
@@ -52,8 +53,9 @@ class Run:
     ``export_spec``), the training (``trainer``, ``loss_fn``, ``frozen``,
     ``frozen_params``, ``keras2``, ``source``, ``recipe``, ``batchnorm``, ``regularizers``,
     ``regularization``, ``val_loss_fn``) and its progress (``history``, ``best``,
-    ``start_epoch``, ``callbacks``: Keras' callbacks' state, ``stopped``, ``finished``,
-    ``tensorboard``: the event files' writers or ``None``)."""
+    ``start_epoch``: the index, from 0, of the next epoch to train, ``callbacks``: Keras'
+    callbacks' state, ``stopped``, ``finished``, ``tensorboard``: the event files' writers
+    or ``None``)."""
 
     def __init__(self, config, log):
         self.config, self.log = config, log
@@ -95,11 +97,12 @@ def join(run):
               "of the %d devices", config["batch_size"], len(contexts))
     if not config["gpus"]:
         check_memory(config["batch_size"], compute_size, len(contexts), available_memory())
-    run.run_dir = RunDirectory(config["out"])
-    board = config.get("tensorboard")
-    if board:
-        check_folder(board)
+    run.run_dir = RunDirectory(output_folder(config["out"], "--out"))
+    board = output_folder(config.get("tensorboard"), "--tensorboard")
     run.resumed = resume_point(run.run_dir, config, run.lead)
+    if config["resume"] and not run.resumed:
+        run.log("%s: --resume: %s holds no complete epoch yet; starting the run from its "
+                "first epoch" % (PROG, config["out"]))
     run.tensorboard = TensorBoardLog(board) if board and run.lead else None
 
 
@@ -139,22 +142,22 @@ def build(run):
             run.num_classes, model_input_shape(config), run.contexts, *pretrained)
     if head_loaded:
         keep_head_classes(data, config["pretrained"])
-    if run.resumed:
+    if run.resumed:                 # epoch N's files: N epochs done, the next index is N
         epoch, record = run.resumed
         run.shapes.load_params(run.net, run.run_dir.epoch_file(epoch, "params"))
-        run.history, run.best, run.start_epoch = record["history"], record["best"], epoch + 1
+        run.history, run.best, run.start_epoch = record["history"], record["best"], epoch
         run.callbacks = record.get("callbacks") or start_state()
-        run.log("%s: resuming from epoch %d of %s" % (PROG, epoch, run.run_dir.path))
+        run.log("%s: resuming after epoch %d of %s" % (PROG, epoch, run.run_dir.path))
     else:
         shard = " (on each of %d workers)" % run.workers if run.workers > 1 else ""
         run.log("%s: %d classes, %d training%s / %d validation images, %s, head %s" % (
             PROG, run.num_classes, data.n_train, shard, data.n_val,
             ", ".join(map(str, run.contexts)), "kept" if head_loaded else "new"))
     check_finite_start(run.net, run.contexts[0],
-                       run.run_dir.epoch_file(run.start_epoch - 1, "params") if run.resumed
+                       run.run_dir.epoch_file(run.start_epoch, "params") if run.resumed
                        else "--pretrained %s" % config["pretrained"])
     if run.shapes:
-        run.log("%s: channels padded to oneDNN's block of %d for speed (%d parameters; "
+        run.log("%s: channels padded to oneDNN's block of %d for speed (%d weight arrays; "
                 "checkpoints keep Keras' shapes)" % (PROG, run.block, len(run.shapes.padded)))
 
 
@@ -177,7 +180,7 @@ def make_training(run):
     run.frozen = frozen_layers(meta, config.get("trainable_from"))
     run.frozen_params = frozen_parameters(run.net, run.frozen)
     if run.frozen:
-        run.log("%s: %d layers frozen (%d parameters): %s" % (
+        run.log("%s: %d layers frozen (%d weight arrays): %s" % (
             PROG, len(run.frozen), len(run.frozen_params),
             "saved non-trainable in the Keras file" if not config.get("trainable_from")
             else "before %s" % config["trainable_from"]))
@@ -188,8 +191,7 @@ def make_training(run):
         from mxnet.contrib import amp
         amp.init_trainer(run.trainer)
     if run.resumed:
-        run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.start_epoch - 1,
-                                                                   "states"))
+        run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.start_epoch, "states"))
 
 
 def class_weighted(run, loss):
@@ -218,9 +220,12 @@ def regularization(run, meta):
 
 def train_epochs(run):
     """Every epoch from ``start_epoch`` on: train, average BatchNorm statistics, validate,
-    checkpoint; stop early after ``--stop-after``."""
+    checkpoint; stop early after ``--stop-after``.  ``epoch`` counts from 0 inside (the
+    schedule, the seeds, the phase); ``number`` from 1 everywhere a user sees it (the bar,
+    the lines, the files, best.json, metrics.csv, --stop-after)."""
     config = run.config
     for epoch in range(run.start_epoch, config["epochs"]):
+        number = epoch + 1
         phase = run.phase(epoch)
         trainable_params(run.net, phase == "head", run.frozen_params)
         if run.own_spec:     # a frozen base runs in inference mode; the head trains
@@ -228,45 +233,48 @@ def train_epochs(run):
                                base_called_in_inference(run.own_spec, run.source))
         freeze_batchnorm(run.net, run.frozen)       # as Keras runs a non-trainable BatchNorm
         row = train_epoch(run, epoch, phase)
-        dump_bn_statistics(run.net, epoch, run.rank, "before", run.shapes)   # tests' probes
+        dump_bn_statistics(run.net, number, run.rank, "before", run.shapes)  # tests' probes
         average_bn_statistics(run.net, run.contexts, run.kvstore)
-        dump_bn_statistics(run.net, epoch, run.rank, "after", run.shapes)
-        dump_parameters(run.net, epoch, run.rank, run.shapes)
-        end_epoch(run, epoch, row)
+        dump_bn_statistics(run.net, number, run.rank, "after", run.shapes)
+        dump_parameters(run.net, number, run.rank, run.shapes)
+        end_epoch(run, number, row)
         if run.stopped:
             run.log("%s: early stopping after epoch %d: the validation loss has not improved "
                     "for %d epochs; the export is epoch %d's" % (
-                        PROG, epoch, config["early_stopping"], run.best["epoch"]))
+                        PROG, number, config["early_stopping"], run.best["epoch"]))
             break
-        if config["stop_after"] is not None and epoch >= config["stop_after"] \
-                and epoch + 1 < config["epochs"]:
-            run.log("%s: stopped after epoch %d as asked; continue with --resume"
-                    % (PROG, epoch))
+        if config["stop_after"] is not None and number >= config["stop_after"] \
+                and number < config["epochs"]:
+            run.log("%s: stopped after epoch %d of %d as asked; continue with --resume"
+                    % (PROG, number, config["epochs"]))
             return
     run.finished = True
 
 
-def _fmt(counts):
-    return "loss %.4f top-1 %.3f top-k %.3f" % (counts.loss, counts.top1, counts.topk)
+def _fmt(counts, names):
+    return "loss %.4f %s %.3f %s %.3f" % (counts.loss, names[0], counts.top1, names[1],
+                                         counts.topk)
 
 
 def end_epoch(run, epoch, row):
     """Validate, log, keep the best epoch, and (rank 0) write the epoch's checkpoint, the
-    best record, the history and the curves."""
-    data, config = run.data, run.config
+    best record, the history and the curves (``epoch``: its number, from 1)."""
+    data, config, k = run.data, run.config, min(5, run.num_classes)
+    names = ("binary accuracy", "exact match") if data.multilabel else ("top-1", "top-%d" % k)
     train_counts = Counts(row["train_loss"], row["train_top1"], row["train_topk"], 0)
     if data.val_loader is not None:
-        val = evaluate(run.net, data.val_loader, run.val_loss_fn, run.contexts,
-                       min(5, run.num_classes), run.regularization)
+        val = evaluate(run.net, data.val_loader, run.val_loss_fn, run.contexts, k,
+                       run.regularization)
         row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
-        run.log("epoch %d: train %s | val %s" % (epoch, _fmt(train_counts), _fmt(val)))
+        run.log("epoch %d: train %s | val %s" % (epoch, _fmt(train_counts, names),
+                                                  _fmt(val, names)))
     else:
-        run.log("epoch %d: train %s" % (epoch, _fmt(train_counts)))
+        run.log("epoch %d: train %s" % (epoch, _fmt(train_counts, names)))
     run.history.append(row)
     score = row.get("val_top1", row["train_top1"])
     if run.best is None or score > run.best["score"]:
         run.best = {"epoch": epoch, "score": score}
-    keras_callbacks(run, epoch, row)
+    keras_callbacks(run, epoch - 1, row)
     if not run.lead:
         return
     run_dir = run.run_dir
@@ -275,30 +283,31 @@ def end_epoch(run, epoch, row):
         "history": run.history, "best": run.best, "workers": run.workers,
         "callbacks": run.callbacks}, run.shapes)
     fault_point("epoch-%d:checkpoint-written" % epoch)
-    run_dir.write_best(run.best["epoch"], run.history[run.best["epoch"]])
+    run_dir.write_best(run.best["epoch"], run.history[run.best["epoch"] - 1])
     run_dir.prune(run.best["epoch"])
     run_dir.write_csv(run.history)
     if run.tensorboard:
         run.tensorboard.epoch(row)
     run_dir.plot_curves(run.history, "%s: %s" % (PROG, os.path.basename(
-        os.path.abspath(config["out"]))))     # the run's name, not where it lives
+        os.path.abspath(config["out"]))), run.best["epoch"])  # the run's name, not its path
 
 
 def keras_callbacks(run, epoch, row):
     """Early stopping (its best epoch the run's best, the export) and the learning rate on a
-    plateau, on this epoch's validation loss (``training.callbacks``)."""
+    plateau, on this epoch's validation loss (``training.callbacks``, which count epochs
+    from 0 as Keras' callbacks do: ``epoch``)."""
     config, state = run.config, run.callbacks
     if config.get("early_stopping") is not None:
         run.stopped = early_stopping(state["stopping"], config["early_stopping"], epoch,
                                      row["val_loss"])
         best = state["stopping"]["best_epoch"]
-        run.best = {"epoch": best, "score": run.history[best]["val_top1"]}
+        run.best = {"epoch": best + 1, "score": run.history[best]["val_top1"]}
     if config.get("reduce_lr_on_plateau"):
         lr = reduce_on_plateau(state["plateau"], *config["reduce_lr_on_plateau"],
                                val_loss=row["val_loss"], lr=row["lr"])
         if lr != row["lr"]:
             run.log("epoch %d: the validation loss is on a plateau; learning rate %g from "
-                    "now on" % (epoch, lr))
+                    "now on" % (epoch + 1, lr))
 
 
 def train_epoch(run, epoch, phase):
@@ -328,7 +337,7 @@ def train_epoch(run, epoch, phase):
                                      run.regularization)
         hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
         batch_loss = float(losses.sum())
-        check_finite_loss(batch_loss, epoch, i, lr)
+        check_finite_loss(batch_loss, epoch + 1, i + 1, lr)
         loss_sum, top1, topk, n = loss_sum + batch_loss, top1 + hits1, topk + hitsk, \
             n + len(losses)
         meter.add(len(losses))
@@ -336,6 +345,6 @@ def train_epoch(run, epoch, phase):
         bar.set_postfix_str("loss %.3f, %.1f images/s, run ETA %s" % (
             loss_sum / n, meter.rate, bar.format_interval(run_eta)), refresh=False)
     bar.close()
-    return {"epoch": epoch, "phase": phase, "lr": lr, "train_loss": loss_sum / n,
+    return {"epoch": epoch + 1, "phase": phase, "lr": lr, "train_loss": loss_sum / n,
             "train_top1": top1 / n, "train_topk": topk / n, "images_per_s": meter.rate,
             "seconds": time.perf_counter() - meter.start}

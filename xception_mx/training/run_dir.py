@@ -2,7 +2,8 @@
 
 Layout of ``OUT/``::
 
-    epoch-0003.params   parameters (names as in the network, BN statistics averaged)
+    epoch-0003.params   parameters after the third epoch (names as in the network, BN
+                        statistics averaged); epochs count from 1 everywhere
     epoch-0003.states   trainer (optimizer) states
     epoch-0003.json     epoch, metrics, full configuration, sha256 of the two files
     best.json           which epoch has the best validation top-1
@@ -31,9 +32,10 @@ from xception_mx.faults import fault_point
 
 EPOCH_JSON = re.compile(r"epoch-(\d{4})\.json$")
 KEEP_LAST = 2
-# metrics.csv as Keras' CSVLogger writes fit's logs: "epoch" (from 0), then the logs' keys in
-# sorted order, named as Keras names them (its "accuracy" and "top_k_categorical_accuracy"
-# metrics, the "learning_rate" its schedulers log); the epoch record's name -> the column
+# metrics.csv in the columns of Keras' CSVLogger: "epoch" (from 1, as every epoch number of a
+# run; CSVLogger's counts from 0), then fit's logs' keys in sorted order, named as Keras names
+# them (its "accuracy" and "top_k_categorical_accuracy" metrics, the "learning_rate" its
+# schedulers log); the epoch record's name -> the column
 KERAS_COLUMNS = {"train_top1": "accuracy", "images_per_s": "images_per_s",
                  "lr": "learning_rate", "train_loss": "loss", "seconds": "seconds",
                  "train_topk": "top_k_categorical_accuracy", "val_top1": "val_accuracy",
@@ -126,11 +128,13 @@ class RunDirectory:
                                  epoch=row["epoch"]))
         write_text(self.file("metrics.csv"), buffer.getvalue())
 
-    def plot_curves(self, rows, title):
-        """Loss and accuracy per epoch, train and validation, as ``curves.png``."""
+    def plot_curves(self, rows, title, exported=None):
+        """Loss and accuracy per epoch, train and validation, as ``curves.png``: whole epochs
+        on the axis, the ``exported`` one marked."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
         epochs = [r["epoch"] for r in rows]
         has_val = all("val_loss" in r for r in rows)
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
@@ -146,6 +150,11 @@ class RunDirectory:
         ax_acc.set_ylabel("accuracy")
         ax_acc.set_ylim(0, 1.02)
         for ax in (ax_loss, ax_acc):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+            if exported is not None:
+                ax.axvline(exported, color="green", ls=":", lw=1.5,
+                           label="exported (epoch %d)" % exported)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
         fig.suptitle(title)

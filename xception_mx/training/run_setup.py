@@ -7,7 +7,7 @@ import os
 
 from xception_mx.checkpoint.labels import labels_path, read_labels
 from xception_mx.checkpoint.meta import Meta
-from xception_mx.checkpoint.reading import check_finite, read_meta
+from xception_mx.checkpoint.reading import check_finite, keras_file_hint, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
 from xception_mx.errors import InputError, make_sure
 from xception_mx.model.own_model import branches, last_dense, output_kind
@@ -109,12 +109,16 @@ def check_config(config):
     make_sure(0 < config["min_crop"] <= 1, "--min-crop must be in (0, 1], got %s",
               config["min_crop"])
     make_sure(config["workers"] >= 0, "--workers must be >= 0")
+    make_sure(config.get("stop_after") is None or config["stop_after"] >= 1, "--stop-after "
+              "names an epoch, counted from 1 (as the bar counts them); got %s",
+              config.get("stop_after"))
     make_sure(0 <= config["freeze_base_epochs"] <= config["epochs"],
               "--freeze-base-epochs must be between 0 and --epochs (%d)", config["epochs"])
     meta = Meta()
     if config["pretrained"]:
         path = "%s-%04d.params" % (config["pretrained"], config["pretrained_epoch"])
-        make_sure(os.path.isfile(path), "--pretrained: %s: no such file", path)
+        make_sure(os.path.isfile(path), "--pretrained: %s: no such file%s", path,
+                  keras_file_hint(config["pretrained"]))
         meta = read_meta(config["pretrained"])
         meta.require_keras_shaped(config["pretrained"], "--pretrained")
     spec = meta.own_model_spec if meta.is_own_model else None
@@ -194,7 +198,8 @@ class Data:
             val_source = train_source
             train_idx, val_idx = split_indices(
                 [train_source.label(i) for i in indices] if not self.multilabel else
-                [0] * len(train_source), config["val_split"], config["seed"])
+                [0] * len(train_source), config["val_split"], config["seed"],
+                None if self.multilabel else train_source.classes)
         else:
             val_source, train_idx, val_idx = None, list(indices), []
         self.train_labels = [train_source.label(i) for i in train_idx]   # every worker's

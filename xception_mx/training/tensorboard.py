@@ -2,20 +2,14 @@
 TensorBoard event files (written by tensorboardX), laid out as Keras' ``TensorBoard``
 callback lays out ``fit``'s: ``DIR/train`` with ``epoch_loss``, ``epoch_accuracy``,
 ``epoch_top_k_categorical_accuracy`` and ``epoch_learning_rate``, ``DIR/validation`` with
-the validation ones under the same names; the step is the epoch (from 0, as ``metrics.csv``).
+the validation ones under the same names; the step is the epoch's number (from 1, as in
+``metrics.csv``).
 A resumed run appends to the same folders."""
 import os
 
-from xception_mx.errors import make_sure
 from xception_mx.training.run_dir import KERAS_COLUMNS
 
 PROG = "xception-finetune"
-
-
-def check_folder(folder):
-    """Refuse a ``--tensorboard`` that names a file, before any work."""
-    make_sure(not os.path.exists(folder) or os.path.isdir(folder), "--tensorboard %s: a file, "
-              "expected a folder (made if missing) for TensorBoard's event files", folder)
 
 
 class TensorBoardLog:

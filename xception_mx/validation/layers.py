@@ -6,6 +6,8 @@ import collections
 
 import numpy as np
 
+from xception_mx.atomic import atomic_path
+
 from xception_mx.progress import progress
 
 from .metrics import max_deviation, max_magnitude
@@ -80,7 +82,7 @@ def plot_layers(records, atol, path, title="Keras vs MXNet, per layer"):
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
     ax.semilogy(depths, [shown(r.max_abs) for r in records], ".-", lw=1,
                 label="max |keras - mxnet|")
-    ax.semilogy(depths, [shown(r.scaled) for r in records], ".", ms=3, alpha=0.6,
+    ax.semilogy(depths, [shown(r.scaled) for r in records], "s--", ms=4, lw=1, alpha=0.8,
                 label="scaled by max(1, max|keras|)")
     broken = [r.depth for r in records if not np.isfinite(r.max_abs)]
     if broken:
@@ -98,6 +100,7 @@ def plot_layers(records, atol, path, title="Keras vs MXNet, per layer"):
     ax.legend(loc="best", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

@@ -42,8 +42,8 @@ def read_file_own_model(keras_path, checkpoint_spec, prefix):
     """The ``OwnModel`` of ``keras_path``, which must be the checkpoint's model."""
     config = model_config(read_keras_file(keras_path, weights=False))   # Keras reads them
     if config is None:
-        raise InputError("%s: a weights-only file; %s is a transfer model, whose parity needs "
-                         "the whole Keras model (model.save('model.keras'))"
+        raise InputError("%s: a weights-only file; %s is a transfer model, which Keras can "
+                         "only run from the whole model: save it with model.save('model.keras')"
                          % (keras_path, prefix))
     own = read_own_model(keras_path, config)
     ours, theirs = structure(checkpoint_spec), structure(own.spec)

@@ -66,3 +66,9 @@ def test_output_still_buffered_when_a_command_ends_into_a_closed_pipe_is_dropped
                             stderr=subprocess.PIPE, text=True, timeout=60)
     os.close(writer)
     assert result.returncode == 0 and result.stderr == "", (result.returncode, result.stderr)
+
+
+@pytest.mark.parametrize("command", ["xception-predict", "keras2mxnet", "xception-finetune"])
+def test_an_unknown_progress_mode_is_refused_before_any_work(command, tmp_path):
+    result = run_tool(command, tmp_path / "nothing", env={"XCEPTION_MX_PROGRESS": "bogus"})
+    assert_bad_input(result, "XCEPTION_MX_PROGRESS=bogus: expected one of bar, lines, off")

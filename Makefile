@@ -26,6 +26,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt $(if $(VENV_STALE),
 			"python3.11 or give its path, make PYTHON=/path/to/python3.11" >&2; exit 2; fi
 	$(if $(VENV_STALE),rm -rf $(VENV)  # made by Python $(VENV_STALE): made again with $(PYTHON))
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: installing the pinned packages into $(VENV): about 1.8 GB to download the" \
+		"first time (MXNet, TensorFlow), several minutes" >&2
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[validate,test]'
 	# Keras 2 (tf-keras) reads and writes Keras 2 files; --no-deps: it asks for the

@@ -44,6 +44,7 @@ def test_python3_11_is_found_beside_a_newer_python3(tmp_path):
     done = make_dry_run(tmp_path, tmp_path / "venv")
     assert done.returncode == 0, done.stderr
     assert "python3.11 -m venv %s" % (tmp_path / "venv") in done.stdout
+    assert "about 1.8 GB to download" in done.stdout        # said before the long silence
 
 
 def test_a_venv_of_another_python_is_made_again(tmp_path):

@@ -7,9 +7,11 @@ PYTHON ?= $(firstword $(foreach p,python3.11 python3,\
 	$(if $(filter $(SUPPORTED_PYTHON),$(call PYTHON_VERSION,$(p))),$(p))) python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-# A venv made by another Python (a `make setup` before PYTHON= was given) is made again.
+# A venv made by another Python (a `make setup` before PYTHON= was given), or whose Python
+# no longer runs (its base interpreter removed), is made again.
 VENV_VERSION := $(call PYTHON_VERSION,$(BIN)/python)
-VENV_STALE := $(filter-out $(SUPPORTED_PYTHON),$(VENV_VERSION))
+VENV_STALE := $(strip $(if $(wildcard $(VENV)/pyvenv.cfg),$(if $(VENV_VERSION),\
+	$(filter-out $(SUPPORTED_PYTHON),$(VENV_VERSION)),one that no longer runs)))
 DEMO := demo
 
 PEERS_VENV ?= .venv-peers

@@ -85,7 +85,7 @@ import mxnet as mx
 work, n = sys.argv[1], sys.argv[2]
 start = {k.split(":")[-1]: v.asnumpy() for k, v in mx.nd.load(work + "/base71-0000.params").items()}
 def params(case):
-    return {k: v.asnumpy() for k, v in mx.nd.load(work + "/%s/epoch-0000.params" % case).items()}
+    return {k: v.asnumpy() for k, v in mx.nd.load(work + "/%s/epoch-0001.params" % case).items()}
 reference = params("device-1")
 movement = lambda got: max(np.abs(v - start[k]).max() for k, v in got.items() if k in start)
 moved, failed = movement(reference), 0

@@ -177,8 +177,8 @@ def kill_training(args, out, kills, seed, reference):
             continue
         first_trained = re.search(r"^epoch (\d+):", resumed.stdout, re.M)
         due = complete[-1] + 1 if complete else 1      # the epoch the resume must start at
-        counts["resumed_after_last_checkpoint"] += int(
-            int(first_trained.group(1)) == due if first_trained else due == epochs)
+        counts["resumed_after_last_checkpoint"] += int(      # (epochs + 1: none was left)
+            int(first_trained.group(1)) == due if first_trained else due == epochs + 1)
         got = mx.nd.load(os.path.join(folder, os.path.basename(last)))
         counts["identical"] += int(sorted(got) == sorted(expected) and all(
             np.allclose(got[k].asnumpy(), expected[k].asnumpy(), rtol=0, atol=TRAINING_ATOL)

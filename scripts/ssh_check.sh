@@ -29,7 +29,7 @@ set -- "$BIN/xception-launch" -n 2 -s 1 --launcher ssh --hosts "$HOSTS" --timeou
 "$@" >"$WORK/first.log" 2>&1 &
 JOB=$!
 i=0
-until [ -f "$WORK/run/epoch-0000.json" ]; do
+until [ -f "$WORK/run/epoch-0001.json" ]; do
     i=$((i + 1)); [ $i -lt 3000 ] || { echo "FAIL: no first checkpoint"; exit 1; }
     sleep 0.1
 done
@@ -40,7 +40,7 @@ sleep 2
 LEFT=$(pgrep -fc "$WORKER" || true)
 [ "$LEFT" = 0 ] || { echo "FAIL: $LEFT workers left running"; exit 1; }
 "$@" --resume >"$WORK/resumed.log" 2>&1 || { tail "$WORK/resumed.log"; echo "FAIL: resume"; exit 1; }
-grep "resuming from epoch" "$WORK/resumed.log"
+grep "resuming after epoch" "$WORK/resumed.log"
 [ "$(wc -l <"$WORK/run/metrics.csv")" = 4 ] && [ -f "$WORK/run/model-0000.params" ] || {
     echo "FAIL: the resumed run did not complete"; exit 1; }
 echo "OK: killed worker stopped the job, nothing left running, --resume completed ($WORK)"

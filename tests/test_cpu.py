@@ -111,3 +111,30 @@ def test_the_cpu_the_defaults_are_chosen_for_can_be_named(tmp_path, monkeypatch)
     monkeypatch.setenv(CPUINFO_ENV, str(tmp_path / "missing"))
     with pytest.raises(InputError, match="XCEPTION_MX_CPUINFO=.*missing: cannot read it"):
         padding_helps_here()
+
+
+def test_after_the_first_network_its_cap_holds_and_other_choices_are_refused(monkeypatch):
+    """oneDNN reads its cap once: a later network runs under the first one's (recorded), bf16
+    is refused where that cap took its kernels, and an explicit other cap (or a bad choice)
+    is refused instead of silently not applying."""
+    monkeypatch.setitem(PROCESS, "cap", "AVX2")
+    with isa_capped("auto", "fp32", False) as cap:
+        assert cap == "AVX2"
+    with isa_capped("avx2", "fp32", False) as cap:
+        assert cap == "AVX2"
+    with isa_capped("auto", "int8", False) as cap:               # int8 runs on AVX2 kernels
+        assert cap == "AVX2"
+    with pytest.raises(InputError, match="bf16 cannot run in this process: oneDNN took the "
+                       "cap DNNL_MAX_CPU_ISA=AVX2"):
+        with isa_capped("auto", "bf16", True):
+            pass
+    with pytest.raises(InputError, match="oneDNN ISA all cannot apply: oneDNN took the cap "
+                       "DNNL_MAX_CPU_ISA=AVX2 when the process's first network ran"):
+        with isa_capped("all", "fp32", False):
+            pass
+    with pytest.raises(InputError, match="must be one of"):
+        with isa_capped("bogus", "fp32", False):
+            pass
+    monkeypatch.setitem(PROCESS, "cap", "ALL")
+    with isa_capped("all", "bf16", True) as cap:
+        assert cap is None

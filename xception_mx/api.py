@@ -50,7 +50,7 @@ def convert(keras_file, prefix, input_shape=None, classifier_activation="softmax
                                      labels=labels, **options)
     for warning in conversion.warnings:
         warnings.warn(warning, RuntimeWarning, stacklevel=2)
-    return {key: paths[key] for key in ("symbol", "params", "meta")}
+    return {key: paths[key] for key in ("symbol", "params", "meta", "labels") if key in paths}
 
 
 def parity(keras_file, prefix, images=(), random=0, seed=0, input_shape=None, epoch=0,

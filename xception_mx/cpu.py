@@ -198,7 +198,7 @@ def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None):
     environment is given back after it.  oneDNN has read the cap by then and keeps it for
     the whole process, while the processes this one starts later do not inherit it.  A later
     block runs under that first cap (recorded in ``PROCESS``): bf16 is refused in one line
-    where the cap took its kernels away."""
+    where the cap took its kernels away, and so is an explicit ``choice`` of another cap."""
     read = PROCESS["cap"] if environ is os.environ else UNREAD
     if read != UNREAD:
         make_sure(precision != "bf16" or read.upper() not in BELOW_AVX512_CORE,
@@ -206,6 +206,11 @@ def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None):
                   "process's first network ran and keeps it (bf16 needs its AVX-512 kernels); "
                   "run bf16 in a new process, or give the first network onednn_isa='all' "
                   "(--onednn-isa all)", ISA_ENV, read)
+        if choice != "auto":
+            asked = cap_isa(choice, precision, padded, {}, cpuinfo) or "ALL"   # checked too
+            make_sure(asked.upper() == read.upper(), "oneDNN ISA %s cannot apply: oneDNN "
+                      "took the cap %s=%s when the process's first network ran and keeps it; "
+                      "run this network in a new process", choice, ISA_ENV, read)
         yield None if read == "ALL" else read
         return
     before = environ.get(ISA_ENV)

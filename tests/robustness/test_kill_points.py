@@ -117,7 +117,7 @@ def test_a_run_killed_after_an_epoch_resumes_at_the_next_and_ends_like_an_uninte
                              ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch 2 of" in resumed.stdout          # not from the start
-    assert resumed.stdout.count("epoch 2: train") == 1 and "epoch 1: train" not in \
+    assert resumed.stdout.count("epoch 3: train") == 1 and "epoch 2: train" not in \
         resumed.stdout
     a = mx.nd.load(str(tmp_path / "whole" / "epoch-0003.params"))
     b = mx.nd.load(str(out / "epoch-0003.params"))

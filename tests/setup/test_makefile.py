@@ -47,24 +47,36 @@ def test_python3_11_is_found_beside_a_newer_python3(tmp_path):
     assert "about 1.8 GB to download" in done.stdout        # said before the long silence
 
 
-def test_a_venv_of_another_python_is_made_again(tmp_path):
+def fake_venv(venv, version):
+    """A venv made by a Python of ``version`` (None: one whose interpreter is gone), set up
+    (its stamp newer than setup.cfg)."""
+    if version:
+        fake_python(venv / "bin", "python", version)
+    else:
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").symlink_to(venv / "removed" / "python3.12")
+    (venv / "pyvenv.cfg").write_text("home = /somewhere\n")
+    (venv / ".installed").touch()
+
+
+@pytest.mark.parametrize("version, said", [("3.12", "made by Python 3.12"),
+                                           (None, "made by Python one that no longer runs")])
+def test_a_venv_of_another_python_is_made_again(version, said, tmp_path):
     fake_python(tmp_path / "bin", "python3.11", "3.11")
     venv = tmp_path / "venv"
-    fake_python(venv / "bin", "python", "3.12")
-    (venv / ".installed").touch()             # newer than setup.cfg: up to date but for Python
+    fake_venv(venv, version)
     done = make_dry_run(tmp_path, venv)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     removal = [k for k, line in enumerate(lines) if line.startswith("rm -rf %s " % venv)]
-    assert removal and "made by Python 3.12" in lines[removal[0]], done.stdout
+    assert removal and said in lines[removal[0]], done.stdout
     assert lines[removal[0] + 1] == "python3.11 -m venv %s" % venv
 
 
 def test_a_venv_of_python_3_11_is_kept(tmp_path):
     fake_python(tmp_path / "bin", "python3.11", "3.11")
     venv = tmp_path / "venv"
-    fake_python(venv / "bin", "python", "3.11")
-    (venv / ".installed").touch()
+    fake_venv(venv, "3.11")
     done = make_dry_run(tmp_path, venv)
     assert done.returncode == 0, done.stderr
     assert "rm -rf" not in done.stdout and "Nothing to be done" in done.stdout

@@ -33,6 +33,14 @@ def test_tools_that_need_keras_name_the_extra_to_install(base, keras_files_top, 
     assert "Keras 2" not in parity.stderr
 
 
+def test_a_users_own_model_without_keras_is_not_blamed_on_the_file(converted, without_keras):
+    path, prefix = converted["nested"]
+    parity = run_tool("xception-parity", "--keras", path, "--mxnet", prefix, "--random", "1",
+                      env=without_keras)
+    assert_bad_input(parity, EXTRA)
+    assert "cannot load this model" not in parity.stderr
+
+
 def test_the_converter_and_predict_need_no_keras(base, keras_files_top, without_keras,
                                                  tmp_path):
     converted = run_tool("keras2mxnet", keras_files_top["legacy-h5"], "-o", tmp_path / "x",

@@ -105,11 +105,11 @@ def start_until_first_checkpoint(argv, out, log_path):
 
 
 def assert_resumed_to_the_end(resumed, out):
-    """A ``--resume`` run continued from epoch 0 or 1, ran all 3 epochs, exported."""
+    """A ``--resume`` run continued after epoch 1 or 2, ran all 3 epochs, exported."""
     assert resumed.returncode == 0, failure_output(resumed)
     assert re.search(r"resuming after epoch [12] of", resumed.stdout)
     with open(out / "metrics.csv") as f:
-        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [0, 1, 2]
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [1, 2, 3]
     assert (out / "model-0000.params").exists()
 
 

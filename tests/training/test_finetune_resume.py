@@ -1,7 +1,9 @@
 """Fine-tuning resumes exactly: after a stop, after SIGKILL mid-checkpoint or at random
 moments, and past a damaged or unwritable epoch checkpoint.  The data and checkpoint are the
 ``work`` fixture's (conftest.py)."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -33,6 +35,7 @@ def test_resume_after_stopping_gives_the_same_parameters(work, uninterrupted, tm
     assert first.returncode == 0, first.stderr[-3000:]
     assert "stopped after epoch 1 of" in first.stdout
     assert not (out / "epoch-0002.json").exists() and not (out / "model-0000.params").exists()
+    old = as_written_by_0_2(out, tmp_path / "old")
     again = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS)
     assert again.returncode == 2 and "--resume" in again.stderr
     second = finetune(work / "small", "--out", out, "--pretrained", work / "x71", *RESUME_ARGS,
@@ -43,6 +46,30 @@ def test_resume_after_stopping_gives_the_same_parameters(work, uninterrupted, tm
                        load_params(uninterrupted / "epoch-0003.params"))
     assert_same_params(load_params(out / "model-0000.params"),
                        load_params(uninterrupted / "model-0000.params"))
+    # a run folder of 0.2 (epochs from 0: its epoch-0000 held one epoch) resumes where it was
+    third = finetune(work / "small", "--out", old, "--pretrained", work / "x71", *RESUME_ARGS,
+                     "--resume")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "resuming after epoch 1" in third.stdout and "epoch 2: train" in third.stdout
+    assert_same_params(load_params(old / "epoch-0003.params"),
+                       load_params(uninterrupted / "epoch-0003.params"))
+    best = json.loads((old / "best.json").read_text())
+    assert best["epoch"] == json.loads((uninterrupted / "best.json").read_text())["epoch"]
+    assert best["metrics"]["epoch"] == best["epoch"]
+
+
+def as_written_by_0_2(run, folder):
+    """A copy of a run folder stopped after its first epoch, as xception-mx 0.2 wrote it:
+    epochs counted from 0 in the files' names and in the record."""
+    os.makedirs(folder)
+    for suffix in ("params", "states"):
+        shutil.copy(run / ("epoch-0001.%s" % suffix), folder / ("epoch-0000.%s" % suffix))
+    record = json.loads((run / "epoch-0001.json").read_text())
+    record["epoch"] = 0
+    record["history"] = [dict(row, epoch=row["epoch"] - 1) for row in record["history"]]
+    record["best"]["epoch"] -= 1
+    (folder / "epoch-0000.json").write_text(json.dumps(record))
+    return folder
 
 
 @pytest.mark.slow

@@ -123,6 +123,8 @@ def load_own_model(keras_path):
     """The Keras model, or one line saying why Keras cannot load it."""
     try:
         return load_user_model(keras_path)
+    except InputError:                  # no Keras at all (import_keras): said as it is
+        raise
     except ImportError as exc:          # Keras 3 is there (import_keras): tf-keras is not
         raise InputError("%s: written by Keras 2; loading it needs tf-keras (pip install "
                          "--no-deps tf-keras==2.17.0): %s" % (keras_path, exc)) from None

@@ -34,7 +34,7 @@ from xception_mx.training.own_model_training import (base_called_in_inference,
                                                      pretrained_own_model_spec,
                                                      set_base_inference)
 from xception_mx.training.padded_training import channel_block
-from xception_mx.training.run_dir import RunDirectory, resume_point
+from xception_mx.training.run_dir import RunDirectory, resume_point, resumed_progress
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
                                             check_finite_loss, check_finite_start,
                                             check_memory, keep_head_classes, pipeline_augments)
@@ -85,6 +85,8 @@ def join(run):
     """The devices, this process's place in the job, the memory check and the run folder."""
     config = run.config
     compute_size = check_config(config)
+    run.run_dir = RunDirectory(output_folder(config["out"], "--out"))    # before any work
+    board = output_folder(config.get("tensorboard"), "--tensorboard")
     contexts = parse_contexts(config["gpus"], config["cpus"])
     run.kvstore, run.rank, run.workers, local_rank = join_job(config["kvstore"])
     if run.kvstore == HOROVOD:
@@ -97,8 +99,6 @@ def join(run):
               "of the %d devices", config["batch_size"], len(contexts))
     if not config["gpus"]:
         check_memory(config["batch_size"], compute_size, len(contexts), available_memory())
-    run.run_dir = RunDirectory(output_folder(config["out"], "--out"))
-    board = output_folder(config.get("tensorboard"), "--tensorboard")
     run.resumed = resume_point(run.run_dir, config, run.lead)
     if config["resume"] and not run.resumed:
         run.log("%s: --resume: %s holds no complete epoch yet; starting the run from its "
@@ -142,19 +142,20 @@ def build(run):
             run.num_classes, model_input_shape(config), run.contexts, *pretrained)
     if head_loaded:
         keep_head_classes(data, config["pretrained"])
-    if run.resumed:                 # epoch N's files: N epochs done, the next index is N
+    if run.resumed:                 # N epochs done: the next index is N
         epoch, record = run.resumed
         run.shapes.load_params(run.net, run.run_dir.epoch_file(epoch, "params"))
-        run.history, run.best, run.start_epoch = record["history"], record["best"], epoch
+        run.start_epoch, run.history, run.best = resumed_progress(record)
         run.callbacks = record.get("callbacks") or start_state()
-        run.log("%s: resuming after epoch %d of %s" % (PROG, epoch, run.run_dir.path))
+        run.log("%s: resuming after epoch %d of %s" % (PROG, run.start_epoch,
+                                                        run.run_dir.path))
     else:
         shard = " (on each of %d workers)" % run.workers if run.workers > 1 else ""
         run.log("%s: %d classes, %d training%s / %d validation images, %s, head %s" % (
             PROG, run.num_classes, data.n_train, shard, data.n_val,
             ", ".join(map(str, run.contexts)), "kept" if head_loaded else "new"))
     check_finite_start(run.net, run.contexts[0],
-                       run.run_dir.epoch_file(run.start_epoch, "params") if run.resumed
+                       run.run_dir.epoch_file(run.resumed[0], "params") if run.resumed
                        else "--pretrained %s" % config["pretrained"])
     if run.shapes:
         run.log("%s: channels padded to oneDNN's block of %d for speed (%d weight arrays; "
@@ -191,7 +192,7 @@ def make_training(run):
         from mxnet.contrib import amp
         amp.init_trainer(run.trainer)
     if run.resumed:
-        run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.start_epoch, "states"))
+        run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.resumed[0], "states"))
 
 
 def class_weighted(run, loss):

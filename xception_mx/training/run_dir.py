@@ -206,8 +206,20 @@ def check_resumable_config(saved, current,
                                           ", ".join(differing)))
 
 
+def resumed_progress(record):
+    """``(epochs done, history, best)`` of the epoch record a run resumes from, its epochs
+    counted from 1.  A run of xception-mx 0.2 counted them from 0 (its ``epoch-000N`` held
+    N + 1 epochs): its history and best epoch are renumbered, and it resumes where it was."""
+    history, best = record["history"], record["best"]
+    if history and history[0]["epoch"] == 0:
+        history = [dict(row, epoch=row["epoch"] + 1) for row in history]
+        best = dict(best, epoch=best["epoch"] + 1)
+    return len(history), history, best
+
+
 def resume_point(run_dir, config, lead=True):
-    """``(epoch, record)`` to resume from, ``None`` for a fresh run."""
+    """``(epoch, record)`` to resume from (the number in its files' names), ``None`` for a
+    fresh run."""
     if not config["resume"]:
         make_sure(not run_dir.has_checkpoints(), "%s: holds checkpoints of an earlier run; "
                   "pass --resume to continue it or choose another --out", run_dir.path)

@@ -3,8 +3,10 @@
 # first of python3.11 and python3 that is 3.11, unless PYTHON=... says which.
 SUPPORTED_PYTHON := 3.11
 PYTHON_VERSION = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-PYTHON ?= $(firstword $(foreach p,python3.11 python3,\
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,python3.11 python3,\
 	$(if $(filter $(SUPPORTED_PYTHON),$(call PYTHON_VERSION,$(p))),$(p))) python3)
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 # A venv made by another Python (a `make setup` before PYTHON= was given), or whose Python

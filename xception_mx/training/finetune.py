@@ -147,8 +147,7 @@ def build(run):
         run.shapes.load_params(run.net, run.run_dir.epoch_file(epoch, "params"))
         run.start_epoch, run.history, run.best = resumed_progress(record)
         run.callbacks = record.get("callbacks") or start_state()
-        run.log("%s: resuming after epoch %d of %s" % (PROG, run.start_epoch,
-                                                        run.run_dir.path))
+        run.log("%s: resuming after epoch %d of %s" % (PROG, run.start_epoch, run.run_dir.path))
     else:
         shard = " (on each of %d workers)" % run.workers if run.workers > 1 else ""
         run.log("%s: %d classes, %d training%s / %d validation images, %s, head %s" % (
@@ -263,14 +262,13 @@ def end_epoch(run, epoch, row):
     data, config, k = run.data, run.config, min(5, run.num_classes)
     names = ("binary accuracy", "exact match") if data.multilabel else ("top-1", "top-%d" % k)
     train_counts = Counts(row["train_loss"], row["train_top1"], row["train_topk"], 0)
+    line = "epoch %d: train %s" % (epoch, _fmt(train_counts, names))
     if data.val_loader is not None:
         val = evaluate(run.net, data.val_loader, run.val_loss_fn, run.contexts, k,
                        run.regularization)
         row.update(val_loss=val.loss, val_top1=val.top1, val_topk=val.topk)
-        run.log("epoch %d: train %s | val %s" % (epoch, _fmt(train_counts, names),
-                                                  _fmt(val, names)))
-    else:
-        run.log("epoch %d: train %s" % (epoch, _fmt(train_counts, names)))
+        line += " | val %s" % _fmt(val, names)
+    run.log(line)
     run.history.append(row)
     score = row.get("val_top1", row["train_top1"])
     if run.best is None or score > run.best["score"]:

@@ -51,6 +51,7 @@ def test_resume_after_stopping_gives_the_same_parameters(work, uninterrupted, tm
                      "--resume")
     assert third.returncode == 0, third.stderr[-3000:]
     assert "resuming after epoch 1" in third.stdout and "epoch 2: train" in third.stdout
+    assert not list(old.glob("epoch-0000.*"))          # renumbered as today's runs count
     assert_same_params(load_params(old / "epoch-0003.params"),
                        load_params(uninterrupted / "epoch-0003.params"))
     best = json.loads((old / "best.json").read_text())

@@ -34,7 +34,7 @@ from xception_mx.training.own_model_training import (base_called_in_inference,
                                                      pretrained_own_model_spec,
                                                      set_base_inference)
 from xception_mx.training.padded_training import channel_block
-from xception_mx.training.run_dir import RunDirectory, resume_point, resumed_progress
+from xception_mx.training.run_dir import RunDirectory, resume_point
 from xception_mx.training.run_setup import (Data, available_memory, check_config,
                                             check_finite_loss, check_finite_start,
                                             check_memory, keep_head_classes, pipeline_augments)
@@ -142,10 +142,10 @@ def build(run):
             run.num_classes, model_input_shape(config), run.contexts, *pretrained)
     if head_loaded:
         keep_head_classes(data, config["pretrained"])
-    if run.resumed:                 # N epochs done: the next index is N
+    if run.resumed:                 # epoch N's files: N epochs done, the next index is N
         epoch, record = run.resumed
         run.shapes.load_params(run.net, run.run_dir.epoch_file(epoch, "params"))
-        run.start_epoch, run.history, run.best = resumed_progress(record)
+        run.history, run.best, run.start_epoch = record["history"], record["best"], epoch
         run.callbacks = record.get("callbacks") or start_state()
         run.log("%s: resuming after epoch %d of %s" % (PROG, run.start_epoch, run.run_dir.path))
     else:
@@ -154,7 +154,7 @@ def build(run):
             PROG, run.num_classes, data.n_train, shard, data.n_val,
             ", ".join(map(str, run.contexts)), "kept" if head_loaded else "new"))
     check_finite_start(run.net, run.contexts[0],
-                       run.run_dir.epoch_file(run.resumed[0], "params") if run.resumed
+                       run.run_dir.epoch_file(run.start_epoch, "params") if run.resumed
                        else "--pretrained %s" % config["pretrained"])
     if run.shapes:
         run.log("%s: channels padded to oneDNN's block of %d for speed (%d weight arrays; "
@@ -191,7 +191,7 @@ def make_training(run):
         from mxnet.contrib import amp
         amp.init_trainer(run.trainer)
     if run.resumed:
-        run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.resumed[0], "states"))
+        run.shapes.load_states(run.trainer, run.run_dir.epoch_file(run.start_epoch, "states"))
 
 
 def class_weighted(run, loss):

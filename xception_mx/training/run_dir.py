@@ -206,15 +206,21 @@ def check_resumable_config(saved, current,
                                           ", ".join(differing)))
 
 
-def resumed_progress(record):
-    """``(epochs done, history, best)`` of the epoch record a run resumes from, its epochs
-    counted from 1.  A run of xception-mx 0.2 counted them from 0 (its ``epoch-000N`` held
-    N + 1 epochs): its history and best epoch are renumbered, and it resumes where it was."""
-    history, best = record["history"], record["best"]
-    if history and history[0]["epoch"] == 0:
-        history = [dict(row, epoch=row["epoch"] + 1) for row in history]
-        best = dict(best, epoch=best["epoch"] + 1)
-    return len(history), history, best
+def renumber_from_zero(run_dir):
+    """Give the epochs of a run folder of xception-mx 0.2, which counted them from 0 (its
+    ``epoch-000N`` held N + 1 epochs), today's numbers: files renamed, the newest first, and
+    records renumbered (their sha256 stand: the files' contents do not change)."""
+    for epoch, record in run_dir.complete_epochs():             # newest first
+        history = record["history"]
+        if not history or history[0]["epoch"] != 0:
+            continue
+        for suffix in ("params", "states"):
+            os.replace(run_dir.epoch_file(epoch, suffix), run_dir.epoch_file(epoch + 1, suffix))
+        record = dict(record, epoch=epoch + 1, best=dict(record["best"],
+                                                         epoch=record["best"]["epoch"] + 1),
+                      history=[dict(row, epoch=row["epoch"] + 1) for row in history])
+        write_text(run_dir.epoch_file(epoch + 1, "json"), json.dumps(record, indent=1) + "\n")
+        os.unlink(run_dir.epoch_file(epoch, "json"))
 
 
 def resume_point(run_dir, config, lead=True):
@@ -226,6 +232,7 @@ def resume_point(run_dir, config, lead=True):
         return None
     if lead:
         run_dir.remove_stale_temps()
+        renumber_from_zero(run_dir)
     complete = run_dir.complete_epochs()
     if not complete:
         return None

@@ -7,7 +7,7 @@ import os
 from xception_mx.errors import make_sure
 
 
-def _nearest_existing(path):
+def nearest_existing(path):
     """The deepest folder of ``path``'s ancestors (or itself) that exists."""
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
@@ -16,7 +16,7 @@ def _nearest_existing(path):
 
 
 def _check_folder_can_be_made(folder, flag, path):
-    existing = _nearest_existing(folder)
+    existing = nearest_existing(folder)
     make_sure(os.path.isdir(existing), "%s %s: %s is a file, so no folder can be made there",
               flag, path, existing)
     make_sure(os.access(existing, os.W_OK | os.X_OK), "%s %s: cannot write into %s "

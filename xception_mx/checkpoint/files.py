@@ -25,6 +25,7 @@ import numpy as np
 from xception_mx.atomic import atomic_path, directory_lock, file_mode, sha256_file
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import fault_point
+from xception_mx.outputs import nearest_existing
 
 
 def checkpoint_paths(prefix, epoch=0):
@@ -42,9 +43,7 @@ def check_writable(prefix, epoch=0, force=False):
                   "%s: already exists; pass --force to overwrite it", path)
         make_sure(not os.path.isdir(path), "%s: is a directory", path)
     directory = os.path.dirname(os.path.abspath(prefix))
-    existing = directory
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = nearest_existing(directory)
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".xception-mx-probe-")
         os.close(fd)

@@ -58,6 +58,17 @@ finetune() {  # case name, then the launcher and xception-finetune's own options
 }
 
 if [ "$DRY_RUN" = 0 ]; then
+    # the installed MXNet's GPU code against each GPU's compute capability, before MXNet runs
+    python - "$GPUS" <<'EOF' || exit 2
+import sys
+from xception_mx.errors import InputError
+from xception_mx.training.distributed.devices import parse_gpu_ids
+from xception_mx.training.distributed.gpu_code import check_gpu_code
+try:
+    check_gpu_code(sys.argv[1], parse_gpu_ids(sys.argv[1]))
+except InputError as exc:
+    sys.exit("gpu_check.sh: error: %s" % exc)
+EOF
     python -c "import mxnet as mx, sys; sys.exit(0 if mx.context.num_gpus() >= $N else 1)" \
         || { echo "gpu_check.sh: error: MXNet sees fewer than $N GPUs (install mxnet-cu117" \
                   "1.9.1 on a GPU machine; --gpus to list others)" >&2; exit 2; }

@@ -14,7 +14,7 @@ from xception_mx.serving.runtime import Model
 
 
 def load(prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
-         channel_padding="auto", onednn_isa="auto", labels=None):
+         channel_padding="auto", onednn_isa="auto", labels=None, transform="keras"):
     """An MXNet Xception checkpoint ready to run on the fast path, as ``xception-predict``
     runs it: a ``Model`` whose ``predict(images, top=5)`` gives per image the top classes as
     ``(name, probability)`` pairs and whose ``logits(x)`` gives the raw output.
@@ -24,10 +24,13 @@ def load(prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
     on the first call's); ``channel_padding`` (``auto``/``on``/``off``) and ``onednn_isa``
     (``auto``/``all``/``amx``/``avx512_mic``/``avx2``) as the command's options: ``auto``
     picks what is fastest on this CPU.  ``labels``: a class-names file (default:
-    ``PREFIX-labels.txt``, or ImageNet's names for 1000 classes).
+    ``PREFIX-labels.txt``, or ImageNet's names for 1000 classes).  ``transform``: how images
+    are brought to the input size, ``"keras"`` (Keras' ``image_dataset_from_directory``),
+    ``"load_img"`` (``keras.utils.load_img``'s Pillow resize) or ``"crop"`` (the centre crop
+    of fine-tuning's validation).
     """
     return Model(prefix, precision, epoch, batch_size, calibration, channel_padding,
-                 onednn_isa, labels)
+                 onednn_isa, labels, transform)
 
 
 def convert(keras_file, prefix, input_shape=None, classifier_activation="softmax",

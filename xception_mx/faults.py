@@ -43,6 +43,9 @@ separated by commas; ``injected(NAME)`` is the value after ``NAME=``, ``""`` wit
 - ``no-keras2-variance``: Keras 2's Bessel-corrected moving variance not applied;
 - ``frozen-bn-on-batch-statistics``: the frozen layers' BatchNorm normalising with the batch's
   statistics instead of the moving ones.
+
+And one stand-in: ``mxnet-library=PATH``, the shared library whose GPU code ``--gpus`` checks
+(``training.distributed.gpu_code``) instead of the installed ``libmxnet.so``.
 """
 import ctypes
 import os

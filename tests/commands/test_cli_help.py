@@ -19,10 +19,10 @@ PARSERS = {"keras2mxnet": "xception_mx.commands.keras2mxnet",
 SHOWN = {"xception-finetune": ["(default: 10)", "(default: 32)", "else 0.01)",
                                "default: the file's, else nag", "else cosine)",
                                "default: ignore it"],
-         "xception-predict": ["(default: 5)", "(default: 8)"],
+         "xception-predict": ["(default: 5)", "(default: 8)", "(default: keras)"],
          "xception-pack": ["(default: 95)"],
          "xception-launch": ["(default: 1)", "(default: 30.0)"],
-         "xception-evaluate": ["(default: crop)", "(default: 32)", "(default: 0.0)"],
+         "xception-evaluate": ["(default: keras)", "(default: 32)", "(default: 0.0)"],
          "mxnet2keras": [".weights.h5", "[validate]"]}
 
 

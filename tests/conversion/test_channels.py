@@ -76,11 +76,12 @@ def test_a_grayscale_model_predicts_and_fine_tunes_from_grayscale_and_colour_ima
     model, path, _ = save_case("transfer-keras3.keras", tmp_path)
     prefix = tmp_path / "mx"
     assert run_tool("keras2mxnet", path, "-o", prefix).returncode == 0
-    files = sorted(str(p) for p in mixed_folder.rglob("*.*"))
     size = model.input_shape[1:3]
-    pixels = np.stack([keras.utils.img_to_array(keras.utils.load_img(
-        f, color_mode="grayscale", target_size=size, interpolation="bilinear")) for f in files])
-    expected = model.predict(pixels, verbose=0)
+    fed = keras.utils.image_dataset_from_directory(      # what Keras' model.predict is fed
+        str(mixed_folder), color_mode="grayscale", image_size=size, shuffle=False,
+        verbose=False)
+    files = fed.file_paths
+    expected = model.predict(fed, verbose=0)
     got = load(str(prefix)).predict(files, top=4)
     for row, probabilities in zip(got, expected):
         assert [name for name, _ in row] == ["class %d" % i for i in np.argsort(-probabilities)]

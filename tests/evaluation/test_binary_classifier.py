@@ -44,7 +44,7 @@ def exported(tmp_path_factory):
 
 def keras_probabilities(back, data):
     """Keras' probability of class 1 for each image, in the evaluation's order (sorted
-    folders and files, centre crop as xception-evaluate's default)."""
+    folders and files, resized as Keras does, xception-evaluate.s default)."""
     from xception_mx.images.datasets import EvaluationImages
     from xception_mx.images.sources import open_source
     keras = own_models.import_keras()

@@ -1,10 +1,16 @@
-"""Every command decodes an image file as Keras' ``load_img`` + ``img_to_array`` does:
-grayscale as Pillow's ``L``, colour as ``RGB`` (a palette image through its palette, an
-alpha channel dropped), ``RGBA`` kept, then Pillow's bilinear resize.  The paths differ only
-after the conversion (``xception_mx.images.decode.to_channels``): prediction, parity and
-quantization resize the whole image (``load_image``), fine-tuning's validation and
-xception-evaluate's ``crop`` resize then crop the centre, ``--transform keras`` resizes as TF.
-Pixels are compared exactly (tolerance 0): the same Pillow calls on the same bytes."""
+"""Images decode and reach the input size as Keras feeds them.  By default (``--transform
+keras``: prediction, evaluation, parity, quantization, ``xception_mx.load``) as Keras'
+``image_dataset_from_directory`` does: TF's JPEG decoding (libjpeg-turbo's fast DCT), TF's
+grayscale of a colour PNG, TF's bilinear resize, compared with that function itself.  With
+``--transform load_img`` as ``load_img`` + ``img_to_array`` (Pillow: grayscale ``L``,
+colour ``RGB``, a palette through its palette, alpha dropped, ``RGBA`` kept, Pillow's
+bilinear resize), and fine-tuning's validation and ``--transform crop`` as ``load_img`` then
+the centre crop.  Pillow's pixels are compared exactly (the same Pillow calls on the same
+bytes); TF's resize within 1e-3 of a 0..255 pixel (float rounding, measured 0 here), well
+under the 1 to 8 levels by which Pillow's JPEG decoding differs from TF's."""
+import os
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -50,8 +56,8 @@ def odd_pngs(tmp_path):
 def test_photos_and_alpha_and_palette_pngs_decode_as_keras_load_img(keras, odd_pngs, channels):
     for path in PHOTOS + odd_pngs:
         for size in [(71, 71), (80, 90)]:
-            ours = load_image(path, size, channels)
-            assert ours.dtype == np.uint8 and ours.shape == size + (channels,)
+            ours = load_image(path, size, channels, "load_img")
+            assert ours.dtype == np.float32 and ours.shape == size + (channels,)
             assert np.array_equal(ours.astype(np.float32), keras_pixels(keras, path, channels,
                                                                         size)), (path, size)
 
@@ -80,42 +86,61 @@ def test_fine_tuning_validation_decodes_as_keras_load_img_then_crops(keras, odd_
         assert np.array_equal(x.transpose(1, 2, 0), theirs), path
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_evaluation_decodes_as_keras_load_img(keras, odd_pngs, tmp_path, channels):
-    """``--transform keras`` at the image's own size is the identity: the decoding alone."""
-    for n, path in enumerate(PHOTOS + odd_pngs):
-        source, size = one_image_source(tmp_path / str(n), path)
-        x, label, index = EvaluationImages(source, size, [0], "keras", raw=True,
-                                           channels=channels)[0]
-        assert (label, index) == (0, 0)
-        assert np.array_equal(x.transpose(1, 2, 0), keras_pixels(keras, path, channels)), path
+def keras_dataset_pixels(keras, folder, channels, size):
+    """Every image of ``folder`` as Keras' ``image_dataset_from_directory`` feeds it."""
+    dataset = keras.utils.image_dataset_from_directory(
+        str(folder), image_size=size, color_mode=MODES[channels], shuffle=False, batch_size=64,
+        verbose=False)
+    return np.concatenate([np.asarray(x) for x, _ in dataset]), dataset.file_paths
 
 
-@pytest.mark.parametrize("channels, mode", [(1, "grayscale"), (3, "rgb"), (4, "rgba")])
-def test_images_decode_as_keras_load_img_does(channels, mode, tmp_path):
-    keras = import_keras()
-    gray = tmp_path / "gray.png"
-    Image.open(PHOTOS[0]).convert("L").save(gray)
-    rgba = tmp_path / "rgba.png"
-    Image.open(PHOTOS[1]).convert("RGBA").save(rgba)
-    files = PHOTOS + [str(gray), str(rgba)]
+@pytest.fixture
+def mixed_folder(tmp_path, odd_pngs):
+    """The photos (JPEG), a colour, an alpha and a palette PNG, a grayscale PNG and a BMP in
+    one class folder of Keras' layout."""
+    folder = tmp_path / "folder" / "only"
+    folder.mkdir(parents=True)
+    for path in PHOTOS + odd_pngs:
+        shutil.copy(path, folder / os.path.basename(path))
+    with Image.open(PHOTOS[3]) as photo:
+        photo.convert("RGB").save(folder / "colour.png")
+        photo.convert("L").save(folder / "gray.png")
+        photo.convert("RGB").save(folder / "bitmap.bmp")
+    return folder.parent
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_by_default_images_are_what_keras_image_dataset_from_directory_feeds(
+        keras, mixed_folder, channels):
+    """Files of every kind TF decodes in ``channels`` (it refuses a BMP in grayscale, and
+    decodes no JPEG in RGBA: those are left out here)."""
+    folder = mixed_folder / "only"
+    for name in os.listdir(folder):
+        if (channels == 1 and name.endswith(".bmp")) or (channels == 4 and
+                                                         name.endswith(".jpg")):
+            os.remove(folder / name)
     for size in [(71, 71), (80, 90)]:
+        theirs, files = keras_dataset_pixels(keras, mixed_folder, channels, size)
         ours = load_images(files, size, raw=True, channels=channels).transpose(0, 2, 3, 1)
-        theirs = np.stack([keras.utils.img_to_array(keras.utils.load_img(
-            f, color_mode=mode, target_size=size, interpolation="bilinear")) for f in files])
         assert ours.shape == theirs.shape == (len(files),) + size + (channels,)
-        assert np.array_equal(ours, theirs)
-    if channels == 1:        # a colour photo is not one of its own channels, but its luma
-        colour = load_images(PHOTOS[:1], (71, 71), raw=True, channels=3)[0]
-        luma = load_images(PHOTOS[:1], (71, 71), raw=True, channels=1)[0, 0]
-        assert not any(np.array_equal(luma, c) for c in colour)
+        assert np.abs(ours - theirs).max() < 1e-3, size
+
+
+@pytest.mark.parametrize("transform", ["keras", "load_img", "crop"])
+def test_evaluation_and_prediction_feed_the_model_the_same_inputs(mixed_folder, transform):
+    """xception-evaluate's dataset and xception-predict's ``load_images`` give each image the
+    same input under each transform: the two commands score the same pixels."""
+    source = FolderSource(str(mixed_folder), min_classes=1)
+    dataset = EvaluationImages(source, (71, 80), [0], transform)
+    evaluated = np.stack([dataset[i][0] for i in range(len(dataset))])
+    files = [os.path.join(str(mixed_folder), source.name(i)) for i in range(len(source))]
+    assert np.array_equal(evaluated, load_images(files, (71, 80), transform=transform))
 
 
 def test_a_folder_stands_for_its_images_and_its_subfolders_images(tmp_path):
     """xception-predict on a folder of class folders (evaluate's layout) predicts every image
     in it, sorted by path, instead of "folder has no images"; hidden files and folders are
     skipped, and a folder with none anywhere is refused naming it."""
-    import shutil
     from xception_mx.errors import InputError
     from xception_mx.images.decode import image_files
     for name in ("fork/a.jpg", "fork/b.JPG", "spoon/c.png", ".cache/d.jpg", "spoon/.e.jpg"):

@@ -16,7 +16,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from xception_mx.training.devices import join_job  # noqa
+from xception_mx.training.distributed.devices import join_job  # noqa
 from xception_mx.training.recipe.optimizers import resolve_optimizer  # noqa: E402
 from xception_mx.training.train import (build_network, make_trainer, train_step,  # noqa
                                         trainable_params)

@@ -15,8 +15,8 @@ from mxnet import gluon
 
 from xception_mx.errors import InputError
 from xception_mx.faults import PARAMS_DUMP
-from xception_mx.training import devices
-from xception_mx.training.devices import (check_horovod_gpus, horovod_contexts,
+from xception_mx.training.distributed import devices
+from xception_mx.training.distributed.devices import (check_horovod_gpus, horovod_contexts,
                                           parse_contexts)
 from xception_mx.training.padded_training import ShapeMap
 from xception_mx.training.recipe.optimizers import resolve_optimizer
@@ -42,7 +42,14 @@ def test_an_amp_step_runs_through_the_loss_scaler_and_moves_the_weights():
 
 
 @pytest.fixture
-def four_gpus(monkeypatch):
+def gpu_build(monkeypatch):
+    """The installed MXNet passes for a GPU build with code for every GPU (this machine's is
+    a CPU build: ``test_gpu_code.py`` tests that check)."""
+    monkeypatch.setattr(devices, "check_gpu_code", lambda flag, ids: None)
+
+
+@pytest.fixture
+def four_gpus(monkeypatch, gpu_build):
     """MXNet sees four GPUs (``mx.gpu(i)`` contexts are only names until used)."""
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 4)
 
@@ -58,7 +65,7 @@ def test_gpus_lists_each_visible_gpu_once(four_gpus):
             parse_contexts(flag)
 
 
-def test_an_mxnet_error_counting_gpus_is_one_line(monkeypatch):
+def test_an_mxnet_error_counting_gpus_is_one_line(monkeypatch, gpu_build):
     def broken():
         raise mx.base.MXNetError("Traceback...\nCUDA: CUDA driver version is insufficient")
     monkeypatch.setattr(mx.context, "num_gpus", broken)

@@ -1,6 +1,7 @@
 """The options several commands share, declared once: which checkpoint epoch, overwriting,
-channel padding, precision and oneDNN's instruction sets."""
+channel padding, precision, oneDNN's instruction sets and the images' transform."""
 from xception_mx.cpu import ISA_CHOICES
+from xception_mx.images.transforms import DEFAULT_TRANSFORM, TRANSFORMS
 from xception_mx.model.padding import PADDING_CHOICES
 from xception_mx.serving.plan import OWN_PRECISION, PRECISIONS
 
@@ -33,3 +34,15 @@ def add_onednn_isa(parser):
                              "AMX kernels, which oneDNN leaves out unless asked; auto: where "
                              "that is faster (the cap on AMD CPUs with AVX-512, AMX where the "
                              "CPU has it), or DNNL_MAX_CPU_ISA if set")
+
+
+def add_transform(parser):
+    """``--transform``: how images are brought to the input size (``images.transforms``)."""
+    parser.add_argument("--transform", choices=TRANSFORMS, default=DEFAULT_TRANSFORM,
+                        help="how images reach the input size.  keras: as Keras' "
+                             "image_dataset_from_directory (TF's JPEG decoding and bilinear "
+                             "resize of the whole image), what model.predict and "
+                             "model.evaluate saw; load_img: keras.utils.load_img(target_size, "
+                             "interpolation='bilinear'), Pillow's resize; crop: "
+                             "xception-finetune's validation, resize then centre crop 87.5%% "
+                             "(default: %(default)s)")

@@ -3,13 +3,12 @@ calibration and the misclassified images of a checkpoint on a labelled image fol
 RecordIO."""
 import sys
 
-from xception_mx.commands.arguments import add_epoch, add_precision
+from xception_mx.commands.arguments import add_epoch, add_precision, add_transform
 from xception_mx.commands.runner import Parser, run
 from xception_mx.cpu import one_precision_process
 from xception_mx.evaluation.report import format_table, write_files, write_report
 from xception_mx.evaluation.multilabel import evaluate_multilabel, format_multilabel
 from xception_mx.evaluation.run import evaluate
-from xception_mx.images.datasets import TRANSFORMS
 from xception_mx.outputs import output_file, output_folder
 from xception_mx.serving.plan import PRECISIONS
 
@@ -30,9 +29,7 @@ def build_parser():
                         "of path,label;label;...: per-class precision, recall, F1 at "
                         "--threshold, and mean average precision")
     add_precision(p, "auto: the checkpoint's own (fp32 unless written by xception-quantize)")
-    p.add_argument("--transform", choices=TRANSFORMS, default="crop",
-                   help="crop: xception-finetune's validation (resize, centre crop 87.5%%); "
-                        "keras: image_dataset_from_directory's bilinear resize, no crop")
+    add_transform(p)
     p.add_argument("--labels", metavar="FILE", help="the model's class names, one per line "
                    "(default: PREFIX-labels.txt, or ImageNet's for 1000 classes)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")

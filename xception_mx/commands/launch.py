@@ -1,12 +1,12 @@
 """``xception-launch``: run a command as a data-parallel job on MXNet's parameter server, on
-this machine or over ssh (``training.launch``)."""
+this machine or over ssh (``training.distributed.launch``)."""
 import shlex
 import sys
 
 from xception_mx.commands.runner import Parser, run
 from xception_mx.errors import make_sure
-from xception_mx.training.launch import dry_run, launch
-from xception_mx.training.remote import PROG, read_hosts
+from xception_mx.training.distributed.launch import dry_run, launch
+from xception_mx.training.distributed.remote import PROG, read_hosts
 
 
 def build_parser():

@@ -1,7 +1,7 @@
 """``xception-pack``: write an image folder as indexed RecordIO for xception-finetune."""
 from xception_mx.commands.arguments import add_force
 from xception_mx.commands.runner import Parser, run
-from xception_mx.training.pack import PROG, pack_folder
+from xception_mx.images.pack import PROG, pack_folder
 
 
 def build_parser():

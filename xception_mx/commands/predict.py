@@ -1,9 +1,12 @@
 """``xception-predict``: top-k classes of images with an MXNet checkpoint alone."""
+import sys
+
 from xception_mx.commands.arguments import (add_channel_padding, add_epoch, add_onednn_isa,
-                                            add_precision)
+                                            add_precision, add_transform)
 from xception_mx.commands.runner import Parser, run
 from xception_mx.cpu import one_precision_process
 from xception_mx.images.decode import image_files
+from xception_mx.images.transforms import TRANSFORM_TEXT
 from xception_mx.serving.predict import PROG, format_predictions, json_lines, predict_files
 
 
@@ -22,6 +25,7 @@ def build_parser():
                   "own, fp32 unless written by xception-quantize)")
     parser.add_argument("--calib-images", metavar="DIR",
                         help="with --precision int8: calibration images (default: IMAGES)")
+    add_transform(parser)
     parser.add_argument("--json", action="store_true",
                         help='one JSON object per line and image: {"image": path, "top": '
                              '[[name, probability], ...]}')
@@ -42,7 +46,8 @@ def _main(argv):
     one_precision_process()                   # one network: auto may cap fp32's kernels
     results = predict_files(args.prefix, image_files(args.images), args.top, args.batch_size,
                             args.labels, args.epoch, args.precision, calib,
-                            args.channel_padding, args.onednn_isa)
+                            args.channel_padding, args.onednn_isa, args.transform)
+    print("images: %s" % TRANSFORM_TEXT[args.transform], file=sys.stderr)
     print(json_lines(results) if args.json else format_predictions(results))
     return 0
 

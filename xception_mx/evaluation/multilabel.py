@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, precision_recall_fscore_sup
 from xception_mx.errors import make_sure
 from xception_mx.images.datasets import EvaluationImages
 from xception_mx.images.labels_csv import LabelsCsvSource
+from xception_mx.images.transforms import DEFAULT_TRANSFORM
 from xception_mx.serving.runtime import Model
 
 from .classes import display_names, model_names
@@ -24,8 +25,9 @@ def check_multilabel(model):
     return classes
 
 
-def evaluate_multilabel(prefix, labels_csv, root=None, precision="auto", transform="crop",
-                        batch_size=32, workers=2, labels=None, epoch=0, threshold=None):
+def evaluate_multilabel(prefix, labels_csv, root=None, precision="auto",
+                        transform=DEFAULT_TRANSFORM, batch_size=32, workers=2, labels=None,
+                        epoch=0, threshold=None):
     """The report of multi-label checkpoint ``prefix`` on the images ``labels_csv`` lists
     (under ``root``, default the CSV's folder)."""
     threshold = 0.5 if threshold is None else threshold

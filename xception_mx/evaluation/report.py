@@ -6,16 +6,12 @@ import os
 import numpy as np
 
 from xception_mx.atomic import atomic_path, write_text
+from xception_mx.images.transforms import TRANSFORM_TEXT
 
 from . import metrics
 
 TOP_PAIRS = 10
 MATRIX_CLASSES = 50          # a confusion plot of more classes shows the most confused ones
-TRANSFORM_TEXT = {
-    "crop": "--transform crop: resized so that the centre 87.5% fills the input, then "
-            "centre-cropped (fine-tuning's validation)",
-    "keras": "--transform keras: the whole image resized to the input as TensorFlow does, no "
-             "crop (Keras' image_dataset_from_directory)"}
 
 
 def build_report(probabilities, labels, names, paths, threshold=None, all_classes=False):

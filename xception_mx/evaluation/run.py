@@ -8,6 +8,7 @@ import numpy as np
 from xception_mx.errors import make_sure
 from xception_mx.images.datasets import EvaluationImages, loader
 from xception_mx.images.sources import labels_file_of_rec, open_source
+from xception_mx.images.transforms import DEFAULT_TRANSFORM
 from xception_mx.progress import progress
 from xception_mx.serving.runtime import Model, class_probabilities
 
@@ -53,8 +54,8 @@ def check_classifier(model):
               "several outputs" if model.outputs else model.kind)
 
 
-def evaluate(prefix, data, precision="auto", transform="crop", batch_size=32, workers=2,
-             labels=None, epoch=0, keras=None, compare=None, log=print, indices=None,
+def evaluate(prefix, data, precision="auto", transform=DEFAULT_TRANSFORM, batch_size=32,
+             workers=2, labels=None, epoch=0, keras=None, compare=None, log=print, indices=None,
              threshold=None, all_classes=False):
     """The report of checkpoint ``prefix`` on ``data`` (a path, or an opened ``images.sources``
     source and the ``indices`` of its images to score); with ``keras`` (the Keras file it was

@@ -10,10 +10,9 @@ from mxnet import gluon
 
 from xception_mx.images.convention import network_input
 from xception_mx.images.decode import decodable, decode_bytes
-from xception_mx.images.transforms import (center_crop, image_array, keras_resize,
-                                           random_resized_crop)
-
-TRANSFORMS = ("crop", "keras")      # EvaluationImages' transforms (xception-evaluate)
+from xception_mx.images.transforms import (DECODERS, DEFAULT_TRANSFORM,  # noqa: F401
+                                           TRANSFORMS, center_crop, random_resized_crop,
+                                           to_input_size)
 
 
 def sample_rng(seed, epoch, index):
@@ -68,12 +67,12 @@ class ImageDataset(gluon.data.Dataset):
 class EvaluationImages(gluon.data.Dataset):
     """``(input, model class, index)`` of the images of a source (``images.sources``' folder or
     RecordIO; ``indices``: which, default all), decoded to ``channels`` and transformed to
-    ``input_size`` by ``transform`` (``TRANSFORMS``: ``center_crop`` or ``keras_resize``), in
+    ``input_size`` by ``transform`` (``transforms.TRANSFORMS``, default Keras' resize), in
     the checkpoint's convention (``raw`` 0..255 pixels, else ``x / 127.5 - 1``);
     ``model_class``: the model's class of each of the source's labels (``None``: a
     multi-label source, whose labels the caller takes from it)."""
 
-    def __init__(self, source, input_size, model_class, transform="crop", raw=False,
+    def __init__(self, source, input_size, model_class, transform=DEFAULT_TRANSFORM, raw=False,
                  channels=3, indices=None):
         self.source, self.input_size, self.model_class = source, tuple(input_size), model_class
         self.transform, self.raw, self.channels = transform, raw, channels
@@ -84,11 +83,8 @@ class EvaluationImages(gluon.data.Dataset):
 
     def __getitem__(self, position):
         index = self.indices[position]
-        img = decode_bytes(self.source.read(index), self.channels)
-        if self.transform == "keras":
-            pixels = keras_resize(image_array(img), self.input_size)
-        else:
-            pixels = center_crop(img, self.input_size)
+        img = decode_bytes(self.source.read(index), self.channels, DECODERS[self.transform])
+        pixels = to_input_size(img, self.input_size, self.transform)
         x = network_input(pixels, self.input_size, self.channels, self.raw)
         label = self.model_class[self.source.label(index)] if self.model_class is not None \
             else 0                                          # multi-label: the caller's

@@ -4,9 +4,12 @@ Images are decoded with Pillow and converted to the network's channels by one fu
 ``to_channels``, which every command's decoding goes through (prediction, parity,
 evaluation, fine-tuning, quantization's calibration): Pillow's ``RGB`` for 3 channels,
 ``L`` (ITU-R 601 luma) for 1 (grayscale: X-rays, spectrograms), ``RGBA`` for 4, as Keras'
-``load_img(color_mode=...)`` converts.  Then they are resized to the network's input size
-with bilinear resampling.  Other channel counts have no image decoding: such a model takes
-arrays.
+``load_img(color_mode=...)`` converts.  Under the default transform, ``keras``, a JPEG file is
+decoded as TensorFlow's ``decode_image`` in ``image_dataset_from_directory`` decodes it
+instead (``decode_bytes``' ``tf`` decoder: libjpeg-turbo's fast integer DCT, through
+simplejpeg), pixel for pixel.  Then the images are brought to the network's input size by
+the transform (``transforms.TRANSFORMS``).  Other channel counts have no image decoding:
+such a model takes arrays.
 
 ``xception_mx.model.preprocess`` (and ``xception_mx.preprocess``) of 0.2 are this module;
 the input convention's names they held are importable from here too.
@@ -15,14 +18,16 @@ import io
 import os
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from xception_mx.errors import InputError
 from xception_mx.images.convention import (COLOR_NAMES, PREPROCESSING,  # noqa: F401 (0.2 names)
                                            color_name, input_convention, preprocess_input,
                                            raw_pixels, rescales_inside)
+from xception_mx.images.transforms import (DECODERS, DEFAULT_TRANSFORM,  # noqa: F401
+                                           RESAMPLE, to_input_size)
 
-RESAMPLE = Image.BILINEAR
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}          # channels -> the Pillow mode decoded to
 UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -37,9 +42,38 @@ def to_channels(img, channels=3):
     return img.convert(PIL_MODES[channels])
 
 
-def decode_bytes(data, channels=3):
-    """Encoded image bytes (a file's, a RecordIO record's) as a PIL image of ``channels``."""
+JPEG_START = b"\xff\xd8\xff"
+PNG_START = b"\x89PNG"
+TF_JPEG = {1: "GRAY", 3: "RGB"}     # channels -> the colour space TF's decode_jpeg gives
+LIBPNG_LUMA = np.array([9797, 19234, 3737], np.uint32)   # libpng's rgb_to_gray, / 2**15
+COLOUR_MODES = ("RGB", "RGBA", "P", "PA")
+
+
+def libpng_luma(img):
+    """A colour PNG's grayscale as TF's ``decode_png(channels=1)`` computes it (libpng's
+    ``rgb_to_gray``, alpha dropped): ``(R * 9797 + G * 19234 + B * 3737) >> 15``."""
+    rgb = np.asarray(img.convert("RGB"), np.uint32)
+    return Image.fromarray(((rgb @ LIBPNG_LUMA) >> 15).astype(np.uint8), "L")
+
+
+def decode_bytes(data, channels=3, decoder="pillow"):
+    """Encoded image bytes (a file's, a RecordIO record's) as a PIL image of ``channels``.
+
+    ``decoder``: ``pillow`` (Keras' ``load_img``), or ``tf``, which decodes a JPEG in 1 or 3
+    channels as TensorFlow's ``decode_image`` does (libjpeg-turbo's fast integer DCT, fancy
+    upsampling; grayscale as the JPEG's own luma) and a colour PNG in grayscale as libpng's
+    ``rgb_to_gray``; every other image as Pillow does."""
+    if decoder == "tf" and data[:3] == JPEG_START and channels in TF_JPEG:
+        try:
+            pixels = simplejpeg.decode_jpeg(data, colorspace=TF_JPEG[channels], fastdct=True,
+                                            fastupsample=False)
+            return Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+        except ValueError:              # a JPEG libjpeg-turbo refuses: Pillow's word on it
+            pass
     with Image.open(io.BytesIO(data)) as img:
+        if decoder == "tf" and channels == 1 and data[:4] == PNG_START and \
+                img.mode in COLOUR_MODES:
+            return libpng_luma(img)
         return to_channels(img, channels)
 
 
@@ -91,36 +125,34 @@ def decodable(channels, what):
                          "give it (H, W, %d) arrays" % (what, channels, channels))
 
 
-def load_image(path, size, channels=3):
-    """Decode one image file to uint8 ``(H, W, channels)`` resized to ``size=(H, W)``
-    (RGB; ``L`` for 1 channel, ``RGBA`` for 4).
+def load_image(path, size, channels=3, transform=DEFAULT_TRANSFORM):
+    """Decode one image file to float32 ``(H, W, channels)`` 0..255 pixels at ``size=(H, W)``
+    (RGB; ``L`` for 1 channel, ``RGBA`` for 4), brought to that size by ``transform``.
 
     Raises:
         InputError: the file is missing or not a decodable image.
     """
     decodable(channels, path)
     try:
-        with Image.open(path) as img:
-            return pil_pixels(img, size, channels)
+        with open(path, "rb") as f:
+            img = decode_bytes(f.read(), channels, DECODERS[transform])
     except UNREADABLE as exc:
         raise InputError("%s: cannot read image (%s)" % (path, exc))
+    return to_input_size(img, size, transform)
 
 
-def pil_pixels(img, size, channels=3):
-    """A PIL image as uint8 ``(H, W, channels)`` in Pillow's mode for that many channels
-    (converted first, as Keras' ``load_img`` does), resized (bilinear) to ``size=(H, W)``."""
-    height, width = size
-    img = to_channels(img, channels)
-    if img.size != (width, height):
-        img = img.resize((width, height), RESAMPLE)
-    return np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
+def pil_pixels(img, size, channels=3, transform=DEFAULT_TRANSFORM):
+    """A PIL image as float32 ``(H, W, channels)`` in Pillow's mode for that many channels
+    (converted first, as Keras' ``load_img`` does), brought to ``size=(H, W)`` by
+    ``transform``."""
+    return to_input_size(to_channels(img, channels), size, transform)
 
 
-def array_pixels(array, size, name="array", channels=3):
-    """An ``(H, W, C)`` or ``(H, W)`` gray array of 0..255 values (uint8 or float) as uint8
-    ``(H, W, channels)`` at ``size``, converted and resized as image files are (a gray array
-    becomes RGB for an RGB model; an RGB one luma for a grayscale model).  A channel count
-    no image mode has must already be the model's, at its size."""
+def array_pixels(array, size, name="array", channels=3, transform=DEFAULT_TRANSFORM):
+    """An ``(H, W, C)`` or ``(H, W)`` gray array of 0..255 values (uint8 or float) as float32
+    ``(H, W, channels)`` at ``size``, converted and transformed as image files are (a gray
+    array becomes RGB for an RGB model; an RGB one luma for a grayscale model).  A channel
+    count no image mode has must already be the model's, at its size."""
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
@@ -135,24 +167,24 @@ def array_pixels(array, size, name="array", channels=3):
         raise InputError("%s: expected pixel values in 0..255" % name)
     pixels = np.rint(a).astype(np.uint8)
     if channels not in PIL_MODES:
-        return pixels
-    return pil_pixels(Image.fromarray(pixels), size, channels)
+        return pixels.astype(np.float32)
+    return pil_pixels(Image.fromarray(pixels), size, channels, transform)
 
 
-def image_pixels(image, size, name=None, channels=3):
-    """A file path, PIL image or pixel array as uint8 ``(H, W, channels)`` at ``size``."""
+def image_pixels(image, size, name=None, channels=3, transform=DEFAULT_TRANSFORM):
+    """A file path, PIL image or pixel array as float32 ``(H, W, channels)`` at ``size``."""
     if isinstance(image, (str, os.PathLike)):
-        return load_image(image, size, channels)
+        return load_image(image, size, channels, transform)
     if isinstance(image, Image.Image):
         decodable(channels, name or "image")
-        return pil_pixels(image, size, channels)
-    return array_pixels(image, size, name or "array", channels)
+        return pil_pixels(image, size, channels, transform)
+    return array_pixels(image, size, name or "array", channels, transform)
 
 
-def load_images(images, size=(299, 299), raw=False, channels=3):
+def load_images(images, size=(299, 299), raw=False, channels=3, transform=DEFAULT_TRANSFORM):
     """Decode images (file paths, PIL images or pixel arrays) into one ``(N, channels, H, W)``
-    float32 batch, preprocessed to ``[-1, 1]``, or with ``raw`` left as pixels in
-    ``[0, 255]``."""
-    images = np.stack([image_pixels(image, size, "image %d" % i, channels)
+    float32 batch brought to ``size`` by ``transform`` (``transforms.TRANSFORMS``),
+    preprocessed to ``[-1, 1]``, or with ``raw`` left as pixels in ``[0, 255]``."""
+    images = np.stack([image_pixels(image, size, "image %d" % i, channels, transform)
                        for i, image in enumerate(images)])
     return raw_pixels(images) if raw else preprocess_input(images)

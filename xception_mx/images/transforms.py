@@ -1,16 +1,33 @@
-"""Decoded images to the network's input size: the centre crop of validation and
-evaluation, training's random resized crop and flip, and Keras' own resize.
+"""Decoded images to the network's input size: the transforms of prediction and evaluation,
+and training's random resized crop and flip.
 
-``center_crop`` (xception-finetune's validation, xception-evaluate's ``crop``): resize so that
-the crop covers 87.5% of each side, then the centre crop.  ``keras_resize``
-(xception-evaluate's ``keras``: Keras' ``image_dataset_from_directory``): a bilinear resize
-of the whole image to the input size, TF's half-pixel sampling without antialiasing, no crop,
-which reproduces what ``model.evaluate`` saw.
+``TRANSFORMS``, each a way a Keras user brings an image to the input size, chosen by
+``--transform`` (``to_input_size``):
+
+- ``keras`` (the default of xception-predict, xception-evaluate, xception-parity, quantize's
+  calibration and ``xception_mx.load``): Keras' ``image_dataset_from_directory``, a JPEG
+  decoded as TF decodes it (``decode.decode_bytes``' ``tf`` decoder), then a bilinear resize
+  of the whole image, TF's half-pixel sampling without antialiasing, no crop, float values
+  not rounded (``keras_resize``): what ``model.evaluate``/``model.predict`` saw;
+- ``load_img``: ``keras.utils.load_img(path, target_size=..., interpolation="bilinear")``,
+  Pillow's bilinear resize (antialiased when shrinking), rounded to 0..255 integers;
+- ``crop`` (xception-finetune's validation): resize so that the centre 87.5% of each side
+  fills the input, then crop the centre (``center_crop``).
 """
 import numpy as np
 from PIL import Image
 
-from xception_mx.images.decode import RESAMPLE
+RESAMPLE = Image.BILINEAR
+TRANSFORMS = ("keras", "load_img", "crop")
+DEFAULT_TRANSFORM = "keras"
+DECODERS = {"keras": "tf", "load_img": "pillow", "crop": "pillow"}  # decode.decode_bytes'
+TRANSFORM_TEXT = {
+    "keras": "--transform keras: the whole image resized to the input as TensorFlow does, no "
+             "crop (Keras' image_dataset_from_directory)",
+    "load_img": "--transform load_img: the whole image resized by Pillow's bilinear filter "
+                "(keras.utils.load_img with target_size)",
+    "crop": "--transform crop: resized so that the centre 87.5% fills the input, then "
+            "centre-cropped (fine-tuning's validation)"}
 
 EVAL_CROP_FRACTION = 0.875          # resize to size / 0.875, then centre-crop
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -73,6 +90,18 @@ def keras_resize(pixels, size):
         return line[:, left] + (line[:, right] - line[:, left]) * x_lerp
     upper, lower = row(top), row(bottom)
     return upper + (lower - upper) * y_lerp[:, None, None]
+
+
+def to_input_size(img, size, transform=DEFAULT_TRANSFORM):
+    """A PIL image, already in the model's channels, as float32 ``(H, W, C)`` pixels at
+    ``size=(H, W)`` by ``transform`` (one of ``TRANSFORMS``)."""
+    if transform == "keras":
+        return keras_resize(image_array(img), size)
+    if transform == "crop":
+        img = center_crop(img, size)
+    elif img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), RESAMPLE)
+    return image_array(img).astype(np.float32)
 
 
 def image_array(img):

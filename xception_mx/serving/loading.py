@@ -13,6 +13,7 @@ from xception_mx.checkpoint.reading import (check_finite, check_params_header,  
                                             verify_against_meta)
 from xception_mx.errors import InputError, mxnet_error_text  # noqa: F401
 from xception_mx.images.decode import load_images
+from xception_mx.images.transforms import DEFAULT_TRANSFORM
 from xception_mx.progress import progress as progress_bar
 
 LOGITS_OUTPUT = "predictions_fwd_output"
@@ -62,13 +63,13 @@ def check_params_fit(symbol, arg_params, aux_params, input_size, where, channels
                                 input_size[0], input_size[1]))
 
 
-def checkpoint_images(files, meta):
+def checkpoint_images(files, meta, transform=DEFAULT_TRANSFORM):
     """Image files as the checkpoint's ``data`` input: its size and channels (images
-    converted to grayscale for a 1-channel model), raw pixels or ``x / 127.5 - 1`` as its
-    meta says."""
+    converted to grayscale for a 1-channel model), brought to its size by ``transform``
+    (``images.transforms.TRANSFORMS``), raw pixels or ``x / 127.5 - 1`` as its meta says."""
     meta = as_meta(meta)
     return load_images(files, meta.input_size(), raw=meta.takes_raw_pixels,
-                       channels=meta.channels)
+                       channels=meta.channels, transform=transform)
 
 
 def load_network(prefix, epoch=0, output="default", ctx=None, input_size=None):

@@ -4,13 +4,15 @@ import json
 import os
 
 from xception_mx.errors import InputError
+from xception_mx.images.transforms import DEFAULT_TRANSFORM
 from xception_mx.serving.runtime import Model, is_ranked
 
 PROG = "xception-predict"
 
 
 def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, precision="auto",
-                  calib_files=None, channel_padding="auto", onednn_isa="auto"):
+                  calib_files=None, channel_padding="auto", onednn_isa="auto",
+                  transform=DEFAULT_TRANSFORM):
     """``[(file, [(probability, class index, name)...])]`` for each image.
 
     ``precision``: ``auto`` (the checkpoint's own), ``fp32`` (oneDNN-fused), ``bf16`` or
@@ -18,14 +20,16 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     ``channel_padding``: auto, on, off
     (see ``padding``); ``onednn_isa``: oneDNN's ISA cap for this process (see ``cpu``), which
     holds only if this is the process's first computation; the environment variable is
-    given back afterwards.
+    given back afterwards; ``transform``: how the images are brought to the input size
+    (``images.transforms.TRANSFORMS``).
     """
     for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
             raise InputError("%s: no such image file" % path)
     model = Model(prefix, precision, epoch, batch_size, labels=labels,
                   channel_padding=channel_padding, onednn_isa=onednn_isa,
-                  calibration=list(calib_files) if calib_files else None)
+                  calibration=list(calib_files) if calib_files else None,
+                  transform=transform)
     return list(zip(files, model.ranked(list(files), top, list(files), progress=True)))
 
 

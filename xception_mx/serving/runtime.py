@@ -15,6 +15,7 @@ from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.cpu import isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.images.decode import image_files
+from xception_mx.images.transforms import DEFAULT_TRANSFORM, TRANSFORMS
 from xception_mx.model.own_model import is_binary_head, output_kind
 from xception_mx.serving.fast import load_fast_network
 from xception_mx.serving.loading import checkpoint_images, run_batches
@@ -106,14 +107,20 @@ class Model:
 
     ``precision``: ``auto`` (the checkpoint's own: fp32, or what ``xception-quantize``
     wrote), ``fp32`` (oneDNN-fused), ``bf16`` or ``int8``; ``channel_padding`` and
-    ``onednn_isa`` as ``xception-predict``'s options (``auto``: this CPU's fastest).
+    ``onednn_isa`` as ``xception-predict``'s options (``auto``: this CPU's fastest);
+    ``transform``: how images are brought to the input size (``images.transforms``; default
+    Keras' ``image_dataset_from_directory`` resize).
     """
 
     def __init__(self, prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
-                 channel_padding="auto", onednn_isa="auto", labels=None):
+                 channel_padding="auto", onednn_isa="auto", labels=None,
+                 transform=DEFAULT_TRANSFORM):
         checked_precision(precision)
         make_sure(batch_size >= 1, "batch_size must be >= 1, got %r", batch_size)
+        make_sure(transform in TRANSFORMS, "transform must be one of %s, got %r",
+                  ", ".join(TRANSFORMS), transform)
         self.prefix, self.epoch, self.batch_size, self.labels = prefix, epoch, batch_size, labels
+        self.transform = transform
         symbol_path(prefix)           # no checkpoint there: said now, not at the first call
         self.meta = read_meta(prefix)     # empty for a checkpoint written without one
         self.plan = plan_inference(self.meta, precision, channel_padding, onednn_isa)
@@ -134,9 +141,10 @@ class Model:
 
     def inputs(self, images):
         """Images (file paths, folders of them, PIL images or ``(H, W, 3)`` 0..255 arrays) as
-        this checkpoint's ``data``: NCHW float32 at its size and channels (grayscale for a
-        1-channel model), raw pixels or ``x / 127.5 - 1`` as its meta says."""
-        return checkpoint_images(image_list(images), self.meta)
+        this checkpoint's ``data``: NCHW float32 at its size (by ``self.transform``) and
+        channels (grayscale for a 1-channel model), raw pixels or ``x / 127.5 - 1`` as its
+        meta says."""
+        return checkpoint_images(image_list(images), self.meta, self.transform)
 
     def _as_input(self, x):
         """``x`` as a float32 NCHW batch the network takes: an array as it is, else images."""

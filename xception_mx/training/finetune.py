@@ -19,7 +19,7 @@ from xception_mx.model.training_only import augments, seed_step
 from xception_mx.outputs import output_folder
 from xception_mx.progress import progress
 from xception_mx.training.callbacks import early_stopping, reduce_on_plateau, start_state
-from xception_mx.training.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
+from xception_mx.training.distributed.devices import (HOROVOD, check_horovod_gpus, horovod_contexts,
                                           import_horovod, join_job, parse_contexts)
 from xception_mx.training.export import model_input_shape
 from xception_mx.training.tensorboard import TensorBoardLog

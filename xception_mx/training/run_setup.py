@@ -20,7 +20,7 @@ from xception_mx.model.own_model_inputs import base_input_size, check_model_inpu
 from xception_mx.images.datasets import EpochBatchSampler, ImageDataset, make_loader
 from xception_mx.images.labels_csv import LabelsCsvSource
 from xception_mx.images.sources import open_source, split_indices
-from xception_mx.training.devices import HOROVOD
+from xception_mx.training.distributed.devices import HOROVOD
 
 
 # Training memory measured here (batch 8 at 299x299: about 2.7 GB peak): about 1.2 GB

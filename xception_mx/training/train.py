@@ -32,7 +32,7 @@ from xception_mx.errors import make_sure
 from xception_mx.faults import alter_gradients
 from xception_mx.model.xception import HEAD_PREFIX, Xception, set_batchnorm
 from xception_mx.progress import progress
-from xception_mx.training.devices import HOROVOD, import_horovod, is_distributed
+from xception_mx.training.distributed.devices import HOROVOD, import_horovod, is_distributed
 from xception_mx.training.recipe import keras_optimizers
 from xception_mx.training.recipe.optimizers import trainer_arguments
 from xception_mx.training.recipe.schedules import learning_rate_at

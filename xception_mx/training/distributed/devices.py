@@ -5,6 +5,7 @@ import collections
 import mxnet as mx
 
 from xception_mx.errors import InputError, make_sure, mxnet_error_text
+from xception_mx.training.distributed.gpu_code import check_gpu_code
 
 HOROVOD_GPU_BUILD = ("HOROVOD_GPU_OPERATIONS=NCCL make setup-horovod (with the CUDA toolkit "
                      "and NCCL installed; make does it where the venv's MXNet is a CUDA build)")
@@ -14,6 +15,7 @@ def parse_contexts(gpus=None, cpus=None):
     """``--gpus 0,1`` or ``--cpus N`` to MXNet contexts (default: one CPU)."""
     make_sure(not (gpus and cpus), "--gpus and --cpus exclude each other")
     if gpus:
+        check_gpu_code(gpus, parse_gpu_ids(gpus))
         return [mx.gpu(g) for g in gpu_ids(gpus, visible_gpus(gpus))]
     count = int(cpus or 1)
     make_sure(count >= 1, "--cpus must be >= 1, got %d", count)
@@ -29,8 +31,8 @@ def visible_gpus(flag):
                          % (flag, mxnet_error_text(exc)))
 
 
-def gpu_ids(flag, available):
-    """The GPU numbers of ``--gpus`` (``0,1,2,3``): each a visible GPU, each once."""
+def parse_gpu_ids(flag):
+    """The GPU numbers of ``--gpus`` (``0,1,2,3``), each once."""
     try:
         ids = [int(g) for g in str(flag).split(",") if g.strip() != ""]
     except ValueError:
@@ -39,6 +41,12 @@ def gpu_ids(flag, available):
     twice = sorted({g for g in ids if ids.count(g) > 1})
     make_sure(not twice, "--gpus %s: GPU %s given more than once (one process per device; "
               "each GPU once)", flag, ", ".join(map(str, twice)))
+    return ids
+
+
+def gpu_ids(flag, available):
+    """The GPU numbers of ``--gpus`` (``0,1,2,3``): each a visible GPU, each once."""
+    ids = parse_gpu_ids(flag)
     make_sure(available > 0, "--gpus %s: no GPU is visible to MXNet (install mxnet-cu112 or "
               "mxnet-cu117 1.9.1 on a GPU machine, or use --cpus N)", flag)
     bad = [g for g in ids if not 0 <= g < available]

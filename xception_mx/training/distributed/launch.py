@@ -38,7 +38,7 @@ import threading
 import time
 
 from xception_mx.errors import InputError
-from xception_mx.training.remote import PROG, Host, forwarded_env, ssh_argv
+from xception_mx.training.distributed.remote import PROG, Host, forwarded_env, ssh_argv
 
 SERVER_CODE = "import mxnet"   # with DMLC_ROLE=server/scheduler, importing MXNet runs the role
 Process = collections.namedtuple("Process", "label host argv env")

@@ -17,7 +17,7 @@ from xception_mx.errors import InputError
 from xception_mx.faults import PARAMS_DUMP
 from xception_mx.training.distributed import devices
 from xception_mx.training.distributed.devices import (check_horovod_gpus, horovod_contexts,
-                                          parse_contexts)
+                                                      parse_contexts)
 from xception_mx.training.padded_training import ShapeMap
 from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import make_trainer, train_step

@@ -7,6 +7,7 @@ to Keras/TF measured in the same run.  ``bench/run.py 2 3 8`` runs those section
 the others of BENCHMARKS.md.
 """
 import datetime
+import functools
 import os
 import subprocess
 import sys
@@ -21,15 +22,36 @@ from common import (DEMO, PHOTOS, PREFIX, REPEATS, ROOT, SERVING_ENV, WEIGHTS,  
 
 DEPTHWISE_SHAPES = [(64, 147), (128, 147), (128, 74), (256, 74), (256, 37), (728, 37),
                     (728, 19), (1024, 19), (1024, 10), (1536, 10)]
-# The fused fp32 networks: (channels padded, oneDNN ISA cap).  xception-predict's auto picks one.
-FUSED = [(False, None), (True, None), (False, "AVX2"), (True, "AVX512_MIC")]
+# The fused fp32 networks: (channels padded, oneDNN ISA cap), every candidate xception-predict's
+# auto measures on a CPU with AVX-512; the row of the one it picked here says so.
+FUSED = [(False, None), (True, None), (False, "AVX512_MIC"), (True, "AVX512_MIC"),
+         (False, "AVX2"), (True, "AVX2")]
+
+
+@functools.lru_cache(maxsize=None)
+def auto_pick():
+    """``(padded, cap)`` that xception-predict's auto measured fastest here for the bench's
+    checkpoint (fp32, batch 8, one precision: ``serving.tuning``), measured now into a cache
+    of the bench's own, and the rates it measured."""
+    from xception_mx.checkpoint.reading import read_meta
+    from xception_mx.cpu import one_precision_process
+    from xception_mx.serving.tuning import CACHE_ENV, tuned_choice
+    os.environ[CACHE_ENV] = os.path.join(DEMO, "bench-auto.json")
+    if os.path.exists(os.environ[CACHE_ENV]):
+        os.remove(os.environ[CACHE_ENV])              # measured in this run, beside the rest
+    one_precision_process()
+    lines = []
+    choice = tuned_choice(PREFIX, 0, read_meta(PREFIX), "fp32", 8, log=lines.append)
+    if choice is None:                                   # nothing to choose: the rules' pick
+        from xception_mx.cpu import isa_cap_helps_here
+        from xception_mx.model.padding import resolve_padding
+        padded = resolve_padding("auto")
+        return (padded, isa_cap_helps_here("fp32", padded, one_precision=True)), lines
+    return (choice.padded, None if choice.isa == "all" else choice.isa.upper()), lines
 
 
 def fused_runs():
-    from xception_mx.cpu import isa_cap_helps_here
-    from xception_mx.model.padding import resolve_padding
-    auto = resolve_padding("auto")
-    auto = (auto, isa_cap_helps_here("fp32", auto, one_precision=True))
+    auto, lines = auto_pick()
     runs = {}
     for padded, cap in FUSED:
         name = "MXNet oneDNN-fused, %s (--channel-padding %s --onednn-isa %s)%s" % (
@@ -39,7 +61,7 @@ def fused_runs():
         runs[name] = ("infer_mxnet", {"prefix": PREFIX, "mode": "fused" if padded
                                       else "fused-unpadded"},
                       dict(SERVING_ENV, DNNL_MAX_CPU_ISA=cap or "ALL"))
-    return runs
+    return runs, lines
 
 
 def reduced_caps():
@@ -56,11 +78,31 @@ def reduced_caps():
 
 def auto_caps():
     """``{precision: DNNL_MAX_CPU_ISA or None}`` as xception-predict's auto sets it here."""
-    from xception_mx.cpu import isa_cap_helps_here
-    from xception_mx.model.padding import resolve_padding
     caps = {precision: found[-1][1] for precision, found in reduced_caps().items()}
-    caps["fp32"] = isa_cap_helps_here("fp32", resolve_padding("auto"), one_precision=True)
+    caps["fp32"] = auto_pick()[0][1]
     return caps
+
+
+def auto_section():
+    """Section 2c: what xception-predict's ``auto`` measured and picked here, against every
+    candidate timed as section 2 times them (batch 8, alternating rounds)."""
+    runs, said = fused_runs()
+    results = repeated({name: (kind, dict(kwargs, batches=[8]), *env)
+                        for name, (kind, kwargs, *env) in runs.items()})
+    picked = next(name for name in results if name.endswith(inference.AUTO))
+    medians = {name: rate_stats(rs, "8")[1] for name, rs in results.items()}
+    rows = [[name, "%.2f / %.2f / %.2f" % rate_stats(rs, "8"),
+             "%.2fx" % (medians[name] / medians[picked])] for name, rs in results.items()]
+    fastest = max(medians, key=medians.get)
+    text = ("fp32 at 299x299, batch 8, the demo checkpoint.  First `auto` measured its "
+            "candidates (`serving.tuning`, one subprocess per ISA cap, the paddings in turns, "
+            "each one's best batch), as at a user's first run:\n\n    %s\n\nThen each "
+            "candidate in its own process, images/s min / median / max of %d alternating rounds, "
+            "and its median against the pick's.  The fastest median here: %s (%.2fx the "
+            "pick).\n\n" % ("\n    ".join(line.strip() for line in said), REPEATS,
+                              "the pick" if fastest == picked else fastest,
+                              medians[fastest] / medians[picked]))
+    return text + table(["network", "images/s (batch 8)", "vs auto's pick"], rows)
 
 
 def training_section():
@@ -180,9 +222,12 @@ def main():
         return state["versions"]
 
     def inference_():
-        text, state["keras"] = inference.inference_section(peaks()["gflops"], fused_runs(),
+        runs, said = fused_runs()
+        text, state["keras"] = inference.inference_section(peaks()["gflops"], runs,
                                                            versions())
-        return text
+        return text + ("\n\nxception-predict's `auto` measured its candidates first, in this "
+                       "run (fp32, batch 8, `serving.tuning`; a row above each, measured "
+                       "again): %s\n" % " ".join(line.strip() for line in said))
 
     def precision():
         keras = state.get("keras") or inference.keras_rates()
@@ -198,6 +243,7 @@ def main():
                 ("2", "2. Inference, fp32", inference_),
                 ("2b", "2b. Where the time goes: oneDNN primitives",
                  profiles.primitives_section),
+                ("2c", "2c. What auto picks (issue 41)", auto_section),
                 ("3", "3. Reduced precision on CPU", precision),
                 ("3b", "3b. Where the int8 and bf16 time goes: oneDNN primitives",
                  lambda: profiles.reduced_primitives_section(reduced_caps())),

@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+# auto's vendor rules, not its measurement (serving.tuning: seconds to minutes per checkpoint
+# shape, in every test that runs the fast path); its own tests ask for "measure"
+os.environ.setdefault("XCEPTION_MX_AUTO", "rules")
 import xception_mx  # noqa: F401  (before MXNet: it sets MXNet's thread count)
 import mxnet  # noqa: F401  (MXNet must be imported before TensorFlow)
 import numpy as np

@@ -23,7 +23,8 @@ def load(prefix, precision="auto", epoch=0, batch_size=8, calibration=None,
     wrote), ``"fp32"``, ``"bf16"`` or ``"int8"`` (calibrated on ``calibration`` images, or
     on the first call's); ``channel_padding`` (``auto``/``on``/``off``) and ``onednn_isa``
     (``auto``/``all``/``amx``/``avx512_mic``/``avx2``) as the command's options: ``auto``
-    picks what is fastest on this CPU.  ``labels``: a class-names file (default:
+    picks what is fastest on this CPU, measured at the first call (cached per machine and
+    checkpoint shape: ``serving.tuning``).  ``labels``: a class-names file (default:
     ``PREFIX-labels.txt``, or ImageNet's names for 1000 classes).  ``transform``: how images
     are brought to the input size, ``"keras"`` (Keras' ``image_dataset_from_directory``),
     ``"load_img"`` (``keras.utils.load_img``'s Pillow resize) or ``"crop"`` (the centre crop

@@ -54,6 +54,18 @@ BELOW_AVX512_CORE = ("SSE41", "AVX", "AVX2", "AVX512_MIC", "AVX512_MIC_4OPS")
 # takes away the kernels bf16 needs.
 UNREAD = "unread"
 PROCESS = {"cap": UNREAD, "one_precision": False}
+# How ``auto`` chooses the fast path's padding and cap: by measuring (``serving.tuning``) or
+# by the rules below and in ``model.padding``
+AUTO_ENV = "XCEPTION_MX_AUTO"
+AUTO_MODES = ("measure", "rules")
+
+
+def auto_mode(environ=os.environ):
+    """``measure`` (the default) or ``rules``, as ``XCEPTION_MX_AUTO`` says."""
+    value = environ.get(AUTO_ENV, AUTO_MODES[0])
+    make_sure(value in AUTO_MODES, "%s=%s: expected one of %s", AUTO_ENV, value,
+              ", ".join(AUTO_MODES))
+    return value
 
 
 def cpu_fields(cpuinfo=None):
@@ -158,13 +170,15 @@ def isa_cap_helps_here(precision, padded, cpuinfo=None, amx_refused=None, one_pr
     return "AVX512_MIC" if padded else "AVX2"
 
 
-def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None, amx_refused=None):
+def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None, amx_refused=None,
+            tuned=None):
     """Set oneDNN's ISA cap for this process, before its first computation; returns the cap
     in force (None: every instruction set the CPU has, AMX aside).
 
-    ``choice``: ``auto`` (where it is faster, see ``isa_cap_helps_here``; a
-    ``DNNL_MAX_CPU_ISA`` the user set is kept), ``all`` (no cap), ``amx`` (int8 and bf16:
-    raise the ceiling to oneDNN's AMX kernels), ``avx512_mic`` or ``avx2`` (fp32 only)."""
+    ``choice``: ``auto`` (``tuned``, the choice ``serving.tuning`` measured fastest here, or
+    else where the rules say it is faster, see ``isa_cap_helps_here``; a ``DNNL_MAX_CPU_ISA``
+    the user set is kept), ``all`` (no cap), ``amx`` (int8 and bf16: raise the ceiling to
+    oneDNN's AMX kernels), ``avx512_mic`` or ``avx2`` (fp32 only)."""
     make_sure(choice in ISA_CHOICES, "oneDNN ISA must be one of %s, got %r",
               ", ".join(ISA_CHOICES), choice)
     if choice == "auto":
@@ -175,6 +189,8 @@ def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None, amx_ref
             make_sure(not fatal, "%s=%s asks for oneDNN's AMX kernels, but %s: unset it",
                       ISA_ENV, user, fatal)
             return user
+        if tuned is not None:
+            return cap_isa(tuned, precision, padded, environ, cpuinfo, amx_refused)
         cap = isa_cap_helps_here(precision, padded, cpuinfo, amx_refused)
         if cap:
             environ[ISA_ENV] = cap
@@ -193,10 +209,11 @@ def cap_isa(choice, precision, padded, environ=os.environ, cpuinfo=None, amx_ref
 
 
 @contextlib.contextmanager
-def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None):
-    """``cap_isa`` for the block, which must hold the process's first computation; the
-    environment is given back after it.  oneDNN has read the cap by then and keeps it for
-    the whole process, while the processes this one starts later do not inherit it.  A later
+def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None, tuned=None):
+    """``cap_isa`` for the block (``tuned``: ``auto``'s measured choice), which must hold the
+    process's first computation; the environment is given back after it.  oneDNN has read the
+    cap by then and keeps it for the whole process, while the processes this one starts later
+    do not inherit it.  A later
     block runs under that first cap (recorded in ``PROCESS``): bf16 is refused in one line
     where the cap took its kernels away, and so is an explicit ``choice`` of another cap."""
     read = PROCESS["cap"] if environ is os.environ else UNREAD
@@ -215,7 +232,7 @@ def isa_capped(choice, precision, padded, environ=os.environ, cpuinfo=None):
         return
     before = environ.get(ISA_ENV)
     try:
-        cap = cap_isa(choice, precision, padded, environ, cpuinfo)
+        cap = cap_isa(choice, precision, padded, environ, cpuinfo, tuned=tuned)
         if environ is os.environ:
             PROCESS["cap"] = environ.get(ISA_ENV) or "ALL"
         yield cap

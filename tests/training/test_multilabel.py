@@ -69,10 +69,12 @@ def test_evaluate_scores_each_label_and_the_mean_average_precision(labelled, mod
     assert run_tool("keras2mxnet", path, "-o", tmp_path / "mx").returncode == 0
     (tmp_path / "mx-labels.txt").write_text("\n".join(LABELS) + "\n")
     result = run_tool("xception-evaluate", tmp_path / "mx", "--labels-csv", labelled,
-                      "--threshold", "0.5", "--report", tmp_path / "report.json")
+                      "--threshold", "0.5", "--report", tmp_path / "report.json",
+                      "--transform", "crop")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    x, truth = pixels(labelled)                     # xception-evaluate's crop, in CSV order
+    assert report["transform"] == "crop"
+    x, truth = pixels(labelled)                     # validation's crop, in CSV order
     assert np.array_equal(truth, hot)
     probabilities = model.predict(x, verbose=0)
     rows = labelled.read_text().splitlines()[1:]

@@ -182,7 +182,7 @@ def evaluate_export(run):
     (its transform: validation's centre crop): ``evaluation.json`` and the CSVs and PNGs in
     ``evaluation/`` of the run folder.  Returns the report."""
     run_dir, config = run.run_dir, run.config
-    report = evaluate(run_dir.file(EXPORT_NAME), run.data.val_set.source,
+    report = evaluate(run_dir.file(EXPORT_NAME), run.data.val_set.source, transform="crop",
                       batch_size=config["batch_size"], workers=config["workers"], log=run.log,
                       indices=run.data.val_set.indices)
     write_report(report, run_dir.file("evaluation.json"))

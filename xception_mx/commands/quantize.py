@@ -2,12 +2,14 @@
 sample images, bf16, or fused fp32; channels padded for oneDNN) as normal
 symbol/params/meta files."""
 
+from xception_mx.checkpoint.files import check_writable
 from xception_mx.checkpoint.reading import read_meta
 from xception_mx.commands.arguments import add_channel_padding, add_epoch, add_force, add_precision
 from xception_mx.commands.runner import Parser, run
 from xception_mx.images.decode import image_files
 from xception_mx.serving.fast import export_checkpoint
 from xception_mx.serving.loading import checkpoint_images
+from xception_mx.serving.tuning import tuned_choice
 
 PROG = "xception-quantize"
 
@@ -41,13 +43,20 @@ def _main(argv):
     if args.precision != "int8" and args.calib_images:
         parser.error("--calib-images calibrates int8; --precision %s takes none"
                      % args.precision)
+    check_writable(args.output, 0, args.force)     # before calibration and measurement
     calibration, files = None, []
     if args.calib_images:
         files = image_files(args.calib_images)
         calibration = checkpoint_images(files, read_meta(args.prefix))
+    padding = args.channel_padding
+    if padding == "auto":             # measured for the copy's precision (serving.tuning)
+        meta = read_meta(args.prefix)
+        tuned = None if meta.is_serving_copy else tuned_choice(
+            args.prefix, args.epoch, meta, args.precision, 8, "auto", "all")
+        padding = padding if tuned is None else tuned.padded
     paths = export_checkpoint(args.prefix, args.output, args.precision, calibration,
                               args.epoch, args.force, [str(f) for f in files] or None,
-                              args.channel_padding)
+                              padding)
     print("%s: %s checkpoint%s: %s" % (
         PROG, args.precision, " calibrated on %d images" % len(files) if files else "",
         ", ".join(paths[k] for k in ("symbol", "params", "meta"))))

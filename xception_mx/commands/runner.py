@@ -6,6 +6,7 @@ import io
 import os
 import sys
 
+from xception_mx.cpu import auto_mode
 from xception_mx.errors import InputError
 from xception_mx.progress import mode as progress_mode
 
@@ -66,6 +67,7 @@ def run(prog, body, argv=None):
     report_crashes()
     try:
         progress_mode()               # a bad XCEPTION_MX_PROGRESS is said before any work
+        auto_mode()                   # and a bad XCEPTION_MX_AUTO
         status = body(argv)
         sys.stdout.flush()            # a closed pipe shows here, not at exit (status 120)
         return status

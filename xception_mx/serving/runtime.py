@@ -12,7 +12,7 @@ import numpy as np
 
 from xception_mx.checkpoint.labels import class_names
 from xception_mx.checkpoint.reading import read_meta, symbol_path
-from xception_mx.cpu import isa_capped
+from xception_mx.cpu import PROCESS, UNREAD, isa_capped
 from xception_mx.errors import InputError, make_sure
 from xception_mx.images.decode import image_files
 from xception_mx.images.transforms import DEFAULT_TRANSFORM, TRANSFORMS
@@ -20,6 +20,7 @@ from xception_mx.model.own_model import is_binary_head, output_kind
 from xception_mx.serving.fast import load_fast_network
 from xception_mx.serving.loading import checkpoint_images, run_batches
 from xception_mx.serving.plan import checked_precision, plan_inference
+from xception_mx.serving.tuning import tuned_choice
 
 
 def softmax(logits):
@@ -125,6 +126,8 @@ class Model:
         self.meta = read_meta(prefix)     # empty for a checkpoint written without one
         self.plan = plan_inference(self.meta, precision, channel_padding, onednn_isa)
         self.precision, self.padded, self.onednn_isa = self.plan
+        self.asked = (channel_padding, onednn_isa)   # auto's part, measured at first use
+        self.tuned = None                 # what auto measured fastest (serving.tuning)
         self.kind = checkpoint_output_kind(self.meta)
         self.binary = is_binary(self.meta)
         self.outputs = self.meta.outputs    # several: their specs
@@ -162,12 +165,25 @@ class Model:
         x = self._as_input(x)
         if self.network is not None:
             return run_batches(self.network, x, self.batch_size, progress=progress)
-        with isa_capped(self.onednn_isa, self.precision, self.padded):
+        self._tune()
+        with isa_capped(self.onednn_isa, self.precision, self.padded, tuned=self.tuned):
             calibration = self._calibration if self._calibration is not None else x
             self.network, _ = load_fast_network(self.prefix, self.epoch,
                                                 batch_size=self.batch_size,
                                                 calibration=calibration, plan=self.plan)
             return run_batches(self.network, x, self.batch_size, progress=progress)
+
+    def _tune(self):
+        """``auto`` by measurement (``serving.tuning``), before the process's first network
+        (later, oneDNN's cap is taken and the rules stand)."""
+        if PROCESS["cap"] != UNREAD:
+            return
+        choice = tuned_choice(self.prefix, self.epoch, self.meta, self.precision,
+                              self.batch_size, *self.asked)
+        if choice is not None:
+            self.padded = choice.padded
+            self.plan = self.plan._replace(padded=choice.padded)
+            self.tuned = choice.isa if self.onednn_isa == "auto" else None
 
     def ranked(self, images, top=5, names=None, progress=False):
         """Per image, ``[(probability, class index, name)...]``, the ``top`` best first

@@ -59,7 +59,7 @@ def test_auto_runs_the_fastest_candidate_and_reuses_the_measurement(base, env, t
     prefix = base / "x71"
     padded, cap, said = run(prefix, env, RATES)
     assert measuring(said) == 6 and (padded, cap) == (True, "AVX512_MIC"), said
-    assert "auto: padding on, ISA avx512_mic (" in said
+    assert "auto: padding on, ISA avx512_mic, measured in " in said
     cache = json.loads((tmp_path / "auto.json").read_text())
     (machine, shapes), = cache.items()
     (shape, entry), = shapes.items()

@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import mxnet as mx
 
@@ -145,6 +146,7 @@ def tuned_choice(prefix, epoch, meta, precision, batch_size, channel_padding="au
         return known[best]
     log("auto: measuring %d ways to run %s at %s, batch %d, on this machine (once; kept in "
         "%s)" % (len(choices), os.path.basename(prefix), precision, batch_size, path))
+    started = time.perf_counter()
     rates = measured(prefix, epoch, precision, batch_size, choices, log)
     best = max(choices, key=lambda c: rates[c])
     if rates[best] <= 0:
@@ -158,8 +160,9 @@ def tuned_choice(prefix, epoch, meta, precision, batch_size, channel_padding="au
         write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
     except OSError as exc:                # measured again next time: said, not fatal
         log("auto: cannot keep the measurement in %s (%s)" % (path, exc.strerror or exc))
-    log("auto: %s (%s)" % (describe(best), ", ".join(
-        "%s %.1f images/s" % (describe(c), rates[c]) for c in choices)))
+    log("auto: %s, measured in %.0f s (%s)" % (
+        describe(best), time.perf_counter() - started,
+        ", ".join("%s %.1f images/s" % (describe(c), rates[c]) for c in choices)))
     return best
 
 
@@ -167,8 +170,6 @@ def _measure(argv):
     """In a subprocess under one ISA cap: the images/s of the checkpoint's fast network at
     each padding, timed in turns until ``SECONDS`` pass (the best batch of each: the least
     disturbed by other work on the machine)."""
-    import time
-
     import numpy as np
 
     from xception_mx.checkpoint.reading import read_meta

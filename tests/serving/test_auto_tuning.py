@@ -143,11 +143,28 @@ def test_a_cache_that_cannot_be_written_is_said_and_the_run_goes_on(base, env, t
 
 def test_a_damaged_cache_is_measured_again_and_candidates_that_fail_leave_the_rules(
         base, env, tmp_path):
-    (tmp_path / "auto.json").write_text('["not", "a cache"]')
-    padded, cap, said = run(base / "x71", env, RATES)
-    assert measuring(said) == 6 and (padded, cap) == (True, "AVX512_MIC"), said
-    assert json.loads((tmp_path / "auto.json").read_text())       # rewritten
+    for damaged in ('["not", "a cache"]', '{"m": {"s": {"rates": {"padding on, ISA all": null'
+                                          '}}}}'):
+        (tmp_path / "auto.json").write_text(damaged)
+        padded, cap, said = run(base / "x71", env, RATES)
+        assert measuring(said) == 6 and (padded, cap) == (True, "AVX512_MIC"), said
+        assert json.loads((tmp_path / "auto.json").read_text())       # rewritten
     fresh = dict(env, XCEPTION_MX_AUTO_CACHE=str(tmp_path / "other.json"))
     padded, cap, said = run(base / "x71", fresh, "0/all:0")          # none ran
     assert "auto: no candidate ran; the rules choose" in said
     assert (padded, cap) == (False, "AVX2") and not (tmp_path / "other.json").exists()
+
+
+def test_quantize_of_a_missing_checkpoint_is_one_line_before_any_measurement(env, tmp_path):
+    result = run_tool("xception-quantize", tmp_path / "nope", "-o", tmp_path / "out",
+                      "--precision", "fp32", env=env)
+    assert_bad_input(result, "nope")
+    assert measuring(result.stderr) == 0 and not (tmp_path / "auto.json").exists()
+
+
+def test_a_cap_the_user_set_is_kept_and_only_paddings_are_measured(base, env, tmp_path):
+    padded, cap, said = run(base / "x71", dict(env, DNNL_MAX_CPU_ISA="AVX2"),
+                            "0/auto:10+1/auto:20")
+    assert measuring(said) == 2 and (padded, cap) == (True, "AVX2"), said
+    shape, = next(iter(json.loads((tmp_path / "auto.json").read_text()).values()))
+    assert shape.endswith("DNNL_MAX_CPU_ISA=AVX2")

@@ -46,13 +46,15 @@ def libraries(tmp_path_factory):
 
 @pytest.fixture
 def gpus(tmp_path):
-    """``PATH`` with an ``nvidia-smi`` that lists an H100, a T4 and an L4."""
+    """``PATH`` with an ``nvidia-smi`` that lists an H100, a T4 and an L4, which CUDA numbers
+    as ``nvidia-smi`` does (``CUDA_DEVICE_ORDER=PCI_BUS_ID``)."""
     folder = tmp_path / "fake-bin"
     folder.mkdir()
     smi = folder / "nvidia-smi"
     smi.write_text("#!/bin/sh\nprintf '%s'\n" % GPUS.replace("\n", "\\n"))
     smi.chmod(0o755)
-    return {"PATH": "%s:%s:%s" % (folder, BIN, os.environ["PATH"])}
+    return {"PATH": "%s:%s:%s" % (folder, BIN, os.environ["PATH"]),
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 def test_the_code_a_library_holds_is_read_from_its_fatbin(libraries):
@@ -94,6 +96,15 @@ def test_finetune_refuses_a_gpu_the_build_has_no_code_for(libraries, gpus, tmp_p
                      "sm_80; no PTX) cannot run; what runs there: NVIDIA's MXNet containers "
                      "24.05 and 24.06" % libraries["sass"])
     assert not (tmp_path / "run").exists()
+
+
+def test_without_pci_order_every_gpu_is_checked(libraries, gpus, tmp_path):
+    """CUDA's default order (fastest first) is not ``nvidia-smi``'s: MXNet's GPU 1 may be the
+    H100, so every GPU of the machine must be one the build runs on."""
+    env = dict(gpus, CUDA_DEVICE_ORDER="FASTEST_FIRST")
+    result = finetune(tmp_path, libraries["sass"], env, "--gpus", "1")
+    assert_bad_input(result, "GPU 0 (NVIDIA H100 80GB HBM3) has compute capability 9.0",
+                     "set CUDA_DEVICE_ORDER=PCI_BUS_ID")
 
 
 @pytest.mark.parametrize("library, flag, visible", [("sass", "1,2", None), ("ptx", "0", None),

@@ -3,7 +3,7 @@ sample images, bf16, or fused fp32; channels padded for oneDNN) as normal
 symbol/params/meta files."""
 
 from xception_mx.checkpoint.files import check_writable
-from xception_mx.checkpoint.reading import read_meta
+from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.commands.arguments import add_channel_padding, add_epoch, add_force, add_precision
 from xception_mx.commands.runner import Parser, run
 from xception_mx.images.decode import image_files
@@ -49,7 +49,8 @@ def _main(argv):
         files = image_files(args.calib_images)
         calibration = checkpoint_images(files, read_meta(args.prefix))
     padding = args.channel_padding
-    if padding == "auto":             # measured for the copy's precision (serving.tuning)
+    symbol_path(args.prefix)          # no checkpoint there: said before anything is measured
+    if padding == "auto" and args.precision != "bf16":    # measured for the copy's precision
         meta = read_meta(args.prefix)
         tuned = None if meta.is_serving_copy else tuned_choice(
             args.prefix, args.epoch, meta, args.precision, 8, "auto", "all")

@@ -65,8 +65,11 @@ def decode_bytes(data, channels=3, decoder="pillow"):
     ``rgb_to_gray``; every other image as Pillow does."""
     if decoder == "tf" and data[:3] == JPEG_START and channels in TF_JPEG:
         try:
+            height, width = simplejpeg.decode_jpeg_header(data)[:2]
+            if height * width > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise ValueError("larger than Pillow's limit: Pillow's word on it")
             pixels = simplejpeg.decode_jpeg(data, colorspace=TF_JPEG[channels], fastdct=True,
-                                            fastupsample=False)
+                                            fastupsample=False, strict=False)
             return Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
         except ValueError:              # a JPEG libjpeg-turbo refuses: Pillow's word on it
             pass

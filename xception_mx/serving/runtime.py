@@ -176,8 +176,9 @@ class Model:
     def _tune(self):
         """``auto`` by measurement (``serving.tuning``), before the process's first network
         (later, oneDNN's cap is taken and the rules stand)."""
-        if PROCESS["cap"] != UNREAD:
-            return
+        if PROCESS["cap"] != UNREAD or (self.meta.is_serving_copy and
+                                        self.precision != self.meta.precision):
+            return                    # (a copy at another precision is refused next)
         choice = tuned_choice(self.prefix, self.epoch, self.meta, self.precision,
                               self.batch_size, *self.asked)
         if choice is not None:

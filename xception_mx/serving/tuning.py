@@ -30,8 +30,8 @@ import time
 import mxnet as mx
 
 from xception_mx.atomic import write_text
-from xception_mx.cpu import (AMX_FLAGS, PROCESS, auto_mode, cpu_fields, has_amx, has_avx512,
-                             why_no_amx)
+from xception_mx.cpu import (AMX_FLAGS, ISA_ENV, PROCESS, auto_mode, cpu_fields, has_amx,
+                             has_avx512, why_no_amx)
 from xception_mx.faults import injected
 from xception_mx.progress import progress
 
@@ -61,8 +61,10 @@ def shape_key(prefix, meta, precision, batch_size):
     batch size (its weights do not change the speed)."""
     with open(prefix + "-symbol.json", "rb") as f:
         network = hashlib.sha256(f.read()).hexdigest()[:12]
-    return "network %s | input %dx%dx%d | %s | batch %d" % (
-        network, meta.channels, *meta.input_size(), precision, batch_size)
+    user_cap = os.environ.get(ISA_ENV)
+    return "network %s | input %dx%dx%d | %s | batch %d%s" % (
+        network, meta.channels, *meta.input_size(), precision, batch_size,
+        " | %s=%s" % (ISA_ENV, user_cap) if user_cap else "")
 
 
 def candidates(meta, precision, channel_padding="auto", onednn_isa="auto", fields=None,
@@ -78,6 +80,8 @@ def candidates(meta, precision, channel_padding="auto", onednn_isa="auto", field
         paddings = [False, True]
     if onednn_isa != "auto":
         isas = [onednn_isa]
+    elif os.environ.get(ISA_ENV):
+        isas = ["auto"]                   # the user's DNNL_MAX_CPU_ISA, kept by cap_isa
     elif precision == "fp32":
         isas = ["all"] + (["avx512_mic", "avx2"] if has_avx512(fields) and one_precision
                           else [])
@@ -95,9 +99,13 @@ def read_cache(path):
             cache = json.load(f)
     except (OSError, ValueError):
         return {}
+    def good(entry):
+        rates = entry.get("rates") if isinstance(entry, dict) else None
+        return isinstance(rates, dict) and all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) for r in rates.values())
     return cache if isinstance(cache, dict) and all(
-        isinstance(shapes, dict) and all(isinstance(e, dict) and isinstance(
-            e.get("rates"), dict) for e in shapes.values()) for shapes in cache.values()) else {}
+        isinstance(shapes, dict) and all(map(good, shapes.values()))
+        for shapes in cache.values()) else {}
 
 
 def measured(prefix, epoch, precision, batch_size, choices, log):
@@ -114,13 +122,18 @@ def measured(prefix, epoch, precision, batch_size, choices, log):
         paddings = [c.padded for c in choices if c.isa == isa]
         argv = [sys.executable, "-m", "xception_mx.serving.tuning", prefix, str(epoch),
                 precision, isa, str(batch_size)] + [str(int(p)) for p in paddings]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
-        found = out.stdout.split()[-len(paddings):] if out.returncode == 0 else []
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+            found = [float(r) for r in out.stdout.split()[-len(paddings):]] \
+                if out.returncode == 0 else []
+            why = out.stderr.strip() or "no output"
+        except (subprocess.TimeoutExpired, ValueError) as exc:
+            found, why = [], str(exc)
         if len(found) != len(paddings):
-            log("auto: ISA %s could not run here (%s)" % (isa, " ".join(
-                (out.stderr.strip() or "no output").splitlines()[-2:])[-300:]))
-            found = ["0"] * len(paddings)
-        rates.update({Choice(p, isa): float(r) for p, r in zip(paddings, found)})
+            log("auto: ISA %s could not run here (%s)" % (
+                isa, " ".join(why.splitlines()[-2:])[-300:]))
+            found = [0.0] * len(paddings)
+        rates.update({Choice(p, isa): r for p, r in zip(paddings, found)})
     return rates
 
 

@@ -50,6 +50,8 @@ def fatbin_entries(path):
                 offset += 8
                 continue
             entry, stop = offset + header, min(offset + header + size, end)
+            if stop <= offset:                   # a damaged header: read no further
+                break
             while entry + ENTRY.size <= stop:
                 f.seek(entry)
                 kind, _, entry_header, payload, _, _, _, _, arch = ENTRY.unpack(
@@ -115,7 +117,11 @@ def nvidia_smi_gpus():
 
 def physical_gpus(ids):
     """The ``nvidia-smi`` indices of MXNet's GPU numbers ``ids`` under
-    ``CUDA_VISIBLE_DEVICES`` (``None``: every GPU, when it names them otherwise)."""
+    ``CUDA_VISIBLE_DEVICES``; ``None`` (every GPU is checked) unless
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` numbers them as ``nvidia-smi`` does (CUDA's default
+    puts the fastest first), or when the visible devices are named otherwise."""
+    if os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return list(ids)
@@ -145,6 +151,8 @@ def check_gpu_code(flag, ids):
         if (wanted is None or index in wanted) and not runs_on(entries, device):
             raise InputError(
                 "--gpus %s: GPU %d (%s) has compute capability %d.%d, which the installed "
-                "MXNet (%s: %s) cannot run; what runs there: %s"
+                "MXNet (%s: %s) cannot run; what runs there: %s%s"
                 % (flag, index, name, device[0], device[1], library, describe(entries),
-                   what_runs(device)))
+                   what_runs(device), "" if wanted is not None else
+                   " (every GPU is checked: set CUDA_DEVICE_ORDER=PCI_BUS_ID to number them as "
+                   "nvidia-smi does and check the listed ones only)"))

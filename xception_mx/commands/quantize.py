@@ -44,14 +44,14 @@ def _main(argv):
         parser.error("--calib-images calibrates int8; --precision %s takes none"
                      % args.precision)
     check_writable(args.output, 0, args.force)     # before calibration and measurement
+    symbol_path(args.prefix)          # no checkpoint there: said before any of that work
+    meta = read_meta(args.prefix)
     calibration, files = None, []
     if args.calib_images:
         files = image_files(args.calib_images)
-        calibration = checkpoint_images(files, read_meta(args.prefix))
+        calibration = checkpoint_images(files, meta)
     padding = args.channel_padding
-    symbol_path(args.prefix)          # no checkpoint there: said before anything is measured
     if padding == "auto" and args.precision != "bf16":    # measured for the copy's precision
-        meta = read_meta(args.prefix)
         tuned = None if meta.is_serving_copy else tuned_choice(
             args.prefix, args.epoch, meta, args.precision, 8, "auto", "all")
         padding = padding if tuned is None else tuned.padded

@@ -7,7 +7,7 @@ from xception_mx.checkpoint.reading import read_meta, symbol_path
 from xception_mx.commands.arguments import add_channel_padding, add_epoch, add_force, add_precision
 from xception_mx.commands.runner import Parser, run
 from xception_mx.images.decode import image_files
-from xception_mx.serving.fast import export_checkpoint
+from xception_mx.serving.fast import BF16_REFUSAL, export_checkpoint
 from xception_mx.serving.loading import checkpoint_images
 from xception_mx.serving.tuning import tuned_choice
 
@@ -40,6 +40,8 @@ def _main(argv):
     if args.precision == "int8" and not args.calib_images:
         parser.error("--precision int8 (the default) needs --calib-images IMAGE... (a dozen "
                      "representative images or folders to calibrate on)")
+    if args.precision == "bf16":
+        parser.error(BF16_REFUSAL)
     if args.precision != "int8" and args.calib_images:
         parser.error("--calib-images calibrates int8; --precision %s takes none"
                      % args.precision)

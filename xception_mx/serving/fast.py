@@ -159,16 +159,18 @@ def load_fast_network(prefix, epoch=0, precision=OWN_PRECISION, batch_size=8,
     return symbol_block(symbol, arg_params, aux_params, static=True), meta
 
 
+BF16_REFUSAL = ("bf16 is converted when the network is loaded (xception-predict --precision "
+                "bf16): MXNet 1.9.1 cannot bind a saved AMP bf16 graph to float32 input ('This "
+                "layer requires uniform type'); export int8 or fp32")
+
+
 def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, epoch=0,
                       force=False, calibration_source=None, pad_channels="auto"):
     """Write the fast network of ``precision`` (int8 or fp32; logits output, channels padded
     as ``pad_channels`` says, oneDNN-fused or quantized) as normal symbol/params/meta files
     that ``mx.mod.Module`` and ``SymbolBlock.imports`` load; ``calibration`` (NCHW images)
     for int8 only."""
-    make_sure(precision != "bf16", "bf16 is converted when the network is loaded "
-              "(xception-predict --precision bf16): MXNet 1.9.1 cannot bind a saved AMP bf16 "
-              "graph to float32 input ('This layer requires uniform type'); export int8 or "
-              "fp32")
+    make_sure(precision != "bf16", BF16_REFUSAL)
     meta, shape, symbol, arg_params, aux_params = logits_checkpoint(prefix, epoch)
     make_sure(not meta.is_serving_copy, "%s is already an optimized %s copy; export from "
               "its source, %s", prefix, meta.precision,

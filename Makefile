@@ -18,7 +18,7 @@ DEMO := demo
 
 PEERS_VENV ?= .venv-peers
 
-.PHONY: setup setup-horovod setup-peers demo test bench bench-peers robustness clean FORCE
+.PHONY: setup setup-horovod setup-serving setup-peers demo test bench bench-peers robustness robustness-serving clean FORCE
 
 setup: $(VENV)/.installed
 
@@ -58,6 +58,19 @@ $(VENV)/.horovod: $(VENV)/.installed
 		-e '.[horovod]'
 	touch $@
 
+# Multi Model Server and model-archiver (xception-export --format mms, the serving tests), and
+# the Java 17 MMS runs on: Debian's openjdk-17-jre-headless, installed with apt-get when there
+# is no java and this runs as root, else asked for.
+setup-serving: $(VENV)/.serving
+
+$(VENV)/.serving: $(VENV)/.installed
+	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -q && apt-get install -y -q openjdk-17-jre-headless; } || { \
+		echo "make: Multi Model Server needs Java 17: install openjdk-17-jre-headless" \
+			"(sudo apt-get install openjdk-17-jre-headless)" >&2; exit 2; }
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[serve]'
+	touch $@
+
 # Keras writes a seeded Xception weights file, keras2mxnet converts it, and
 # xception-parity compares both frameworks on the sample photos and random inputs.
 demo: setup
@@ -66,7 +79,7 @@ demo: setup
 	$(BIN)/xception-parity --keras $(DEMO)/xception_seed0.h5 --mxnet $(DEMO)/xception \
 		tests/data --random 4
 
-test: setup setup-horovod
+test: setup setup-horovod setup-serving
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean:
@@ -91,8 +104,13 @@ bench: setup setup-peers
 bench-peers: setup setup-peers
 	$(BIN)/python bench/run.py 2 3 8
 
-# Long fuzzing / kill / full-disk runs; rewrites ROBUSTNESS.md.
+# Long fuzzing / kill / full-disk runs; rewrites ROBUSTNESS.md (but its serving section).
 robustness: setup
 	$(BIN)/python scripts/robustness.py
+
+# Bad bodies and killed workers against a real Multi Model Server; rewrites ROBUSTNESS.md's
+# serving section.
+robustness-serving: setup setup-serving
+	$(BIN)/python scripts/serving_faults.py
 
 FORCE:

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_convert  # noqa: E402
 import inference  # noqa: E402
 import profiles  # noqa: E402
+import serving  # noqa: E402
 from common import (DEMO, PHOTOS, PREFIX, REPEATS, ROOT, SERVING_ENV, WEIGHTS,  # noqa: E402
                     machine, rate_stats, repeated, table, workload)
 
@@ -250,7 +251,9 @@ def main():
                 ("4", "4. Training step", lambda: training_section()[0]),
                 ("5", "5. Depthwise convolution micro-benchmark", depthwise_section),
                 ("7", "7. Evaluation throughput (xception-evaluate)", evaluation_section),
-                ("8", "8. Per layer, against OpenVINO and ONNX Runtime", layers)]
+                ("8", "8. Per layer, against OpenVINO and ONNX Runtime", layers),
+                ("9", "9. Serving through Multi Model Server (issue 42)",
+                 serving.serving_section)]
     old = {}
     if only and os.path.exists(os.path.join(ROOT, "BENCHMARKS.md")):
         with open(os.path.join(ROOT, "BENCHMARKS.md")) as f:

@@ -13,7 +13,10 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))   # the harness modules beside
 
 import kill_harness  # noqa: E402  (beside this script)
 import robustness_harness as robustness  # noqa: E402
+from xception_mx.atomic import write_text  # noqa: E402
 from xception_mx.keras_side import FORMATS, SUFFIX  # noqa: E402
+
+SERVING_HEADER = "## Serving (Multi Model Server)"    # scripts/serving_faults.py's section
 
 
 def kill_training_runs(work, weights, kills, seed):
@@ -113,8 +116,12 @@ def main(argv=None):
         ""]
     if failures:
         lines += ["Failures:", ""] + ["- case %s (%s of %s): %s" % f for f in failures] + [""]
-    with open(os.path.join(ROOT, "ROBUSTNESS.md"), "w") as f:
-        f.write("\n".join(lines))
+    path = os.path.join(ROOT, "ROBUSTNESS.md")
+    serving = ("", "", "")
+    if os.path.exists(path):
+        with open(path) as f:          # the serving section is serving_faults.py's
+            serving = f.read().partition(SERVING_HEADER)
+    write_text(path, "\n".join(lines) + ("\n" + "".join(serving[1:]) if serving[1] else ""))
     print("\n".join(lines))
     return 1 if failures or kills.get("corrupted") or disk.get("lost_or_unclear") or \
         min(training.get("identical", 0), training.get("resumed_after_last_checkpoint", 0)) \

@@ -24,6 +24,7 @@ MAY_IMPORT = {
     "evaluation": {"model", "images", "keras_side", "checkpoint", "conversion", "serving"},
     "validation": {"model", "images", "keras_side", "checkpoint", "conversion", "serving",
                    "training"},
+    "deploy": {"images", "checkpoint", "serving"},
 }
 MAY_IMPORT["commands"] = set(MAY_IMPORT) | {"commands"}
 # the top-level modules: the shared ones import no subpackage, but the fault points (which

@@ -11,7 +11,11 @@ machine:
   site-packages, so that ``make setup`` and the manual's ``pip install`` lines find the pinned
   packages installed (instead of fetching 1.8 GB again) and install the toolkit from the copy;
   ``horovodrun``, a script of the Horovod build, comes from this venv's ``bin``;
-- ``HOME`` is an empty folder (no ``~/.keras`` downloads).
+- ``HOME`` is an empty folder (no ``~/.keras`` downloads), and so are ``TMPDIR`` and ``TEMP``
+  (where Multi Model Server keeps its pid file and sockets);
+- ``XCEPTION_MX_AUTO=rules``: ``auto`` picks by the vendor rules, not by measuring each
+  checkpoint shape (seconds to a minute each; ``tests/serving/test_auto_tuning.py`` tests the
+  measurement).
 
 Not run, and why: ``make test`` (it runs this very suite; ``.ci/run`` runs it), and blocks marked
 ``<!-- readme-test: other-machines -->`` (ssh hosts, GPUs).  Their commands' flags are still
@@ -27,6 +31,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import time
 
 import pytest
 
@@ -34,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 # the manual, in the order a reader follows it (later pages use what earlier ones wrote)
 PAGES = ["README.md"] + ["docs/%s.md" % name for name in (
-    "install", "conversion", "own-model", "parity", "predict", "evaluate", "finetune", "distributed",
-    "api", "robustness", "design", "testing")]
+    "install", "conversion", "own-model", "parity", "predict", "evaluate", "finetune",
+    "distributed", "deploy", "api", "robustness", "design", "testing")]
 README_LINES = 150
 TAG = re.compile(r"<!--\s*readme-test:\s*(\S+)\s*-->")
 SUITE_COMMAND = "make test"
@@ -222,6 +227,11 @@ def run_block(command, cwd, env, stdin=None):
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         return None, output
+    finally:                        # what the block left running (a server it failed to stop)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return process.returncode, output
 
 
@@ -232,12 +242,16 @@ def test_manual_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
     venv = fresh_copy(copy)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV",
                                                                    "XCEPTION_MX_"))}
-    env.update(HOME=home, VIRTUAL_ENV=venv, PATH=os.pathsep.join(
-        [os.path.join(venv, "bin"), os.path.dirname(sys.executable), env["PATH"]]))
+    tmp = str(tmp_path / "tmp")            # Multi Model Server's pid file and sockets
+    os.makedirs(tmp)
+    env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, XCEPTION_MX_AUTO="rules", VIRTUAL_ENV=venv,
+               PATH=os.pathsep.join([os.path.join(venv, "bin"), os.path.dirname(sys.executable),
+                                     env["PATH"]]))
     ran = 0
     for block in blocks:
         if block["tag"] == "other-machines":
             continue
+        started = time.time()
         if block["lang"] in SHELL_LANGS:
             code = "\n".join(line for line in block["code"].splitlines()
                              if line.split("#")[0].strip() != SUITE_COMMAND) + "\n"
@@ -251,6 +265,7 @@ def test_manual_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
             block["page"], block["line"], "timed out after %d s" % BLOCK_TIMEOUT
             if status is None else "exited %d" % status, block["code"], output[-4000:])
         ran += 1
+        print("%6.1f s  %s line %d" % (time.time() - started, block["page"], block["line"]))
     assert ran >= 20
     # the toolkit the blocks ran is the copy's, installed by its own make setup
     where = subprocess.run([os.path.join(venv, "bin", "python"), "-c",

@@ -17,7 +17,8 @@ from PIL import Image
 
 from conftest import PHOTOS
 from xception_mx.images.datasets import EvaluationImages, ImageDataset
-from xception_mx.images.decode import load_image, load_images
+from xception_mx.errors import InputError
+from xception_mx.images.decode import image_pixels, load_image, load_images
 from xception_mx.images.sources import FolderSource
 from xception_mx.keras_side import import_keras
 
@@ -152,3 +153,23 @@ def test_a_folder_stands_for_its_images_and_its_subfolders_images(tmp_path):
     (tmp_path / "empty" / "inner").mkdir(parents=True)
     with pytest.raises(InputError, match="empty: no images in the folder or its subfolders"):
         image_files(tmp_path / "empty")
+
+
+def test_a_truncated_jpeg_is_refused_as_tensorflow_refuses_it(tmp_path):
+    """TF's decode_image (what image_dataset_from_directory runs) refuses a JPEG cut short;
+    so does every command, naming the file, instead of decoding grey into the missing rows."""
+    import tensorflow as tf
+    data = open(PHOTOS[0], "rb").read()
+    for cut in (len(data) // 2, len(data) - 2):
+        path = tmp_path / ("cut%d.jpg" % cut)
+        path.write_bytes(data[:cut])
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            tf.io.decode_image(data[:cut], channels=3)
+        with pytest.raises(InputError, match="cut%d.jpg: cannot read image .a truncated JPEG"
+                           % cut):
+            load_image(str(path), (71, 71))
+    # encoded bytes (a request's body) are refused naming what they are
+    with pytest.raises(InputError, match="body: cannot read image .empty"):
+        image_pixels(b"", (71, 71), "body")
+    with pytest.raises(InputError, match="body: cannot read image .not an image format"):
+        image_pixels(b"hello", (71, 71), "body")

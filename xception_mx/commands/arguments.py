@@ -46,3 +46,10 @@ def add_transform(parser):
                              "interpolation='bilinear'), Pillow's resize; crop: "
                              "xception-finetune's validation, resize then centre crop 87.5%% "
                              "(default: %(default)s)")
+
+
+def add_labels(parser):
+    """``--labels``: the class names, one per line, instead of the checkpoint's."""
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names, one per line (default: PREFIX-labels.txt, or "
+                             "ImageNet's for 1000 classes)")

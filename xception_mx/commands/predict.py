@@ -1,8 +1,8 @@
 """``xception-predict``: top-k classes of images with an MXNet checkpoint alone."""
 import sys
 
-from xception_mx.commands.arguments import (add_channel_padding, add_epoch, add_onednn_isa,
-                                            add_precision, add_transform)
+from xception_mx.commands.arguments import (add_channel_padding, add_epoch, add_labels,
+                                            add_onednn_isa, add_precision, add_transform)
 from xception_mx.commands.runner import Parser, run
 from xception_mx.cpu import one_precision_process
 from xception_mx.images.decode import image_files
@@ -16,9 +16,7 @@ def build_parser():
     parser.add_argument("prefix", metavar="PREFIX", help="checkpoint prefix")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     parser.add_argument("--top", type=int, default=5, help="classes shown per image")
-    parser.add_argument("--labels", metavar="FILE",
-                        help="class names, one per line (default: PREFIX-labels.txt, or "
-                             "ImageNet's for 1000 classes)")
+    add_labels(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     add_epoch(parser)
     add_precision(parser, "fp32 (oneDNN-fused), bf16 or int8 (default: auto, the checkpoint's "

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from xception_mx.errors import InputError
 from xception_mx.images.convention import (COLOR_NAMES, PREPROCESSING,  # noqa: F401 (0.2 names)
@@ -56,6 +56,26 @@ def libpng_luma(img):
     return Image.fromarray(((rgb @ LIBPNG_LUMA) >> 15).astype(np.uint8), "L")
 
 
+class ImageTooLarge(InputError):
+    """An image past Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``: a decompression bomb)."""
+
+
+class TruncatedJpeg(ValueError):
+    """A JPEG whose data ends before its image does (TF's ``decode_image`` refuses it)."""
+
+
+def _tf_jpeg(data, channels):
+    """libjpeg-turbo's decoding as TF's: strict first, so that a truncated JPEG (which TF
+    refuses) is told from a JPEG with a warning TF lets pass (extraneous bytes)."""
+    options = dict(colorspace=TF_JPEG[channels], fastdct=True, fastupsample=False)
+    try:
+        return simplejpeg.decode_jpeg(data, strict=True, **options)
+    except ValueError as exc:
+        if "Premature end" in str(exc):
+            raise TruncatedJpeg("a truncated JPEG: its data ends before the image does")
+    return simplejpeg.decode_jpeg(data, strict=False, **options)
+
+
 def decode_bytes(data, channels=3, decoder="pillow"):
     """Encoded image bytes (a file's, a RecordIO record's) as a PIL image of ``channels``.
 
@@ -68,9 +88,10 @@ def decode_bytes(data, channels=3, decoder="pillow"):
             height, width = simplejpeg.decode_jpeg_header(data)[:2]
             if height * width > (Image.MAX_IMAGE_PIXELS or float("inf")):
                 raise ValueError("larger than Pillow's limit: Pillow's word on it")
-            pixels = simplejpeg.decode_jpeg(data, colorspace=TF_JPEG[channels], fastdct=True,
-                                            fastupsample=False, strict=False)
+            pixels = _tf_jpeg(data, channels)
             return Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+        except TruncatedJpeg:
+            raise
         except ValueError:              # a JPEG libjpeg-turbo refuses: Pillow's word on it
             pass
     with Image.open(io.BytesIO(data)) as img:
@@ -138,10 +159,10 @@ def load_image(path, size, channels=3, transform=DEFAULT_TRANSFORM):
     decodable(channels, path)
     try:
         with open(path, "rb") as f:
-            img = decode_bytes(f.read(), channels, DECODERS[transform])
-    except UNREADABLE as exc:
+            data = f.read()
+    except OSError as exc:
         raise InputError("%s: cannot read image (%s)" % (path, exc))
-    return to_input_size(img, size, transform)
+    return bytes_pixels(data, size, path, channels, transform)
 
 
 def pil_pixels(img, size, channels=3, transform=DEFAULT_TRANSFORM):
@@ -174,10 +195,36 @@ def array_pixels(array, size, name="array", channels=3, transform=DEFAULT_TRANSF
     return pil_pixels(Image.fromarray(pixels), size, channels, transform)
 
 
+def bytes_pixels(data, size, name="image", channels=3, transform=DEFAULT_TRANSFORM):
+    """An encoded image (a request's body: JPEG, PNG, WebP...) as float32 ``(H, W,
+    channels)`` at ``size``, decoded and transformed as an image file is.
+
+    Raises:
+        InputError: empty, or not a decodable image (``name`` says which).
+    """
+    decodable(channels, name)
+    if not data:
+        raise InputError("%s: cannot read image (empty: expected an encoded image, JPEG, "
+                         "PNG, WebP...)" % name)
+    try:
+        img = decode_bytes(bytes(data), channels, DECODERS[transform])
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge("%s: cannot read image (%s)" % (name, exc))
+    except UnidentifiedImageError:
+        raise InputError("%s: cannot read image (not an image format Pillow knows: JPEG, "
+                         "PNG, WebP, BMP, GIF, TIFF...)" % name)
+    except UNREADABLE as exc:
+        raise InputError("%s: cannot read image (%s)" % (name, exc))
+    return to_input_size(img, size, transform)
+
+
 def image_pixels(image, size, name=None, channels=3, transform=DEFAULT_TRANSFORM):
-    """A file path, PIL image or pixel array as float32 ``(H, W, channels)`` at ``size``."""
+    """A file path, encoded image bytes, PIL image or pixel array as float32 ``(H, W,
+    channels)`` at ``size``."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, size, channels, transform)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes_pixels(image, size, name or "image", channels, transform)
     if isinstance(image, Image.Image):
         decodable(channels, name or "image")
         return pil_pixels(image, size, channels, transform)
@@ -185,7 +232,8 @@ def image_pixels(image, size, name=None, channels=3, transform=DEFAULT_TRANSFORM
 
 
 def load_images(images, size=(299, 299), raw=False, channels=3, transform=DEFAULT_TRANSFORM):
-    """Decode images (file paths, PIL images or pixel arrays) into one ``(N, channels, H, W)``
+    """Decode images (file paths, encoded bytes, PIL images or pixel arrays) into one ``(N,
+    channels, H, W)``
     float32 batch brought to ``size`` by ``transform`` (``transforms.TRANSFORMS``),
     preprocessed to ``[-1, 1]``, or with ``raw`` left as pixels in ``[0, 255]``."""
     images = np.stack([image_pixels(image, size, "image %d" % i, channels, transform)

@@ -22,11 +22,14 @@ taking fp32 NCHW input preprocessed as usual; all of them output logits.
 """
 import json
 import os
+import shutil
 
 import mxnet as mx
 import numpy as np
 
+from xception_mx.atomic import atomic_path
 from xception_mx.checkpoint.files import write_checkpoint
+from xception_mx.checkpoint.labels import labels_path
 from xception_mx.checkpoint.meta import QUANTIZE, build_meta
 from xception_mx.checkpoint.reading import check_finite, load_params, load_symbol, read_meta
 from xception_mx.cpu import BF16_FLAGS, why_no_bf16
@@ -195,7 +198,14 @@ def export_checkpoint(prefix, out_prefix, precision="int8", calibration=None, ep
                           calibration=calibrated)
     as_numpy = {k: v.asnumpy() for k, v in out_args.items()}
     aux_numpy = {k: v.asnumpy() for k, v in out_aux.items()}
-    return write_checkpoint(out_prefix, out_symbol, as_numpy, aux_numpy, out_meta, force=force)
+    paths = write_checkpoint(out_prefix, out_symbol, as_numpy, aux_numpy, out_meta, force=force)
+    if os.path.exists(labels_path(prefix)):       # the class names go with the copy
+        with atomic_path(labels_path(out_prefix)) as tmp:
+            shutil.copyfile(labels_path(prefix), tmp)
+        paths["labels"] = labels_path(out_prefix)
+    elif os.path.exists(labels_path(out_prefix)):   # an earlier copy's (--force) would lie
+        os.remove(labels_path(out_prefix))
+    return paths
 
 
 def logits_agreement(reference, candidate):

@@ -143,10 +143,10 @@ class Model:
             ", channels padded" if self.padded else "")
 
     def inputs(self, images):
-        """Images (file paths, folders of them, PIL images or ``(H, W, 3)`` 0..255 arrays) as
-        this checkpoint's ``data``: NCHW float32 at its size (by ``self.transform``) and
-        channels (grayscale for a 1-channel model), raw pixels or ``x / 127.5 - 1`` as its
-        meta says."""
+        """Images (file paths, folders of them, encoded bytes, PIL images or ``(H, W, 3)``
+        0..255 arrays) as this checkpoint's ``data``: NCHW float32 at its size (by
+        ``self.transform``) and channels (grayscale for a 1-channel model), raw pixels or
+        ``x / 127.5 - 1`` as its meta says."""
         return checkpoint_images(image_list(images), self.meta, self.transform)
 
     def _as_input(self, x):
@@ -205,11 +205,11 @@ class Model:
         return rank_classes(outputs, self.kind, classes, top)
 
     def predict(self, images, top=5, progress=False):
-        """Per image (file paths, PIL images or ``(H, W, 3)`` 0..255 arrays; a folder stands
-        for its images, sorted), the ``top`` classes as ``(name, probability)`` pairs, best
-        first: what ``xception-predict`` prints.  A model with several outputs gives per image
-        ``{output name: pairs}`` for its class-score outputs, ``{output name: [values]}`` for
-        the others."""
+        """Per image (file paths, encoded bytes, PIL images or ``(H, W, 3)`` 0..255 arrays;
+        a folder stands for its images, sorted), the ``top`` classes as ``(name,
+        probability)`` pairs, best first: what ``xception-predict`` prints.  A model with
+        several outputs gives per image ``{output name: pairs}`` for its class-score
+        outputs, ``{output name: [values]}`` for the others."""
         return [row for _, row in self.predict_images(images, top, progress)]
 
     def predict_images(self, images, top=5, progress=False):
@@ -219,11 +219,13 @@ class Model:
         images = image_list(images)
         names = [str(i) if isinstance(i, (str, os.PathLike)) else "image %d" % k
                  for k, i in enumerate(images)]
-        rows = self.ranked(images, top, names, progress)
+        return list(zip(names, self.as_pairs(self.ranked(images, top, names, progress))))
+
+    def as_pairs(self, rows):
+        """``ranked``'s rows as ``predict`` gives them: ``(name, probability)`` pairs (for a
+        model with several outputs, ``{output name: pairs or values}``)."""
         if self.outputs:
-            rows = [{output: [(name, p) for p, _, name in entries]
+            return [{output: [(name, p) for p, _, name in entries]
                      if is_ranked(entries) else entries
                      for output, entries in row.items()} for row in rows]
-        else:
-            rows = [[(name, p) for p, _, name in row] for row in rows]
-        return list(zip(names, rows))
+        return [[(name, p) for p, _, name in row] for row in rows]

@@ -31,6 +31,9 @@ def load(server, name, bodies):
     with ThreadPoolExecutor(CLIENTS) as pool:
         times = [t for client_times in pool.map(client, range(CLIENTS)) for t in client_times]
     wall = time.perf_counter() - started
+    if any(status != 200 for _, status in times):
+        raise RuntimeError("%s: %d of %d requests failed" % (
+            name, sum(status != 200 for _, status in times), len(times)))
     ms = sorted(1000 * t for t, _ in times)
     return (len(times) / wall, statistics.median(ms), ms[int(0.99 * (len(ms) - 1))],
             sum(status != 200 for _, status in times))
@@ -40,12 +43,15 @@ def serving_section():
     bodies = [open(os.path.join(PHOTOS, n), "rb").read() for n in sorted(os.listdir(PHOTOS))
               if n.endswith(".jpg")]
     with tempfile.TemporaryDirectory() as folder:
-        mar = os.path.join(folder, "xception.mar")
-        subprocess.run([os.path.join(BIN, "xception-export"), PREFIX, "--format", "mms", "-o",
-                        mar], check=True, capture_output=True)
-        server = MmsServer(os.path.join(folder, "server"), {"xception": mar}).start()
+        mars = {}
+        for batch in (1, 8):             # the forward pass's batch: MMS's batch size
+            mars[batch] = os.path.join(folder, "xception%d.mar" % batch)
+            subprocess.run([os.path.join(BIN, "xception-export"), PREFIX, "--format", "mms",
+                            "-o", mars[batch], "--batch-size", str(batch)], check=True,
+                           capture_output=True)
+        server = MmsServer(os.path.join(folder, "server"), {"xception": mars[1]}).start()
         try:
-            server.register("batched", "xception", 8, max_batch_delay=50)
+            server.register("batched", mars[8], 8, max_batch_delay=50)
             for name in ("xception", "batched"):
                 load(server, name, bodies[:2])                          # warm
             runs = {"xception": [], "batched": []}
@@ -56,8 +62,9 @@ def serving_section():
             server.stop()
     direct = [workload("predict_bytes", prefix=PREFIX, photos=PHOTOS) for _ in range(REPEATS)]
     rows = []
-    for name, label in (("xception", "MMS, 1 worker, batch size 1"),
-                        ("batched", "MMS, 1 worker, batch_size 8, max_batch_delay 50 ms")):
+    for name, label in (("xception", "MMS, 1 worker, batch size 1 (--batch-size 1)"),
+                        ("batched", "MMS, 1 worker, batch_size 8, max_batch_delay 50 ms "
+                                    "(--batch-size 8)")):
         rates = [r[0] for r in runs[name]]
         rows.append([label, "%.1f / %.1f / %.1f" % (min(rates), statistics.median(rates),
                                                     max(rates)),

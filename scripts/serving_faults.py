@@ -63,7 +63,7 @@ def kill_under_load(server, photo, clients=4):
     for thread in threads:
         thread.join()
     back = min((t for t, s in log if t > killed + 0.05 and s == 200), default=float("nan"))
-    return sum(s != 200 for _, s in log), back - killed, len(log)
+    return [s for _, s in log if s != 200], back - killed, len(log)
 
 
 def section(bad, kills):
@@ -77,7 +77,8 @@ def section(bad, kills):
     for case, status, got, text, after in bad:
         lines.append("| %s | %d | %d | `%s` | %d |" % (case, status, got,
                                                       text.replace("|", "/"), after))
-    failed = [k[0] for k in kills]
+    failed = [len(k[0]) for k in kills]
+    statuses = sorted({s for k in kills for s in k[0]})
     back = [k[1] for k in kills]
     lines += ["", "| worker killed (SIGKILL) under 4 clients sending without pause | kills | "
               "requests sent | requests failed | seconds from the kill to the next answer, "
@@ -85,8 +86,9 @@ def section(bad, kills):
               "| | %d | %d | %d (%s per kill) | %.1f / %.1f / %.1f |" % (
                   len(kills), sum(k[2] for k in kills), sum(failed),
                   ", ".join(map(str, failed)), min(back), statistics.median(back), max(back)),
-              "", "A request the killed worker held gets MMS's 503; the others wait for the "
-              "new worker, which loads the model again.", ""]
+              "", "The requests that failed were the ones the killed worker held; they got "
+              "status %s from MMS (\"Worker died.\").  The others waited for the new worker, "
+              "which loads the model again." % ", ".join(map(str, statuses)), ""]
     return "\n".join(lines)
 
 

@@ -92,16 +92,17 @@ class MmsServer:
         return self
 
     def register(self, name, archive, batch_size, max_batch_delay):
-        """Serve ``archive`` (a .mar of the store) again as ``name`` with MMS's batching: up
-        to ``batch_size`` requests waiting up to ``max_batch_delay`` ms go to the worker as
-        one batch.  Waits until its worker is up."""
+        """Serve the .mar ``archive`` (a path) as ``name`` too, with MMS's batching: up to
+        ``batch_size`` requests waiting up to ``max_batch_delay`` ms go to the worker as one
+        batch.  Waits until its worker is up."""
+        shutil.copyfile(archive, os.path.join(self.store, name + ".mar"))
         status, body, _ = self.request(
             "POST", "/models?url=%s.mar&model_name=%s&batch_size=%d&max_batch_delay=%d"
-            "&initial_workers=1&synchronous=true" % (archive, name, batch_size,
-                                                     max_batch_delay), port=self.management)
+            "&initial_workers=1&synchronous=true" % (name, name, batch_size, max_batch_delay),
+            port=self.management)
         if status != 200:
             raise RuntimeError("MMS did not register %s: %s" % (name, body))
-        self.models[name] = self.models[archive]
+        self.models[name] = archive
         deadline = time.time() + START_TIMEOUT
         while not self.ready(name) and time.time() < deadline:
             time.sleep(1)

@@ -34,7 +34,7 @@ def test_the_archive_holds_the_checkpoint_its_service_and_settings(nested, tmp_p
         assert manifest["runtime"] == "python3"
         config = json.loads(archive.read("xception-serving.json"))
         assert config == {"prefix": "model", "precision": "auto", "top": 2,
-                          "transform": "load_img", "batch_size": 8}
+                          "transform": "load_img", "batch_size": 1}
         assert archive.read("model-labels.txt") == labels.read_bytes()
         archive.extract("model-0000.params", tmp_path / "x")
     assert sha256_file(tmp_path / "x" / "model-0000.params") == \

@@ -73,7 +73,8 @@ def server(checkpoints, tmp_path_factory):
     archives["int8"] = export(checkpoints["transfer"], folder / "int8.mar", "--precision",
                               "int8", "--calib-images", *PHOTOS)
     mms = MmsServer(folder / "server", archives).start()
-    mms.register("batched", "transfer", BATCH, max_batch_delay=300)
+    mms.register("batched", export(checkpoints["transfer"], folder / "batched.mar",
+                                   "--batch-size", str(BATCH)), BATCH, max_batch_delay=300)
     yield mms
     mms.stop()
 

@@ -28,8 +28,10 @@ def build_parser():
     parser.add_argument("--calib-images", nargs="+", metavar="IMAGE",
                         help="with --precision int8: calibration images or folders")
     parser.add_argument("--top", type=int, default=5, help="classes per image in answers")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="images per forward pass in the server")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images per forward pass in the server (a pass of fewer is "
+                             "padded): MMS's batch_size for the model, 1 unless registered "
+                             "with batching")
     add_labels(parser)
     add_transform(parser)
     add_force(parser, help="overwrite an existing OUT")

@@ -53,7 +53,7 @@ def check_source(prefix, epoch, precision, calibration, labels=None):
 
 
 def stage(prefix, folder, epoch=0, precision=OWN_PRECISION, calibration=None, top=5,
-          transform="keras", batch_size=8, labels=None):
+          transform="keras", batch_size=1, labels=None):
     """Write ``folder/model-symbol.json``, ``model-0000.params``, ``model-meta.json``,
     ``model-labels.txt`` (for a classifier with named classes) and the service's settings;
     return the service settings."""

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 
 import pytest
@@ -236,14 +237,16 @@ def run_block(command, cwd, env, stdin=None):
 
 
 @pytest.mark.slow
-def test_manual_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path):
+def test_manual_blocks_run_verbatim_in_a_fresh_copy(blocks, tmp_path, request):
     copy, home = str(tmp_path / "xception-mx"), str(tmp_path / "home")
     os.makedirs(home)
     venv = fresh_copy(copy)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV",
                                                                    "XCEPTION_MX_"))}
-    tmp = str(tmp_path / "tmp")            # Multi Model Server's pid file and sockets
-    os.makedirs(tmp)
+    # Multi Model Server's pid file and sockets; short: under a test's long tmp_path, a
+    # socket path there (multiprocessing's, for the DataLoader) passes AF_UNIX's 108 bytes
+    tmp = tempfile.mkdtemp(prefix="readme-")
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
     env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, XCEPTION_MX_AUTO="rules", VIRTUAL_ENV=venv,
                PATH=os.pathsep.join([os.path.join(venv, "bin"), os.path.dirname(sys.executable),
                                      env["PATH"]]))

@@ -7,7 +7,7 @@ from xception_mx._moved import MOVED
 
 COMMANDS = ("keras2mxnet", "xception-parity", "xception-predict", "xception-quantize",
             "xception-evaluate", "xception-pack", "xception-finetune", "xception-launch",
-            "mxnet2keras")
+            "xception-export", "mxnet2keras")
 
 
 def main(argv=None):

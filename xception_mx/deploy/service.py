@@ -16,6 +16,7 @@ from PIL import Image
 
 from xception_mx.errors import InputError
 from xception_mx.images.decode import ImageTooLarge
+from xception_mx.serving.predict import json_record
 
 CONFIG_FILE = "xception-serving.json"
 IMAGE_TYPES = ("image/", "application/octet-stream")
@@ -74,17 +75,9 @@ def decode_parts(model, parts):
 
 
 def response(parts, rows):
-    """One request's answer: ``{"image": part, "top": [[name, probability], ...]}`` (or
-    ``"outputs"`` for a model with several), a list of them for several parts."""
-    records = []
-    for (name, _), row in zip(parts, rows):
-        if isinstance(row, dict):
-            outputs = {output: [[n, float(p)] for n, p in entries]
-                       if entries and isinstance(entries[0], tuple) else
-                       [float(v) for v in entries] for output, entries in row.items()}
-            records.append({"image": name, "outputs": outputs})
-        else:
-            records.append({"image": name, "top": [[n, float(p)] for n, p in row]})
+    """One request's answer: ``xception-predict --json``'s record of each part (``image``
+    naming the part), a list of them for several parts.  ``rows``: ``Model.ranked``'s."""
+    records = [json_record(name, row) for (name, _), row in zip(parts, rows)]
     return records[0] if len(records) == 1 else records
 
 
@@ -126,7 +119,7 @@ class ImageService:
         """The requests' top classes, all in one forward pass; when that fails (an output
         that overflowed), each request alone, so that only the failing ones get a 500."""
         try:
-            rows = self.model.as_pairs(self.model.ranked(np.concatenate(inputs), self.top))
+            rows = self.model.ranked(np.concatenate(inputs), self.top)
         except InputError:
             if len(wanted) > 1:
                 for one, x in zip(wanted, inputs):

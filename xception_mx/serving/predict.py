@@ -56,20 +56,21 @@ def format_predictions(results):
     return "\n".join(lines)
 
 
-def json_lines(results):
-    """``xception-predict --json``: one JSON object per image, ``{"image": path, "top":
-    [[name, probability], ...]}`` best first; for a model with several outputs ``"outputs":
-    {name: [[name, probability], ...] or [values]}`` instead of ``"top"``."""
+def json_record(image, ranked):
+    """One image's record of ``xception-predict --json``: ``{"image": image, "top": [[name,
+    probability], ...]}`` best first; for a model with several outputs ``"outputs": {name:
+    [[name, probability], ...] or [values]}`` instead of ``"top"``.  ``ranked``: a row of
+    ``Model.ranked``."""
     def pairs(entries):
         return [[name, float(p)] for p, _, name in entries]
 
-    lines = []
-    for path, ranked in results:
-        if isinstance(ranked, dict):
-            record = {"image": path, "outputs": {
-                output: pairs(entries) if is_ranked(entries) else [float(v) for v in entries]
-                for output, entries in ranked.items()}}
-        else:
-            record = {"image": path, "top": pairs(ranked)}
-        lines.append(json.dumps(record))
-    return "\n".join(lines)
+    if isinstance(ranked, dict):
+        return {"image": image, "outputs": {
+            output: pairs(entries) if is_ranked(entries) else [float(v) for v in entries]
+            for output, entries in ranked.items()}}
+    return {"image": image, "top": pairs(ranked)}
+
+
+def json_lines(results):
+    """``xception-predict --json``: one JSON object per image (``json_record``)."""
+    return "\n".join(json.dumps(json_record(path, ranked)) for path, ranked in results)

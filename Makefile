@@ -60,7 +60,10 @@ $(VENV)/.horovod: $(VENV)/.installed
 
 # Multi Model Server and model-archiver (xception-export --format mms, the serving tests), and
 # the Java 17 MMS runs on: Debian's openjdk-17-jre-headless, installed with apt-get when there
-# is no java and this runs as root, else asked for.
+# is no java and this runs as root, else asked for.  ONNX and ONNX Runtime (--format onnx).
+# SageMaker's inference toolkits, whose handler service the tests run --format sagemaker's
+# model in: --no-deps, as their server needs boto3, whose botocore wants an older
+# python-dateutil than matplotlib's (their handler imports neither).
 setup-serving: $(VENV)/.serving
 
 $(VENV)/.serving: $(VENV)/.installed
@@ -69,6 +72,8 @@ $(VENV)/.serving: $(VENV)/.installed
 		echo "make: Multi Model Server needs Java 17: install openjdk-17-jre-headless" \
 			"(sudo apt-get install openjdk-17-jre-headless)" >&2; exit 2; }
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[serve]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt sagemaker-inference==1.10.1 \
+		sagemaker-mxnet-inference==1.5.5
 	touch $@
 
 # Keras writes a seeded Xception weights file, keras2mxnet converts it, and

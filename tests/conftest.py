@@ -182,3 +182,11 @@ def converted(tmp_path_factory):
     fine-tuning and mxnet2keras tests of these models share them across their folders."""
     from own_model_checkpoints import Converted
     return Converted(tmp_path_factory.mktemp("transfer_tools"))
+
+
+@pytest.fixture(scope="session")
+def checkpoints(reference_model, tmp_path_factory):
+    """The deployment tests' checkpoints (``deploy/served_checkpoints.py``): ``{name: prefix}``
+    of demo, transfer (fine-tuned), gray and multi, made once per test process."""
+    from served_checkpoints import served_checkpoints
+    return served_checkpoints(reference_model, tmp_path_factory.mktemp("served"))

@@ -44,6 +44,10 @@ separated by commas; ``injected(NAME)`` is the value after ``NAME=``, ``""`` wit
 - ``frozen-bn-on-batch-statistics``: the frozen layers' BatchNorm normalising with the batch's
   statistics instead of the moving ones.
 
+And one for ``xception-export --format onnx``'s check: ``onnx-weight=NAME*FACTOR``, that
+initializer of the exported model scaled before ONNX Runtime runs it, as a wrong translation
+would leave it (``alter_onnx_weight``).
+
 And one stand-in: ``mxnet-library=PATH``, the shared library whose GPU code ``--gpus`` checks
 (``training.distributed.gpu_code``) instead of the installed ``libmxnet.so``.
 """
@@ -155,3 +159,19 @@ def alter_batchnorm(net):
         key, value = setting.split("=", 1)
         for block in batchnorm_blocks(net, [layer]):
             block._kwargs[BN_FAULT_KEYS[key]] = float(value)
+
+
+def alter_onnx_weight(model):
+    """Scale one initializer of an ONNX model when ``XCEPTION_MX_FAULT`` names
+    ``onnx-weight=NAME*FACTOR``; returns the model."""
+    fault = injected("onnx-weight")
+    if not fault:
+        return model
+    from onnx import numpy_helper
+    name, _, factor = fault.partition("*")
+    for i, weight in enumerate(model.graph.initializer):
+        if weight.name == name:
+            value = numpy_helper.to_array(weight) * np.float32(factor)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value, name))
+            return model
+    raise AssertionError("XCEPTION_MX_FAULT onnx-weight=%s: no such initializer" % fault)

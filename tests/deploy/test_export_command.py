@@ -1,5 +1,5 @@
 """xception-export --format mms writes a Multi Model Server archive holding the checkpoint
-as it is, and refuses what cannot work in one line, writing nothing."""
+as it is; every format refuses what cannot work in one line, writing nothing."""
 import json
 import os
 import zipfile
@@ -51,13 +51,31 @@ def test_the_archive_holds_the_checkpoint_its_service_and_settings(nested, tmp_p
     (["-o", "{tmp}/m.mar", "--labels", "{tmp}/two.txt"], "2 labels for a model with 6 classes"),
     (["-o", "{tmp}/m.mar", "--epoch", "3"], "of --epoch 3"),
     (["-o", "{tmp}/m.mar", "--top", "0"], "--top must be >= 1"),
+    (["-o", "{tmp}/m.onnx", "--format", "onnx", "--precision", "bf16"],
+     "--format onnx writes the fp32 network"),
+    (["-o", "{tmp}/m.onnx", "--format", "onnx", "--top", "3"],
+     "--top: only --format mms/sagemaker takes it"),
+    (["-o", "{tmp}/m.onnx", "--format", "onnx", "--calib-images", PHOTOS[0]],
+     "--calib-images: only --format mms/sagemaker"),
+    (["-o", "{tmp}/m.mar", "--check-images", PHOTOS[0]],
+     "--check-images: only --format onnx takes it"),
+    (["-o", "{tmp}/m.pb", "--format", "onnx"], "-o {tmp}/m.pb: an ONNX model is a .onnx file"),
+    (["-o", "{tmp}/m.onnx", "--format", "onnx", "--labels", "{tmp}/two.txt"],
+     "2 labels for a model with 6 classes"),
+    (["-o", "{tmp}/m.onnx", "--format", "onnx", "--check-images", "{tmp}/none.jpg"],
+     "none.jpg"),
+    (["-o", "{tmp}/model.tgz", "--format", "sagemaker"], "a SageMaker model is a .tar.gz file"),
+    (["-o", "{tmp}/new/model.tar.gz", "--format", "sagemaker", "--precision", "int8"],
+     "--precision int8 needs --calib-images"),
 ])
 def test_what_cannot_work_is_refused_in_one_line_and_nothing_is_written(nested, tmp_path,
                                                                         flags, says):
     (tmp_path / "two.txt").write_text("a\nb\n")
     flags = [f.format(tmp=tmp_path) for f in flags]
     before = set(os.listdir(tmp_path))
-    assert_bad_input(run_tool("xception-export", nested, "--format", "mms", *flags), says)
+    mms = [] if "--format" in flags else ["--format", "mms"]
+    assert_bad_input(run_tool("xception-export", nested, *mms, *flags),
+                     says.format(tmp=tmp_path))
     assert set(os.listdir(tmp_path)) == before
 
 

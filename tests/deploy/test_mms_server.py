@@ -16,13 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-import own_models
 from conftest import PHOTOS, run_tool
 from mms_server import BAD_BODY_CASES, MmsServer, bad_bodies, java_missing
+from served_checkpoints import PROBABILITY_ATOL, assert_same_classes, predicted
 from shapes_dataset import CLASSES
-from xception_mx.conversion import convert_file
 
-PROBABILITY_ATOL = 1e-5      # the same fp32 network in two processes: measured 1e-9
 BATCH = 4                    # the batched model's MMS batch size
 
 
@@ -30,36 +28,6 @@ def export(prefix, mar, *flags):
     result = run_tool("xception-export", prefix, "--format", "mms", "-o", mar, *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     return str(mar)
-
-
-def converted_own(builder, folder, name):
-    path = own_models.save(own_models.built(builder), str(folder / (name + ".keras")))
-    convert_file(path, str(folder / name))
-    return str(folder / name)
-
-
-def finetuned(prefix, folder):
-    """A transfer model fine-tuned for one epoch on three classes of textures: its export."""
-    from shapes_dataset import write_shapes_dataset
-    write_shapes_dataset(str(folder / "data"), per_class=6, seed=4, size=(80, 80))
-    result = run_tool("xception-finetune", folder / "data", "--out", folder / "run",
-                      "--pretrained", prefix, "--epochs", "1", "--batch-size", "6",
-                      "--val-split", "0.25", "--freeze-bn")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return str(folder / "run" / "model")
-
-
-@pytest.fixture(scope="module")
-def checkpoints(reference_model, tmp_path_factory):
-    """``{model name on the server: checkpoint prefix}``."""
-    folder = tmp_path_factory.mktemp("served")
-    demo = str(folder / "demo.h5")
-    reference_model.save(demo)
-    convert_file(demo, str(folder / "demo"))
-    nested = converted_own(own_models.nested, folder, "nested")
-    return {"demo": str(folder / "demo"), "transfer": finetuned(nested, folder),
-            "gray": converted_own(own_models.grayscale_transfer, folder, "gray"),
-            "multi": converted_own(own_models.multi_output, folder, "multi")}
 
 
 @pytest.fixture(scope="module")
@@ -79,22 +47,9 @@ def server(checkpoints, tmp_path_factory):
     mms.stop()
 
 
-def predicted(prefix, *flags):
-    """xception-predict --json of the photos: ``{photo: record}``."""
-    result = run_tool("xception-predict", prefix, *PHOTOS, "--json", *flags)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {json.loads(line)["image"]: json.loads(line) for line in result.stdout.splitlines()}
-
-
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def assert_same_classes(served, expected):
-    assert [name for name, _ in served] == [name for name, _ in expected]
-    np.testing.assert_allclose([p for _, p in served], [p for _, p in expected],
-                               rtol=0, atol=PROBABILITY_ATOL)
 
 
 @pytest.mark.parametrize("name", ["demo", "transfer", "gray", "multi"])

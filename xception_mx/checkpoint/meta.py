@@ -133,6 +133,12 @@ class Meta(Mapping):
         than Keras' ``x / 127.5 - 1``."""
         return list(self._raw.get("input", {}).get("range", [-1.0, 1.0])) == [0.0, 255.0]
 
+    @property
+    def input_convention(self):
+        """What ``data`` takes, as the writer recorded it (layout, colour, scale, range...):
+        a dict, empty where the meta does not say."""
+        return dict(self._raw.get("input", {}))
+
     # --- where it came from -------------------------------------------------------------
 
     @property

@@ -3,13 +3,10 @@ model-archiver) of the staged checkpoint and a one-line handler module that hand
 to ``deploy.service``."""
 import os
 import re
-import shutil
-import tempfile
 
 from xception_mx.atomic import file_mode
-from xception_mx.deploy.staging import stage
-from xception_mx.errors import InputError, make_sure
-from xception_mx.outputs import nearest_existing
+from xception_mx.deploy.staging import stage, write_whole
+from xception_mx.errors import make_sure
 
 HANDLER_MODULE = "xception_mms_handler"
 HANDLER_TEXT = '''"""Multi Model Server's entry point of this archive (written by
@@ -34,19 +31,10 @@ def archive_name(out):
 
 def write_mar(prefix, out, **options):
     """Stage the checkpoint (``staging.stage``'s ``options``) and pack it as ``out``
-    (``NAME.mar``), written whole or not at all: the work happens in a temporary folder, and
-    OUT's folder is made only for the finished archive.  Returns the service settings."""
+    (``NAME.mar``), written whole or not at all.  Returns the service settings."""
     name = archive_name(out)
-    folder = os.path.dirname(os.path.abspath(out))
-    try:
-        with tempfile.TemporaryDirectory(dir=nearest_existing(folder),
-                                         prefix=".%s." % name) as work:
-            config = pack(prefix, name, work, options)
-            os.makedirs(folder, exist_ok=True)
-            shutil.move(os.path.join(work, name + ".mar"), out)
-    except OSError as exc:
-        raise InputError("%s: cannot write the archive (%s)" % (out, exc.strerror or exc))
-    return config
+    return write_whole(out, lambda work: (os.path.join(work, name + ".mar"),
+                                          pack(prefix, name, work, options)), "archive")
 
 
 def pack(prefix, name, work, options):

@@ -19,7 +19,7 @@ from xception_mx.images.decode import ImageTooLarge
 from xception_mx.serving.predict import json_record
 
 CONFIG_FILE = "xception-serving.json"
-IMAGE_TYPES = ("image/", "application/octet-stream")
+IMAGE_TYPES = ("image/", "application/x-image", "application/octet-stream")
 LOG = logging.getLogger("xception_mx.deploy")
 
 
@@ -39,13 +39,15 @@ def read_config(model_dir):
 def request_parts(request, content_type_of):
     """The images of one request as ``[(name, bytes)]``: the raw body (``body``), or each
     part of a multipart form in order.  ``content_type_of(name)`` gives a part's type: an
-    ``image/...`` type, ``application/octet-stream`` or none is taken, any other refused."""
+    ``image/...`` type, ``application/x-image`` (SageMaker's), ``application/octet-stream``
+    or none is taken, any other refused."""
     parts = []
     for name, value in request.items():
         kind = (content_type_of(name) or "").split(";")[0].strip().lower()
         if kind and not kind.startswith(IMAGE_TYPES):
             raise RequestError(415, "%s: content type %s: expected an image (image/jpeg, "
-                                    "image/png, image/webp...) or application/octet-stream"
+                                    "image/png, image/webp, application/x-image...) or "
+                                    "application/octet-stream"
                                % (name, kind))
         if isinstance(value, str):
             value = value.encode("latin-1")

@@ -4,13 +4,15 @@ settings (``service.CONFIG_FILE``), gathered in a folder the format then packs."
 import json
 import os
 import shutil
+import tempfile
 
 from xception_mx.checkpoint.files import checkpoint_paths
 from xception_mx.checkpoint.labels import labelled_names, labels_path
 from xception_mx.checkpoint.reading import (check_params_header, load_symbol, read_meta,
                                             symbol_path)
 from xception_mx.deploy.service import CONFIG_FILE
-from xception_mx.errors import make_sure
+from xception_mx.errors import InputError, make_sure
+from xception_mx.outputs import nearest_existing
 from xception_mx.serving.plan import OWN_PRECISION
 from xception_mx.images.decode import PIL_MODES
 from xception_mx.serving.runtime import checkpoint_output_kind, is_binary
@@ -88,3 +90,20 @@ def output_classes(prefix, meta):
     shape = (1, meta.channels) + tuple(meta.input_size())
     _, outputs, _ = load_symbol(prefix).infer_shape(data=shape)
     return outputs[0][1]
+
+
+def write_whole(out, build, what):
+    """Write ``out`` whole or not at all: ``build(work)`` makes the file in a temporary folder
+    on OUT's file system and returns ``(its path, result)``; OUT's folder is made only for
+    the finished file, which is then moved to ``out``.  Returns the result; a write that
+    fails is one line naming OUT and ``what`` it was to be."""
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        with tempfile.TemporaryDirectory(dir=nearest_existing(folder),
+                                         prefix=".%s." % os.path.basename(out)) as work:
+            path, result = build(work)
+            os.makedirs(folder, exist_ok=True)
+            shutil.move(path, out)
+    except OSError as exc:
+        raise InputError("%s: cannot write the %s (%s)" % (out, what, exc.strerror or exc))
+    return result

@@ -186,7 +186,7 @@ def converted(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def checkpoints(reference_model, tmp_path_factory):
-    """The deployment tests' checkpoints (``deploy/served_checkpoints.py``): ``{name: prefix}``
+    """The deployment tests' checkpoints (``deploy/export_checkpoints.py``): ``{name: prefix}``
     of demo, transfer (fine-tuned), gray and multi, made once per test process."""
-    from served_checkpoints import served_checkpoints
+    from export_checkpoints import served_checkpoints
     return served_checkpoints(reference_model, tmp_path_factory.mktemp("served"))

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import PHOTOS, run_tool
 from mms_server import BAD_BODY_CASES, MmsServer, bad_bodies, java_missing
-from served_checkpoints import PROBABILITY_ATOL, assert_same_classes, predicted
+from export_checkpoints import PROBABILITY_ATOL, assert_same_classes, predicted
 from shapes_dataset import CLASSES
 
 BATCH = 4                    # the batched model's MMS batch size

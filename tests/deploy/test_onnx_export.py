@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 
 from conftest import PHOTOS, assert_bad_input, run_tool
-from served_checkpoints import assert_same_classes, predicted
+from export_checkpoints import assert_same_classes, predicted
 from xception_mx.checkpoint.reading import read_meta
 from xception_mx.serving.loading import LOGITS_OUTPUT, checkpoint_images, load_network
 

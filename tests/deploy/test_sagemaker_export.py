@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from conftest import PHOTOS, run_tool
-from served_checkpoints import assert_same_classes, predicted
+from export_checkpoints import assert_same_classes, predicted
 from shapes_dataset import CLASSES
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sagemaker_driver.py")

@@ -18,7 +18,7 @@ DEMO := demo
 
 PEERS_VENV ?= .venv-peers
 
-.PHONY: setup setup-horovod setup-serving setup-peers demo test bench bench-peers robustness robustness-serving clean FORCE
+.PHONY: setup setup-horovod setup-serving setup-netns setup-peers demo test bench bench-peers robustness robustness-serving clean FORCE
 
 setup: $(VENV)/.installed
 
@@ -76,6 +76,19 @@ $(VENV)/.serving: $(VENV)/.installed
 		sagemaker-mxnet-inference==1.5.5
 	touch $@
 
+# Debian's openssh-server and iproute2, for the hosts in network namespaces of the multi-host
+# tests (scripts/netns_cluster.sh): installed with apt-get when this runs as root; elsewhere
+# those tests are skipped, and this says how to run them.
+setup-netns:
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make: the multi-host tests (tests/multihost) need root; they will be skipped" \
+			"(run make test as root, with openssh-server and iproute2, to run them)" >&2; \
+	elif [ ! -x /usr/sbin/sshd ] || ! command -v ip >/dev/null; then \
+		command -v apt-get >/dev/null || { echo "make: install openssh-server and iproute2" \
+			"for the multi-host tests" >&2; exit 2; }; \
+		apt-get update -q && apt-get install -y -q openssh-server iproute2; \
+	fi
+
 # Keras writes a seeded Xception weights file, keras2mxnet converts it, and
 # xception-parity compares both frameworks on the sample photos and random inputs.
 demo: setup
@@ -84,7 +97,7 @@ demo: setup
 	$(BIN)/xception-parity --keras $(DEMO)/xception_seed0.h5 --mxnet $(DEMO)/xception \
 		tests/data --random 4
 
-test: setup setup-horovod setup-serving
+test: setup setup-horovod setup-serving setup-netns
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean:

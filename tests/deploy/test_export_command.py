@@ -67,6 +67,8 @@ def test_the_archive_holds_the_checkpoint_its_service_and_settings(nested, tmp_p
     (["-o", "{tmp}/model.tgz", "--format", "sagemaker"], "a SageMaker model is a .tar.gz file"),
     (["-o", "{tmp}/new/model.tar.gz", "--format", "sagemaker", "--precision", "int8"],
      "--precision int8 needs --calib-images"),
+    (["-o", "{tmp}/model.tar.gz", "--format", "sagemaker", "--batch-size", "4"],
+     "--batch-size: only --format mms takes it"),
 ])
 def test_what_cannot_work_is_refused_in_one_line_and_nothing_is_written(nested, tmp_path,
                                                                         flags, says):

@@ -95,6 +95,7 @@ def test_the_model_says_how_to_feed_it_and_the_report_holds_the_check(checkpoint
     for name, path in exported.items():
         model = onnx.load(path)
         assert model.opset_import[0].version == 13
+        assert model.ir_version == 7            # opset 13's: ONNX Runtime < 1.18 reads it
         assert [i.name for i in model.graph.input] == ["data"]     # weights are no inputs
         props = {p.key: p.value for p in model.metadata_props}
         given = json.loads(props["input"])
@@ -108,14 +109,15 @@ def test_the_model_says_how_to_feed_it_and_the_report_holds_the_check(checkpoint
         else:
             assert json.loads(props["classes"]) == \
                 open(stem + "-labels.txt").read().splitlines()
+        assert props["output"] == {"demo": "probabilities", "transfer": "probabilities",
+                                   "gray": "probabilities",
+                                   "multi": "several outputs, named as the model's"}[name]
         report = json.load(open(stem + "-report.json"))
         assert report["passed"] and report["tolerance"] == 1e-4
-        for tensor in report["tensors"]:      # 1e-4, relative above 1 (logits of 1e9 here)
-            assert tensor["max_abs_difference"] <= 1e-4 * max(1, tensor["max_abs_value"])
         checked = {t["tensor"] for t in report["tensors"]}
         assert {"predictions_fwd", "out_fwd", "diseases_fwd"} & checked     # the logits
         assert report["inputs"][:len(PHOTOS)] == [os.path.basename(p) for p in PHOTOS]
-        assert report["batch_sizes"] == [1, len(PHOTOS) + 3]
+        assert report["batch_sizes"] == [1, 8]
 
 
 def test_a_model_that_differs_from_mxnet_by_2_percent_is_not_written(checkpoints, tmp_path):
@@ -138,3 +140,51 @@ def test_an_int8_copy_is_refused_naming_the_operator(checkpoints, tmp_path):
                      "MXNet's ONNX exporter cannot express the operator _contrib_quantize_v2",
                      "export %s" % checkpoints["gray"])
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_neighbours_are_not_overwritten_without_force(checkpoints, tmp_path):
+    (tmp_path / "m-report.json").write_text("mine")
+    assert_bad_input(run_tool("xception-export", checkpoints["transfer"], "--format", "onnx",
+                              "-o", tmp_path / "m.onnx"),
+                     "m-report.json: already exists; pass --force")
+    assert sorted(os.listdir(tmp_path)) == ["m-report.json"]
+    prefix = checkpoints["transfer"]        # -o PREFIX.onnx: its labels are the checkpoint's
+    before = open(prefix + "-labels.txt").read()
+    assert_bad_input(run_tool("xception-export", prefix, "--format", "onnx", "-o",
+                              prefix + ".onnx", "--force"),
+                     "its labels would overwrite the checkpoint's own %s-labels.txt" % prefix)
+    assert open(prefix + "-labels.txt").read() == before
+    assert not os.path.exists(prefix + ".onnx")
+
+
+def test_a_feature_extractor_is_exported_without_classes(keras_file_notop, tmp_path):
+    from xception_mx.conversion import convert_file
+    convert_file(keras_file_notop, str(tmp_path / "base"), input_shape=(71, 71))
+    result = run_tool("xception-export", tmp_path / "base", "--format", "onnx", "-o",
+                      tmp_path / "out" / "base.onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = onnx.load(str(tmp_path / "out" / "base.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["output"] == "features" and "classes" not in props
+    assert sorted(os.listdir(tmp_path / "out")) == ["base-report.json", "base.onnx"]
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    assert_bad_input(run_tool("xception-export", tmp_path / "base", "--format", "onnx", "-o",
+                              tmp_path / "b.onnx", "--labels", tmp_path / "names.txt"),
+                     "is a feature extractor: it has no classes to name")
+
+
+def test_an_operator_the_exporter_cannot_translate_is_one_line(tmp_path):
+    """A checkpoint whose Pooling sums (MXNet's translation raises NotImplementedError)."""
+    import mxnet as mx
+    data = mx.sym.var("data")
+    pooled = mx.sym.Pooling(data, kernel=(2, 2), stride=(2, 2), pool_type="sum", name="pool")
+    net = mx.sym.FullyConnected(mx.sym.flatten(pooled), num_hidden=2, name="fc")
+    net.save(str(tmp_path / "odd-symbol.json"))
+    mx.nd.save(str(tmp_path / "odd-0000.params"),
+               {"arg:fc_weight": mx.nd.ones((2, 3 * 149 * 149)) * 1e-3,
+                "arg:fc_bias": mx.nd.zeros((2,))})
+    result = run_tool("xception-export", tmp_path / "odd", "--format", "onnx", "-o",
+                      tmp_path / "out" / "odd.onnx")
+    assert_bad_input(result, "odd: MXNet's ONNX exporter cannot translate it (Pooling "
+                     "currently does not support pool_type=='sum')")
+    assert not (tmp_path / "out").exists()

@@ -72,11 +72,12 @@ def test_the_inference_toolkit_serves_it_and_bad_requests_get_their_status(check
         (tmp_path / "text.txt", "text/plain", None),
         (tmp_path / "text.txt", "application/x-image", None),
         (truncated, "image/jpeg", "application/json"),
-        (PHOTOS[2], "application/octet-stream", "*/*")], tmp_path)
+        (PHOTOS[2], "application/octet-stream", "*/*"),
+        (PHOTOS[3], "image/jpeg", "text/html, application/*;q=0.9")], tmp_path)
     assert package.startswith(str(model_dir / "code"))
     expected = predicted(checkpoints["transfer"], "--top", "2")
     statuses = [status for status, _, _ in answers]
-    assert statuses == [200, 406, 415, 400, 400, 200], answers
+    assert statuses == [200, 406, 415, 400, 400, 200, 200], answers
     assert_same_classes(json.loads(answers[0][2])["top"], expected[PHOTOS[0]]["top"])
     assert_same_classes(json.loads(answers[5][2])["top"], expected[PHOTOS[2]]["top"])
     assert answers[0][1] == "application/json"
@@ -87,12 +88,12 @@ def test_the_inference_toolkit_serves_it_and_bad_requests_get_their_status(check
 
 
 def test_the_archive_holds_the_checkpoint_under_the_containers_names(checkpoints, tmp_path):
-    model_dir = exported(checkpoints["gray"], tmp_path, "--batch-size", "2")
+    model_dir = exported(checkpoints["gray"], tmp_path)
     top = set(os.listdir(model_dir))
     assert top == {"model-symbol.json", "model-0000.params", "model-shapes.json",
                    "model-meta.json", "xception-serving.json", "code"}
     shapes = json.loads((model_dir / "model-shapes.json").read_text())
-    assert shapes == [{"name": "data", "shape": [2, 1, 80, 90]}]
+    assert shapes == [{"name": "data", "shape": [1, 1, 80, 90]}]
     code = set(os.listdir(model_dir / "code"))
     assert code == {"inference.py", "requirements.txt", "xception_mx"}
     assert "simplejpeg" in (model_dir / "code" / "requirements.txt").read_text()

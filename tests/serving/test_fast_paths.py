@@ -2,7 +2,6 @@
 bf16 and int8 agree with fp32 on the top-1 class of every sample photo."""
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -152,17 +151,6 @@ def test_bf16_predict_runs_on_onednn_bf16_kernels_not_gemm_fallbacks_nor_batchno
     # AMP alone ran 40 float32 BatchNorms a forward, a fifth of its time (bench/NOTES.md)
     assert not [line for line in result.stdout.splitlines()
                 if line.startswith("dnnl_verbose,exec,cpu,batch_normalization,")]
-
-
-def test_one_image_is_computed_alone_not_padded_to_a_batch(setup):
-    """xception-predict of one image (--batch-size 8 by default) computed 8: the fast network
-    pads a batch to its size.  Fewer images than the batch size now run one at a time: every
-    convolution oneDNN ran has a minibatch of 1 (MKLDNN_VERBOSE's problem descriptors)."""
-    result = run_tool("xception-predict", setup[0], PHOTOS[0], env={"MKLDNN_VERBOSE": "1"})
-    assert result.returncode == 0, result.stderr
-    minibatches = [re.search(r"mb(\d+)_ic", line).group(1) for line in result.stdout.splitlines()
-                   if line.startswith("dnnl_verbose,exec,cpu,convolution,")]
-    assert len(minibatches) >= 36 and set(minibatches) == {"1"}, sorted(set(minibatches))
 
 
 def predict_top1_and_kernels(prefix, *args, env=None):

@@ -123,6 +123,11 @@ class Meta(Mapping):
         return self.model.get("pooling")
 
     @property
+    def classifier_activation(self):
+        """A plain Xception's classifier activation: ``"softmax"`` or ``None`` (logits)."""
+        return self.model.get("classifier_activation", "softmax")
+
+    @property
     def outputs(self):
         """The specs of a model's several outputs, or ``None`` for one output."""
         return self.model.get("outputs")

@@ -16,7 +16,8 @@ SERVING_PINS = "pip install multi-model-server==1.1.11 model-archiver==1.0.3 (ma
 ONNX_PINS = "pip install onnx==1.17.0 onnxruntime==1.32.0 (make setup-serving)"
 # The options only some formats take: {dest: formats}
 SERVICES = ("mms", "sagemaker")          # the formats whose service answers requests
-FORMAT_OPTIONS = {"calib_images": SERVICES, "top": SERVICES, "batch_size": SERVICES,
+# (SageMaker's toolkit hands the service one request at a time: a batch of 1)
+FORMAT_OPTIONS = {"calib_images": SERVICES, "top": SERVICES, "batch_size": ("mms",),
                   "check_images": ("onnx",)}
 DEFAULTS = {"top": 5, "batch_size": 1}
 
@@ -46,9 +47,9 @@ def build_parser():
     parser.add_argument("--top", type=int, help="mms, sagemaker: classes per image in answers "
                         "(default: %d)" % DEFAULTS["top"])
     parser.add_argument("--batch-size", type=int,
-                        help="mms, sagemaker: images per forward pass in the server (a pass "
-                             "of fewer is padded): MMS's batch_size for the model (default: "
-                             "1, MMS's unless registered with batching, and SageMaker's)")
+                        help="mms: images per forward pass in the server (a pass of fewer "
+                             "is padded): MMS's batch_size for the model (default: 1, MMS's "
+                             "unless registered with batching)")
     parser.add_argument("--check-images", nargs="+", metavar="IMAGE",
                         help="onnx: images or folders the check runs on, beside 3 seeded "
                              "random inputs (decoded as --transform says)")

@@ -17,8 +17,7 @@ def build_parser():
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     parser.add_argument("--top", type=int, default=5, help="classes shown per image")
     add_labels(parser)
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="images per forward pass (fewer images run one at a time)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     add_epoch(parser)
     add_precision(parser, "fp32 (oneDNN-fused), bf16 or int8 (default: auto, the checkpoint's "
                   "own, fp32 unless written by xception-quantize)")

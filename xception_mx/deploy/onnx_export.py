@@ -1,11 +1,11 @@
 """``xception-export --format onnx``: the checkpoint as an ONNX model with a dynamic batch size
 (MXNet's own exporter, ``mx.onnx.export_model``), checked by ONNX Runtime against MXNet on
-the export's inputs before anything is written.
+the export's inputs before anything is written (``onnx_check``).
 
 ``NAME.onnx`` comes with ``NAME-report.json`` (the check) and, for a classifier with named
 classes, ``NAME-labels.txt``.  The model's ``metadata_props`` say what its input is
-(``INPUT_KEYS``: layout, size, channels, colour, scale), so it can be fed without this
-package."""
+(``INPUT_KEYS``: layout, size, channels, colour, scale) and what it outputs, so it can be fed
+and read without this package."""
 import contextlib
 import json
 import os
@@ -15,7 +15,10 @@ from unittest import mock
 
 import numpy as np
 
-from xception_mx.atomic import atomic_path, write_text
+from xception_mx.atomic import file_mode
+from xception_mx.checkpoint.labels import labels_path
+from xception_mx.deploy.onnx_check import (check_inputs, check_report, checked_tensors, compare,
+                                           mxnet_reference)
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_onnx_weight
 from xception_mx.outputs import nearest_existing
@@ -24,10 +27,7 @@ from xception_mx.outputs import nearest_existing
 # only) while its translations are written for opsets 12 and 13: it is asked for 13, which
 # ONNX Runtime >= 1.7, TensorRT and OpenVINO read.
 OPSET = 13
-# |ONNX Runtime - MXNet| allowed on each output and logits: 1e-4, relative for values above 1
-# (measured: 1.3e-6 on the demo's logits)
-CHECK_ATOL = 1e-4
-RANDOM_INPUTS = 3            # seeded inputs in the model's range, beside --check-images
+IR_VERSION = 7               # what goes with opset 13 (onnx 1.17 writes 10: ORT >= 1.18 only)
 UNKNOWN_OPERATOR = re.compile(r"No conversion function registered for op type (\S+?) yet")
 REPORT_SUFFIX, LABELS_SUFFIX = "-report.json", "-labels.txt"
 PINS = "pip install onnx==1.17.0 onnxruntime==1.32.0 (make setup-serving)"
@@ -43,6 +43,18 @@ def companions(out):
     """``{"report": NAME-report.json, "labels": NAME-labels.txt}`` beside ``NAME.onnx``."""
     stem = onnx_name(out)
     return {"report": stem + REPORT_SUFFIX, "labels": stem + LABELS_SUFFIX}
+
+
+def check_outputs(out, prefix, force, names):
+    """Refuse, before any work, a companion that exists (without ``force``), or labels to
+    write (``names``) where the checkpoint's own are (``-o PREFIX.onnx``)."""
+    paths = companions(out)
+    for path in paths.values():
+        make_sure(force or not os.path.exists(path), "%s: already exists; pass --force to "
+                  "overwrite it", path)
+    make_sure(not names or os.path.abspath(paths["labels"]) !=
+              os.path.abspath(labels_path(prefix)), "-o %s: its labels would overwrite the "
+              "checkpoint's own %s: name the model otherwise", out, paths["labels"])
 
 
 def exported(symbol, params, channels, input_size, work):
@@ -63,6 +75,9 @@ def exported(symbol, params, channels, input_size, work):
             raise
         raise InputError("MXNet's ONNX exporter cannot express the operator %s"
                          % found.group(1)) from None
+    except (NotImplementedError, ValueError, onnx.checker.ValidationError) as exc:
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise InputError("MXNet's ONNX exporter cannot translate it (%s)" % text) from None
     return onnx.load(path)
 
 
@@ -87,7 +102,9 @@ def tidied(model):
     """``model`` with its weights no longer listed as graph inputs (MXNet's exporter lists
     them, which keeps ONNX Runtime from folding them as constants) and without the
     initializers no node reads (ONNX Runtime warns of each); the data input stays, its first
-    dimension (and each output's) named ``batch``, as tools show a dynamic one."""
+    dimension (and each output's) named ``batch``, as tools show a dynamic one; the IR version
+    opset 13's (``IR_VERSION``)."""
+    model.ir_version = IR_VERSION
     used = {name for node in model.graph.node for name in node.input}
     kept = [w for w in model.graph.initializer if w.name in used]
     del model.graph.initializer[:]
@@ -106,16 +123,33 @@ def tidied(model):
 INPUT_KEYS = ("layout", "color", "scale", "range")
 
 
+def output_meaning(meta):
+    """What the model's output is, in words: probabilities, logits, scores, features, one unit
+    of a binary classifier, or several outputs."""
+    from xception_mx.serving.runtime import checkpoint_output_kind, is_binary
+    if meta.outputs:
+        return "several outputs, named as the model's"
+    kind = checkpoint_output_kind(meta) if meta.is_own_model else (
+        ("probabilities" if meta.classifier_activation == "softmax" else "logits")
+        if meta.include_top else "features")
+    if is_binary(meta):
+        return ("one unit: the %s of the second class of classes (the first: 1 - its "
+                "probability)" % ("logit" if kind == "logits" else "sigmoid probability"))
+    return kind
+
+
 def with_metadata(model, meta, input_size, names):
     """``model`` with what feeding it takes in ``metadata_props``: ``input`` (JSON: layout,
-    size, channels, colour, scale, range, from the checkpoint's meta), ``classes`` (JSON list
-    of names, for a classifier with named classes)."""
+    size, channels, colour, scale, range, from the checkpoint's meta), ``output`` (what it
+    means, ``output_meaning``), ``classes`` (JSON list of names, for a classifier with named
+    classes)."""
     given = meta.input_convention
     convention = {key: given[key] for key in INPUT_KEYS if key in given}
     convention.update(size=list(input_size), channels=meta.channels,
                       scale=given.get("scale", "x (raw pixels, 0-255)" if meta.takes_raw_pixels
                                       else "x / 127.5 - 1"))
-    entries = {"producer": "xception-mx xception-export", "input": json.dumps(convention)}
+    entries = {"producer": "xception-mx xception-export", "input": json.dumps(convention),
+               "output": output_meaning(meta)}
     if names:
         entries["classes"] = json.dumps(names)
     for key, value in entries.items():
@@ -124,77 +158,28 @@ def with_metadata(model, meta, input_size, names):
     return model
 
 
-def with_outputs(model, names):
-    """A copy of ``model`` whose outputs are the tensors ``names``, in that order (for the
-    check only); a name no node outputs is refused."""
-    import onnx
-    made = {name for node in model.graph.node for name in node.output}
-    missing = [name for name in names if name not in made]
-    make_sure(not missing, "the exported ONNX graph has no tensor %s to check", missing[:1])
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    del copy.graph.output[:]
-    copy.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
-    return copy
-
-
-def onnx_tensor(mxnet_output):
-    """The ONNX tensor MXNet's exporter makes of an MXNet output (``X_output`` -> ``X``)."""
-    return mxnet_output[:-len("_output")] if mxnet_output.endswith("_output") else mxnet_output
-
-
-def compare(model, checked, inputs, reference):
-    """Run ``model`` in ONNX Runtime on ``inputs``, one image at a time and all at once (the
-    dynamic batch), for the tensors ``checked``, against MXNet's ``reference`` values of
-    them: per tensor the largest |difference|, the largest |value|, the top-1 agreement and
-    whether it is within ``CHECK_ATOL`` (times the largest |value| above 1)."""
-    import onnxruntime
-    session = onnxruntime.InferenceSession(with_outputs(model, checked).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    whole = session.run(names, {"data": inputs})
-    singles = [session.run(names, {"data": inputs[i:i + 1]}) for i in range(len(inputs))]
-    records = []
-    for k, name in enumerate(names):
-        expected = reference[k]
-        for got in (whole[k], np.concatenate([s[k] for s in singles])):
-            make_sure(got.shape == expected.shape, "ONNX Runtime's %s has shape %s, MXNet's %s",
-                      name, got.shape, expected.shape)
-        diff = max(float(np.abs(whole[k] - expected).max()),
-                   float(np.abs(np.concatenate([s[k] for s in singles]) - expected).max()))
-        top1 = (float(np.mean(whole[k].argmax(axis=1) == expected.argmax(axis=1)))
-                if expected.ndim == 2 and expected.shape[1] > 1 else None)
-        scale = max(1.0, float(np.abs(expected).max()))
-        records.append({"tensor": name, "max_abs_difference": diff,
-                        "max_abs_value": float(np.abs(expected).max()), "top1_agreement": top1,
-                        "tolerance": CHECK_ATOL * scale, "passed": diff <= CHECK_ATOL * scale})
-    return records
-
-
-def check_report(records, input_names, batch_sizes):
-    """The report written beside the model: the check's figures and whether it passed."""
-    import onnx
-    import onnxruntime
-    worst = max(records, key=lambda r: r["max_abs_difference"] / r["tolerance"])
-    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": OPSET,
-            "inputs": input_names, "batch_sizes": batch_sizes, "tolerance": CHECK_ATOL,
-            "worst": worst["tensor"], "max_abs_difference": worst["max_abs_difference"],
-            "passed": all(r["passed"] for r in records), "tensors": records}
-
-
 def write_outputs(out, model, report, names, force):
-    """``NAME.onnx``, its report and labels, each written whole; stale labels of an earlier
-    export are removed under ``force``."""
+    """``NAME.onnx``, its report and labels, written as a set: all three into a temporary
+    folder first, then moved into place, the model last; stale labels of an earlier export
+    are removed under ``force``."""
     paths = companions(out)
+    texts = {"report": json.dumps(report, indent=1) + "\n",
+             "labels": "".join(n + "\n" for n in names) if names else None}
     try:
-        with atomic_path(out) as tmp:
-            with open(tmp, "wb") as f:
+        with export_work_folder(out) as work:
+            for key, text in texts.items():
+                if text is not None:
+                    with open(os.path.join(work, key), "w") as f:
+                        f.write(text)
+            with open(os.path.join(work, "model"), "wb") as f:
                 f.write(model.SerializeToString())
-        write_text(paths["report"], json.dumps(report, indent=1) + "\n")
-        if names:
-            write_text(paths["labels"], "".join(n + "\n" for n in names))
-        elif force and os.path.exists(paths["labels"]):
-            os.unlink(paths["labels"])
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            for key, path in list(paths.items()) + [("model", out)]:
+                if texts.get(key, "") is not None:
+                    os.chmod(os.path.join(work, key), file_mode())
+                    os.replace(os.path.join(work, key), path)
+            if names is None and force and os.path.exists(paths["labels"]):
+                os.unlink(paths["labels"])
     except OSError as exc:
         raise InputError("%s: cannot write the model (%s)" % (out, exc.strerror or exc))
 
@@ -205,42 +190,15 @@ def export_work_folder(out):
         os.path.abspath(out))), prefix=".%s." % os.path.basename(out))
 
 
-def check_inputs(meta, input_size, images, transform):
-    """``(names, NCHW float32)``: ``images`` (files or folders) decoded as xception-predict
-    decodes them, then ``RANDOM_INPUTS`` seeded inputs in the model's range."""
-    from xception_mx.images.decode import image_files
-    from xception_mx.serving.loading import checkpoint_images
-    files = image_files(images) if images else []
-    rng = np.random.RandomState(0)
-    low, high = (0.0, 255.0) if meta.takes_raw_pixels else (-1.0, 1.0)
-    noise = rng.uniform(low, high, (RANDOM_INPUTS, meta.channels) + tuple(input_size))
-    parts = ([checkpoint_images(files, meta, transform)] if files else []) + [noise]
-    names = [os.path.basename(str(f)) for f in files] + \
-        ["random[%d]" % i for i in range(RANDOM_INPUTS)]
-    return names, np.concatenate(parts).astype(np.float32)
-
-
-def checked_tensors(symbol):
-    """MXNet's outputs the check compares: the model's own, then each Dense layer's
-    (``FullyConnected``): a head's logits, where a saturated softmax or sigmoid hides
-    differences."""
-    outputs = list(symbol.list_outputs())
-    dense = ["%s_output" % node["name"] for node in json.loads(symbol.tojson())["nodes"]
-             if node["op"] == "FullyConnected"]
-    return outputs + [name for name in dense if name not in outputs]
-
-
 def write_onnx(prefix, out, epoch=0, images=(), transform="keras", labels=None, force=False):
     """Export the checkpoint to ``out`` (``NAME.onnx``) with its report and labels, checked
     by ONNX Runtime first.  Returns the report; a check that failed writes nothing."""
     from xception_mx.checkpoint.reading import load_params, load_symbol, read_meta
-    from xception_mx.serving.loading import load_network, run_batches
-    onnx_name(out)
     meta = read_meta(prefix)
     input_size = tuple(meta.input_size())
     names = exported_names(prefix, meta, labels)
+    check_outputs(out, prefix, force, names)
     symbol, (arg_params, aux_params) = load_symbol(prefix), load_params(prefix, epoch)
-    tensors = checked_tensors(symbol)
     input_names, x = check_inputs(meta, input_size, images, transform)
     with export_work_folder(out) as work:
         try:
@@ -249,11 +207,9 @@ def write_onnx(prefix, out, epoch=0, images=(), transform="keras", labels=None, 
         except InputError as exc:
             raise InputError("%s: %s%s" % (prefix, exc, quantized_hint(meta))) from None
     model = alter_onnx_weight(with_metadata(tidied(model), meta, input_size, names))
-    net, _ = load_network(prefix, epoch, output=tensors)
-    reference = run_batches(net, x, batch_size=len(x))
-    reference = reference if isinstance(reference, list) else [reference]
-    records = compare(model, [onnx_tensor(t) for t in tensors], x, reference)
-    report = check_report(records, input_names, [1, len(x)])
+    tensors = checked_tensors(symbol)
+    records, batch_sizes = compare(model, tensors, x, mxnet_reference(prefix, epoch, tensors, x))
+    report = check_report(records, input_names, batch_sizes, OPSET)
     if report["passed"]:
         write_outputs(out, model, report, names, force)
     return report
@@ -275,6 +231,9 @@ def exported_names(prefix, meta, labels):
     from xception_mx.serving.runtime import checkpoint_output_kind
     make_sure(not (labels and meta.outputs), "--labels: %s has several outputs, whose classes "
               "the checkpoint names", prefix)
-    if meta.outputs or checkpoint_output_kind(meta) == "features":
+    features = not meta.outputs and checkpoint_output_kind(meta) == "features"
+    make_sure(not (labels and features), "--labels: %s is a feature extractor: it has no "
+              "classes to name", prefix)
+    if meta.outputs or features:
         return None
     return class_names(prefix, output_classes(prefix, meta), labels)

@@ -5,13 +5,20 @@ SageMaker's inference toolkit calls them: ``model_fn(model_dir)`` once, then
 ``application/octet-stream``); the answer is ``xception-predict --json``'s record, computed as
 the MMS service computes it (``service.ImageService``).  A bad request gets its 4xx status
 with the message, as the toolkit's ``GenericInferenceToolkitError`` where it is installed."""
+import http
 import json
 
 from xception_mx.deploy.service import (ImageService, RequestError, decode_parts,
                                         request_parts, response)
 
 JSON = "application/json"
-ANY = ("", "*/*", JSON)
+ACCEPTED = ("*/*", "application/*", JSON)
+
+
+def accepts_json(accept):
+    """Whether an ``Accept`` header (none, or a list of media ranges) takes JSON."""
+    ranges = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    return not any(ranges) or any(r in ACCEPTED for r in ranges)
 
 
 def model_fn(model_dir):
@@ -22,8 +29,7 @@ def model_fn(model_dir):
 def transform_fn(model, body, content_type, accept):
     """One request's answer: ``(JSON text, "application/json")``."""
     try:
-        kind = (accept or "").split(";")[0].strip().lower()
-        if kind not in ANY:
+        if not accepts_json(accept):
             raise RequestError(406, "accept %s: the answer is application/json" % accept)
         parts = request_parts({"body": body}, lambda name: content_type)
         rows = model.model.ranked(decode_parts(model.model, parts), model.top)
@@ -33,10 +39,10 @@ def transform_fn(model, body, content_type, accept):
 
 
 def toolkit_error(exc):
-    """``exc`` as the inference toolkit's error of its status (its message the body), or as
-    it is without the toolkit."""
+    """``exc`` as the inference toolkit's error of its status (HTTP's phrase in the status
+    line, the message in the body), or as it is without the toolkit."""
     try:
         from sagemaker_inference.errors import GenericInferenceToolkitError
     except ImportError:
         return exc
-    return GenericInferenceToolkitError(exc.status, str(exc))
+    return GenericInferenceToolkitError(exc.status, str(exc), http.HTTPStatus(exc.status).phrase)

@@ -21,14 +21,11 @@ def predict_files(prefix, files, top=5, batch_size=8, labels=None, epoch=0, prec
     (see ``padding``); ``onednn_isa``: oneDNN's ISA cap for this process (see ``cpu``), which
     holds only if this is the process's first computation; the environment variable is
     given back afterwards; ``transform``: how the images are brought to the input size
-    (``images.transforms.TRANSFORMS``).  Fewer images than ``batch_size`` run one at a
-    time: a batch is padded to its size, so one image would cost ``batch_size`` (and one
-    batch size per image count would each be tuned by ``auto``).
+    (``images.transforms.TRANSFORMS``).
     """
     for path in list(files) + list(calib_files or []):
         if not os.path.isfile(path):
             raise InputError("%s: no such image file" % path)
-    batch_size = batch_size if len(files) >= batch_size else 1
     model = Model(prefix, precision, epoch, batch_size, labels=labels,
                   channel_padding=channel_padding, onednn_isa=onednn_isa,
                   calibration=list(calib_files) if calib_files else None,

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# A cluster of hosts in network namespaces on this machine, for distributed runs over real
+# ssh and real links (issue 44): each host has its own address, its own sshd (Debian's
+# openssh-server, with keys made for the run) and its own processes; the file system is this
+# machine's, so the project's .venv is at the same path on every host.
+#
+#   scripts/netns_cluster.sh up [N] [DIR]   N hosts (default 3); DIR: keys, configs, logs
+#   scripts/netns_cluster.sh down [DIR]     every host, sshd and process of the cluster gone
+#
+# DIR defaults to /tmp/xception-mx-cluster.  After `up` it holds:
+#   hosts        one address per line (xception-launch --hosts FILE)
+#   ssh_config   for ssh -F (xception-launch --ssh "ssh -F DIR/ssh_config")
+# The hosts are namespaces xmx-h1..xmx-hN with addresses 198.18.0.11.. on the bridge xmx-br0,
+# which this machine joins as 198.18.0.1: 198.18.0.0/15 is the range set aside for network
+# tests (RFC 2544), never routed.  Needs root, iproute2 and openssh-server.  A failed `up`
+# takes down what it made.  Links can then be shaped with tc netem on xmx-vI (this side of
+# host I's link) or set down with `ip link set xmx-vI down`.
+#
+# Fault point for the tests: NETNS_CLUSTER_FAULT=after-host-I makes `up` fail once host I is
+# up (the cluster half made).
+set -Eeuo pipefail
+
+NS=xmx-h BRIDGE=xmx-br0 VETH=xmx-v NET=198.18.0 GATEWAY=198.18.0.1
+DEFAULT_DIR=/tmp/xception-mx-cluster
+
+die() { echo "netns_cluster.sh: $*" >&2; exit 2; }
+address() { echo "$NET.$((10 + $1))"; }
+
+namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS[0-9][0-9]*$" || true; }
+
+down() {
+    local dir=$1 ns pids link
+    for ns in $(namespaces); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] || break
+            sleep 0.2
+        done
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+        ip netns del "$ns"
+    done
+    # a namespace's veth outlives it for a moment (the kernel frees it later): deleted here
+    for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 |
+                  grep "^$VETH[0-9][0-9]*$" || true); do
+        ip link del "$link" 2>/dev/null || true
+    done
+    ! ip link show "$BRIDGE" >/dev/null 2>&1 || ip link del "$BRIDGE"
+    rm -f "$dir"/sshd-*.pid
+}
+
+check_tools() {
+    [ "$(id -u)" = 0 ] || die "needs root (network namespaces and a bridge)"
+    command -v ip >/dev/null || die "needs iproute2 (ip): apt-get install iproute2"
+    [ -x /usr/sbin/sshd ] || die "needs openssh-server (/usr/sbin/sshd): apt-get install openssh-server"
+    command -v ssh-keygen >/dev/null || die "needs ssh-keygen (openssh-client)"
+}
+
+write_keys() {
+    local dir=$1
+    rm -f "$dir/host_key" "$dir/host_key.pub" "$dir/id_ed25519" "$dir/id_ed25519.pub"
+    ssh-keygen -q -t ed25519 -N "" -C "xception-mx cluster host" -f "$dir/host_key"
+    ssh-keygen -q -t ed25519 -N "" -C "xception-mx cluster client" -f "$dir/id_ed25519"
+    cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+    chmod 600 "$dir/authorized_keys"
+}
+
+write_host() {       # sshd's config of host $2, its known_hosts line
+    local dir=$1 i=$2
+    cat >"$dir/sshd-h$i.conf" <<EOF
+ListenAddress $(address "$i")
+Port 22
+HostKey $dir/host_key
+PidFile $dir/sshd-h$i.pid
+AuthorizedKeysFile $dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AcceptEnv LANG LC_*
+EOF
+    echo "$(address "$i") $(cut -d' ' -f1,2 "$dir/host_key.pub")" >>"$dir/known_hosts"
+}
+
+write_client() {
+    local dir=$1 n=$2 i
+    cat >"$dir/ssh_config" <<EOF
+Host $NET.*
+    User root
+    IdentityFile $dir/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $dir/known_hosts
+    StrictHostKeyChecking yes
+    BatchMode yes
+    ConnectTimeout 5
+    LogLevel ERROR
+EOF
+    : >"$dir/hosts"
+    for i in $(seq "$n"); do address "$i" >>"$dir/hosts"; done
+}
+
+add_host() {
+    local dir=$1 i=$2 ns=$NS$2
+    ip netns add "$ns"
+    ip link add "$VETH$i" type veth peer name eth0 netns "$ns"
+    ip link set "$VETH$i" master "$BRIDGE" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$(address "$i")/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route add default via "$GATEWAY"
+    write_host "$dir" "$i"
+    ip netns exec "$ns" /usr/sbin/sshd -f "$dir/sshd-h$i.conf" -E "$dir/sshd-h$i.log"
+}
+
+wait_for_ssh() {
+    local dir=$1 n=$2 i tries
+    for i in $(seq "$n"); do
+        tries=0
+        until ssh -F "$dir/ssh_config" "$(address "$i")" true 2>/dev/null; do
+            tries=$((tries + 1))
+            [ $tries -lt 50 ] || die "host $i ($(address "$i")): its sshd does not answer" \
+                "(see $dir/sshd-h$i.log)"
+            sleep 0.2
+        done
+    done
+}
+
+up() {
+    local n=$1 dir=$2 i
+    case $n in ''|*[!0-9]*) die "up N: N must be a number of hosts, got '$n'" ;; esac
+    [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "up N: N must be 1 to 200, got $n"
+    check_tools
+    [ -z "$(namespaces)" ] && ! ip link show "$BRIDGE" >/dev/null 2>&1 ||
+        die "a cluster is up already: scripts/netns_cluster.sh down first"
+    mkdir -p "$dir" /run/sshd
+    dir=$(cd "$dir" && pwd)
+    trap 'down "$dir"' ERR
+    write_keys "$dir"
+    : >"$dir/known_hosts"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$GATEWAY/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    for i in $(seq "$n"); do
+        add_host "$dir" "$i"
+        [ "${NETNS_CLUSTER_FAULT:-}" != "after-host-$i" ] || { echo "netns_cluster.sh: fault" \
+            "injected after host $i" >&2; false; }
+    done
+    write_client "$dir" "$n"
+    wait_for_ssh "$dir" "$n"
+    trap - ERR
+    echo "netns_cluster.sh: $n hosts up ($(paste -sd' ' "$dir/hosts")): --hosts $dir/hosts" \
+        "--ssh \"ssh -F $dir/ssh_config\""
+}
+
+case ${1:-} in
+    up) up "${2:-3}" "${3:-$DEFAULT_DIR}" ;;
+    down) down "${2:-$DEFAULT_DIR}"; echo "netns_cluster.sh: down" ;;
+    *) die "usage: scripts/netns_cluster.sh up [N] [DIR] | down [DIR]" ;;
+esac

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from unittest import mock
 
 import numpy as np
@@ -19,9 +18,9 @@ from xception_mx.atomic import file_mode
 from xception_mx.checkpoint.labels import labels_path
 from xception_mx.deploy.onnx_check import (check_inputs, check_report, checked_tensors, compare,
                                            mxnet_reference)
+from xception_mx.deploy.staging import work_folder
 from xception_mx.errors import InputError, make_sure
 from xception_mx.faults import alter_onnx_weight
-from xception_mx.outputs import nearest_existing
 
 # MXNet 1.9.1's exporter declares onnx's newest opset (22 with onnx 1.17: ONNX Runtime >= 1.20
 # only) while its translations are written for opsets 12 and 13: it is asked for 13, which
@@ -166,7 +165,7 @@ def write_outputs(out, model, report, names, force):
     texts = {"report": json.dumps(report, indent=1) + "\n",
              "labels": "".join(n + "\n" for n in names) if names else None}
     try:
-        with export_work_folder(out) as work:
+        with work_folder(out) as work:
             for key, text in texts.items():
                 if text is not None:
                     with open(os.path.join(work, key), "w") as f:
@@ -184,12 +183,6 @@ def write_outputs(out, model, report, names, force):
         raise InputError("%s: cannot write the model (%s)" % (out, exc.strerror or exc))
 
 
-def export_work_folder(out):
-    """A temporary folder for the exporter's own file, on OUT's file system."""
-    return tempfile.TemporaryDirectory(dir=nearest_existing(os.path.dirname(
-        os.path.abspath(out))), prefix=".%s." % os.path.basename(out))
-
-
 def write_onnx(prefix, out, epoch=0, images=(), transform="keras", labels=None, force=False):
     """Export the checkpoint to ``out`` (``NAME.onnx``) with its report and labels, checked
     by ONNX Runtime first.  Returns the report; a check that failed writes nothing."""
@@ -200,7 +193,7 @@ def write_onnx(prefix, out, epoch=0, images=(), transform="keras", labels=None, 
     check_outputs(out, prefix, force, names)
     symbol, (arg_params, aux_params) = load_symbol(prefix), load_params(prefix, epoch)
     input_names, x = check_inputs(meta, input_size, images, transform)
-    with export_work_folder(out) as work:
+    with work_folder(out) as work:
         try:
             model = exported(symbol, dict(arg_params, **aux_params), meta.channels,
                              input_size, work)

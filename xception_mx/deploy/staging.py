@@ -99,11 +99,17 @@ def write_whole(out, build, what):
     fails is one line naming OUT and ``what`` it was to be."""
     folder = os.path.dirname(os.path.abspath(out))
     try:
-        with tempfile.TemporaryDirectory(dir=nearest_existing(folder),
-                                         prefix=".%s." % os.path.basename(out)) as work:
+        with work_folder(out) as work:
             path, result = build(work)
             os.makedirs(folder, exist_ok=True)
             shutil.move(path, out)
     except OSError as exc:
         raise InputError("%s: cannot write the %s (%s)" % (out, what, exc.strerror or exc))
     return result
+
+
+def work_folder(out):
+    """A temporary folder for OUT's pieces, on OUT's file system (its nearest existing
+    folder), so that they are moved into place, not copied."""
+    return tempfile.TemporaryDirectory(dir=nearest_existing(os.path.dirname(
+        os.path.abspath(out))), prefix=".%s." % os.path.basename(out))

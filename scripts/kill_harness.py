@@ -59,8 +59,10 @@ def traced_run(command, trace, env=None, kill_after=None, timeout=900, after_poi
 
 
 def phase_of(rows, before="before the first point"):
-    """The phase a run was in when it stopped: the last point it passed."""
-    return rows[-1][1] if rows else before
+    """The phase a run was in when it stopped: the last point it passed (steps are no
+    phases: a training run passes one a step)."""
+    phases = [name for _, name in rows if ":step-" not in name]
+    return phases[-1] if phases else before
 
 
 def point_time(rows, name):

@@ -7,6 +7,15 @@
 #   scripts/netns_cluster.sh up [N] [DIR]   N hosts (default 3); DIR: keys, configs, logs
 #   scripts/netns_cluster.sh down [DIR]     every host, sshd and process of the cluster gone
 #
+# and the faults the multi-host tests put in a cluster that is up:
+#   scripts/netns_cluster.sh link I down|up          host I's link (both ways) down or up
+#   scripts/netns_cluster.sh shape NETEM...|off      every link, both ways: tc netem NETEM...
+#                                                    (e.g. shape delay 50ms loss 1%)
+#   scripts/netns_cluster.sh refuse|accept I [DIR]   host I's sshd refuses the run's user, or
+#                                                    again accepts it
+#   scripts/netns_cluster.sh hide|unhide I PATH [DIR]  PATH empty on host I (a missing venv),
+#                                                    or back
+#
 # DIR defaults to /tmp/xception-mx-cluster.  After `up` it holds:
 #   hosts        one address per line (xception-launch --hosts FILE)
 #   ssh_config   for ssh -F (xception-launch --ssh "ssh -F DIR/ssh_config")
@@ -40,6 +49,7 @@ down() {
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
         ip netns del "$ns"
+        rm -rf "/etc/netns/$ns"
     done
     # a namespace's veth outlives it for a moment (the kernel frees it later): deleted here
     for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 |
@@ -110,6 +120,11 @@ add_host() {
     ip -n "$ns" addr add "$(address "$i")/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "$GATEWAY"
+    # this machine's name resolves to the host's own address there (Gloo advertises the
+    # address of its name): ip netns exec puts /etc/netns/NS/hosts over /etc/hosts
+    mkdir -p "/etc/netns/$ns"
+    { echo "$(address "$i") $(hostname)"; grep -v "[[:space:]]$(hostname)\([[:space:]]\|\$\)" \
+        /etc/hosts || true; } >"/etc/netns/$ns/hosts"
     write_host "$dir" "$i"
     ip netns exec "$ns" /usr/sbin/sshd -f "$dir/sshd-h$i.conf" -E "$dir/sshd-h$i.log"
 }
@@ -154,8 +169,69 @@ up() {
         "--ssh \"ssh -F $dir/ssh_config\""
 }
 
+host_number() {     # $1 names a host of the cluster that is up
+    case $1 in ''|*[!0-9]*) die "expected a host number, got '$1'" ;; esac
+    ip netns list 2>/dev/null | grep -q "^$NS$1\b" || die "no host $1 in the cluster"
+}
+
+link() {
+    host_number "$1"
+    case ${2:-} in up|down) ip link set "$VETH$1" "$2" ;;
+        *) die "link I down|up: expected down or up, got '${2:-}'" ;; esac
+}
+
+shape() {
+    local ns i
+    [ $# -gt 0 ] || die "shape NETEM...|off: e.g. shape delay 50ms loss 1%"
+    if [ "$*" != off ] && ! said=$(tc qdisc replace dev "$BRIDGE" root netem "$@" 2>&1); then
+        die "shape: tc cannot add netem $* here: $said (no sch_netem in this kernel?)"
+    fi
+    tc qdisc del dev "$BRIDGE" root 2>/dev/null || true
+    for ns in $(namespaces); do
+        i=${ns#$NS}
+        if [ "$*" = off ]; then
+            tc qdisc del dev "$VETH$i" root 2>/dev/null || true
+            tc -n "$ns" qdisc del dev eth0 root 2>/dev/null || true
+        else
+            tc qdisc replace dev "$VETH$i" root netem "$@"
+            tc -n "$ns" qdisc replace dev eth0 root netem "$@"
+        fi
+    done
+}
+
+restart_sshd() {    # host $1's sshd started again, with the config as it now is
+    local i=$1 dir=$2
+    kill "$(cat "$dir/sshd-h$i.pid")"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ ! -e "$dir/sshd-h$i.pid" ] || sleep 0.2; done
+    ip netns exec "$NS$i" /usr/sbin/sshd -f "$dir/sshd-h$i.conf" -E "$dir/sshd-h$i.log"
+}
+
+refuse() {          # host $1's sshd refuses the run's user (accept: again not)
+    local i=$1 dir=$2 how=$3
+    host_number "$i"
+    sed -i '/^DenyUsers /d' "$dir/sshd-h$i.conf"
+    [ "$how" = accept ] || echo "DenyUsers *" >>"$dir/sshd-h$i.conf"
+    restart_sshd "$i" "$dir"
+}
+
+hide() {            # an empty file system over $2 in the mounts host $1's sshd (and logins)
+    local i=$1 path=$2 dir=$3 how=$4          # see (unhide: the folder back)
+    host_number "$i"
+    [ -d "$path" ] || die "$how I PATH: no folder $path"
+    if [ "$how" = hide ]; then
+        nsenter -t "$(cat "$dir/sshd-h$i.pid")" -m mount -t tmpfs -o ro,size=4k xmx-hidden "$path"
+    else
+        nsenter -t "$(cat "$dir/sshd-h$i.pid")" -m umount "$path"
+    fi
+}
+
 case ${1:-} in
     up) up "${2:-3}" "${3:-$DEFAULT_DIR}" ;;
     down) down "${2:-$DEFAULT_DIR}"; echo "netns_cluster.sh: down" ;;
-    *) die "usage: scripts/netns_cluster.sh up [N] [DIR] | down [DIR]" ;;
+    link) link "${2:-}" "${3:-}" ;;
+    shape) shift; shape "$@" ;;
+    refuse|accept) refuse "${2:-}" "${3:-$DEFAULT_DIR}" "$1" ;;
+    hide|unhide) hide "${2:-}" "${3:-}" "${4:-$DEFAULT_DIR}" "$1" ;;
+    *) die "usage: scripts/netns_cluster.sh up [N] [DIR] | down [DIR] | link I down|up |" \
+           "shape NETEM...|off | refuse|accept I [DIR] | hide|unhide I PATH [DIR]" ;;
 esac

@@ -13,7 +13,8 @@ signal landed.  The points:
   ``checkpoint:first-rename-done``, ``checkpoint:committed``;
 - a fine-tuning run: ``epoch-N:checkpoint-started`` (epoch N trained, its files
   not written yet), ``epoch-N:checkpoint-written`` (epoch N complete on disk,
-  epoch N+1 not started); N counts from 1, as the files epoch-000N do.
+  epoch N+1 not started), ``epoch-N:step-K`` (step K of epoch N trained, mid-epoch: the
+  multi-host tests set a link down there); N and K count from 1, as the files epoch-000N do.
 
 With ``XCEPTION_MX_CRASH_POINT=NAME`` instead, the process that reaches the point crashes
 there as a native library would (a segmentation fault): a test checks what such a crash

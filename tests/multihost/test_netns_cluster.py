@@ -3,63 +3,23 @@
 machine's venv at its own path, and `down` leaves no namespace, bridge, sshd or process;
 a failed `up` takes down what it made.  Needs root: elsewhere the tests are skipped, saying
 so, but under CI=true a machine that can make namespaces must run them (no sshd fails)."""
-import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from netns import (alive, cluster, left_over, needs_namespaces, one_cluster_at_a_time, ssh,
+                   sshd_or_fail)
 
-SCRIPT = os.path.join(ROOT, "scripts", "netns_cluster.sh")
 VENV = sys.prefix
+pytestmark = needs_namespaces
 
 
-def why_no_namespaces():
-    """Why this machine cannot make the cluster's namespaces, or None."""
-    if os.geteuid() != 0:
-        return "not root: network namespaces need root (run the suite as root, as CI does)"
-    probe = subprocess.run(["ip", "netns", "add", "xmx-probe"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return "cannot make a network namespace: %s" % probe.stderr.strip()
-    subprocess.run(["ip", "netns", "del", "xmx-probe"], check=True)
-    return None
-
-
-WHY = why_no_namespaces() if sys.platform.startswith("linux") else "not Linux"
-pytestmark = pytest.mark.skipif(WHY is not None, reason=str(WHY))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sshd_installed():
-    if not os.path.exists("/usr/sbin/sshd"):
-        pytest.fail("openssh-server is not installed: make setup-netns installs it") \
-            if os.environ.get("CI") == "true" else \
-            pytest.skip("no openssh-server (/usr/sbin/sshd): make setup-netns installs it")
-
-
-def cluster(*args, env=None):
-    return subprocess.run([SCRIPT, *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, **(env or {})))
-
-
-def left_over(directory):
-    """What a cluster left on this machine: namespaces, its bridge and veths, its sshds."""
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    sshd = subprocess.run(["pgrep", "-af", "sshd -f %s" % directory], capture_output=True,
-                          text=True).stdout
-    return ([line for line in namespaces.splitlines() if line.startswith("xmx-h")] +
-            [line.split(":")[1].strip() for line in links.splitlines() if ": xmx-" in line] +
-            sshd.splitlines())
-
-
-def ssh(directory, host, command, namespace=None):
-    argv = ["ssh", "-F", str(directory / "ssh_config"), host, command]
-    if namespace:
-        argv = ["ip", "netns", "exec", namespace] + argv
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+@pytest.fixture(autouse=True)
+def alone_on_this_machine():
+    sshd_or_fail()
+    with one_cluster_at_a_time():
+        yield
 
 
 def test_three_hosts_each_with_its_address_and_sshd_and_down_leaves_nothing(tmp_path):
@@ -79,22 +39,12 @@ def test_three_hosts_each_with_its_address_and_sshd_and_down_leaves_nothing(tmp_
         running = subprocess.run(["ip", "netns", "pids", "xmx-h3"], capture_output=True,
                                  text=True).stdout.split()
         assert len(running) >= 2                # its sshd and the sleep
-        assert len(left_over(tmp_path)) == 3 + 1 + 3 + 3
+        assert len(left_over(tmp_path)) == 3 + 3 + 1 + 3 + 3   # netns, hosts files, links, sshd
     finally:
         down = cluster("down", tmp_path)
     assert down.returncode == 0, down.stderr
     assert left_over(tmp_path) == []
     assert not [pid for pid in running if alive(pid)]
-
-
-def alive(pid):
-    """Whether process ``pid`` runs (a zombie no one reaped, in a container whose first
-    process reaps none, does not)."""
-    try:
-        with open("/proc/%s/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def test_a_second_up_is_refused_and_the_first_cluster_kept(tmp_path):
@@ -120,7 +70,8 @@ def test_a_failed_up_takes_down_what_it_made(tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["up", "x"], "up N: N must be a number of hosts, got 'x'"),
     (["up", "0"], "up N: N must be 1 to 200, got 0"),
-    (["start"], "usage: scripts/netns_cluster.sh up [N] [DIR] | down [DIR]"),
+    (["start"], "usage: scripts/netns_cluster.sh up [N] [DIR] | down [DIR] | link I down|up | "
+                "shape NETEM...|off | refuse|accept I [DIR] | hide|unhide I PATH [DIR]"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(args, says):
     result = cluster(*args)

@@ -4,6 +4,7 @@ remote processes when a worker dies, keeps arguments word for word; host files, 
 timeouts, programs that cannot start and dry runs."""
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -29,8 +30,8 @@ def test_ssh_launcher_places_processes_round_robin_and_trains(base, tmp_path):
     # servers then workers, round-robin over the hosts; the ssh port where given
     for placed in ("server 0 on 127.0.0.1", "worker 0 on localhost", "worker 1 on 127.0.0.1"):
         assert "xception-launch: %s via ssh" % placed in result.stderr
-    assert sorted(log.read_text().splitlines()) == ["127.0.0.1 22", "127.0.0.1 22",
-                                                    "localhost 2222"]
+    # one connection a host to check it, then one a process
+    assert sorted(log.read_text().splitlines()) == ["127.0.0.1 22"] * 3 + ["localhost 2222"] * 2
     # the bare remote environment got the DMLC_* and forwarded variables
     assert len(re.findall(r"rank \d done \(OMP_NUM_THREADS=1\)", result.stdout)) == 2
     assert_ranks_equal_one_process(base, tmp_path)
@@ -46,8 +47,8 @@ def test_ssh_launcher_kills_the_remote_processes_when_a_worker_dies(base, tmp_pa
         timeout=600,
         env=dict(os.environ, FAKE_SSH_LOG=str(tmp_path / "ssh.log")))
     assert result.returncode == 1
-    assert re.search(r"worker \d \(rank 1\) exited with status 137; stopping the job",
-                     result.stderr)
+    assert re.search(r"worker \d \(rank 1\) on 127.0.0.1 exited with status 137; stopping the "
+                     r"job", result.stderr)
     assert_processes_gone(result.stdout)
 
 
@@ -113,8 +114,11 @@ def test_a_program_that_cannot_start_is_named_and_nothing_is_left_running(tmp_pa
     assert result.returncode == 2
     assert "xception-launch: error: cannot start %s: No such file or directory" % missing \
         in result.stderr
-    scheduler = int(re.search(r"scheduler on \S+, pid (\d+)", result.stderr).group(1))
-    assert process_gone(scheduler)
+    started = re.search(r"scheduler on \S+, pid (\d+)", result.stderr)
+    if "ssh" in args:           # ssh is run first to check the hosts: nothing started
+        assert started is None, result.stderr
+    else:
+        assert process_gone(int(started.group(1)))
 
 
 def test_dry_run_shows_every_command_and_forwards_only_what_the_user_set(tmp_path):
@@ -141,3 +145,58 @@ def test_dry_run_shows_every_command_and_forwards_only_what_the_user_set(tmp_pat
                            timeout=60, env=env)
     assert shown.stdout.count("OMP_NUM_THREADS=7") == 3      # server and both workers
     assert "pid" not in shown.stderr                         # nothing was started
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--workdir", "/no/such/folder", "--", "true"],
+     "host 127.0.0.1: no folder /no/such/folder (the processes run in --workdir"),
+    (["--python", "/no/such/python", "--", "true"],
+     "host 127.0.0.1: no Python at /no/such/python (--python; the venv must be at the same "
+     "path on every host)"),
+    (["--", "/no/such/program"],
+     "host 127.0.0.1: cannot run /no/such/program there (the worker command"),
+])
+def test_a_host_without_the_folder_python_or_command_is_refused_before_anything_starts(
+        tmp_path, args, says):
+    hosts = write_hosts(tmp_path / "hosts", "127.0.0.1\n")
+    log = tmp_path / "ssh.log"
+    result = run_tool("xception-launch", "-n", "1", "--launcher", "ssh", "--hosts", hosts,
+                      "--host", "127.0.0.1", "--ssh", FAKE_SSH, *args,
+                      env={"FAKE_SSH_LOG": str(log)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("xception-launch: error: " + says), result.stderr
+    assert result.stderr.rstrip().endswith("; nothing started")
+    assert len(result.stderr.strip().splitlines()) == 1 and "pid" not in result.stderr
+    assert log.read_text().splitlines() == ["127.0.0.1 22"]      # the check's one connection
+
+
+def test_a_remote_process_whose_launcher_falls_silent_is_killed_by_its_watchdog(tmp_path):
+    """A link that goes down closes no connection: the remote side only sees the heartbeats
+    stop.  The launcher is stopped (SIGSTOP), its connections left open: the remote worker
+    must be gone within --link-timeout (3 s) and a second, and the job then stopped."""
+    hosts = write_hosts(tmp_path / "hosts", "127.0.0.1\n")
+    job = subprocess.Popen(
+        [LAUNCH, "-n", "1", "--launcher", "ssh", "--hosts", str(hosts), "--host", "127.0.0.1",
+         "--ssh", FAKE_SSH, "--link-timeout", "3", *BOUND, "--", "sh", "-c",
+         'echo "pid $$"; exec sleep 300'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=dict(os.environ, FAKE_SSH_LOG=str(tmp_path / "ssh.log")))
+    said = ""
+    while not re.search(r"\[worker 0\] pid \d+\n", said):
+        line = job.stdout.readline()
+        assert line, said + job.stderr.read()           # the job ended first
+        said += line
+    pid = int(re.search(r"\[worker 0\] pid (\d+)", said).group(1))
+    time.sleep(4)                       # beats arrive: the worker lives past --link-timeout
+    assert not process_gone(pid)
+    job.send_signal(signal.SIGSTOP)
+    silent = time.time()
+    while not process_gone(pid) and time.time() - silent < 10:
+        time.sleep(0.05)
+    gone = time.time() - silent
+    job.send_signal(signal.SIGCONT)
+    _, stderr = job.communicate(timeout=60)
+    # silent from the last beat (one every 0.6 s) for 3 s
+    assert process_gone(pid) and 2 <= gone < 4.5, "gone after %.1f s" % gone
+    assert job.returncode == 1
+    assert re.search(r"(server|worker) 0 on 127.0.0.1 exited with status 137; stopping the "
+                     r"job", stderr), stderr

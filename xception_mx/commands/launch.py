@@ -6,7 +6,7 @@ import sys
 from xception_mx.commands.runner import Parser, run
 from xception_mx.errors import make_sure
 from xception_mx.training.distributed.launch import dry_run, launch
-from xception_mx.training.distributed.remote import PROG, read_hosts
+from xception_mx.training.distributed.remote import LINK_TIMEOUT, PROG, read_hosts
 
 
 def build_parser():
@@ -33,6 +33,10 @@ def build_parser():
                         "hosts, for the servers (default: this one's path)")
     parser.add_argument("--timeout", type=float, default=0,
                         help="stop the job and exit 1 after this many seconds (0: no limit)")
+    parser.add_argument("--link-timeout", type=float, default=LINK_TIMEOUT,
+                        help="--launcher ssh: a host silent this many seconds (its link or "
+                        "itself down) stops the job, and its processes stop themselves "
+                        "(default: %(default)g)")
     parser.add_argument("--grace", type=float, default=30.0,
                         help="seconds servers get to finish after the workers")
     parser.add_argument("--dry-run", action="store_true", help="print the command line of "
@@ -52,6 +56,8 @@ def _main(argv):
     make_sure(args.workers >= 1, "-n/--workers must be >= 1, got %d", args.workers)
     make_sure(args.servers >= 1, "-s/--servers must be >= 1, got %d", args.servers)
     make_sure(args.timeout >= 0, "--timeout must be >= 0, got %g", args.timeout)
+    make_sure(args.link_timeout >= 3, "--link-timeout must be >= 3 seconds, got %g",
+              args.link_timeout)
     hosts = None
     if args.launcher == "ssh":
         make_sure(args.hosts, "--launcher ssh needs --hosts FILE (HOST or HOST:SSH_PORT per "
@@ -67,9 +73,10 @@ def _main(argv):
     host = args.host or "127.0.0.1"
     if args.dry_run:
         return dry_run(args.command, args.workers, args.servers, host, args.port, hosts, ssh,
-                       args.workdir, args.python)
+                       args.workdir, args.python, args.link_timeout)
     return launch(args.command, args.workers, args.servers, host, args.port, args.grace,
-                  args.timeout, hosts, ssh, args.workdir, args.python)
+                  args.timeout, hosts, ssh, args.workdir, args.python,
+                  link_timeout=args.link_timeout)
 
 
 def main(argv=None):

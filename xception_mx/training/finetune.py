@@ -12,7 +12,7 @@ import time
 from xception_mx.checkpoint.meta import Meta
 from xception_mx.checkpoint.reading import read_meta
 from xception_mx.errors import make_sure
-from xception_mx.faults import dump_bn_statistics, dump_parameters
+from xception_mx.faults import dump_bn_statistics, dump_parameters, fault_point
 from xception_mx.images.convention import rescales_inside
 from xception_mx.model.training_only import augments, seed_step
 from xception_mx.outputs import output_folder
@@ -275,6 +275,7 @@ def train_epoch(run, epoch, phase):
                                      train_mode, config["amp"], run.shapes,
                                      run.keras2.apply if run.keras2 else None,
                                      run.regularization)
+        fault_point("epoch-%d:step-%d" % (epoch + 1, i + 1))
         hits1, hitsk = count_correct(outputs, y.asnumpy(), k)
         batch_loss = float(losses.sum())
         check_finite_loss(batch_loss, epoch + 1, i + 1, lr)

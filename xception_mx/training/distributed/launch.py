@@ -24,7 +24,8 @@ What it adds: every process's output is streamed with a prefix (a worker's
 rank once it has said it: ``xception-mx: rank R of N``), a process that
 dies stops the whole job (ps-lite leaves the other workers blocked forever
 otherwise) with a clear error, remote processes are killed when their ssh
-connection closes, and ``--timeout`` bounds the whole job.
+connection closes or falls silent (``--link-timeout``: a host whose link is down), a host that
+cannot run the job is refused before anything starts, and ``--timeout`` bounds the whole job.
 """
 import collections
 import os
@@ -38,7 +39,8 @@ import threading
 import time
 
 from xception_mx.errors import InputError
-from xception_mx.training.distributed.remote import PROG, Host, forwarded_env, ssh_argv
+from xception_mx.training.distributed.remote import (LINK_TIMEOUT, PROG, Host, check_hosts,
+                                                     forwarded_env, ssh_argv)
 
 SERVER_CODE = "import mxnet"   # with DMLC_ROLE=server/scheduler, importing MXNet runs the role
 Process = collections.namedtuple("Process", "label host argv env")
@@ -103,8 +105,9 @@ def _raise_stop(signum, frame):
 class Job:
     """Started processes, their output threads, and how to end them."""
 
-    def __init__(self, out, err):
+    def __init__(self, out, err, link_timeout=LINK_TIMEOUT):
         self.out, self.err = out, err
+        self.beat_every, self.last_beat = link_timeout / 5, 0.0
         self.running = []     # (Process, Popen, remote)
         self.threads = []
         self.ranks = {}       # worker label -> rank, as the workers said
@@ -113,6 +116,8 @@ class Job:
         popen = subprocess.Popen(argv, stdin=subprocess.PIPE if remote else subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                  start_new_session=True)
+        if remote:
+            os.set_blocking(popen.stdin.fileno(), False)
         thread = threading.Thread(target=_stream, args=(popen.stdout, process.label, self.out,
                                                          self.ranks), daemon=True)
         thread.start()
@@ -127,19 +132,42 @@ class Job:
         rank = self.ranks.get(label)
         return label if rank is None else "%s (rank %d)" % (label, rank)
 
+    def beat(self):
+        """A heartbeat byte to every remote process's watchdog, every link_timeout / 5 s."""
+        if time.time() - self.last_beat < self.beat_every:
+            return
+        self.last_beat = time.time()
+        for _, popen, remote in self.running:
+            if remote and popen.poll() is None:
+                try:
+                    os.write(popen.stdin.fileno(), b"\n")
+                except (BlockingIOError, BrokenPipeError, ValueError):
+                    pass       # a connection that stalls or ended: the watch below sees it
+
+    def failure(self, process, code, remote):
+        """The line that says why ``process`` ended the job."""
+        where = self.name(process.label) + (" on %s" % process.host.name if remote else "")
+        if remote and code == 255:
+            return "%s: lost the connection to %s (ssh exited with status 255: the host or " \
+                   "its link went down, or ssh was refused); stopping the job (restart it " \
+                   "with --resume)" % (where, process.host.name)
+        return "%s exited with status %s; stopping the job (restart it with --resume)" % (
+            where, code)
+
     def watch(self, timeout=None):
         """Wait until every worker ended; return an error text, or ``None``."""
         started = time.time()
         while True:
             # one reading of every status, so a worker that fails between two
             # polls cannot look like the end of the job
-            codes = [(process.label, popen.poll()) for process, popen, _ in self.running]
-            for label, code in codes:
+            codes = [(process, popen.poll(), remote) for process, popen, remote in self.running]
+            for process, code, remote in codes:
                 if code not in (None, 0):
-                    return "%s exited with status %s; stopping the job (restart it with " \
-                           "--resume)" % (self.name(label), code)
-            if all(code is not None for label, code in codes if label.startswith("worker")):
+                    return self.failure(process, code, remote)
+            if all(code is not None for process, code, _ in codes
+                   if process.label.startswith("worker")):
                 return None
+            self.beat()
             if timeout and time.time() - started > timeout:
                 return "the job ran longer than --timeout %g s; stopping it" % timeout
             time.sleep(0.2)
@@ -157,11 +185,10 @@ class Job:
                     popen.stdin.close()
                 except OSError:
                     pass
-        if any(remote for _, _, remote in self.running):
-            deadline = time.time() + 5
-            for _, popen, _ in self.running:
-                while popen.poll() is None and time.time() < deadline:
-                    time.sleep(0.1)
+        deadline = time.time() + 5          # for the remote ones' watchdogs (the local
+        for _, popen, remote in self.running:     # scheduler waits for no one: killed below)
+            while remote and popen.poll() is None and time.time() < deadline:
+                time.sleep(0.1)
         for _, popen, _ in self.running:
             if popen.poll() is None:
                 try:
@@ -173,23 +200,24 @@ class Job:
             thread.join(timeout=5)
 
 
-def commands(processes, over_ssh, ssh, workdir, environ):
+def commands(processes, over_ssh, ssh, workdir, environ, python, link_timeout=LINK_TIMEOUT):
     """``(process, argv, env, remote)`` to start each process with: the
     scheduler here, the others here (in ``environ``) or over ssh."""
     forwarded = dict(forwarded_env(), PS_VERBOSE=environ.get("PS_VERBOSE", "0"))
     for process in processes:
         if over_ssh and process.label != "scheduler":
-            yield (process, ssh_argv(process, ssh, workdir or os.getcwd(), forwarded), environ,
-                   True)
+            yield (process, ssh_argv(process, ssh, workdir or os.getcwd(), forwarded, python,
+                                     link_timeout), environ, True)
         else:
             yield process, process.argv, dict(environ, **process.env), False
 
 
-def dry_run(command, workers, servers, host, port, hosts, ssh, workdir, python, out=sys.stdout):
+def dry_run(command, workers, servers, host, port, hosts, ssh, workdir, python,
+            link_timeout=LINK_TIMEOUT, out=sys.stdout):
     """Print what ``launch`` would start, one line a process, and start nothing."""
     processes = plan(command, workers, servers, host, port or 0, hosts, python)
     for process, argv, _, remote in commands(processes, hosts is not None, ssh, workdir,
-                                             os.environ):
+                                             os.environ, python, link_timeout):
         words = [] if remote else ["%s=%s" % kv for kv in sorted(process.env.items())]
         out.write("%s on %s: %s\n" % (process.label, process.host.name,
                                       " ".join(shlex.quote(w) for w in words + list(argv))))
@@ -198,19 +226,22 @@ def dry_run(command, workers, servers, host, port, hosts, ssh, workdir, python, 
 
 def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0, timeout=None,
            hosts=None, ssh=("ssh",), workdir=None, python=sys.executable, out=sys.stdout,
-           err=sys.stderr, env=None):
+           err=sys.stderr, env=None, link_timeout=LINK_TIMEOUT):
     """Run ``command`` as ``workers`` workers with ``servers`` servers, locally
-    or (with ``hosts``) over ssh; return the job's exit status (0 only if every
-    process exited 0 within ``timeout``)."""
+    or (with ``hosts``) over ssh, after checking every host; return the job's exit status (0
+    only if every process exited 0 within ``timeout``)."""
     environ = dict(env or os.environ)
     environ.setdefault("PS_VERBOSE", "0")      # ps-lite's own log level
     port = port or free_port(host)
-    job = Job(out, err)
+    job = Job(out, err, link_timeout)
+    processes = plan(command, workers, servers, host, port, hosts, python)
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     error = "interrupted"
     try:
-        for started in commands(plan(command, workers, servers, host, port, hosts, python),
-                                hosts is not None, ssh, workdir, environ):
+        if hosts is not None:
+            check_hosts(processes, ssh, workdir or os.getcwd(), python, link_timeout)
+        for started in commands(processes, hosts is not None, ssh, workdir, environ, python,
+                                link_timeout):
             job.start(*started)
         error = job.watch(timeout)
     except (_Stop, KeyboardInterrupt):

@@ -4,22 +4,42 @@ watchdog (remote processes die with their ssh connection)."""
 import collections
 import shlex
 import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from xception_mx._threads import USER_ENVIRON
 from xception_mx.errors import InputError, make_sure
 
-PROG = "xception-launch"    # also the watchdog shell's $0, shown by ps on the remote machine
+PROG = "xception-launch"
 # what dmlc_tracker/ssh.py forwards to remote processes, and ps-lite's log level
 FORWARDED_ENV = ("OMP_NUM_THREADS", "KMP_AFFINITY", "LD_LIBRARY_PATH", "DMLC_INTERFACE",
                  "PS_VERBOSE")
-SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-               "-o", "ConnectTimeout=20")
-# Runs a remote command in its own process group and kills that group when the
-# ssh connection (our stdin) closes: without a terminal, sshd does not signal
-# the processes of a session that ends.
-REMOTE_WATCHDOG = ("exec 3<&0; setsid \"$@\" </dev/null & p=$!; "
-                   "( cat <&3 >/dev/null; kill -KILL -$p ) >/dev/null 2>&1 & "
-                   "wait $p")
+LINK_TIMEOUT = 15.0          # seconds a host may stay silent before its processes are stopped
+# Runs a remote command in its own session and kills that session when the launcher goes
+# silent: the ssh connection (our stdin) closes, or no heartbeat byte arrives for TIMEOUT
+# seconds (a link down: sshd notices no lost peer for hours).  Run by the hosts' --python.
+REMOTE_WATCHDOG = """import os, select, signal, subprocess, sys, threading
+timeout = float(sys.argv[1])
+child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, start_new_session=True)
+def watch():
+    while select.select([0], [], [], timeout)[0] and os.read(0, 4096):
+        pass
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:
+        pass
+threading.Thread(target=watch, daemon=True).start()
+code = child.wait()
+sys.exit(code if code >= 0 else 128 - code)"""
+
+
+def ssh_options(link_timeout=LINK_TIMEOUT):
+    """ssh's options for every connection: never a prompt, and a connection whose peer is
+    silent for ``link_timeout`` seconds ends (exit status 255)."""
+    return ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=%g" % max(1, link_timeout / 3),
+            "-o", "ServerAliveCountMax=3")
+
 
 Host = collections.namedtuple("Host", "name ssh_port address")
 
@@ -63,16 +83,74 @@ def forwarded_env(environ=USER_ENVIRON):
     return {k: environ[k] for k in FORWARDED_ENV if k in environ}
 
 
-def remote_command(process, workdir, forwarded):
+def remote_command(process, workdir, forwarded, python, link_timeout=LINK_TIMEOUT):
     """The shell command ssh runs on the process's host: change to ``workdir``,
     set the ``forwarded`` and ``DMLC_*`` variables, run under the watchdog."""
     env = dict(forwarded, **process.env)
     words = ["env"] + ["%s=%s" % item for item in sorted(env.items())]
-    words += ["sh", "-c", REMOTE_WATCHDOG, PROG] + list(process.argv)
+    # exec of the source's repr: one line, for the remote shell and --dry-run alike
+    words += [python, "-c", "exec(%r)" % REMOTE_WATCHDOG, "%g" % link_timeout]
+    words += list(process.argv)
     return "cd %s && exec %s" % (shlex.quote(workdir), " ".join(shlex.quote(w) for w in words))
 
 
-def ssh_argv(process, ssh, workdir, forwarded):
-    port = ["-p", str(process.host.ssh_port)] if process.host.ssh_port else []
-    return list(ssh) + list(SSH_OPTIONS) + port + [process.host.name,
-                                                  remote_command(process, workdir, forwarded)]
+def ssh_to(host, ssh, link_timeout=LINK_TIMEOUT):
+    """The ssh command line up to the remote command, for ``host``."""
+    port = ["-p", str(host.ssh_port)] if host.ssh_port else []
+    return list(ssh) + list(ssh_options(link_timeout)) + port + [host.name]
+
+
+def ssh_argv(process, ssh, workdir, forwarded, python, link_timeout=LINK_TIMEOUT):
+    return ssh_to(process.host, ssh, link_timeout) + [
+        remote_command(process, workdir, forwarded, python, link_timeout)]
+
+
+# What a host needs before any process starts there; the exit status says what it lacks.
+HOST_CHECK = "cd %s 2>/dev/null || exit 3; [ -x %s ] || exit 4; [ -z %s ] || " \
+             "command -v %s >/dev/null 2>&1 || exit 5"
+HOST_LACKS = {
+    3: "no folder %(workdir)s (the processes run in --workdir, by default the current "
+       "folder: every host needs it)",
+    4: "no Python at %(python)s (--python; the venv must be at the same path on every host)",
+    5: "cannot run %(program)s there (the worker command: not found or not executable)",
+}
+CHECK_SECONDS = 60
+
+
+def host_problem(host, ssh, workdir, python, program, link_timeout=LINK_TIMEOUT):
+    """What keeps ``host`` from running the job's processes (``program``: the worker
+    command, ``""`` for a host with servers only), or ``None``.  An ssh that cannot start
+    raises OSError."""
+    words = (workdir, python, program, program or "true")
+    argv = ssh_to(host, ssh, link_timeout) + [HOST_CHECK % tuple(map(shlex.quote, words))]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=CHECK_SECONDS)
+    except subprocess.TimeoutExpired:
+        return "ssh gave no answer within %d s" % CHECK_SECONDS
+    if done.returncode == 0:
+        return None
+    if done.returncode in HOST_LACKS:
+        return HOST_LACKS[done.returncode] % {"workdir": workdir, "python": python,
+                                               "program": program}
+    said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return "ssh failed with status %d (%s)" % (done.returncode, said[-1] if said else
+                                                "it said nothing")
+
+
+def check_hosts(processes, ssh, workdir, python, link_timeout=LINK_TIMEOUT):
+    """Before anything starts: every host of ``processes`` (but the scheduler's, this
+    machine) answers over ssh and has the folder, the Python and the worker command; else an
+    InputError naming the first host that does not, in the host file's order."""
+    programs = {}
+    for process in processes:
+        if process.label != "scheduler":
+            worker = process.label.startswith("worker")
+            programs[process.host] = programs.get(process.host) or (
+                process.argv[0] if worker else "")
+    hosts = list(programs)
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        problems = list(pool.map(lambda h: host_problem(h, ssh, workdir, python, programs[h],
+                                                        link_timeout), hosts))
+    for host, problem in zip(hosts, problems):
+        make_sure(problem is None, "host %s: %s; nothing started", host.name, problem)

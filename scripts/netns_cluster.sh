@@ -12,7 +12,8 @@
 #   scripts/netns_cluster.sh shape NETEM...|off      every link, both ways: tc netem NETEM...
 #                                                    (e.g. shape delay 50ms loss 1%)
 #   scripts/netns_cluster.sh refuse|accept I [DIR]   host I's sshd refuses the run's user, or
-#                                                    again accepts it
+#                                                    again accepts it (restarting that sshd
+#                                                    undoes a hide on host I)
 #   scripts/netns_cluster.sh hide|unhide I PATH [DIR]  PATH empty on host I (a missing venv),
 #                                                    or back
 #
@@ -123,8 +124,9 @@ add_host() {
     # this machine's name resolves to the host's own address there (Gloo advertises the
     # address of its name): ip netns exec puts /etc/netns/NS/hosts over /etc/hosts
     mkdir -p "/etc/netns/$ns"
-    { echo "$(address "$i") $(hostname)"; grep -v "[[:space:]]$(hostname)\([[:space:]]\|\$\)" \
-        /etc/hosts || true; } >"/etc/netns/$ns/hosts"
+    { echo "$(address "$i") $(hostname)"; awk -v name="$(hostname)" '/^[[:space:]]*(#|$)/ {
+        print; next } { line = $1; n = 0; for (k = 2; k <= NF; k++) if ($k != name) {
+        line = line " " $k; n++ } if (n) print line }' /etc/hosts; } >"/etc/netns/$ns/hosts"
     write_host "$dir" "$i"
     ip netns exec "$ns" /usr/sbin/sshd -f "$dir/sshd-h$i.conf" -E "$dir/sshd-h$i.log"
 }
@@ -201,8 +203,11 @@ shape() {
 
 restart_sshd() {    # host $1's sshd started again, with the config as it now is
     local i=$1 dir=$2
-    kill "$(cat "$dir/sshd-h$i.pid")"
-    for _ in 1 2 3 4 5 6 7 8 9 10; do [ ! -e "$dir/sshd-h$i.pid" ] || sleep 0.2; done
+    local pid
+    pid=$(cat "$dir/sshd-h$i.pid")
+    kill "$pid"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do ! kill -0 "$pid" 2>/dev/null || sleep 0.2; done
+    ! kill -0 "$pid" 2>/dev/null || die "host $i: its sshd (pid $pid) did not stop"
     ip netns exec "$NS$i" /usr/sbin/sshd -f "$dir/sshd-h$i.conf" -E "$dir/sshd-h$i.log"
 }
 
@@ -218,6 +223,7 @@ hide() {            # an empty file system over $2 in the mounts host $1's sshd 
     local i=$1 path=$2 dir=$3 how=$4          # see (unhide: the folder back)
     host_number "$i"
     [ -d "$path" ] || die "$how I PATH: no folder $path"
+    path=$(cd "$path" && pwd)
     if [ "$how" = hide ]; then
         nsenter -t "$(cat "$dir/sshd-h$i.pid")" -m mount -t tmpfs -o ro,size=4k xmx-hidden "$path"
     else

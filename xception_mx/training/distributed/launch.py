@@ -149,8 +149,8 @@ class Job:
         where = self.name(process.label) + (" on %s" % process.host.name if remote else "")
         if remote and code == 255:
             return "%s: lost the connection to %s (ssh exited with status 255: the host or " \
-                   "its link went down, or ssh was refused); stopping the job (restart it " \
-                   "with --resume)" % (where, process.host.name)
+                   "its link went down, ssh was refused, or the command itself exited 255); " \
+                   "stopping the job (restart it with --resume)" % (where, process.host.name)
         return "%s exited with status %s; stopping the job (restart it with --resume)" % (
             where, code)
 
@@ -178,6 +178,7 @@ class Job:
         deadline = time.time() + grace
         for _, popen, _ in self.running:
             while popen.poll() is None and time.time() < deadline:
+                self.beat()            # the remote ones' watchdogs keep waiting meanwhile
                 time.sleep(0.1)
         for _, popen, remote in self.running:
             if remote and popen.stdin:
@@ -246,7 +247,7 @@ def launch(command, workers, servers, host="127.0.0.1", port=None, grace=30.0, t
         error = job.watch(timeout)
     except (_Stop, KeyboardInterrupt):
         pass
-    except OSError as exc:      # the program to start (COMMAND or --ssh) is missing or not runnable
+    except OSError as exc:      # the program to start (COMMAND or --ssh) missing or not runnable
         raise InputError("cannot start %s: %s" % (exc.filename or "the command",
                                                   exc.strerror or exc))
     finally:

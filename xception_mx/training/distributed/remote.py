@@ -2,6 +2,7 @@
 forwarded to remote processes, and the ssh command that runs a process there under a
 watchdog (remote processes die with their ssh connection)."""
 import collections
+import os
 import shlex
 import socket
 import subprocess
@@ -30,14 +31,20 @@ def watch():
         pass
 threading.Thread(target=watch, daemon=True).start()
 code = child.wait()
+try:
+    os.killpg(child.pid, signal.SIGKILL)    # what the command left behind in its session
+except OSError:
+    pass
 sys.exit(code if code >= 0 else 128 - code)"""
 
 
 def ssh_options(link_timeout=LINK_TIMEOUT):
     """ssh's options for every connection: never a prompt, and a connection whose peer is
-    silent for ``link_timeout`` seconds ends (exit status 255)."""
+    silent for 3 whole seconds of ``link_timeout`` / 3 (ssh takes no fractions) ends, within
+    one more interval (exit status 255)."""
     return ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=%g" % max(1, link_timeout / 3),
+            "-o", "ConnectTimeout=20",
+            "-o", "ServerAliveInterval=%d" % max(1, int(link_timeout // 3)),
             "-o", "ServerAliveCountMax=3")
 
 
@@ -105,9 +112,9 @@ def ssh_argv(process, ssh, workdir, forwarded, python, link_timeout=LINK_TIMEOUT
         remote_command(process, workdir, forwarded, python, link_timeout)]
 
 
-# What a host needs before any process starts there; the exit status says what it lacks.
-HOST_CHECK = "cd %s 2>/dev/null || exit 3; [ -x %s ] || exit 4; [ -z %s ] || " \
-             "command -v %s >/dev/null 2>&1 || exit 5"
+# What a host needs before any process starts there, run by sh whatever the login shell;
+# the exit status says what it lacks.
+HOST_CHECK = "cd %s 2>/dev/null || exit 3; %s || exit 4; %s || exit 5"
 HOST_LACKS = {
     3: "no folder %(workdir)s (the processes run in --workdir, by default the current "
        "folder: every host needs it)",
@@ -117,12 +124,33 @@ HOST_LACKS = {
 CHECK_SECONDS = 60
 
 
+def runnable_test(program):
+    """A shell test that ``program`` runs there: a path must be an executable file, a bare
+    name must be found on PATH."""
+    quoted = shlex.quote(program)
+    if "/" in program:
+        return "{ [ -f %s ] && [ -x %s ]; }" % (quoted, quoted)
+    return "command -v %s >/dev/null 2>&1" % quoted
+
+
+def worker_program(argv):
+    """The program a worker command runs: past ``env`` and its ``NAME=VALUE`` words."""
+    words = list(argv)
+    if words and os.path.basename(words[0]) == "env":
+        rest = words[1:]
+        while rest and "=" in rest[0] and not rest[0].startswith("-"):
+            rest.pop(0)
+        return rest[0] if rest else words[0]
+    return words[0]
+
+
 def host_problem(host, ssh, workdir, python, program, link_timeout=LINK_TIMEOUT):
     """What keeps ``host`` from running the job's processes (``program``: the worker
     command, ``""`` for a host with servers only), or ``None``.  An ssh that cannot start
     raises OSError."""
-    words = (workdir, python, program, program or "true")
-    argv = ssh_to(host, ssh, link_timeout) + [HOST_CHECK % tuple(map(shlex.quote, words))]
+    check = HOST_CHECK % (shlex.quote(workdir), runnable_test(python),
+                          runnable_test(program) if program else "true")
+    argv = ssh_to(host, ssh, link_timeout) + ["sh -c " + shlex.quote(check)]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=CHECK_SECONDS)
@@ -147,7 +175,7 @@ def check_hosts(processes, ssh, workdir, python, link_timeout=LINK_TIMEOUT):
         if process.label != "scheduler":
             worker = process.label.startswith("worker")
             programs[process.host] = programs.get(process.host) or (
-                process.argv[0] if worker else "")
+                worker_program(process.argv) if worker else "")
     hosts = list(programs)
     with ThreadPoolExecutor(len(hosts)) as pool:
         problems = list(pool.map(lambda h: host_problem(h, ssh, workdir, python, programs[h],

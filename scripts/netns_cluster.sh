@@ -202,8 +202,7 @@ shape() {
 }
 
 restart_sshd() {    # host $1's sshd started again, with the config as it now is
-    local i=$1 dir=$2
-    local pid
+    local i=$1 dir=$2 pid
     pid=$(cat "$dir/sshd-h$i.pid")
     kill "$pid"
     for _ in 1 2 3 4 5 6 7 8 9 10; do ! kill -0 "$pid" 2>/dev/null || sleep 0.2; done

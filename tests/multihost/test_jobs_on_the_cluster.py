@@ -21,6 +21,7 @@ from netns import (GATEWAY, cluster, cluster_up, interface_bytes, needs_namespac
 
 pytestmark = [needs_namespaces, pytest.mark.slow]
 LAUNCH, FINETUNE = os.path.join(BIN, "xception-launch"), os.path.join(BIN, "xception-finetune")
+EPOCHS = 2                       # of every job here
 LINK_TIMEOUT = 6                 # --link-timeout of the jobs here (default 15)
 # the launcher exits at most this long after a link goes down: ssh's ServerAlive ends the
 # connection after 3 silent intervals of LINK_TIMEOUT / 3, within one more, then the others
@@ -59,7 +60,7 @@ def links_restored(hosts):
 
 def finetune(base, out, kvstore, *extra):
     return [FINETUNE, base / "data", "--out", out, "--pretrained", base / "x71",
-            "--input-shape", "71", "71", "--batch-size", "2", "--epochs", "2", "--workers",
+            "--input-shape", "71", "71", "--batch-size", "2", "--epochs", EPOCHS, "--workers",
             "0", "--val-split", "0.25", "--lr", "0.001", "--kvstore", kvstore] + list(extra)
 
 
@@ -97,6 +98,12 @@ def assert_same_export(case, cluster_out, one_host_out):
                                                                                       worst)
 
 
+def epoch_seconds(out):
+    with open(out / "metrics.csv") as f:
+        rows = [line.strip().split(",") for line in f]
+    return float(rows[-1][rows[0].index("seconds")])        # the last: warmed up
+
+
 def traced(trace, command):
     """``command`` noting each step it reaches in ``trace`` (XCEPTION_MX_TRACE), set on the
     command line: the launcher forwards no such variable to the hosts."""
@@ -113,10 +120,7 @@ def measured(argv, out, trace):
     moved = [interface_bytes(h) - b for h, b in zip((1, 2, 3), before)]
     with open(trace) as f:
         steps = sum(1 for line in f if ":step-" in line) // 2         # 2 workers
-    with open(out / "metrics.csv") as f:
-        rows = [line.strip().split(",") for line in f]
-    figures = {"epoch_s": round(float(rows[-1][rows[0].index("seconds")]), 2),
-               "steps_per_epoch": steps // (len(rows) - 1),
+    figures = {"epoch_s": round(epoch_seconds(out), 2), "steps_per_epoch": steps // EPOCHS,
                "bytes_per_step": {"server link": moved[0] // steps,
                                   "worker links": [m // steps for m in moved[1:]]}}
     return done, figures
@@ -205,12 +209,6 @@ def test_a_link_down_mid_epoch_stops_the_job_naming_the_host_and_resume_complete
     assert resumed.returncode == 0, failure_output(resumed)
     assert "xception-finetune: resuming after epoch 1 of %s" % out in resumed.stdout
     assert (out / "model-0000.params").exists()
-
-
-def epoch_seconds(out):
-    with open(out / "metrics.csv") as f:
-        rows = [line.strip().split(",") for line in f]
-    return float(rows[-1][rows[0].index("seconds")])        # epoch 2: warmed up
 
 
 def test_a_slow_lossy_network_still_completes_the_job(hosts, base, tmp_path):

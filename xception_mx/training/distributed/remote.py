@@ -22,19 +22,18 @@ LINK_TIMEOUT = 15.0          # seconds a host may stay silent before its process
 REMOTE_WATCHDOG = """import os, select, signal, subprocess, sys, threading
 timeout = float(sys.argv[1])
 child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, start_new_session=True)
-def watch():
-    while select.select([0], [], [], timeout)[0] and os.read(0, 4096):
-        pass
+def end_session():
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except OSError:
         pass
+def watch():
+    while select.select([0], [], [], timeout)[0] and os.read(0, 4096):
+        pass
+    end_session()
 threading.Thread(target=watch, daemon=True).start()
 code = child.wait()
-try:
-    os.killpg(child.pid, signal.SIGKILL)    # what the command left behind in its session
-except OSError:
-    pass
+end_session()                    # what the command left behind in its session
 sys.exit(code if code >= 0 else 128 - code)"""
 
 

@@ -10,7 +10,9 @@
 # and the faults the multi-host tests put in a cluster that is up:
 #   scripts/netns_cluster.sh link I down|up          host I's link (both ways) down or up
 #   scripts/netns_cluster.sh shape NETEM...|off      every link, both ways: tc netem NETEM...
-#                                                    (e.g. shape delay 50ms loss 1%)
+#                                                    (e.g. shape delay 50ms loss 1%); on a
+#                                                    kernel without sch_netem, delay and loss
+#                                                    by scripts/link_emulator.py (it says so)
 #   scripts/netns_cluster.sh refuse|accept I [DIR]   host I's sshd refuses the run's user, or
 #                                                    again accepts it (restarting that sshd
 #                                                    undoes a hide on host I)
@@ -24,14 +26,18 @@
 # which this machine joins as 198.18.0.1: 198.18.0.0/15 is the range set aside for network
 # tests (RFC 2544), never routed.  Needs root, iproute2 and openssh-server.  A failed `up`
 # takes down what it made.  Links can then be shaped with tc netem on xmx-vI (this side of
-# host I's link) or set down with `ip link set xmx-vI down`.
+# host I's link) or set down with `ip link set xmx-vI down`.  The emulator takes xmx-vI off
+# the bridge and relays its frames to xmx-wI, whose peer xmx-uI is on the bridge; `shape off`
+# and `down` stop it (its pid in /run/xmx-link-emulator.pid, its output beside it).
 #
 # Fault point for the tests: NETNS_CLUSTER_FAULT=after-host-I makes `up` fail once host I is
 # up (the cluster half made).
 set -Eeuo pipefail
 
-NS=xmx-h BRIDGE=xmx-br0 VETH=xmx-v NET=198.18.0 GATEWAY=198.18.0.1
+NS=xmx-h BRIDGE=xmx-br0 VETH=xmx-v RELAY=xmx-w PORT=xmx-u NET=198.18.0 GATEWAY=198.18.0.1
 DEFAULT_DIR=/tmp/xception-mx-cluster
+EMULATOR_PID=/run/xmx-link-emulator.pid EMULATOR_LOG=/run/xmx-link-emulator.log
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 die() { echo "netns_cluster.sh: $*" >&2; exit 2; }
 address() { echo "$NET.$((10 + $1))"; }
@@ -40,6 +46,7 @@ namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS[0-9][0-
 
 down() {
     local dir=$1 ns pids link
+    stop_emulator
     for ns in $(namespaces); do
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
@@ -54,7 +61,7 @@ down() {
     done
     # a namespace's veth outlives it for a moment (the kernel frees it later): deleted here
     for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 |
-                  grep "^$VETH[0-9][0-9]*$" || true); do
+                  grep -E "^($VETH|$RELAY|$PORT)[0-9]+$" || true); do
         ip link del "$link" 2>/dev/null || true
     done
     ! ip link show "$BRIDGE" >/dev/null 2>&1 || ip link del "$BRIDGE"
@@ -182,23 +189,73 @@ link() {
         *) die "link I down|up: expected down or up, got '${2:-}'" ;; esac
 }
 
-shape() {
-    local ns i
-    [ $# -gt 0 ] || die "shape NETEM...|off: e.g. shape delay 50ms loss 1%"
-    if [ "$*" != off ] && ! said=$(tc qdisc replace dev "$BRIDGE" root netem "$@" 2>&1); then
-        die "shape: tc cannot add netem $* here: $said (no sch_netem in this kernel?)"
-    fi
+stop_emulator() {
+    local pid
+    [ -f "$EMULATOR_PID" ] || return 0
+    pid=$(cat "$EMULATOR_PID")
+    kill "$pid" 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10; do ! kill -0 "$pid" 2>/dev/null || sleep 0.2; done
+    ! kill -0 "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$EMULATOR_PID"
+}
+
+unshape() {         # every link as `up` made it: no netem, no emulator
+    local ns i pid
     tc qdisc del dev "$BRIDGE" root 2>/dev/null || true
+    stop_emulator
     for ns in $(namespaces); do
         i=${ns#$NS}
-        if [ "$*" = off ]; then
-            tc qdisc del dev "$VETH$i" root 2>/dev/null || true
-            tc -n "$ns" qdisc del dev eth0 root 2>/dev/null || true
-        else
-            tc qdisc replace dev "$VETH$i" root netem "$@"
-            tc -n "$ns" qdisc replace dev eth0 root netem "$@"
-        fi
+        tc qdisc del dev "$VETH$i" root 2>/dev/null || true
+        tc -n "$ns" qdisc del dev eth0 root 2>/dev/null || true
+        ! ip link show "$RELAY$i" >/dev/null 2>&1 || ip link del "$RELAY$i"
+        ip link set "$VETH$i" master "$BRIDGE"
     done
+}
+
+emulate() {         # the emulator between each host's link and the bridge
+    local ns i pairs=()
+    for ns in $(namespaces); do
+        i=${ns#$NS}
+        ip link add "$RELAY$i" type veth peer name "$PORT$i"
+        ip link set "$PORT$i" master "$BRIDGE" up
+        ip link set "$RELAY$i" up
+        ip link set "$VETH$i" nomaster
+        pairs+=(--pair "$VETH$i:$RELAY$i")
+    done
+    setsid python3 "$HERE/link_emulator.py" "$@" "${pairs[@]}" >"$EMULATOR_LOG" 2>&1 \
+        </dev/null &
+    echo $! >"$EMULATOR_PID"
+    for _ in $(seq 50); do
+        ! grep -q '^ready$' "$EMULATOR_LOG" || return 0
+        kill -0 "$(cat "$EMULATOR_PID")" 2>/dev/null || break
+        sleep 0.1
+    done
+    local said; said=$(tail -1 "$EMULATOR_LOG")
+    unshape
+    die "shape: the link emulator did not start: $said"
+}
+
+shape() {           # every link, both ways, as tc netem "$@" (or the emulator, without netem)
+    local ns i said
+    [ $# -gt 0 ] || die "shape NETEM...|off: e.g. shape delay 50ms loss 1%"
+    unshape
+    [ "$*" != off ] || return 0
+    if ! said=$(tc qdisc replace dev "$BRIDGE" root netem "$@" 2>&1); then
+        case $said in *"qdisc kind is unknown"*)
+            emulate "$@"
+            echo "netns_cluster.sh: no sch_netem in this kernel: every link shaped ($*) by" \
+                 "scripts/link_emulator.py"
+            return 0 ;;
+        esac
+        die "shape: tc netem $*: $said"
+    fi
+    tc qdisc del dev "$BRIDGE" root
+    for ns in $(namespaces); do
+        i=${ns#$NS}
+        tc qdisc replace dev "$VETH$i" root netem "$@"
+        tc -n "$ns" qdisc replace dev eth0 root netem "$@"
+    done
+    echo "netns_cluster.sh: every link shaped ($*) by tc netem"
 }
 
 restart_sshd() {    # host $1's sshd started again, with the config as it now is

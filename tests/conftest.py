@@ -62,6 +62,16 @@ def assert_bad_input(result, *fragments):
         assert fragment in lines[0]
 
 
+def process_alive(pid):
+    """Whether process ``pid`` runs (a zombie no one reaped, in a container whose first
+    process reaps none, does not)."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
 def cpu_file(directory, vendor, flags):
     """A /proc/cpuinfo of two processors."""
     path = directory / ("%s-%s" % (vendor, flags.replace(" ", "_")))

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, process_alive
 
 SCRIPT = os.path.join(ROOT, "scripts", "netns_cluster.sh")
 LOCK = "/tmp/xception-mx-cluster.lock"
@@ -69,27 +69,19 @@ def cluster_up(directory, hosts=3):
 
 def left_over(directory):
     """What a cluster left on this machine: namespaces and their /etc/netns files, its bridge
-    and veths, its sshds."""
+    and veths, its sshds, its link emulator."""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True,
                                 text=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     sshd = subprocess.run(["pgrep", "-af", "sshd -f %s" % directory], capture_output=True,
                           text=True).stdout
+    emulator = subprocess.run(["pgrep", "-af", "link_emulator.py"], capture_output=True,
+                              text=True).stdout
     names = os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else []
     return ([line for line in namespaces.splitlines() if line.startswith("xmx-h")] +
             ["/etc/netns/" + name for name in names if name.startswith("xmx-h")] +
             [line.split(":")[1].strip() for line in links.splitlines() if ": xmx-" in line] +
-            sshd.splitlines())
-
-
-def alive(pid):
-    """Whether process ``pid`` runs (a zombie no one reaped, in a container whose first
-    process reaps none, does not)."""
-    try:
-        with open("/proc/%s/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+            sshd.splitlines() + emulator.splitlines())
 
 
 def running_on(host):
@@ -105,7 +97,7 @@ def running_on(host):
                 command = f.read().replace(b"\0", b" ").decode().strip()
         except FileNotFoundError:
             continue
-        if alive(pid) and not command.startswith(("sshd:", "/usr/sbin/sshd")):
+        if process_alive(pid) and not command.startswith(("sshd:", "/usr/sbin/sshd")):
             found.append((pid, command[:120]))
     return found
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from netns import (alive, cluster, left_over, needs_namespaces, one_cluster_at_a_time, ssh,
-                   sshd_or_fail)
+from conftest import process_alive
+from netns import cluster, left_over, needs_namespaces, one_cluster_at_a_time, ssh, sshd_or_fail
 
 VENV = sys.prefix
 pytestmark = needs_namespaces
@@ -44,7 +44,7 @@ def test_three_hosts_each_with_its_address_and_sshd_and_down_leaves_nothing(tmp_
         down = cluster("down", tmp_path)
     assert down.returncode == 0, down.stderr
     assert left_over(tmp_path) == []
-    assert not [pid for pid in running if alive(pid)]
+    assert not [pid for pid in running if process_alive(pid)]
 
 
 def test_a_second_up_is_refused_and_the_first_cluster_kept(tmp_path):
@@ -64,6 +64,36 @@ def test_a_failed_up_takes_down_what_it_made(tmp_path):
     result = cluster("up", 3, tmp_path, env={"NETNS_CLUSTER_FAULT": "after-host-2"})
     assert result.returncode != 0
     assert "fault injected after host 2" in result.stderr
+    assert left_over(tmp_path) == []
+
+
+def connect_seconds(namespace, address):
+    """Seconds a TCP connection from host ``namespace`` to ``address``'s sshd takes, or None
+    when none is made within 3 s."""
+    done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c",
+                           "import socket, time; t = time.monotonic(); socket.create_connection("
+                           "(%r, 22), timeout=3); print(time.monotonic() - t)" % address],
+                          capture_output=True, text=True)
+    return float(done.stdout) if done.returncode == 0 else None
+
+
+def test_shaped_links_delay_and_drop_and_shape_off_or_down_undoes_it(tmp_path):
+    assert cluster("up", 2, tmp_path).returncode == 0
+    try:
+        base = sorted(left_over(tmp_path))
+        shaped = cluster("shape", "loss", "100%")
+        assert shaped.returncode == 0, shaped.stderr
+        assert connect_seconds("xmx-h1", "198.18.0.12") is None      # every frame dropped
+        assert cluster("shape", "delay", "50ms").returncode == 0
+        # host 1 to host 2 crosses both hosts' links: 100 ms each way, a round trip at least
+        assert connect_seconds("xmx-h1", "198.18.0.12") >= 0.2
+        assert cluster("shape", "off").returncode == 0
+        assert sorted(left_over(tmp_path)) == base           # no emulator, no extra link
+        assert connect_seconds("xmx-h1", "198.18.0.12") is not None
+        assert cluster("shape", "delay", "50ms", "loss", "1%").returncode == 0
+    finally:
+        down = cluster("down", tmp_path)
+    assert down.returncode == 0, down.stderr
     assert left_over(tmp_path) == []
 
 

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from conftest import BIN, failure_output
+from conftest import BIN, failure_output, process_alive
 from rounding import assert_within_rounding, deviation
 from xception_mx.training.recipe.optimizers import resolve_optimizer
 from xception_mx.training.train import build_network, make_trainer, train_step, trainable_params
@@ -73,11 +73,7 @@ def assert_ranks_equal_one_process(base, tmp_path):
 
 def process_gone(pid):
     """No such process, or a zombie awaiting its reaper."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return not process_alive(pid)
 
 
 def assert_processes_gone(output, within=10):

@@ -152,8 +152,21 @@ def make_trainer(params, optimizer, kvstore, amp=False):
                             update_on_kvstore=False if local_update else None)
     if is_distributed(kvstore):
         trainer._init_kvstore()
-        trainer._init_params()          # kvstore.init (rank 0's values) + pull on every worker
+        broadcast_initial_weights(trainer)
     return trainer
+
+
+def broadcast_initial_weights(trainer):
+    """Rank 0's values of every parameter on every worker (kvstore.init + pull), in one call:
+    Gluon's ``_init_params`` makes a call a parameter, and the server's init is a barrier
+    of every worker, a round trip each (2 minutes at the start of a job over a 50 ms link)."""
+    params = trainer._params_to_init
+    if any(p._deferred_init or p._stype != "default" for p in params):
+        return trainer._init_params()
+    arrays = [p._check_and_get(p._data, list) for p in params]
+    trainer._kvstore.broadcast([trainer._param2idx[p.name] for p in params],
+                               [copies[0] for copies in arrays], out=arrays)
+    trainer._params_to_init = []
 
 
 def forward_backward(net, loss_fn, data, label, contexts, train_mode=True, amp_trainer=None,
@@ -211,6 +224,20 @@ def train_step(net, trainer, loss_fn, data, label, contexts, train_mode=True, am
 BN_STAT_KEY_BASE = 1 << 20    # kvstore keys for BN statistics, clear of the Trainer's
 
 
+def summed_on_server(kvstore, means):
+    """The workers' mean of each array of ``means``, through the parameter server: one
+    init, push and pull for all of them (the server's init is a barrier of every worker:
+    one a key cost a round trip each, 40 s an epoch over a 50 ms link)."""
+    keys = [BN_STAT_KEY_BASE + i for i in range(len(means))]
+    if not getattr(kvstore, "_xmx_bn_keys", None) == keys:
+        kvstore.init(keys, [mx.nd.zeros_like(m) for m in means])
+        kvstore._xmx_bn_keys = keys
+    kvstore.push(keys, means)
+    totals = [mx.nd.zeros_like(m) for m in means]
+    kvstore.pull(keys, out=totals)
+    return [t / kvstore.num_workers for t in totals]
+
+
 def average_bn_statistics(net, contexts, kvstore=None):
     """Set every context's (and, with a parameter server or Horovod, every
     worker's) BN running mean/variance to their mean."""
@@ -221,20 +248,14 @@ def average_bn_statistics(net, contexts, kvstore=None):
         return
     stats = [p for n, p in sorted(net.collect_params().items())
              if n.endswith(("_running_mean", "_running_var"))]
-    for i, param in enumerate(stats):
-        copies = param.list_data()
-        mean = sum(c.as_in_context(mx.cpu()) for c in copies) / len(copies)
-        if distributed:
-            key = BN_STAT_KEY_BASE + i
-            if not getattr(param, "_kv_stat_initialised", False):
-                kvstore.init(key, mx.nd.zeros_like(mean))
-                param._kv_stat_initialised = True
-            kvstore.push(key, mean)
-            total = mx.nd.zeros_like(mean)
-            kvstore.pull(key, out=total)
-            mean = total / kvstore.num_workers
-        elif horovod:
-            mean = hvd.allreduce(mean, average=True, name="bn_statistic_%d" % i)
+    means = [sum(c.as_in_context(mx.cpu()) for c in copies) / len(copies)
+             for copies in (param.list_data() for param in stats)]
+    if distributed:
+        means = summed_on_server(kvstore, means)
+    elif horovod:
+        means = [hvd.allreduce(m, average=True, name="bn_statistic_%d" % i)
+                 for i, m in enumerate(means)]
+    for param, mean in zip(stats, means):
         param.set_data(mean)
     if distributed or horovod:
         # Pushes, pulls and allreduces are asynchronous: a worker that went on

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A link emulator in user space, for kernels without tc's netem (gVisor, or a kernel built
-without sch_netem): scripts/netns_cluster.sh runs it for `shape delay D loss P` there.
+"""A link emulator in user space, for kernels without tc's netem (a kernel built without
+sch_netem): scripts/netns_cluster.sh runs it for `shape delay D loss P` there.
 
 It relays Ethernet frames between the two ends of each PAIR of interfaces (AF_PACKET sockets,
 standard library only), each direction of each pair as one netem link: every frame held for
@@ -11,8 +11,10 @@ as they cross a veth.
 
     link_emulator.py delay 50ms loss 1% --pair xmx-v1:xmx-w1 [--pair ...] [--seed N]
 
-Bad arguments: one line on stderr, exit 2.  SIGTERM or SIGINT: it stops, frames in flight
-dropped.  It prints "ready" once every socket is bound.
+Bad arguments: one line on stderr, exit 2; a kernel whose packet sockets cannot do this
+(no AF_PACKET, no PACKET_VNET_HDR): one line, exit 3.  SIGTERM or SIGINT: it stops, frames
+in flight dropped, and prints what it relayed and dropped (the kernel's drops on a full
+socket buffer included).  It prints "ready" once every socket is bound.
 """
 import argparse
 import collections
@@ -21,10 +23,12 @@ import re
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 
-SOL_PACKET, PACKET_VNET_HDR, ETH_P_ALL, PACKET_OUTGOING = 263, 15, 0x0003, 4
+SOL_PACKET, PACKET_VNET_HDR, PACKET_STATISTICS, ETH_P_ALL, PACKET_OUTGOING = 263, 15, 6, 3, 4
+SO_RCVBUFFORCE = 33    # root's SO_RCVBUF, past net.core.rmem_max
 FRAME = 1 << 18        # the largest frame read: a 64 KiB segment, its headers, to spare
 DRAIN = 64             # frames read from one socket before the queues are looked at again
 
@@ -38,6 +42,7 @@ class Link:
         self.delay, self.loss, self.limit, self.rng = delay, loss, limit, rng
         self.waiting = collections.deque()
         self.counts = collections.Counter()
+        self.buffer = bytearray(FRAME)
 
     def take(self, frame, now):
         self.counts["seen"] += 1
@@ -103,13 +108,36 @@ def parse(argv):
     return args
 
 
+def packet_socket():
+    """A raw packet socket that keeps each frame's virtio-net header, or exit 3 saying why
+    this kernel has none."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    except OSError as e:
+        print("link_emulator.py: this kernel's packet sockets cannot relay frames with their "
+              "virtio-net headers: %s" % e, file=sys.stderr)
+        sys.exit(3)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 23)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)
+    return sock
+
+
 def bound(interface):
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)
+    sock = packet_socket()
     sock.bind((interface, ETH_P_ALL))
     sock.setblocking(False)
     return sock
+
+
+def kernel_drops(sock):
+    """Frames the kernel dropped on ``sock``'s full buffer since last asked."""
+    try:
+        return struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
+    except OSError:
+        return 0
 
 
 def links_of(args):
@@ -127,11 +155,18 @@ def links_of(args):
 def read(link, now):
     for _ in range(DRAIN):
         try:
-            frame, address = link.source.recvfrom(FRAME)
+            size, address = link.source.recvfrom_into(link.buffer, FRAME, socket.MSG_TRUNC)
         except BlockingIOError:
             return
-        if address[2] != PACKET_OUTGOING:       # not a frame this emulator sent
-            link.take(frame, now)
+        except OSError:             # the link set down (ENETDOWN): read again once it is up
+            link.counts["read errors"] += 1
+            return
+        if address[2] == PACKET_OUTGOING:       # a frame this emulator sent
+            continue
+        if size > FRAME:
+            link.counts["too large"] += 1
+        else:
+            link.take(bytes(link.buffer[:size]), now)
 
 
 def relay(links, stopping):
@@ -156,6 +191,8 @@ def main(argv=None):
         signal.signal(sig, lambda *_: stopping.append(True))
     print("ready", flush=True)
     relay(links, stopping)
+    for link in links.values():
+        link.counts["kernel dropped"] += kernel_drops(link.source)
     totals = sum((link.counts for link in links.values()), collections.Counter())
     print("link_emulator.py: stopped; frames %s" % dict(sorted(totals.items())), flush=True)
 

@@ -189,18 +189,26 @@ link() {
         *) die "link I down|up: expected down or up, got '${2:-}'" ;; esac
 }
 
+emulator_running() {  # $1 is the emulator and runs (a zombie nobody reaps does not)
+    grep -qs link_emulator.py "/proc/$1/cmdline" &&
+        ! awk '{ sub(/.*\) /, ""); exit ($1 == "Z" || $1 == "X") ? 0 : 1 }' "/proc/$1/stat"
+}
+
 stop_emulator() {
     local pid
     [ -f "$EMULATOR_PID" ] || return 0
     pid=$(cat "$EMULATOR_PID")
-    kill "$pid" 2>/dev/null || true
-    for _ in 1 2 3 4 5 6 7 8 9 10; do ! kill -0 "$pid" 2>/dev/null || sleep 0.2; done
-    ! kill -0 "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    if emulator_running "$pid"; then
+        kill "$pid"
+        for _ in 1 2 3 4 5 6 7 8 9 10; do ! emulator_running "$pid" || sleep 0.2; done
+        ! emulator_running "$pid" || kill -KILL "$pid" 2>/dev/null || true
+    fi
     rm -f "$EMULATOR_PID"
+    ! grep -q "stopped; frames" "$EMULATOR_LOG" 2>/dev/null || tail -1 "$EMULATOR_LOG"
 }
 
 unshape() {         # every link as `up` made it: no netem, no emulator
-    local ns i pid
+    local ns i
     tc qdisc del dev "$BRIDGE" root 2>/dev/null || true
     stop_emulator
     for ns in $(namespaces); do
@@ -208,12 +216,13 @@ unshape() {         # every link as `up` made it: no netem, no emulator
         tc qdisc del dev "$VETH$i" root 2>/dev/null || true
         tc -n "$ns" qdisc del dev eth0 root 2>/dev/null || true
         ! ip link show "$RELAY$i" >/dev/null 2>&1 || ip link del "$RELAY$i"
-        ip link set "$VETH$i" master "$BRIDGE"
+        ! ip link show "$VETH$i" >/dev/null 2>&1 || ip link set "$VETH$i" master "$BRIDGE"
     done
 }
 
 emulate() {         # the emulator between each host's link and the bridge
-    local ns i pairs=()
+    local ns i said pairs=()
+    trap 'unshape' ERR
     for ns in $(namespaces); do
         i=${ns#$NS}
         ip link add "$RELAY$i" type veth peer name "$PORT$i"
@@ -225,13 +234,16 @@ emulate() {         # the emulator between each host's link and the bridge
     setsid python3 "$HERE/link_emulator.py" "$@" "${pairs[@]}" >"$EMULATOR_LOG" 2>&1 \
         </dev/null &
     echo $! >"$EMULATOR_PID"
+    trap - ERR
     for _ in $(seq 50); do
         ! grep -q '^ready$' "$EMULATOR_LOG" || return 0
-        kill -0 "$(cat "$EMULATOR_PID")" 2>/dev/null || break
+        emulator_running "$(cat "$EMULATOR_PID")" || break
         sleep 0.1
     done
-    local said; said=$(tail -1 "$EMULATOR_LOG")
+    said=$(tail -1 "$EMULATOR_LOG")
     unshape
+    case $said in *"packet sockets cannot relay"*)
+        die "shape: cannot shape links on this machine: no sch_netem, and $said" ;; esac
     die "shape: the link emulator did not start: $said"
 }
 

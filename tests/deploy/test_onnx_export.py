@@ -157,6 +157,18 @@ def test_neighbours_are_not_overwritten_without_force(checkpoints, tmp_path):
     assert not os.path.exists(prefix + ".onnx")
 
 
+@pytest.mark.parametrize("format_", ["onnx", "mms"])
+def test_labels_for_a_multi_output_model_are_refused_before_any_work(checkpoints, tmp_path,
+                                                                      format_):
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    out = tmp_path / ("m.onnx" if format_ == "onnx" else "m.mar")
+    assert_bad_input(run_tool("xception-export", checkpoints["multi"], "--format", format_,
+                              "-o", out, "--labels", tmp_path / "names.txt"),
+                     "--labels: %s has several outputs, whose classes the checkpoint names"
+                     % checkpoints["multi"])
+    assert sorted(os.listdir(tmp_path)) == ["names.txt"]
+
+
 def test_a_feature_extractor_is_exported_without_classes(keras_file_notop, tmp_path):
     from xception_mx.conversion import convert_file
     convert_file(keras_file_notop, str(tmp_path / "base"), input_shape=(71, 71))

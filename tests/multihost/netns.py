@@ -46,6 +46,17 @@ def cluster(*args, env=None):
                           timeout=120, env=dict(os.environ, **(env or {})))
 
 
+def shape(*netem):
+    """Every link shaped as ``tc netem NETEM...`` (or by scripts/link_emulator.py); a machine
+    with neither sch_netem nor packet sockets that keep virtio-net headers skips the test,
+    saying so (any other failure fails it)."""
+    shaped = cluster("shape", *netem)
+    if "cannot shape links on this machine" in shaped.stderr:
+        pytest.skip(shaped.stderr.strip())
+    assert shaped.returncode == 0, shaped.stderr
+    return shaped
+
+
 @contextlib.contextmanager
 def one_cluster_at_a_time():
     with open(LOCK, "w") as lock:

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from conftest import process_alive
-from netns import cluster, left_over, needs_namespaces, one_cluster_at_a_time, ssh, sshd_or_fail
+from netns import (cluster, left_over, needs_namespaces, one_cluster_at_a_time, shape, ssh,
+                   sshd_or_fail)
 
 VENV = sys.prefix
 pytestmark = needs_namespaces
@@ -81,16 +82,20 @@ def test_shaped_links_delay_and_drop_and_shape_off_or_down_undoes_it(tmp_path):
     assert cluster("up", 2, tmp_path).returncode == 0
     try:
         base = sorted(left_over(tmp_path))
-        shaped = cluster("shape", "loss", "100%")
-        assert shaped.returncode == 0, shaped.stderr
+        shape("loss", "100%")
         assert connect_seconds("xmx-h1", "198.18.0.12") is None      # every frame dropped
-        assert cluster("shape", "delay", "50ms").returncode == 0
+        shape("delay", "50ms")
         # host 1 to host 2 crosses both hosts' links: 100 ms each way, a round trip at least
-        assert connect_seconds("xmx-h1", "198.18.0.12") >= 0.2
+        delayed = connect_seconds("xmx-h1", "198.18.0.12")
+        assert delayed is not None and delayed >= 0.2, delayed
         assert cluster("shape", "off").returncode == 0
         assert sorted(left_over(tmp_path)) == base           # no emulator, no extra link
         assert connect_seconds("xmx-h1", "198.18.0.12") is not None
-        assert cluster("shape", "delay", "50ms", "loss", "1%").returncode == 0
+        shape("delay", "50ms", "loss", "1%")
+        assert cluster("link", 2, "down").returncode == 0
+        assert cluster("link", 2, "up").returncode == 0
+        back = connect_seconds("xmx-h1", "198.18.0.12")   # shaped still: a cut link is
+        assert back is not None and back >= 0.2, back     # relayed again once up
     finally:
         down = cluster("down", tmp_path)
     assert down.returncode == 0, down.stderr

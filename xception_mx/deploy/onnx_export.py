@@ -220,10 +220,9 @@ def exported_names(prefix, meta, labels):
     ``PREFIX-labels.txt``, or ImageNet's for 1000 classes); ``None`` for a feature extractor
     or a multi-output model."""
     from xception_mx.checkpoint.labels import class_names
-    from xception_mx.deploy.staging import output_classes
+    from xception_mx.deploy.staging import output_classes, refuse_labels_of_several_outputs
     from xception_mx.serving.runtime import checkpoint_output_kind
-    make_sure(not (labels and meta.outputs), "--labels: %s has several outputs, whose classes "
-              "the checkpoint names", prefix)
+    refuse_labels_of_several_outputs(prefix, meta, labels)
     features = not meta.outputs and checkpoint_output_kind(meta) == "features"
     make_sure(not (labels and features), "--labels: %s is a feature extractor: it has no "
               "classes to name", prefix)

@@ -20,6 +20,11 @@ from xception_mx.serving.runtime import checkpoint_output_kind, is_binary
 MODEL_NAME = "model"
 
 
+def refuse_labels_of_several_outputs(prefix, meta, labels):
+    make_sure(not (labels and meta.outputs), "--labels: %s has several outputs, whose classes "
+              "the checkpoint names", prefix)
+
+
 def check_source(prefix, epoch, precision, calibration, labels=None):
     """The checkpoint and what was asked of it, refused in one line before any work: no
     checkpoint or params file of that epoch; a network with no image input or no classes to
@@ -46,8 +51,7 @@ def check_source(prefix, epoch, precision, calibration, labels=None):
                   "export a copy xception-quantize wrote")
     make_sure(precision == "int8" or not calibration, "--calib-images calibrates int8; "
               "--precision %s takes none", precision)
-    make_sure(not (labels and meta.outputs), "--labels: %s has several outputs, whose classes "
-              "the checkpoint names", prefix)
+    refuse_labels_of_several_outputs(prefix, meta, labels)
     names = labels or (labels_path(prefix) if os.path.exists(labels_path(prefix)) else None)
     if names and not meta.outputs:           # a count that is not the model's: refused now
         labelled_names(prefix, output_classes(prefix, meta), names)
